@@ -1,0 +1,68 @@
+# MarsIce: the README's two commands are `make demo` and `make test`; both run `make setup` first.
+#
+# setup: Debian 12's QGIS (apt, only what is missing), then a venv at .venv made from
+# /usr/bin/python3 --system-site-packages (so QGIS's own Python modules stay visible) with the
+# pinned PyPI packages of pyproject.toml. Idempotent: a stamp file skips pip when nothing changed.
+# GPU=1 installs tensorflow[and-cuda] instead of tensorflow-cpu.
+
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+SYSTEM_PYTHON := /usr/bin/python3
+APT_PACKAGES := qgis python3-qgis qgis-providers python3-venv python3-h5py
+GPU ?= 0
+EXTRAS := $(if $(filter 1,$(GPU)),gpu,cpu),dev
+STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+comma := ,
+DEMO_DIR ?= demo_output
+
+.PHONY: setup apt demo test lint format zip demo-model clean
+
+setup: apt $(STAMP)
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(SYSTEM_PYTHON) -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PY) -m pip install -q -e ".[$(EXTRAS)]"
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+demo: setup
+	$(VENV)/bin/marsice demo -o $(DEMO_DIR)
+
+test: setup lint
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+# Retrain the shipped demo weights (about 30 minutes on 2 CPU cores; see models/demo_xception_256.md).
+demo-model: setup
+	$(VENV)/bin/marsice train --synthetic 800 --data-seed 1000 --epochs 12 --input-size 256 \
+	  -o models/demo_xception_256.keras
+
+# An installable plugin zip: the package folder with metadata.txt inside (symlinks resolved).
+zip:
+	@rm -rf build/zip && mkdir -p build/zip dist
+	cp -rL marsice_plugin build/zip/marsice_plugin
+	find build/zip -name __pycache__ -prune -exec rm -rf {} +
+	cd build/zip && zip -qr ../../dist/marsice_plugin.zip marsice_plugin
+	@echo "dist/marsice_plugin.zip"
+
+clean:
+	rm -rf build dist $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -1,0 +1,99 @@
+"""The paper's small Xception classifier (Keras 3 functional API).
+
+Gergácz & Kereszturi used the "image classification from scratch" Xception of the Keras examples:
+an entry Conv2D with stride 2, BatchNormalization before every ReLU, three residual blocks of two
+separable convolutions each (256, 512, 728 filters) with max-pooling and a strided 1×1 projection
+shortcut, a 1024-filter separable convolution, global average pooling, dropout 0.5 and one
+sigmoid unit, trained with binary cross-entropy and Adam. On one grey channel it has 2.73 M
+parameters. The input size is configurable (1024 is the full chunk; 256 reads a 1024 chunk at a
+quarter of the resolution) and is recorded in the saved model as its input shape.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError
+
+#: Filters of the residual separable-convolution blocks, as in the paper's network.
+BLOCK_FILTERS = (256, 512, 728)
+
+
+def keras_module() -> Any:
+    """Import Keras (TensorFlow backend) quietly, once."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import keras
+
+    return keras
+
+
+def build_model(
+    input_size: int = 256,
+    dropout: float = 0.5,
+    entry_filters: int = 128,
+    block_filters: tuple[int, ...] = BLOCK_FILTERS,
+    exit_filters: int = 1024,
+) -> Any:
+    """Build (uncompiled) the small Xception for ``input_size`` × ``input_size`` grey chunks in [0, 1]."""
+    keras = keras_module()
+    layers = keras.layers
+    inputs = keras.Input(shape=(input_size, input_size, 1), name="chunk")
+    x = layers.Conv2D(entry_filters, 3, strides=2, padding="same")(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    previous = x
+    for filters in block_filters:
+        x = layers.Activation("relu")(x)
+        x = layers.SeparableConv2D(filters, 3, padding="same")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.Activation("relu")(x)
+        x = layers.SeparableConv2D(filters, 3, padding="same")(x)
+        x = layers.BatchNormalization()(x)
+        x = layers.MaxPooling2D(3, strides=2, padding="same")(x)
+        residual = layers.Conv2D(filters, 1, strides=2, padding="same")(previous)
+        x = layers.add([x, residual])
+        previous = x
+    x = layers.SeparableConv2D(exit_filters, 3, padding="same")(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.Activation("relu")(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dropout(dropout)(x)
+    outputs = layers.Dense(1, activation="sigmoid", name="ice_probability")(x)
+    return keras.Model(inputs, outputs, name="marsice_xception")
+
+
+def compile_model(model: Any, learning_rate: float = 1e-3) -> Any:
+    """Binary cross-entropy and Adam, as in the paper."""
+    keras = keras_module()
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def load_model(path: str | Path) -> Any:
+    """Load a ``.keras`` model with ``safe_mode=True`` (no arbitrary code, no pickles)."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelError(f"model file {path} does not exist")
+    if path.suffix != ".keras":
+        raise ModelError(f"{path}: MarsIce loads Keras 3 '.keras' model files only")
+    keras = keras_module()
+    try:
+        model = keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise ModelError(f"{path} is not a loadable Keras model ({type(exc).__name__}: {exc})") from exc
+    shape = model.input_shape
+    if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1:
+        raise ModelError(f"{path}: expected a square one-channel input, model takes {shape}")
+    return model
+
+
+def model_input_size(model: Any) -> int:
+    """The chunk size (pixels) the model was built for, read from its input shape."""
+    return int(model.input_shape[1])

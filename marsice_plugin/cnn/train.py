@@ -1,0 +1,109 @@
+"""Training: the paper's recipe (batch 25, 25 epochs, 20 % validation, Adam, binary cross-entropy).
+
+Training writes, beside ``NAME.keras``: ``NAME.history.json`` (per-epoch loss/accuracy),
+``NAME.curves.png`` (the paper's Figure 3: loss and accuracy per epoch) and ``NAME.card.json``
+(data, split, metrics, input size, seed), which the model card in ``models/`` quotes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .model import build_model, compile_model, keras_module
+
+
+@dataclass
+class TrainingConfig:
+    """Hyper-parameters; the defaults are the paper's."""
+
+    input_size: int = 256
+    epochs: int = 25
+    batch_size: int = 25
+    validation_split: float = 0.2
+    learning_rate: float = 1e-3
+    dropout: float = 0.5
+    seed: int = 0
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def split_indices(n: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random train/validation split (the paper validated on randomly selected samples)."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_val = round(n * validation_split)
+    return order[n_val:], order[:n_val]
+
+
+def train(
+    x: np.ndarray, y: np.ndarray, config: TrainingConfig, out_path: str | Path, on_epoch: Any = None
+) -> dict[str, list[float]]:
+    """Train a fresh model on ``x`` (N, S, S, 1) in [0, 1] and labels ``y``; save it and its records."""
+    keras = keras_module()
+    keras.utils.set_random_seed(config.seed)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    train_idx, val_idx = split_indices(len(x), config.validation_split, config.seed)
+    model = compile_model(build_model(config.input_size, dropout=config.dropout), config.learning_rate)
+
+    callbacks = []
+    if on_epoch is not None:
+        callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(epoch, logs)))
+    fit = model.fit(
+        x[train_idx],
+        y[train_idx],
+        validation_data=(x[val_idx], y[val_idx]) if len(val_idx) else None,
+        batch_size=config.batch_size,
+        epochs=config.epochs,
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks,
+    )
+    history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
+    tmp = out_path.with_name(f".{out_path.stem}.{os.getpid()}.keras")
+    model.save(tmp)
+    os.replace(tmp, out_path)
+    stem = out_path.with_suffix("")
+    Path(f"{stem}.history.json").write_text(json.dumps(history, indent=1))
+    plot_curves(history, Path(f"{stem}.curves.png"))
+    card = {
+        "model": out_path.name,
+        "parameters": int(model.count_params()),
+        "training": asdict(config),
+        "samples": {
+            "train": len(train_idx),
+            "validation": len(val_idx),
+            "positive_fraction": float(y.mean()) if len(y) else 0.0,
+        },
+        "final": {k: v[-1] for k, v in history.items()},
+    }
+    Path(f"{stem}.card.json").write_text(json.dumps(card, indent=1))
+    return history
+
+
+def plot_curves(history: dict[str, list[float]], path: Path) -> None:
+    """Loss and accuracy per epoch (the paper's Figure 3), training and validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    for key, ax in (("loss", ax1), ("accuracy", ax2)):
+        if key in history:
+            ax.plot(epochs, history[key], "o-", label="training")
+        if f"val_{key}" in history:
+            ax.plot(epochs, history[f"val_{key}"], "s--", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle("MarsIce CNN training")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

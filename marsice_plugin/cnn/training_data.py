@@ -1,0 +1,71 @@
+"""Labelled training chunks rendered by the scene renderer (never from the evaluation seeds).
+
+A chunk is labelled 1 ("bright patch consistent with remnant ice") when at least ``min_ice_m2`` of
+planted ice is visible in it, else 0. Negatives are hard on purpose: they carry the paper's failure
+modes (hot pixels at special and ordinary DNs, bright dust on sunlit slopes, dark spots, low
+contrast), so the net cannot learn "any bright pixel is ice".
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+from ..synthetic.scene import SceneConfig, render
+from .preprocess import prepare
+
+#: Seeds at and above this value are reserved for evaluation sets; training never draws them.
+EVALUATION_SEED_BASE = 1_000_000
+
+
+def random_chunk_config(rng: np.random.Generator, seed: int, size: int, with_ice: bool) -> SceneConfig:
+    """A chunk-sized scene with geometry drawn from the paper's band (sun azimuth 290-303°)."""
+    return SceneConfig(
+        width=size,
+        height=size,
+        scale_m=float(rng.choice([0.25, 0.5])),
+        sun_azimuth=float(rng.uniform(290, 303)),
+        incidence=float(rng.uniform(55, 80)),
+        seed=seed,
+        n_craters=int(rng.integers(0, 3)),
+        n_boulders=int(rng.integers(50, 900)),
+        polygons=bool(rng.random() < 0.6),
+        n_ice_boulder=int(rng.integers(1, 5)) if with_ice else 0,
+        n_ice_crater=int(rng.random() < 0.3) if with_ice else 0,
+        ice_contrast=(0.25, 1.5),
+        n_dust=int(rng.integers(0, 4)),
+        n_dark_spots=int(rng.integers(0, 3)),
+        n_hot_special=int(rng.integers(0, 8)),
+        n_hot_ordinary=int(rng.integers(0, 8)),
+        nodata_margin=0.0,
+    )
+
+
+def _render_one(args: tuple[int, int, int, bool, float]) -> tuple[np.ndarray, int]:
+    seed, size, input_size, with_ice, min_ice_m2 = args
+    rng = np.random.default_rng(seed)
+    config = random_chunk_config(rng, seed, size, with_ice)
+    scene = render(config)
+    dn = scene.dn.astype(np.float32)
+    special = np.isin(scene.dn, (0, 1, 2, 1022, 1023))
+    x, _ = prepare(dn, ~special, scene.dn == 0, size, input_size, 1023.0)
+    label = int(scene.ice.sum() * config.scale_m**2 >= min_ice_m2)
+    return x, label
+
+
+def synthetic_chunks(
+    count: int, seed: int = 0, size: int = 1024, input_size: int = 256, min_ice_m2: float = 4.0, workers: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render ``count`` chunks (half planted with ice) and return model inputs and labels."""
+    if seed + 2 * count >= EVALUATION_SEED_BASE:
+        raise ValueError("training seeds would overlap the reserved evaluation seeds")
+    jobs = [(seed + i, size, input_size, i % 2 == 0, min_ice_m2) for i in range(count)]
+    if workers > 1:
+        with ProcessPoolExecutor(workers) as pool:
+            results = list(pool.map(_render_one, jobs, chunksize=4))
+    else:
+        results = [_render_one(j) for j in jobs]
+    x = np.stack([r[0] for r in results])[..., None]
+    y = np.array([r[1] for r in results], dtype=np.float32)
+    return x, y

@@ -1,0 +1,56 @@
+"""One root exception with specific subclasses.
+
+Every error MarsIce raises on purpose derives from :class:`MarsIceError`; its message says what went
+wrong *and what to do about it*, because the same text reaches a shell user (one line on stderr) and a
+QGIS user (a ``QgsProcessingException`` raised by the thin algorithm layer).
+"""
+
+from __future__ import annotations
+
+
+class MarsIceError(Exception):
+    """Root of all deliberate MarsIce errors.
+
+    ``exit_code`` is what the CLI returns for this kind of error, so scripts can tell bad input
+    (2) from a missing set-up (3) or a cancelled run (130).
+    """
+
+    exit_code = 1
+
+
+class ProductError(MarsIceError):
+    """A product (label, image or raster) cannot be read or is not usable as a map-projected image."""
+
+    exit_code = 2
+
+
+class LabelError(ProductError):
+    """A PDS3 label is missing, malformed, or lacks a keyword MarsIce needs."""
+
+
+class CRSError(ProductError):
+    """A coordinate reference system is missing, unknown, or not a Mars CRS."""
+
+
+class ModelError(MarsIceError):
+    """A CNN model file cannot be loaded safely or does not fit the input."""
+
+    exit_code = 2
+
+
+class OutputError(MarsIceError):
+    """An output cannot be written (permissions, disk full, locked by another writer)."""
+
+    exit_code = 4
+
+
+class SetupError(MarsIceError):
+    """The environment is incomplete (missing venv, missing optional dependency)."""
+
+    exit_code = 3
+
+
+class CancelledError(MarsIceError):
+    """The run was cancelled by the user; no partial output is left behind."""
+
+    exit_code = 130

@@ -1,0 +1,279 @@
+"""Detection pipeline: product → chunks → CNN probabilities → GeoPackage (+ quick-look PNG).
+
+This is the library function behind ``marsice detect`` and the QGIS "Detect ice patches"
+algorithm. It streams chunks strip by strip, scores them in batches, and writes the ``chunks`` layer
+atomically (a cancelled or failed run leaves no output file).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .errors import ModelError
+from .gpkg import Field, write_new
+from .mars_crs import COMMON_CRS, common_crs
+from .product import Product, open_product
+from .progress import Reporter
+from .tiling import ChunkReader, Window, nodata_mask
+from .vectors import window_footprint
+
+#: Threshold on chunk probability; the paper counted chunks "higher than 60%".
+DEFAULT_THRESHOLD = 0.6
+
+#: The model ``marsice detect`` uses when none is given (demo weights, see models/).
+DEFAULT_MODEL_NAME = "demo_xception_256.keras"
+
+
+def default_model_path() -> Path:
+    """The shipped demo model: ``$MARSICE_MODEL`` or ``models/demo_xception_256.keras`` of this checkout."""
+    import os
+
+    env = os.environ.get("MARSICE_MODEL")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL_NAME
+
+
+#: Attribute columns of the ``chunks`` layer (documented in the README).
+CHUNK_FIELDS = [
+    Field("product_id", str, "HiRISE product id"),
+    Field("chunk_row", int, "chunk row in the product's chunk grid (0 = northernmost)"),
+    Field("chunk_col", int, "chunk column (0 = westernmost)"),
+    Field("row_off", int, "first image line of the chunk (0-based)"),
+    Field("col_off", int, "first image sample of the chunk (0-based)"),
+    Field("width", int, "chunk width in pixels"),
+    Field("height", int, "chunk height in pixels"),
+    Field("probability", float, "CNN probability of a bright patch consistent with remnant ice; NULL if skipped"),
+    Field("above_threshold", bool, "probability >= threshold"),
+    Field("skipped", bool, "chunk not scored (mostly no-data)"),
+    Field("skip_reason", str, "why the chunk was skipped"),
+    Field("nodata_fraction", float, "fraction of no-data pixels in the chunk"),
+    Field("special_pixels", int, "pixels with label special values (saturation) repaired before scoring"),
+    Field("outlier_pixels", int, "isolated bright outlier pixels repaired before scoring"),
+    Field("ls", float, "solar longitude of the observation (degrees)"),
+    Field("latitude", float, "planetocentric latitude of the chunk centre (degrees)"),
+    Field("longitude", float, "east longitude of the chunk centre (degrees, -180..180)"),
+    Field("incidence", float, "solar incidence angle (degrees)"),
+    Field("sun_azimuth", float, "sun azimuth from north, clockwise (degrees)"),
+    Field("scale_m", float, "ground scale of the product (m/pixel)"),
+    Field("model", str, "model file name"),
+    Field("marsice_version", str, "MarsIce version"),
+    Field("run_id", str, "identifier of the detection run"),
+    Field("run_time", str, "UTC time of the run (ISO 8601)"),
+]
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Parameters of a detection run."""
+
+    model_path: Path | None = None
+    threshold: float = DEFAULT_THRESHOLD
+    chunk_size: int = 1024
+    overlap: int = 0
+    batch_size: int = 16
+    max_center_nodata: float = 0.01
+    max_nodata: float = 0.5
+
+
+@dataclass
+class ChunkScore:
+    """Result for one chunk."""
+
+    chunk_row: int
+    chunk_col: int
+    window: Window
+    probability: float | None
+    skipped: bool
+    skip_reason: str
+    nodata_fraction: float
+    special_pixels: int = 0
+    outlier_pixels: int = 0
+
+
+@dataclass
+class DetectResult:
+    """Everything a caller needs to report on a run."""
+
+    product_id: str
+    output: Path
+    threshold: float
+    chunks: list[ChunkScore] = field(default_factory=list)
+    quicklook: Path | None = None
+
+    @property
+    def scored(self) -> list[ChunkScore]:
+        return [c for c in self.chunks if not c.skipped]
+
+    @property
+    def above(self) -> list[ChunkScore]:
+        return [c for c in self.scored if c.probability is not None and c.probability >= self.threshold]
+
+    @property
+    def category(self) -> str:
+        """The paper's image-level summary: no chunk, exactly one, or several above the threshold."""
+        n = len(self.above)
+        return "none" if n == 0 else "one" if n == 1 else "several"
+
+    def summary(self) -> str:
+        best = max((c.probability for c in self.scored), default=None)
+        best_text = f", highest probability {best:.2f}" if best is not None else ""
+        return (
+            f"{self.product_id}: {len(self.scored)} chunks scored, {len(self.chunks) - len(self.scored)} skipped, "
+            f"{len(self.above)} at or above {self.threshold:.2f} (image category: {self.category}){best_text}"
+        )
+
+
+def score_chunks(product: Product, model: Any, options: DetectOptions, reporter: Reporter) -> list[ChunkScore]:
+    """Read, repair and score every chunk of a product in batches."""
+    from .cnn.model import model_input_size
+    from .cnn.preprocess import prepare
+
+    input_size = model_input_size(model)
+    reader = ChunkReader(product, options.chunk_size, options.overlap, options.max_center_nodata, options.max_nodata)
+    total = len(reader)
+    results: list[ChunkScore] = []
+    batch: list[np.ndarray] = []
+    pending: list[ChunkScore] = []
+
+    def flush() -> None:
+        if not batch:
+            return
+        probs = np.asarray(model.predict_on_batch(np.stack(batch)[..., None])).reshape(-1)
+        for score, p in zip(pending, probs, strict=True):
+            score.probability = float(p)
+        batch.clear()
+        pending.clear()
+
+    for done, chunk in enumerate(reader, start=1):
+        score = ChunkScore(
+            chunk.chunk_row,
+            chunk.chunk_col,
+            chunk.window,
+            None,
+            chunk.skipped,
+            chunk.skip_reason,
+            chunk.nodata_fraction,
+        )
+        if not chunk.skipped:
+            nodata = nodata_mask(chunk.data, product.special_values)
+            x, report = prepare(chunk.data, chunk.valid, nodata, options.chunk_size, input_size, product.valid_max)
+            score.special_pixels, score.outlier_pixels = report.special_pixels, report.outlier_pixels
+            batch.append(x)
+            pending.append(score)
+            if len(batch) >= options.batch_size:
+                flush()
+        results.append(score)
+        reporter.progress(5 + 85 * done / total, f"chunk {done}/{total}")
+    flush()
+    return results
+
+
+def write_chunks_layer(path: Path, product: Product, result: DetectResult, model_name: str) -> Path:
+    """Write the ``chunks`` layer (footprints in the common Mars CRS) to a new GeoPackage, atomically."""
+    run_id = uuid.uuid4().hex[:12]
+    run_time = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    v = product.viewing
+    rows = []
+    for c in result.chunks:
+        w = c.window
+        geom = window_footprint(product.transform, product.crs, w.col_off, w.row_off, w.width, w.height)
+        centre = geom.centroid
+        rows.append(
+            (
+                geom,
+                {
+                    "product_id": product.product_id,
+                    "chunk_row": c.chunk_row,
+                    "chunk_col": c.chunk_col,
+                    "row_off": w.row_off,
+                    "col_off": w.col_off,
+                    "width": w.width,
+                    "height": w.height,
+                    "probability": c.probability,
+                    "above_threshold": c.probability is not None and c.probability >= result.threshold,
+                    "skipped": c.skipped,
+                    "skip_reason": c.skip_reason,
+                    "nodata_fraction": c.nodata_fraction,
+                    "special_pixels": c.special_pixels,
+                    "outlier_pixels": c.outlier_pixels,
+                    "ls": v.solar_longitude,
+                    "latitude": centre.y,
+                    "longitude": centre.x,
+                    "incidence": v.incidence_angle,
+                    "sun_azimuth": v.sun_azimuth_from_north,
+                    "scale_m": product.scale_m,
+                    "model": model_name,
+                    "marsice_version": __version__,
+                    "run_id": run_id,
+                    "run_time": run_time,
+                },
+            )
+        )
+
+    def build(gpkg: Any) -> None:
+        srs = gpkg.add_srs(common_crs(), name=f"Mars 2015 sphere, planetocentric ({COMMON_CRS})")
+        gpkg.create_layer(
+            "chunks",
+            CHUNK_FIELDS,
+            "POLYGON",
+            srs,
+            "chunk footprints with the CNN probability of a bright patch consistent with remnant ice",
+        )
+        gpkg.insert("chunks", CHUNK_FIELDS, rows)
+
+    return write_new(path, build)
+
+
+def detect(
+    product_path: str | Path,
+    output: str | Path,
+    options: DetectOptions | None = None,
+    reporter: Reporter | None = None,
+    quicklook: str | Path | None = None,
+) -> DetectResult:
+    """Score every chunk of a product and write the ``chunks`` layer (and optionally a quick-look PNG)."""
+    from .cnn.model import load_model, model_input_size
+
+    options = options or DetectOptions()
+    reporter = reporter or Reporter("quiet")
+    if not 0.0 <= options.threshold <= 1.0:
+        raise ValueError(f"threshold must be within 0..1, got {options.threshold}")
+    model_path = Path(options.model_path) if options.model_path else default_model_path()
+    reporter.progress(0, f"opening {Path(product_path).name}")
+    with open_product(product_path) as product:
+        reporter.log(
+            f"{product.product_id}: {product.width}x{product.height} px at {product.scale_m:.2f} m/px, "
+            f"Ls {_fmt(product.viewing.solar_longitude)}, incidence {_fmt(product.viewing.incidence_angle)}, "
+            f"sun azimuth {_fmt(product.viewing.sun_azimuth_from_north)} from north"
+        )
+        reporter.progress(2, f"loading model {model_path.name}")
+        model = load_model(model_path)
+        input_size = model_input_size(model)
+        if input_size > options.chunk_size:
+            raise ModelError(
+                f"{model_path.name} takes {input_size}-px inputs, larger than the {options.chunk_size}-px chunks; "
+                "use a larger --chunk-size or a model trained for smaller inputs"
+            )
+        result = DetectResult(product.product_id, Path(output), options.threshold)
+        result.chunks = score_chunks(product, model, options, reporter)
+        reporter.progress(92, "writing GeoPackage")
+        write_chunks_layer(Path(output), product, result, model_path.name)
+        if quicklook:
+            from .quicklook import render_quicklook
+
+            reporter.progress(96, "drawing quick-look")
+            result.quicklook = render_quicklook(product, result, Path(quicklook))
+    reporter.progress(100, "done")
+    return result
+
+
+def _fmt(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.1f}°"

@@ -1,0 +1,72 @@
+"""Progress and log reporting, as human text or as JSON lines.
+
+The QGIS algorithms run the ``marsice`` CLI in a child process and read its standard output line
+by line. With ``--progress json`` every line on stdout is one JSON object (nothing else is printed
+there), so the parent can stream progress into ``QgsProcessingFeedback`` without parsing prose:
+
+``{"type": "progress", "percent": 42.0, "message": "chunk 3/8"}``
+``{"type": "log", "level": "info" | "warning", "message": "..."}``
+``{"type": "result", "outputs": {"OUTPUT": "/path/out.gpkg", ...}, "summary": "..."}``
+``{"type": "error", "error": "ProductError", "message": "...", "exit_code": 2}``
+
+In text mode progress goes to stderr (so stdout stays clean for tables) and results to stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, TextIO
+
+
+class Reporter:
+    """Sink for progress, log lines and the final result of one CLI command."""
+
+    def __init__(self, mode: str = "text", stdout: TextIO | None = None, stderr: TextIO | None = None):
+        if mode not in ("text", "json", "quiet"):
+            raise ValueError(f"unknown progress mode {mode!r}")
+        self.mode = mode
+        self._out = stdout or sys.stdout
+        self._err = stderr or sys.stderr
+        self._last_text_percent = -100.0
+
+    def _emit(self, obj: dict[str, Any]) -> None:
+        self._out.write(json.dumps(obj, default=str) + "\n")
+        self._out.flush()
+
+    def progress(self, percent: float, message: str = "") -> None:
+        """Report overall progress in percent (0-100) of the current command."""
+        percent = float(max(0.0, min(100.0, percent)))
+        if self.mode == "json":
+            self._emit({"type": "progress", "percent": round(percent, 2), "message": message})
+        elif self.mode == "text" and (percent - self._last_text_percent >= 10 or percent >= 100):
+            self._last_text_percent = percent
+            self._err.write(f"[{percent:5.1f}%] {message}\n")
+            self._err.flush()
+
+    def log(self, message: str, level: str = "info") -> None:
+        """A line a user may want to read (what is being done, what was skipped and why)."""
+        if self.mode == "json":
+            self._emit({"type": "log", "level": level, "message": message})
+        elif self.mode == "text":
+            prefix = "warning: " if level == "warning" else ""
+            self._err.write(f"{prefix}{message}\n")
+            self._err.flush()
+
+    def result(self, outputs: dict[str, Any], summary: str = "") -> None:
+        """The command's outputs (paths, counts) and a one-line summary."""
+        if self.mode == "json":
+            self._emit({"type": "result", "outputs": outputs, "summary": summary})
+        else:
+            if summary:
+                self._out.write(summary + "\n")
+            for key, value in outputs.items():
+                self._out.write(f"  {key}: {value}\n")
+            self._out.flush()
+
+    def error(self, exc: BaseException, exit_code: int) -> None:
+        """Report a failure: one JSON line, or one clear line on stderr."""
+        if self.mode == "json":
+            self._emit({"type": "error", "error": type(exc).__name__, "message": str(exc), "exit_code": exit_code})
+        self._err.write(f"marsice: error: {exc}\n")
+        self._err.flush()

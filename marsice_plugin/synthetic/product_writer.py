@@ -1,0 +1,303 @@
+"""Write a rendered scene as a HiRISE-like RDR product in the real format, with its truth.
+
+Files written for product ``ID`` (all beside each other, as in the PDS archive):
+
+* ``ID.JP2``: 10-bit **lossless** JPEG2000 (JP2OpenJPEG, REVERSIBLE=YES, QUALITY=100, NBITS=10,
+  1024-px tiles). GDAL's default is lossy and would smear the special values 0/1/2/1022/1023.
+* ``ID.LBL``: a detached PDS3 label with the structure and keywords of a real RED RDR label
+  (IMAGE_MAP_PROJECTION, TIME_PARAMETERS, INSTRUMENT_SETTING_PARAMETERS, VIEWING_PARAMETERS,
+  COMPRESSED_FILE, UNCOMPRESSED_FILE/IMAGE with the special values).
+* ``ID_truth.gpkg``: the planted ice patches as polygons (layer ``ice_truth``) in the product CRS.
+
+Geometry follows the real labels: the projection's CENTER_LATITUDE is the image latitude rounded
+toward the equator to a multiple of 5° (15.0 for an image at 15.2-15.8°N in the real RED label),
+CENTER_LONGITUDE 180, and the radii hold the local radius of the Mars ellipsoid at CENTER_LATITUDE.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..mars_crs import local_radius
+from .scene import Scene, SceneConfig, render
+
+JP2_OPTIONS = {
+    "REVERSIBLE": "YES",
+    "QUALITY": "100",
+    "NBITS": "10",
+    "BLOCKXSIZE": "1024",
+    "BLOCKYSIZE": "1024",
+    "RESOLUTIONS": "4",
+    "PROGRESSION": "RPCL",
+    "YCC": "NO",
+}
+
+
+@dataclass(frozen=True)
+class ProductGeometry:
+    """Where a sample product lies and how it was seen."""
+
+    center_latitude: float = -50.0
+    center_longitude: float = 30.0  # east, 0-360
+    solar_longitude: float = 170.0
+    local_time: float = 15.0
+    emission_angle: float = 4.0
+    start_time: dt.datetime = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class SampleProduct:
+    """Paths and truth of a written sample product."""
+
+    product_id: str
+    label_path: Path
+    image_path: Path
+    truth_path: Path
+    scene: Scene
+
+
+def product_id_for(orbit: int, latitude: float) -> str:
+    """HiRISE-style id: phase, orbit and the target latitude code (1800 + 10 × latitude)."""
+    return f"ESP_{orbit:06d}_{round(1800 + 10 * latitude):04d}_RED"
+
+
+def projection_center_latitude(latitude: float) -> float:
+    """Standard parallel as real RDR labels choose it: rounded toward the equator to 5°."""
+    return math.copysign(5.0 * math.floor(abs(latitude) / 5.0), latitude)
+
+
+def write_sample_product(
+    out_dir: str | Path,
+    config: SceneConfig | None = None,
+    geometry: ProductGeometry | None = None,
+    orbit: int | None = None,
+) -> SampleProduct:
+    """Render a scene and write it as ``ID.JP2`` + ``ID.LBL`` + ``ID_truth.gpkg`` in ``out_dir``."""
+    config = config or SceneConfig()
+    geometry = geometry or ProductGeometry()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scene = render(config)
+    orbit = orbit if orbit is not None else 90000 + config.seed
+    pid = product_id_for(orbit, geometry.center_latitude)
+
+    lat_ts = projection_center_latitude(geometry.center_latitude)
+    radius = local_radius(lat_ts)
+    s = config.scale_m
+    lon_rel = ((geometry.center_longitude - 180.0 + 180.0) % 360.0) - 180.0
+    x_center = radius * math.cos(math.radians(lat_ts)) * math.radians(lon_rel)
+    y_center = radius * math.radians(geometry.center_latitude)
+    x_ul = math.floor((x_center - config.width * s / 2) / s) * s
+    y_ul = math.floor((y_center + config.height * s / 2) / s) * s
+    sample_offset = -x_ul / s - 0.5
+    line_offset = y_ul / s - 0.5
+
+    image_path = out_dir / f"{pid}.JP2"
+    label_path = out_dir / f"{pid}.LBL"
+    truth_path = out_dir / f"{pid}_truth.gpkg"
+    label_text = _label_text(pid, config, geometry, scene, lat_ts, radius, sample_offset, line_offset, x_ul, y_ul)
+
+    from ..labels import parse_label_text
+    from ..mars_crs import label_crs, label_transform
+
+    label = parse_label_text(label_text, label_path)
+    crs, transform = label_crs(label), label_transform(label)
+    _write_jp2(image_path, scene.dn, crs, transform)
+    label_path.write_text(label_text, encoding="ascii")
+    _write_truth(truth_path, scene, crs, transform, pid)
+    return SampleProduct(pid, label_path, image_path, truth_path, scene)
+
+
+def _write_jp2(path: Path, dn: np.ndarray, crs, transform) -> None:
+    import rasterio
+    from rasterio.crs import CRS
+
+    tmp = path.with_name(path.name + ".partial")
+    with rasterio.open(
+        tmp,
+        "w",
+        driver="JP2OpenJPEG",
+        width=dn.shape[1],
+        height=dn.shape[0],
+        count=1,
+        dtype="uint16",
+        crs=CRS.from_wkt(crs.to_wkt()),
+        transform=transform,
+        **JP2_OPTIONS,
+    ) as ds:
+        ds.write(dn, 1)
+    tmp.replace(path)
+    aux = tmp.with_name(tmp.name + ".aux.xml")
+    aux.unlink(missing_ok=True)
+
+
+def _write_truth(path: Path, scene: Scene, crs, transform, pid: str) -> None:
+    """Ice truth polygons (pixel-exact outlines of the truth mask) in the product CRS."""
+    import shapely
+    from rasterio import features
+
+    from ..gpkg import Field, write_new
+
+    fields = [Field("product_id", str), Field("kind", str), Field("area_m2", float)]
+    polys = [
+        shapely.geometry.shape(geom)
+        for geom, value in features.shapes(scene.ice.astype(np.uint8), mask=scene.ice, transform=transform)
+        if value == 1
+    ]
+    rows = [(p, {"product_id": pid, "kind": "ice", "area_m2": p.area}) for p in polys]
+
+    def build(gpkg) -> None:
+        srs = gpkg.add_srs(crs, name=f"{pid} (from label)")
+        gpkg.create_layer("ice_truth", fields, "POLYGON", srs, "planted ice patches (truth)")
+        gpkg.insert("ice_truth", fields, rows)
+
+    write_new(path, build)
+
+
+def _label_text(
+    pid: str,
+    config: SceneConfig,
+    g: ProductGeometry,
+    scene: Scene,
+    lat_ts: float,
+    radius: float,
+    sample_offset: float,
+    line_offset: float,
+    x_ul: float,
+    y_ul: float,
+) -> str:
+    s = config.scale_m
+    r_km = radius / 1000.0
+    lines, samples = config.height, config.width
+    x_lr, y_lr = x_ul + samples * s, y_ul - lines * s
+    k = radius * math.cos(math.radians(lat_ts))
+    west = 180.0 + math.degrees(x_ul / k)
+    east = 180.0 + math.degrees(x_lr / k)
+    north, south = math.degrees(y_ul / radius), math.degrees(y_lr / radius)
+    sub_solar_azimuth = (config.sun_azimuth + 270.0) % 360.0
+    binning = {0.25: 1, 0.5: 2, 1.0: 4}.get(s, 2)
+    bins = ", ".join([str(binning)] * 10 + ["-9998"] * 4)
+    obs = pid.rsplit("_", 1)[0]
+    start = g.start_time
+    stop = start + dt.timedelta(seconds=lines * 1e-4 * binning)
+    ts = "%Y-%m-%dT%H:%M:%S.%f"
+    return f"""PDS_VERSION_ID            = PDS3
+/* Identification Information */
+NOT_APPLICABLE_CONSTANT   = -9998
+DATA_SET_ID               = "MRO-M-HIRISE-3-RDR-V1.1"
+DATA_SET_NAME             = "MRO MARS HIGH RESOLUTION IMAGING SCIENCE
+                            EXPERIMENT RDR V1.1"
+PRODUCER_INSTITUTION_NAME = "MARSICE SYNTHETIC SAMPLE"
+PRODUCER_ID               = "MARSICE"
+PRODUCER_FULL_NAME        = "MARSICE SCENE RENDERER"
+OBSERVATION_ID            = "{obs}"
+PRODUCT_ID                = "{pid}"
+PRODUCT_VERSION_ID        = "1.0"
+INSTRUMENT_HOST_NAME      = "MARS RECONNAISSANCE ORBITER"
+INSTRUMENT_HOST_ID        = "MRO"
+INSTRUMENT_NAME           = "HIGH RESOLUTION IMAGING SCIENCE EXPERIMENT"
+INSTRUMENT_ID             = "HIRISE"
+TARGET_NAME               = "MARS"
+MISSION_PHASE_NAME        = "EXTENDED SCIENCE PHASE"
+ORBIT_NUMBER              = {int(obs.split("_")[1])}
+RATIONALE_DESC            = "Synthetic scene rendered by MarsIce, seed {config.seed}"
+SOFTWARE_NAME             = "marsice synthetic product writer"
+OBJECT = IMAGE_MAP_PROJECTION
+    ^DATA_SET_MAP_PROJECTION     = "DSMAP.CAT"
+    MAP_PROJECTION_TYPE          = "EQUIRECTANGULAR"
+    PROJECTION_LATITUDE_TYPE     = PLANETOCENTRIC
+    A_AXIS_RADIUS                = {r_km:.10f} <KM>
+    B_AXIS_RADIUS                = {r_km:.10f} <KM>
+    C_AXIS_RADIUS                = {r_km:.10f} <KM>
+    COORDINATE_SYSTEM_NAME       = PLANETOCENTRIC
+    POSITIVE_LONGITUDE_DIRECTION = EAST
+    KEYWORD_LATITUDE_TYPE        = PLANETOCENTRIC
+    CENTER_LATITUDE              = {lat_ts:.3f} <DEG>
+    CENTER_LONGITUDE             = 180.000 <DEG>
+    LINE_FIRST_PIXEL             = 1
+    LINE_LAST_PIXEL              = {lines}
+    SAMPLE_FIRST_PIXEL           = 1
+    SAMPLE_LAST_PIXEL            = {samples}
+    MAP_PROJECTION_ROTATION      = 0.0 <DEG>
+    MAP_RESOLUTION               = {math.radians(radius) / s:.8f} <PIX/DEG>
+    MAP_SCALE                    = {s} <METERS/PIXEL>
+    MAXIMUM_LATITUDE             = {north:.12f} <DEG>
+    MINIMUM_LATITUDE             = {south:.12f} <DEG>
+    LINE_PROJECTION_OFFSET       = {line_offset:.1f} <PIXEL>
+    SAMPLE_PROJECTION_OFFSET     = {sample_offset:.1f} <PIXEL>
+    EASTERNMOST_LONGITUDE        = {east % 360:.12f} <DEG>
+    WESTERNMOST_LONGITUDE        = {west % 360:.12f} <DEG>
+END_OBJECT = IMAGE_MAP_PROJECTION
+GROUP = TIME_PARAMETERS
+    MRO:OBSERVATION_START_TIME   = {start.strftime(ts)[:-3]}
+    START_TIME                   = {start.strftime(ts)[:-3]}
+    SPACECRAFT_CLOCK_START_COUNT = "0000000000:00000"
+    STOP_TIME                    = {stop.strftime(ts)[:-3]}
+    SPACECRAFT_CLOCK_STOP_COUNT  = "0000000000:00000"
+    PRODUCT_CREATION_TIME        = {start.strftime("%Y-%m-%dT%H:%M:%S")}
+END_GROUP = TIME_PARAMETERS
+GROUP = INSTRUMENT_SETTING_PARAMETERS
+    MRO:CCD_FLAG                = (ON, ON, ON, ON, ON, ON, ON, ON, ON, ON, ON,
+                                  ON, ON, ON)
+    MRO:BINNING                 = ({bins})
+    MRO:TDI                     = (64, 64, 64, 64, 64, 64, 64, 64, 64, 64,
+                                  -9998, -9998, -9998, -9998)
+END_GROUP = INSTRUMENT_SETTING_PARAMETERS
+GROUP = VIEWING_PARAMETERS
+    INCIDENCE_ANGLE   = {config.incidence:.6f} <DEG>
+    EMISSION_ANGLE    = {g.emission_angle:.6f} <DEG>
+    PHASE_ANGLE       = {abs(config.incidence - g.emission_angle):.6f} <DEG>
+    LOCAL_TIME        = {g.local_time:.5f} <LOCALDAY/24>
+    SOLAR_LONGITUDE   = {g.solar_longitude:.6f} <DEG>
+    SUB_SOLAR_AZIMUTH = {sub_solar_azimuth:.6f} <DEG>
+    NORTH_AZIMUTH     = 270.000000 <DEG>
+END_GROUP = VIEWING_PARAMETERS
+
+/* The JPEG2000 image data file associated with this label. */
+OBJECT = COMPRESSED_FILE
+    FILE_NAME                  = "{pid}.JP2"
+    RECORD_TYPE                = UNDEFINED
+    ENCODING_TYPE              = "JP2"
+    ENCODING_TYPE_VERSION_NAME = "ISO/IEC15444-1:2004"
+    INTERCHANGE_FORMAT         = BINARY
+    UNCOMPRESSED_FILE_NAME     = "{pid}.IMG"
+    REQUIRED_STORAGE_BYTES     = {lines * samples * 2} <BYTES>
+    ^DESCRIPTION               = "JP2INFO.TXT"
+END_OBJECT = COMPRESSED_FILE
+
+/* The source image data definition. */
+OBJECT = UNCOMPRESSED_FILE
+    FILE_NAME    = "{pid}.IMG"
+    RECORD_TYPE  = FIXED_LENGTH
+    RECORD_BYTES = {samples * 2} <BYTES>
+    FILE_RECORDS = {lines}
+    ^IMAGE       = "{pid}.IMG"
+    OBJECT = IMAGE
+        DESCRIPTION                = "HiRISE projected and mosaicked product"
+        LINES                      = {lines}
+        LINE_SAMPLES               = {samples}
+        BANDS                      = 1
+        SAMPLE_TYPE                = MSB_UNSIGNED_INTEGER
+        SAMPLE_BITS                = 16
+        SAMPLE_BIT_MASK            = 2#0000001111111111#
+        SCALING_FACTOR             = {scene.scaling_factor:.14e}
+        OFFSET                     = {scene.offset:.15f}
+        BAND_STORAGE_TYPE          = BAND_SEQUENTIAL
+        CORE_NULL                  = 0
+        CORE_LOW_REPR_SATURATION   = 1
+        CORE_LOW_INSTR_SATURATION  = 2
+        CORE_HIGH_REPR_SATURATION  = 1023
+        CORE_HIGH_INSTR_SATURATION = 1022
+        CENTER_FILTER_WAVELENGTH   = 700 <NM>
+        MRO:MINIMUM_STRETCH        = 3
+        MRO:MAXIMUM_STRETCH        = 1021
+        FILTER_NAME                = "RED"
+    END_OBJECT = IMAGE
+END_OBJECT = UNCOMPRESSED_FILE
+END
+"""

@@ -1,0 +1,41 @@
+"""The outputs load in a real headless QGIS 3.22 with a valid Mars CRS (QGIS runs in a subprocess)."""
+
+from __future__ import annotations
+
+import pytest
+
+from marsice_plugin.pipeline import DetectOptions, detect
+
+from .conftest import DEMO_MODEL, run_qgis_python
+
+pytestmark = pytest.mark.qgis
+
+
+def test_chunks_layer_valid_in_qgis(sample_product, tmp_path):
+    gpkg = tmp_path / "chunks.gpkg"
+    detect(sample_product.label_path, gpkg, DetectOptions(model_path=DEMO_MODEL))
+    code = f"""
+from qgis.core import QgsVectorLayer, QgsRasterLayer
+layer = QgsVectorLayer("{gpkg}|layername=chunks", "chunks", "ogr")
+truth = QgsVectorLayer("{sample_product.truth_path}|layername=ice_truth", "truth", "ogr")
+raster = QgsRasterLayer("{sample_product.label_path}", "product", "gdal")
+crs = layer.crs()
+ext = layer.extent()
+probs = [f["probability"] for f in layer.getFeatures()]
+print(json.dumps({{
+    "valid": layer.isValid(), "crs_valid": crs.isValid(), "geographic": crs.isGeographic(),
+    "ellipsoid": crs.ellipsoidAcronym(), "count": layer.featureCount(), "probs": probs,
+    "extent": [ext.xMinimum(), ext.yMinimum(), ext.xMaximum(), ext.yMaximum()],
+    "truth_valid": truth.isValid() and truth.crs().isValid(), "truth_count": truth.featureCount(),
+    "raster_valid": raster.isValid() and raster.crs().isValid(), "raster_proj": raster.crs().toProj(),
+}}))
+"""
+    info = run_qgis_python(code, tmp_path / "home")
+    assert info["valid"] and info["crs_valid"] and info["geographic"]
+    assert info["count"] == 6
+    assert all(0.0 <= p <= 1.0 for p in info["probs"])
+    xmin, ymin, xmax, ymax = info["extent"]
+    assert 31.3 < xmin < xmax < 31.5 and -50.3 < ymin < ymax < -50.1
+    assert info["truth_valid"] and info["truth_count"] >= 3
+    # QGIS's own GDAL reads the label as GDAL's PDS driver does: the product's own sphere and parallel
+    assert info["raster_valid"] and "+lat_ts=-50" in info["raster_proj"] and "+R=3384416" in info["raster_proj"]

@@ -1,0 +1,72 @@
+"""Generated products: real format (lossless 10-bit JP2 + PDS3 label), physics and truth."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import rasterio
+
+from marsice_plugin.gpkg import GeoPackage, parse_geometry_blob
+from marsice_plugin.labels import read_label
+from marsice_plugin.mars_crs import label_transform
+from marsice_plugin.synthetic import illumination
+from marsice_plugin.synthetic.product_writer import product_id_for, projection_center_latitude
+
+
+def test_jp2_is_lossless_10bit(sample_product):
+    with rasterio.open(sample_product.image_path) as ds:
+        assert ds.driver == "JP2OpenJPEG"
+        assert ds.dtypes[0] == "uint16"
+        assert ds.tags(1, "IMAGE_STRUCTURE").get("NBITS") == "10"
+        data = ds.read(1)
+    assert np.array_equal(data, sample_product.scene.dn)
+    assert data.max() <= 1023
+
+
+def test_label_keywords(sample_product):
+    label = read_label(sample_product.label_path)
+    assert label.product_id == sample_product.product_id == product_id_for(90007, -50.2)
+    assert label.image_file == sample_product.image_path.name
+    assert label.projection.center_latitude == projection_center_latitude(-50.2) == -50.0
+    assert label.sun_azimuth_from_north == pytest.approx(297.0)
+    assert label.solar_longitude == pytest.approx(172.0)
+    assert label.special_values["CORE_HIGH_REPR_SATURATION"] == 1023
+    assert (label.samples, label.lines) == (3072, 2048)
+
+
+def test_special_values_only_where_planted(sample_product):
+    scene = sample_product.scene
+    special = np.isin(scene.dn, (1, 2, 1022, 1023))
+    assert special.any()
+    assert not (special & ~scene.hot).any()
+    assert np.array_equal(scene.dn == 0, scene.nodata)
+
+
+def test_truth_polygons_cover_bright_patches(sample_product):
+    scene = sample_product.scene
+    gpkg = GeoPackage.open(sample_product.truth_path)
+    blobs = [b for (b,) in gpkg.conn.execute("SELECT geom FROM ice_truth")]
+    gpkg.close()
+    assert len(blobs) >= 3
+    transform = label_transform(read_label(sample_product.label_path))
+    total_area = sum(parse_geometry_blob(b).area for b in blobs)
+    assert total_area == pytest.approx(scene.ice.sum() * transform.a**2, rel=1e-6)
+    # planted ice is brighter than the ground around it (its contrast is drawn above zero)
+    from scipy import ndimage
+
+    ring = ndimage.binary_dilation(scene.ice, iterations=6) & ~scene.ice & ~scene.nodata & ~scene.hot
+    assert scene.dn[scene.ice].mean() > scene.dn[ring].mean()
+
+
+def test_cast_shadow_length_of_a_block():
+    # a 4 m tall, 2 m wide wall on flat ground; sun from the west at 30° elevation
+    scale = 0.25
+    height = np.zeros((40, 200), np.float32)
+    height[:, 40:48] = 4.0
+    shadow = illumination.cast_shadows(height, scale, azimuth_deg=270.0, incidence_deg=60.0)
+    expected_m = 4.0 / math.tan(math.radians(30.0))
+    length_px = shadow[20, 48:].sum()
+    assert abs(length_px * scale - expected_m) <= scale
+    assert not shadow[20, :40].any()  # nothing on the sunward side
