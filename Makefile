@@ -53,7 +53,7 @@ format: setup
 
 # Retrain the shipped demo weights (about 30 minutes on 2 CPU cores; see models/demo_xception_256.md).
 demo-model: setup
-	$(VENV)/bin/marsice train --synthetic 800 --data-seed 1000 --epochs 12 --input-size 256 \
+	$(VENV)/bin/marsice train --synthetic 800 --data-seed 1000 --epochs 10 --input-size 256 --bn-momentum 0.9 \
 	  -o models/demo_xception_256.keras
 
 # An installable plugin zip: the package folder with metadata.txt inside (symlinks resolved).

@@ -54,3 +54,21 @@ class CancelledError(MarsIceError):
     """The run was cancelled by the user; no partial output is left behind."""
 
     exit_code = 130
+
+
+class CatalogueError(MarsIceError):
+    """A catalogue search cannot be answered: bad query, unreachable or failing ODE, unreadable index."""
+
+    exit_code = 2
+
+
+class ODEError(CatalogueError):
+    """The PDS Orbital Data Explorer failed to answer, refused the query or answered nonsense."""
+
+    exit_code = 5
+
+
+class DownloadError(MarsIceError):
+    """A product file cannot be downloaded safely (server error, wrong size, refused name or redirect)."""
+
+    exit_code = 5

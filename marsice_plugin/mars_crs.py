@@ -73,7 +73,7 @@ def label_proj4(label: ProductLabel) -> str:
         if abs(abs(p.center_latitude) - 90.0) > 1e-9:
             raise CRSError(f"{label.path}: polar stereographic CENTER_LATITUDE must be ±90")
         return (
-            f"+proj=stere +lat_0={p.center_latitude!r} +lon_0={p.center_longitude!r} +k=1 "
+            f"+proj=stere +lat_0={p.center_latitude!r} +lat_ts={p.center_latitude!r} +lon_0={p.center_longitude!r} "
             f"+x_0=0 +y_0=0 {body} +units=m +no_defs +type=crs"
         )
     raise CRSError(

@@ -1,8 +1,10 @@
 """Detection pipeline: product → chunks → CNN probabilities → GeoPackage (+ quick-look PNG).
 
 This is the library function behind ``marsice detect`` and the QGIS "Detect ice patches"
-algorithm. It streams chunks strip by strip, scores them in batches, and writes the ``chunks`` layer
-atomically (a cancelled or failed run leaves no output file).
+algorithm. It streams chunks strip by strip, scores them in batches, and writes the product's rows of
+the ``chunks`` and ``products`` layers through the single results writer (:mod:`marsice_plugin.results`):
+a new file appears only when complete, an existing file gains or replaces this product's rows in one
+transaction, so a cancelled or failed run leaves the output as it was.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from typing import Any
 import numpy as np
 
 from . import __version__
+from .candidates import DESCRIPTION, Candidate, CandidateOptions, delineate
 from .errors import ModelError
-from .gpkg import Field, write_new
-from .mars_crs import COMMON_CRS, common_crs
+from .gpkg import Field
 from .product import Product, open_product
 from .progress import Reporter
-from .tiling import ChunkReader, Window, nodata_mask
-from .vectors import window_footprint
+from .results import LayerSpec, ResultsWriter, Row
+from .stitching import stitch, write_geotiff
+from .tiling import ChunkReader, Window
+from .vectors import transform_geometry, window_footprint
 
 #: Threshold on chunk probability; the paper counted chunks "higher than 60%".
 DEFAULT_THRESHOLD = 0.6
@@ -106,7 +110,9 @@ class DetectResult:
     output: Path
     threshold: float
     chunks: list[ChunkScore] = field(default_factory=list)
+    candidates: list[Candidate] = field(default_factory=list)
     quicklook: Path | None = None
+    probability_raster: Path | None = None
 
     @property
     def scored(self) -> list[ChunkScore]:
@@ -127,14 +133,15 @@ class DetectResult:
         best_text = f", highest probability {best:.2f}" if best is not None else ""
         return (
             f"{self.product_id}: {len(self.scored)} chunks scored, {len(self.chunks) - len(self.scored)} skipped, "
-            f"{len(self.above)} at or above {self.threshold:.2f} (image category: {self.category}){best_text}"
+            f"{len(self.above)} at or above {self.threshold:.2f} (image category: {self.category}){best_text}, "
+            f"{len(self.candidates)} ice candidates"
         )
 
 
 def score_chunks(product: Product, model: Any, options: DetectOptions, reporter: Reporter) -> list[ChunkScore]:
     """Read, repair and score every chunk of a product in batches."""
     from .cnn.model import model_input_size
-    from .cnn.preprocess import prepare
+    from .cnn.preprocess import model_input
 
     input_size = model_input_size(model)
     reader = ChunkReader(product, options.chunk_size, options.overlap, options.max_center_nodata, options.max_nodata)
@@ -162,10 +169,9 @@ def score_chunks(product: Product, model: Any, options: DetectOptions, reporter:
             chunk.skip_reason,
             chunk.nodata_fraction,
         )
+        score.special_pixels, score.outlier_pixels = chunk.special_pixels, chunk.outlier_pixels
         if not chunk.skipped:
-            nodata = nodata_mask(chunk.data, product.special_values)
-            x, report = prepare(chunk.data, chunk.valid, nodata, options.chunk_size, input_size, product.valid_max)
-            score.special_pixels, score.outlier_pixels = report.special_pixels, report.outlier_pixels
+            x = model_input(chunk.data, chunk.valid, chunk.nominal_size, input_size, product.valid_max)
             batch.append(x)
             pending.append(score)
             if len(batch) >= options.batch_size:
@@ -176,21 +182,94 @@ def score_chunks(product: Product, model: Any, options: DetectOptions, reporter:
     return results
 
 
-def write_chunks_layer(path: Path, product: Product, result: DetectResult, model_name: str) -> Path:
-    """Write the ``chunks`` layer (footprints in the common Mars CRS) to a new GeoPackage, atomically."""
+#: Attribute columns of the ``products`` layer: one row per processed product.
+PRODUCT_FIELDS = [
+    Field("product_id", str, "HiRISE product id"),
+    Field("ls", float, "solar longitude (degrees)"),
+    Field("latitude", float, "planetocentric latitude of the image centre (degrees)"),
+    Field("longitude", float, "east longitude of the image centre (degrees, -180..180)"),
+    Field("incidence", float, "solar incidence angle (degrees)"),
+    Field("sun_azimuth", float, "sun azimuth from north, clockwise (degrees)"),
+    Field("scale_m", float, "ground scale (m/pixel)"),
+    Field("chunks_total", int, "chunks in the product's grid"),
+    Field("chunks_scored", int, "chunks scored by the CNN"),
+    Field("chunks_skipped", int, "chunks skipped by the no-data rule"),
+    Field("chunks_above", int, "chunks at or above the threshold"),
+    Field("category", str, "the paper's image-level summary: none, one or several chunks above the threshold"),
+    Field("max_probability", float, "highest chunk probability"),
+    Field("threshold", float, "probability threshold of the run"),
+    Field("model", str, "model file name"),
+    Field("marsice_version", str, "MarsIce version"),
+    Field("run_id", str, "identifier of the detection run"),
+    Field("run_time", str, "UTC time of the run (ISO 8601)"),
+    Field("source", str, "path of the product that was read"),
+]
+
+#: Attribute columns of the ``ice_candidates`` layer: one polygon per delineated bright patch.
+CANDIDATE_FIELDS = [
+    Field("product_id", str, "HiRISE product id"),
+    Field("candidate_id", str, "product id and patch number"),
+    Field("area_m2", float, "patch area on the product's sphere (m²)"),
+    Field("max_probability", float, "highest stitched CNN probability over the patch"),
+    Field("mean_probability", float, "mean stitched CNN probability over the patch"),
+    Field("peak_contrast", float, "90th percentile brightness above the local background (relative)"),
+    Field("centroid_lat", float, "planetocentric latitude of the patch centroid (degrees)"),
+    Field("centroid_lon", float, "east longitude of the patch centroid (degrees, -180..180)"),
+    Field("centroid_lon_360", float, "east longitude of the patch centroid (degrees, 0..360)"),
+    Field("description", str, "what a candidate is (and is not)"),
+    Field("ls", float, "solar longitude (degrees)"),
+    Field("incidence", float, "solar incidence angle (degrees)"),
+    Field("sun_azimuth", float, "sun azimuth from north, clockwise (degrees)"),
+    Field("scale_m", float, "ground scale (m/pixel)"),
+    Field("threshold", float, "probability threshold of the run"),
+    Field("model", str, "model file name"),
+    Field("marsice_version", str, "MarsIce version"),
+    Field("run_id", str, "identifier of the detection run"),
+    Field("run_time", str, "UTC time of the run (ISO 8601)"),
+]
+
+CHUNKS_LAYER = LayerSpec(
+    "chunks",
+    "POLYGON",
+    CHUNK_FIELDS,
+    "chunk footprints with the CNN probability of a bright patch consistent with remnant ice",
+)
+PRODUCTS_LAYER = LayerSpec("products", "POLYGON", PRODUCT_FIELDS, "processed products and their image-level summary")
+CANDIDATES_LAYER = LayerSpec(
+    "ice_candidates",
+    "POLYGON",
+    CANDIDATE_FIELDS,
+    "bright patches consistent with remnant ice (water ice and CO2 frost look alike in grey images)",
+)
+RESULT_LAYERS = (CHUNKS_LAYER, CANDIDATES_LAYER, PRODUCTS_LAYER)
+
+
+def result_rows(product: Product, result: DetectResult, model_name: str) -> dict[str, list[Row]]:
+    """Rows of every result layer for one product (geometry in the common Mars CRS)."""
     run_id = uuid.uuid4().hex[:12]
     run_time = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     v = product.viewing
-    rows = []
+    common = {
+        "product_id": product.product_id,
+        "ls": v.solar_longitude,
+        "incidence": v.incidence_angle,
+        "sun_azimuth": v.sun_azimuth_from_north,
+        "scale_m": product.scale_m,
+        "model": model_name,
+        "marsice_version": __version__,
+        "run_id": run_id,
+        "run_time": run_time,
+    }
+    chunks = []
     for c in result.chunks:
         w = c.window
         geom = window_footprint(product.transform, product.crs, w.col_off, w.row_off, w.width, w.height)
         centre = geom.centroid
-        rows.append(
+        chunks.append(
             (
                 geom,
                 {
-                    "product_id": product.product_id,
+                    **common,
                     "chunk_row": c.chunk_row,
                     "chunk_col": c.chunk_col,
                     "row_off": w.row_off,
@@ -204,32 +283,60 @@ def write_chunks_layer(path: Path, product: Product, result: DetectResult, model
                     "nodata_fraction": c.nodata_fraction,
                     "special_pixels": c.special_pixels,
                     "outlier_pixels": c.outlier_pixels,
-                    "ls": v.solar_longitude,
                     "latitude": centre.y,
                     "longitude": centre.x,
-                    "incidence": v.incidence_angle,
-                    "sun_azimuth": v.sun_azimuth_from_north,
-                    "scale_m": product.scale_m,
-                    "model": model_name,
-                    "marsice_version": __version__,
-                    "run_id": run_id,
-                    "run_time": run_time,
                 },
             )
         )
-
-    def build(gpkg: Any) -> None:
-        srs = gpkg.add_srs(common_crs(), name=f"Mars 2015 sphere, planetocentric ({COMMON_CRS})")
-        gpkg.create_layer(
-            "chunks",
-            CHUNK_FIELDS,
-            "POLYGON",
-            srs,
-            "chunk footprints with the CNN probability of a bright patch consistent with remnant ice",
+    footprint = window_footprint(product.transform, product.crs, 0, 0, product.width, product.height, densify=32)
+    lon, lat = product.center_lonlat()
+    probs = [c.probability for c in result.scored if c.probability is not None]
+    products = [
+        (
+            footprint,
+            {
+                **common,
+                "latitude": lat,
+                "longitude": lon,
+                "chunks_total": len(result.chunks),
+                "chunks_scored": len(result.scored),
+                "chunks_skipped": len(result.chunks) - len(result.scored),
+                "chunks_above": len(result.above),
+                "category": result.category,
+                "max_probability": max(probs) if probs else None,
+                "threshold": result.threshold,
+                "source": str(product.path),
+            },
         )
-        gpkg.insert("chunks", CHUNK_FIELDS, rows)
+    ]
+    candidates = []
+    for i, cand in enumerate(result.candidates, start=1):
+        candidates.append(
+            (
+                transform_geometry(cand.geometry, product.crs),
+                {
+                    **common,
+                    "candidate_id": f"{product.product_id}:{i}",
+                    "area_m2": cand.area_m2,
+                    "max_probability": cand.max_probability,
+                    "mean_probability": cand.mean_probability,
+                    "peak_contrast": cand.peak_contrast,
+                    "centroid_lat": cand.centroid_lat,
+                    "centroid_lon": cand.centroid_lon,
+                    "centroid_lon_360": cand.centroid_lon % 360.0,
+                    "description": DESCRIPTION,
+                    "threshold": result.threshold,
+                },
+            )
+        )
+    return {"chunks": chunks, "ice_candidates": candidates, "products": products}
 
-    return write_new(path, build)
+
+def write_results(path: Path, product: Product, result: DetectResult, model_name: str, wait_s: float = 0.0) -> Path:
+    """Write (or replace) this product's rows in the results GeoPackage through the single writer."""
+    with ResultsWriter(path, RESULT_LAYERS, wait_s=wait_s) as writer:
+        writer.write_product(product.product_id, result_rows(product, result, model_name))
+    return path
 
 
 def detect(
@@ -238,6 +345,7 @@ def detect(
     options: DetectOptions | None = None,
     reporter: Reporter | None = None,
     quicklook: str | Path | None = None,
+    probability_raster: str | Path | None = None,
 ) -> DetectResult:
     """Score every chunk of a product and write the ``chunks`` layer (and optionally a quick-look PNG)."""
     from .cnn.model import load_model, model_input_size
@@ -264,8 +372,14 @@ def detect(
             )
         result = DetectResult(product.product_id, Path(output), options.threshold)
         result.chunks = score_chunks(product, model, options, reporter)
-        reporter.progress(92, "writing GeoPackage")
-        write_chunks_layer(Path(output), product, result, model_path.name)
+        reporter.progress(90, "outlining bright patches in flagged chunks")
+        raster = stitch(result.chunks, product.width, product.height, product.transform)
+        flagged = [c.window for c in result.above]
+        result.candidates = delineate(product, flagged, raster, CandidateOptions(threshold=options.threshold))
+        if probability_raster:
+            result.probability_raster = write_geotiff(raster, product.crs.to_wkt(), Path(probability_raster))
+        reporter.progress(94, "writing GeoPackage")
+        write_results(Path(output), product, result, model_path.name)
         if quicklook:
             from .quicklook import render_quicklook
 

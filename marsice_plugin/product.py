@@ -2,6 +2,21 @@
 
 A :class:`Product` hides the difference: it gives the image size, the affine transform, the Mars
 CRS, the special pixel values and the viewing geometry, and reads windows as grey float arrays.
+
+Reading paths, and why:
+
+* :meth:`Product.read` — any window, float32 grey (for quick-looks and small reads).
+* :meth:`Product.read_rows` — full-width bands of rows with their no-data and special-pixel masks, the
+  reading unit of the chunk generator (:mod:`marsice_plugin.tiling`): one decode per image row.
+* Reduced resolution: a JPEG2000 file carries its own resolution levels (level ``l`` is the image
+  reduced ``2**l`` times by the wavelet low-pass), which decode far faster than the full image.
+  :meth:`Product.read_rows` with ``level=l`` reads them (GDAL's ``OVERVIEW_LEVEL``). Their
+  georeferencing is *not* GDAL's overview convention: the low-pass sample ``n`` of a level is centred
+  on full-resolution pixel ``f·n`` (``f = 2**l``), so the level's grid is shifted by ``(f - 1) / 2``
+  source pixels up and left of the box convention (:meth:`Product.level_transform`; measured with a
+  planted block: the box convention misplaces it by 0.5, 1.5 and 3.5 source pixels at f = 2, 4, 8).
+* COLOR products become grey as the paper did: the mean of their bands; a pixel is no-data when
+  every band is null and special when any band holds a special value.
 For a label, georeferencing always comes from the label (never from boxes inside the JP2), exactly
 as GDAL's PDS driver does; for other rasters (GeoTIFF mosaics, ISIS cubes) it comes from GDAL.
 """
@@ -62,6 +77,7 @@ class Product:
         self.width: int = dataset.width
         self.height: int = dataset.height
         self.band_count: int = dataset.count
+        self._levels: dict[int, Any] = {}
 
     # -- geometry -------------------------------------------------------------------------------
     @property
@@ -113,7 +129,111 @@ class Product:
             return data[0].astype(np.float32, copy=False)
         return data.astype(np.float32).mean(axis=0)
 
+    @property
+    def null_value(self) -> int | None:
+        """The no-data value: the lowest special value (CORE_NULL, 0 for HiRISE) or the raster's nodata."""
+        return min(self.special_values) if self.special_values else None
+
+    @property
+    def block_height(self) -> int:
+        """Height of the image's storage blocks (JPEG2000 tiles, GeoTIFF tiles or strips)."""
+        return int(self._ds.block_shapes[0][0])
+
+    def level_count(self) -> int:
+        """Number of reduced JPEG2000 resolution levels GDAL exposes (0 for other formats).
+
+        Only JPEG2000 levels are used: their pixels are exact wavelet low-pass values with a known
+        geometry, whereas a GeoTIFF's overviews may have been built by any resampling.
+        """
+        if self._ds.driver != "JP2OpenJPEG":
+            return 0
+        factors = self._ds.overviews(1)
+        count = 0
+        for factor in factors:
+            if factor != 2 ** (count + 1):
+                break
+            count += 1
+        return count
+
+    def level_transform(self, level: int) -> affine.Affine:
+        """Affine transform of JPEG2000 resolution level ``level`` (pixel-corner, see the module docstring)."""
+        from affine import Affine
+
+        f = 2**level
+        shift = 0.5 - f / 2.0
+        return self.transform @ Affine.translation(shift, shift) @ Affine.scale(f)
+
+    def level_shape(self, level: int) -> tuple[int, int]:
+        """(height, width) of resolution level ``level``: the full size divided by ``2**level``, rounded up."""
+        f = 2**level
+        return -(-self.height // f), -(-self.width // f)
+
+    def _level_dataset(self, level: int) -> Any:
+        if level == 0:
+            return self._ds
+        if level not in self._levels:
+            import warnings
+
+            import rasterio
+            from rasterio.errors import NotGeoreferencedWarning
+
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    self._levels[level] = rasterio.open(self._ds.name, OVERVIEW_LEVEL=str(level - 1))
+            except Exception as exc:
+                raise ProductError(
+                    f"{self.path}: cannot open JPEG2000 resolution level {level} ({exc}); "
+                    "read at full resolution (no --scale) instead"
+                ) from exc
+        return self._levels[level]
+
+    def read_rows(self, row_off: int, height: int, level: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Full-width rows of the image (or of resolution level ``level``) as grey + masks.
+
+        Returns ``(grey, nodata, special)``: float32 grey values (the mean of the bands for COLOR),
+        True where a pixel is no-data (null in every band, or not finite), and True where it holds a
+        special value (in any band) without being no-data. 10-bit DNs are exact in float32.
+        """
+        from rasterio.windows import Window
+
+        ds = self._level_dataset(level)
+        try:
+            data = ds.read(window=Window(0, row_off, ds.width, height))
+        except Exception as exc:
+            raise ProductError(
+                f"{self.path}: cannot decode pixels at rows {row_off}-{row_off + height} (level {level}): {exc}. "
+                "The image file may be truncated or corrupt: download it again"
+            ) from exc
+        return self._grey_and_masks(data)
+
+    def _grey_and_masks(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        null = self.null_value
+        integer = data.dtype.kind in "ui"
+        values = [v for v in self.special_values if v != null]
+        if integer:  # a value the data type cannot hold cannot occur
+            info = np.iinfo(data.dtype)
+            values = [v for v in values if info.min <= v <= info.max]
+        nodata = np.ones(data.shape[1:], dtype=bool)
+        special = np.zeros(data.shape[1:], dtype=bool)
+        for band in data:
+            band_null = band == null if null is not None else np.zeros(band.shape, dtype=bool)
+            if not integer:
+                band_null |= ~np.isfinite(band)
+            nodata &= band_null
+            if values:
+                special |= np.isin(band, np.asarray(values, dtype=band.dtype), kind="table" if integer else None)
+        special &= ~nodata
+        if data.shape[0] == 1:
+            grey = data[0].astype(np.float32, copy=False)
+        else:
+            grey = data.sum(axis=0, dtype=np.float32) / np.float32(data.shape[0])
+        return grey, nodata, special
+
     def close(self) -> None:
+        for ds in self._levels.values():
+            ds.close()
+        self._levels.clear()
         self._ds.close()
 
     def __enter__(self) -> Product:

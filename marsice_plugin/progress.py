@@ -9,7 +9,8 @@ there), so the parent can stream progress into ``QgsProcessingFeedback`` without
 ``{"type": "result", "outputs": {"OUTPUT": "/path/out.gpkg", ...}, "summary": "..."}``
 ``{"type": "error", "error": "ProductError", "message": "...", "exit_code": 2}``
 
-In text mode progress goes to stderr (so stdout stays clean for tables) and results to stdout.
+In text mode progress goes to stderr only when stderr is a terminal (a log file or a pipe gets the
+log lines and the one-line error, not a stream of percentages), and results go to stdout.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class Reporter:
         self._out = stdout or sys.stdout
         self._err = stderr or sys.stderr
         self._last_text_percent = -100.0
+        self._tty = bool(getattr(self._err, "isatty", lambda: False)())
 
     def _emit(self, obj: dict[str, Any]) -> None:
         self._out.write(json.dumps(obj, default=str) + "\n")
@@ -39,7 +41,7 @@ class Reporter:
         percent = float(max(0.0, min(100.0, percent)))
         if self.mode == "json":
             self._emit({"type": "progress", "percent": round(percent, 2), "message": message})
-        elif self.mode == "text" and (percent - self._last_text_percent >= 10 or percent >= 100):
+        elif self.mode == "text" and self._tty and (percent - self._last_text_percent >= 10 or percent >= 100):
             self._last_text_percent = percent
             self._err.write(f"[{percent:5.1f}%] {message}\n")
             self._err.flush()

@@ -3,7 +3,7 @@
 The image is read through the JPEG2000 resolution levels (rasterio ``out_shape``), so a quick-look
 of a full RDR decodes a fraction of its pixels; it is stretched between the 1st and 99th percentile
 of valid pixels. Chunks at or above the threshold are outlined in red, others in a blue-to-yellow
-ramp by probability, skipped chunks in grey.
+ramp by probability, skipped chunks in grey; ice candidates are outlined in magenta.
 """
 
 from __future__ import annotations
@@ -52,6 +52,11 @@ def render_quicklook(product: Product, result: DetectResult, path: Path, max_siz
         draw.rectangle(box, outline=_colour(c.probability, above), width=3 if above else 1)
         text = "skip" if c.skipped else f"{c.probability:.2f}"
         draw.text((box[0] + 4, box[1] + 3), text, fill=_colour(c.probability, above))
+    inv = ~product.transform
+    for cand in result.candidates:
+        xs, ys = cand.geometry.exterior.xy
+        cols, rows = inv @ (np.asarray(xs), np.asarray(ys))
+        draw.line(list(zip(cols * sx, rows * sy, strict=True)), fill=(255, 0, 255), width=2)
     draw.text((6, out_h - 14), f"{result.product_id}  {result.summary().split(': ', 1)[1]}", fill=(255, 255, 255))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")

@@ -34,7 +34,11 @@ def transformer_to(crs: pyproj.CRS, dst: str = COMMON_CRS):
 
 def to_lonlat(crs: pyproj.CRS, xs: np.ndarray | list[float], ys: np.ndarray | list[float]) -> tuple:
     """Transform projected coordinates to planetocentric east longitude (-180..180) and latitude."""
-    lon, lat = transformer_to(crs).transform(np.asarray(xs, dtype=float), np.asarray(ys, dtype=float))
+    xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    if xs.size == 1:  # pyproj's single-point path wants Python floats
+        lon, lat = transformer_to(crs).transform(float(xs.reshape(-1)[0]), float(ys.reshape(-1)[0]))
+        return np.array([lon]), np.array([lat])
+    lon, lat = transformer_to(crs).transform(xs, ys)
     return np.asarray(lon), np.asarray(lat)
 
 

@@ -13,6 +13,7 @@ from PIL import Image
 from marsice_plugin.gpkg import parse_geometry_blob
 from marsice_plugin.pipeline import DetectOptions, detect
 from marsice_plugin.product import open_product
+from marsice_plugin.quicklook import _colour
 from marsice_plugin.truth import chunk_truth
 from marsice_plugin.vectors import to_lonlat
 
@@ -88,8 +89,13 @@ def test_quicklook_png(detection):
         assert im.format == "PNG" and im.mode == "RGB"
         assert im.size == (1400, 933)
         pixels = np.asarray(im)
-    # chunk outlines are drawn in colour on the grey image
-    assert (np.ptp(pixels.astype(int), axis=2) > 60).any()
+    # each chunk's top edge is drawn in the colour of its probability
+    scale = 1400 / 3072
+    for c in result.chunks:
+        x = int((c.window.col_off + c.window.width / 2) * scale)
+        y = int(c.window.row_off * 933 / 2048)
+        above = c.probability >= result.threshold
+        assert tuple(pixels[y, x]) == _colour(c.probability, above)
     assert sorted(p.name for p in out.iterdir()) == ["chunks.gpkg", "quicklook.png"]
 
 

@@ -15,7 +15,7 @@ def test_chunks_layer_valid_in_qgis(sample_product, tmp_path):
     gpkg = tmp_path / "chunks.gpkg"
     detect(sample_product.label_path, gpkg, DetectOptions(model_path=DEMO_MODEL))
     code = f"""
-from qgis.core import QgsVectorLayer, QgsRasterLayer
+from qgis.core import QgsRasterLayer, QgsUnitTypes, QgsVectorLayer
 layer = QgsVectorLayer("{gpkg}|layername=chunks", "chunks", "ogr")
 truth = QgsVectorLayer("{sample_product.truth_path}|layername=ice_truth", "truth", "ogr")
 raster = QgsRasterLayer("{sample_product.label_path}", "product", "gdal")
@@ -23,17 +23,23 @@ crs = layer.crs()
 ext = layer.extent()
 probs = [f["probability"] for f in layer.getFeatures()]
 print(json.dumps({{
-    "valid": layer.isValid(), "crs_valid": crs.isValid(), "geographic": crs.isGeographic(),
+    "valid": layer.isValid(), "crs_valid": crs.isValid(),
+    "units": QgsUnitTypes.toString(crs.mapUnits()), "proj": crs.toProj(),
     "ellipsoid": crs.ellipsoidAcronym(), "count": layer.featureCount(), "probs": probs,
     "extent": [ext.xMinimum(), ext.yMinimum(), ext.xMaximum(), ext.yMaximum()],
     "truth_valid": truth.isValid() and truth.crs().isValid(), "truth_count": truth.featureCount(),
+    "renderer": layer.renderer().type(), "classes": len(layer.renderer().ranges()),
     "raster_valid": raster.isValid() and raster.crs().isValid(), "raster_proj": raster.crs().toProj(),
 }}))
 """
     info = run_qgis_python(code, tmp_path / "home")
-    assert info["valid"] and info["crs_valid"] and info["geographic"]
+    assert info["valid"] and info["crs_valid"]
+    # the IAU_2015:49900 sphere in degrees (QGIS 3.22's isGeographic() is False for CRSs without authority)
+    assert info["units"] == "degrees" and info["proj"].startswith("+proj=longlat +R=3396190 ")
     assert info["count"] == 6
     assert all(0.0 <= p <= 1.0 for p in info["probs"])
+    # the default style stored in the GeoPackage is applied when QGIS opens the layer
+    assert info["renderer"] == "graduatedSymbol" and info["classes"] == 5
     xmin, ymin, xmax, ymax = info["extent"]
     assert 31.3 < xmin < xmax < 31.5 and -50.3 < ymin < ymax < -50.1
     assert info["truth_valid"] and info["truth_count"] >= 3

@@ -28,6 +28,7 @@ class TrainingConfig:
     validation_split: float = 0.2
     learning_rate: float = 1e-3
     dropout: float = 0.5
+    bn_momentum: float = 0.99
     seed: int = 0
     data: dict[str, Any] = field(default_factory=dict)
 
@@ -48,7 +49,9 @@ def train(
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     train_idx, val_idx = split_indices(len(x), config.validation_split, config.seed)
-    model = compile_model(build_model(config.input_size, dropout=config.dropout), config.learning_rate)
+    model = compile_model(
+        build_model(config.input_size, dropout=config.dropout, bn_momentum=config.bn_momentum), config.learning_rate
+    )
 
     callbacks = []
     if on_epoch is not None:
@@ -87,6 +90,11 @@ def train(
 
 def plot_curves(history: dict[str, list[float]], path: Path) -> None:
     """Loss and accuracy per epoch (the paper's Figure 3), training and validation."""
+    import warnings
+
+    # Debian's mpl_toolkits (visible through --system-site-packages) does not match pip's matplotlib;
+    # only its 3-D axes are affected, which MarsIce never uses.
+    warnings.filterwarnings("ignore", message="Unable to import Axes3D")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -9,9 +9,12 @@ Files written for product ``ID`` (all beside each other, as in the PDS archive):
   COMPRESSED_FILE, UNCOMPRESSED_FILE/IMAGE with the special values).
 * ``ID_truth.gpkg``: the planted ice patches as polygons (layer ``ice_truth``) in the product CRS.
 
-Geometry follows the real labels: the projection's CENTER_LATITUDE is the image latitude rounded
-toward the equator to a multiple of 5° (15.0 for an image at 15.2-15.8°N in the real RED label),
-CENTER_LONGITUDE 180, and the radii hold the local radius of the Mars ellipsoid at CENTER_LATITUDE.
+Geometry follows the real labels: an EQUIRECTANGULAR product's CENTER_LATITUDE is the image latitude
+rounded toward the equator to a multiple of 5° (15.0 for an image at 15.2-15.8°N in the real RED
+label), CENTER_LONGITUDE 180, and the radii hold the local radius of the Mars ellipsoid at
+CENTER_LATITUDE. A POLAR STEREOGRAPHIC product (as HiRISE makes poleward of ±65°) is centred on the
+pole with CENTER_LONGITUDE 0 and the local radius at the image's own latitude (an assumption: no real
+polar RDR label is at hand).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyproj
 
 from ..mars_crs import local_radius
 from .scene import Scene, SceneConfig, render
@@ -48,6 +52,7 @@ class ProductGeometry:
     local_time: float = 15.0
     emission_angle: float = 4.0
     start_time: dt.datetime = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    projection: str = "EQUIRECTANGULAR"  # or "POLAR STEREOGRAPHIC"
 
 
 @dataclass(frozen=True)
@@ -86,12 +91,22 @@ def write_sample_product(
     orbit = orbit if orbit is not None else 90000 + config.seed
     pid = product_id_for(orbit, geometry.center_latitude)
 
-    lat_ts = projection_center_latitude(geometry.center_latitude)
-    radius = local_radius(lat_ts)
+    if geometry.projection == "POLAR STEREOGRAPHIC":
+        lat_0, lon_0 = math.copysign(90.0, geometry.center_latitude), 0.0
+        radius = local_radius(geometry.center_latitude)
+        proj = f"+proj=stere +lat_0={lat_0} +lat_ts={lat_0} +lon_0={lon_0} +x_0=0 +y_0=0 +R={radius} +units=m"
+    elif geometry.projection == "EQUIRECTANGULAR":
+        lat_0, lon_0 = projection_center_latitude(geometry.center_latitude), 180.0
+        radius = local_radius(lat_0)
+        proj = f"+proj=eqc +lat_ts={lat_0} +lat_0=0 +lon_0=180 +x_0=0 +y_0=0 +R={radius} +units=m"
+    else:
+        raise ValueError(f"unsupported projection {geometry.projection}")
     s = config.scale_m
-    lon_rel = ((geometry.center_longitude - 180.0 + 180.0) % 360.0) - 180.0
-    x_center = radius * math.cos(math.radians(lat_ts)) * math.radians(lon_rel)
-    y_center = radius * math.radians(geometry.center_latitude)
+    x_center, y_center = pyproj.Transformer.from_crs(
+        pyproj.CRS.from_proj4(f"+proj=longlat +R={radius} +no_defs +type=crs"),
+        pyproj.CRS.from_proj4(proj),
+        always_xy=True,
+    ).transform(geometry.center_longitude, geometry.center_latitude)
     x_ul = math.floor((x_center - config.width * s / 2) / s) * s
     y_ul = math.floor((y_center + config.height * s / 2) / s) * s
     sample_offset = -x_ul / s - 0.5
@@ -100,7 +115,8 @@ def write_sample_product(
     image_path = out_dir / f"{pid}.JP2"
     label_path = out_dir / f"{pid}.LBL"
     truth_path = out_dir / f"{pid}_truth.gpkg"
-    label_text = _label_text(pid, config, geometry, scene, lat_ts, radius, sample_offset, line_offset, x_ul, y_ul)
+    extent = _lonlat_extent(proj, radius, x_ul, y_ul, config.width * s, config.height * s)
+    label_text = _label_text(pid, config, geometry, scene, (lat_0, lon_0), radius, sample_offset, line_offset, extent)
 
     from ..labels import parse_label_text
     from ..mars_crs import label_crs, label_transform
@@ -159,26 +175,35 @@ def _write_truth(path: Path, scene: Scene, crs, transform, pid: str) -> None:
     write_new(path, build)
 
 
+def _lonlat_extent(proj: str, radius: float, x_ul: float, y_ul: float, width_m: float, height_m: float) -> tuple:
+    """(west, east, south, north) of the image outline, from 64 points per edge."""
+    t = np.linspace(0.0, 1.0, 64)
+    xs = np.concatenate([x_ul + t * width_m, np.full(64, x_ul + width_m), x_ul + t * width_m, np.full(64, x_ul)])
+    ys = np.concatenate([np.full(64, y_ul), y_ul - t * height_m, np.full(64, y_ul - height_m), y_ul - t * height_m])
+    lon, lat = pyproj.Transformer.from_crs(
+        pyproj.CRS.from_proj4(proj),
+        pyproj.CRS.from_proj4(f"+proj=longlat +R={radius} +no_defs +type=crs"),
+        always_xy=True,
+    ).transform(xs, ys)
+    lon = np.mod(lon, 360.0)
+    return float(lon.min()), float(lon.max()), float(lat.min()), float(lat.max())
+
+
 def _label_text(
     pid: str,
     config: SceneConfig,
     g: ProductGeometry,
     scene: Scene,
-    lat_ts: float,
+    centre: tuple[float, float],
     radius: float,
     sample_offset: float,
     line_offset: float,
-    x_ul: float,
-    y_ul: float,
+    extent: tuple[float, float, float, float],
 ) -> str:
     s = config.scale_m
     r_km = radius / 1000.0
     lines, samples = config.height, config.width
-    x_lr, y_lr = x_ul + samples * s, y_ul - lines * s
-    k = radius * math.cos(math.radians(lat_ts))
-    west = 180.0 + math.degrees(x_ul / k)
-    east = 180.0 + math.degrees(x_lr / k)
-    north, south = math.degrees(y_ul / radius), math.degrees(y_lr / radius)
+    west, east, south, north = extent
     sub_solar_azimuth = (config.sun_azimuth + 270.0) % 360.0
     binning = {0.25: 1, 0.5: 2, 1.0: 4}.get(s, 2)
     bins = ", ".join([str(binning)] * 10 + ["-9998"] * 4)
@@ -209,7 +234,7 @@ RATIONALE_DESC            = "Synthetic scene rendered by MarsIce, seed {config.s
 SOFTWARE_NAME             = "marsice synthetic product writer"
 OBJECT = IMAGE_MAP_PROJECTION
     ^DATA_SET_MAP_PROJECTION     = "DSMAP.CAT"
-    MAP_PROJECTION_TYPE          = "EQUIRECTANGULAR"
+    MAP_PROJECTION_TYPE          = "{g.projection}"
     PROJECTION_LATITUDE_TYPE     = PLANETOCENTRIC
     A_AXIS_RADIUS                = {r_km:.10f} <KM>
     B_AXIS_RADIUS                = {r_km:.10f} <KM>
@@ -217,8 +242,8 @@ OBJECT = IMAGE_MAP_PROJECTION
     COORDINATE_SYSTEM_NAME       = PLANETOCENTRIC
     POSITIVE_LONGITUDE_DIRECTION = EAST
     KEYWORD_LATITUDE_TYPE        = PLANETOCENTRIC
-    CENTER_LATITUDE              = {lat_ts:.3f} <DEG>
-    CENTER_LONGITUDE             = 180.000 <DEG>
+    CENTER_LATITUDE              = {centre[0]:.3f} <DEG>
+    CENTER_LONGITUDE             = {centre[1]:.3f} <DEG>
     LINE_FIRST_PIXEL             = 1
     LINE_LAST_PIXEL              = {lines}
     SAMPLE_FIRST_PIXEL           = 1
@@ -230,8 +255,8 @@ OBJECT = IMAGE_MAP_PROJECTION
     MINIMUM_LATITUDE             = {south:.12f} <DEG>
     LINE_PROJECTION_OFFSET       = {line_offset:.1f} <PIXEL>
     SAMPLE_PROJECTION_OFFSET     = {sample_offset:.1f} <PIXEL>
-    EASTERNMOST_LONGITUDE        = {east % 360:.12f} <DEG>
-    WESTERNMOST_LONGITUDE        = {west % 360:.12f} <DEG>
+    EASTERNMOST_LONGITUDE        = {east:.12f} <DEG>
+    WESTERNMOST_LONGITUDE        = {west:.12f} <DEG>
 END_OBJECT = IMAGE_MAP_PROJECTION
 GROUP = TIME_PARAMETERS
     MRO:OBSERVATION_START_TIME   = {start.strftime(ts)[:-3]}

@@ -49,6 +49,8 @@ class SceneConfig:
     n_hot_ordinary: int = 12
     nodata_margin: float = 0.08  # fraction of the width blacked out at the strip's skewed edges
     noise: bool = True
+    #: extra patches at exact places: (row, col, radius in metres, contrast), e.g. across a chunk border
+    ice_at: tuple[tuple[float, float, float, float], ...] = ()
 
 
 @dataclass
@@ -130,9 +132,10 @@ def render(config: SceneConfig) -> Scene:
         radius_m = float(min(c.radius_m * 0.35, rng.uniform(3.0, 12.0)))
         row = c.row - pole * 0.55 * c.radius_m / s  # inner wall on the equator side faces the pole
         patches.append({"row": row, "col": c.col, "radius_m": radius_m, "kind": "crater"})
+    for row, col, radius_m, contrast in config.ice_at:
+        patches.append({"row": row, "col": col, "radius_m": radius_m, "kind": "placed", "contrast": contrast})
     for p in patches:
-        contrast = float(rng.uniform(*config.ice_contrast))
-        p["contrast"] = contrast
+        contrast = p.setdefault("contrast", float(rng.uniform(*config.ice_contrast)))
         window, op = _soft_disc(
             shape,
             p["row"],

@@ -1,0 +1,63 @@
+"""``marsice detect``: score a product's chunks, outline candidates, write the results GeoPackage."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..progress import Reporter
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "detect",
+        help="score a product's chunks with the CNN and write a GeoPackage",
+        description="Cut a product into georeferenced chunks, score each with the CNN, outline bright patches "
+        "in the chunks at or above the threshold, and write the layers 'chunks', 'ice_candidates' and "
+        "'products' (common Mars CRS IAU_2015:49900). Writing into an existing file adds this product or "
+        "replaces its earlier rows.",
+    )
+    p.add_argument("product", type=Path, help="HiRISE PDS3 label (.LBL beside its .JP2) or a GDAL raster in a Mars CRS")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output GeoPackage (.gpkg)")
+    p.add_argument("--model", type=Path, default=None, help="Keras model (.keras); default: the shipped demo model")
+    p.add_argument("--threshold", type=float, default=0.6, help="probability threshold (paper: 0.6)")
+    p.add_argument("--chunk-size", type=int, default=1024, help="chunk size in pixels (paper: 1024)")
+    p.add_argument("--overlap", type=int, default=0, help="overlap between neighbouring chunks in pixels")
+    p.add_argument("--batch-size", type=int, default=16, help="chunks per CNN batch")
+    p.add_argument("--quicklook", type=Path, default=None, help="also write a quick-look PNG here")
+    p.add_argument(
+        "--probability-raster", type=Path, default=None, help="also write the stitched probability GeoTIFF here"
+    )
+
+
+def run(args: argparse.Namespace, reporter: Reporter) -> None:
+    from ..pipeline import DetectOptions, detect
+
+    options = DetectOptions(
+        model_path=args.model,
+        threshold=args.threshold,
+        chunk_size=args.chunk_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+    )
+    result = detect(
+        args.product,
+        args.output,
+        options,
+        reporter,
+        quicklook=args.quicklook,
+        probability_raster=args.probability_raster,
+    )
+    outputs = {
+        "OUTPUT": str(result.output),
+        "chunks": len(result.chunks),
+        "above": len(result.above),
+        "category": result.category,
+        "candidates": len(result.candidates),
+    }
+    if result.quicklook:
+        outputs["QUICKLOOK"] = str(result.quicklook)
+    if result.probability_raster:
+        outputs["PROBABILITY"] = str(result.probability_raster)
+    reporter.result(outputs, result.summary())

@@ -1,0 +1,154 @@
+"""The single writer of a results GeoPackage: one SQLite transaction per product, guarded by a lock file.
+
+Every command that produces results (``detect`` for one product, the batch scan for many) writes
+through :class:`ResultsWriter`, so the file's behaviour is the same everywhere:
+
+* A new file is created atomically (built under a temporary name, then renamed).
+* Appending a product keeps the other products' rows. Writing a product that is already there
+  replaces its rows (``DELETE ... WHERE product_id = ?`` then ``INSERT``) inside one transaction, so
+  re-runs never duplicate and a crash, a kill or a full disk mid-write leaves the file exactly as it
+  was before that product (SQLite's rollback journal). The file itself is never copied or replaced
+  once it exists: that would rewrite gigabytes and break a file QGIS holds open.
+* A lock file ``NAME.gpkg.lock`` (holding the writer's pid) makes a second concurrent writer wait up
+  to ``wait_s`` seconds and then refuse with a clear message; a lock left by a dead process is taken over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import OutputError
+from .gpkg import Field, GeoPackage, write_new
+from .mars_crs import COMMON_CRS, common_crs
+from .styles import write_default_style
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """A result layer: name, geometry type, fields and description."""
+
+    name: str
+    geometry_type: str
+    fields: Sequence[Field]
+    description: str
+
+
+Row = tuple[Any, dict[str, Any]]
+
+
+class ResultsWriter:
+    """Writes result layers product by product. Use as a context manager (it holds the lock)."""
+
+    def __init__(self, path: str | Path, layers: Sequence[LayerSpec], wait_s: float = 0.0):
+        self.path = Path(path)
+        self.layers = {spec.name: spec for spec in layers}
+        self.wait_s = wait_s
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self._locked = False
+
+    # -- lock ---------------------------------------------------------------------------------
+    def __enter__(self) -> ResultsWriter:
+        self._acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._release()
+
+    def _acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                holder = _lock_holder(self.lock_path)
+                if holder is not None and not _pid_alive(holder):
+                    self.lock_path.unlink(missing_ok=True)  # stale lock of a dead writer
+                    continue
+                if time.monotonic() >= deadline:
+                    who = f"process {holder}" if holder else "another process"
+                    raise OutputError(
+                        f"{self.path} is being written by {who} (lock file {self.lock_path.name}); "
+                        "wait for it to finish or write to another file"
+                    ) from None
+                time.sleep(0.2)
+                continue
+            with os.fdopen(fd, "w") as handle:
+                handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+            self._locked = True
+            return
+
+    def _release(self) -> None:
+        if self._locked:
+            self.lock_path.unlink(missing_ok=True)
+            self._locked = False
+
+    # -- writing ------------------------------------------------------------------------------
+    def _create(self) -> None:
+        def build(gpkg: GeoPackage) -> None:
+            srs = gpkg.add_srs(common_crs(), name=f"Mars 2015 sphere, planetocentric ({COMMON_CRS})")
+            for spec in self.layers.values():
+                gpkg.create_layer(spec.name, spec.fields, spec.geometry_type, srs, spec.description)
+                write_default_style(gpkg.conn, spec.name)
+
+        write_new(self.path, build)
+
+    def write_product(self, product_id: str, rows: dict[str, Iterable[Row]]) -> dict[str, int]:
+        """Replace ``product_id``'s rows in every layer by ``rows`` in one transaction; returns counts."""
+        if not self._locked:
+            raise RuntimeError("ResultsWriter must be used as a context manager")
+        if not self.path.exists():
+            self._create()
+        try:
+            gpkg = GeoPackage.open(self.path)
+        except sqlite3.DatabaseError as exc:
+            raise OutputError(f"{self.path} is not a readable GeoPackage ({exc}); write to a new file") from exc
+        counts: dict[str, int] = {}
+        try:
+            self._ensure_layers(gpkg)
+            with gpkg.conn:  # one transaction: all layers of the product, or nothing
+                gpkg.conn.execute("BEGIN IMMEDIATE")
+                for name, spec in self.layers.items():
+                    gpkg.conn.execute(f'DELETE FROM "{name}" WHERE product_id = ?', (product_id,))
+                    counts[name] = gpkg.insert(name, spec.fields, list(rows.get(name, ())))
+        except sqlite3.OperationalError as exc:
+            raise OutputError(f"cannot write {self.path}: {exc}; the file is unchanged") from exc
+        finally:
+            gpkg.close()
+        return counts
+
+    def _ensure_layers(self, gpkg: GeoPackage) -> None:
+        """Add layers a file made by an older run lacks (same schema rules as on creation)."""
+        existing = {name for (name,) in gpkg.conn.execute("SELECT table_name FROM gpkg_contents")}
+        missing = [spec for name, spec in self.layers.items() if name not in existing]
+        if not missing:
+            return
+        with gpkg.conn:
+            srs = gpkg.add_srs(common_crs(), name=f"Mars 2015 sphere, planetocentric ({COMMON_CRS})")
+            for spec in missing:
+                gpkg.create_layer(spec.name, spec.fields, spec.geometry_type, srs, spec.description)
+                write_default_style(gpkg.conn, spec.name)
+
+
+def _lock_holder(path: Path) -> int | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        return int(path.read_text().split()[0])
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

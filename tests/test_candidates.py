@@ -1,0 +1,84 @@
+"""Stitched probability raster and ice-candidate outlines (merged across chunk borders)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+from affine import Affine
+
+from marsice_plugin.candidates import CandidateOptions, delineate
+from marsice_plugin.gpkg import GeoPackage, parse_geometry_blob
+from marsice_plugin.pipeline import ChunkScore
+from marsice_plugin.product import open_product
+from marsice_plugin.stitching import ProbabilityRaster, stitch
+from marsice_plugin.tiling import ChunkGrid, Window
+
+
+def _score(window, p):
+    return ChunkScore(0, 0, window, p, p is None, "", 0.0)
+
+
+def test_stitch_blends_overlaps_and_keeps_single_coverage():
+    t = Affine(0.5, 0, 1000.0, 0, -0.5, 2000.0)
+    chunks = [
+        _score(Window(0, 0, 64, 64), 0.0),
+        _score(Window(32, 0, 64, 64), 1.0),
+        _score(Window(0, 64, 64, 32), None),
+    ]
+    raster = stitch(chunks, 96, 96, t, cell=8)
+    assert raster.values.shape == (12, 12)
+    assert raster.transform == Affine(4.0, 0, 1000.0, 0, -4.0, 2000.0)
+    assert raster.values[4, 0] == 0.0 and raster.values[4, 11] == 1.0  # covered by one chunk only
+    overlap = raster.values[4, 4:8]
+    assert ((overlap > 0) & (overlap < 1)).all() and np.all(np.diff(overlap) > 0)
+    assert np.isnan(raster.values[10, 2])  # only a skipped chunk covers it
+
+
+@pytest.fixture(scope="module")
+def straddling_product(tmp_path_factory):
+    """A product with a 6 m patch centred on the border between chunk columns 0 and 1 (column 1024)."""
+    from marsice_plugin.synthetic.product_writer import write_sample_product
+    from marsice_plugin.synthetic.scene import SceneConfig
+
+    config = SceneConfig(
+        width=2048,
+        height=1024,
+        seed=11,
+        n_craters=0,
+        n_boulders=150,
+        polygons=False,
+        n_ice_boulder=0,
+        n_ice_crater=0,
+        n_dust=0,
+        n_hot_special=6,
+        n_hot_ordinary=6,
+        nodata_margin=0.0,
+        ice_at=((512, 1024, 6.0, 1.2),),
+    )
+    return write_sample_product(tmp_path_factory.mktemp("straddle"), config)
+
+
+def test_patch_across_chunk_border_is_one_polygon_with_true_area(straddling_product):
+    truth_gpkg = GeoPackage.open(straddling_product.truth_path)
+    truth = shapely.union_all(
+        [parse_geometry_blob(b) for (b,) in truth_gpkg.conn.execute("SELECT geom FROM ice_truth")]
+    )
+    truth_gpkg.close()
+    with open_product(straddling_product.label_path) as product:
+        grid = ChunkGrid(product.width, product.height, 1024)
+        windows = [w for _, _, w in grid]
+        raster = ProbabilityRaster(np.full((64, 128), 0.9, np.float32), 16, product.transform)
+        candidates = delineate(product, windows, raster, CandidateOptions(threshold=0.6))
+    hits = [c for c in candidates if c.geometry.intersects(truth)]
+    assert len(hits) == 1  # one patch, one polygon, although two chunks saw it
+    (hit,) = hits
+    assert hit.area_m2 == pytest.approx(truth.area, rel=0.2)
+    assert hit.geometry.intersection(truth).area / truth.area > 0.8
+    assert hit.max_probability == pytest.approx(0.9)
+    assert -50.1 < hit.centroid_lat < -49.9
+    # no hot pixel became a candidate
+    hot_rows, hot_cols = np.nonzero(straddling_product.scene.hot)
+    xs, ys = product.transform @ (hot_cols + 0.5, hot_rows + 0.5)
+    for c in candidates:
+        assert not shapely.contains_xy(c.geometry, xs, ys).any()

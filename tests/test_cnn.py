@@ -1,0 +1,74 @@
+"""The paper's network, safe loading, and the metrics used in model cards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from marsice_plugin.cnn.metrics import brightness_baseline, confusion, roc_auc, summary
+from marsice_plugin.cnn.model import build_model, load_model, model_input_size
+from marsice_plugin.cnn.preprocess import prepare, reduce
+from marsice_plugin.errors import ModelError
+
+from .conftest import DEMO_MODEL
+
+
+def test_paper_network_shape():
+    model = build_model(256)
+    assert model.count_params() == 2_728_761  # the paper's 2.73 M parameters on one grey channel
+    assert model.input_shape == (None, 256, 256, 1)
+    assert model.layers[-1].activation.__name__ == "sigmoid"
+    dropout = [layer for layer in model.layers if layer.__class__.__name__ == "Dropout"]
+    assert [d.rate for d in dropout] == [0.5]
+    # every ReLU takes a BatchNormalization output, or the residual sum (as in the Keras Xception the paper
+    # used), or the entry ReLU itself (its duplicate ReLU at the first block is a no-op)
+    relus = [layer for layer in model.layers if layer.__class__.__name__ == "Activation"]
+    sources = [layer.input._keras_history.operation.__class__.__name__ for layer in relus]
+    assert sources.count("BatchNormalization") == 5 and sources.count("Add") == 2
+    assert set(sources) <= {"BatchNormalization", "Add", "Activation"}
+
+
+def test_shipped_demo_model_loads_safely_and_predicts_in_range():
+    model = load_model(DEMO_MODEL)
+    assert model_input_size(model) == 256
+    x = np.random.default_rng(0).random((3, 256, 256, 1)).astype(np.float32)
+    p = np.asarray(model.predict_on_batch(x)).reshape(-1)
+    assert p.shape == (3,) and ((p >= 0) & (p <= 1)).all()
+    again = np.asarray(load_model(DEMO_MODEL).predict_on_batch(x)).reshape(-1)
+    np.testing.assert_array_equal(p, again)
+
+
+def test_non_keras_file_is_refused(tmp_path):
+    bad = tmp_path / "model.keras"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match="not a loadable Keras model"):
+        load_model(bad)
+    with pytest.raises(ModelError, match=".keras"):
+        load_model(tmp_path / "model.h5")
+
+
+def test_reduce_is_an_area_average():
+    data = np.arange(16, dtype=np.float32).reshape(4, 4)
+    np.testing.assert_array_equal(reduce(data, 2), [[2.5, 4.5], [10.5, 12.5]])
+
+
+def test_prepare_repairs_hot_pixels_and_normalises():
+    rng = np.random.default_rng(1)
+    data = rng.normal(300, 5, (64, 64)).astype(np.float32)
+    data[10, 10] = 1023  # special value
+    data[40, 40] = 950  # ordinary-DN hot pixel
+    valid = data != 1023
+    x, report = prepare(data, valid, np.zeros_like(valid), 64, 16, 1023.0)
+    assert report.special_pixels == 1 and report.outlier_pixels == 1
+    assert x.shape == (16, 16) and x.max() < 330 / 1023
+
+
+def test_metrics():
+    y = np.array([0, 0, 1, 1])
+    assert roc_auc(y, np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
+    assert confusion(y, np.array([0.7, 0.1, 0.9, 0.2]), 0.6) == {"tp": 1, "fp": 1, "tn": 1, "fn": 1}
+    s = summary(y, np.array([0.1, 0.2, 0.9, 0.7]), 0.6)
+    assert s["precision"] == 1.0 and s["npv"] == 1.0 and s["roc_auc"] == 1.0
+    x = np.zeros((2, 8, 8))
+    x[1, 3, 3] = 1.0
+    assert brightness_baseline(x)[1] > brightness_baseline(x)[0]
