@@ -17,13 +17,12 @@ import traceback
 from typing import Any
 
 from . import __version__
-from .commands import demo, detect, download, sample, search, tile, train
+from .commands import demo, detect, download, evaluate, sample, search, tile, train
 from .errors import CancelledError, MarsIceError
 from .progress import Reporter
 
 PLANNED = """\
 planned sub-commands (not in this release yet):
-  evaluate   score a model on the frozen evaluation set beside the brightness baseline
   terrain    DTM slope/aspect/shadow aligned to an image, terrain-aware candidate ranking
   sites      group candidates into sites over time (repeat coverage)
   export     site lists as CSV/KML/GeoJSON for follow-up
@@ -39,6 +38,7 @@ COMMAND_MODULES = {
     "search": search,
     "download": download,
     "tile": tile,
+    "evaluate": evaluate,
 }
 
 

@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import LabelError
+
+#: Labels are read up to their END statement or this many bytes (real RDR labels are ~10 KB).
+MAX_LABEL_BYTES = 4 * 1024 * 1024
 
 #: Keywords of the IMAGE object that mark special (non-surface) pixels in HiRISE RDRs.
 SPECIAL_PIXEL_KEYS = (
@@ -158,19 +162,50 @@ def parse_label_text(text: str, path: Path | str = "<string>") -> ProductLabel:
     import pvl
 
     try:
-        label = pvl.loads(text)
+        label = pvl.loads(text, parser=_safe_parser())
     except Exception as exc:
         raise LabelError(f"{path}: not a readable PDS3 label ({type(exc).__name__}: {exc})") from exc
     return _record_from_pvl(label, Path(path))
+
+
+def _safe_parser() -> Any:
+    """pvl's lenient OmniParser without its endless loop on a stray '='.
+
+    The fuzz test found that ``A = 1 = 2`` (or a line holding only ``=``) makes pvl 1.3.2's
+    ``OmniParser.parse_module_post_hook`` push the '=' back and ask to keep parsing forever when the
+    previous value is not a keyword. This subclass gives up there instead, so pvl raises its usual
+    parse error; every other label parses exactly as with the default parser.
+    """
+    from pvl.parser import OmniParser
+    from pvl.token import Token
+
+    class SafeOmniParser(OmniParser):
+        def parse_module_post_hook(self, module: Any, tokens: Any) -> Any:
+            try:
+                t = next(tokens)
+            except StopIteration:
+                return module, False
+            tokens.send(t)
+            if t == "=" and len(module) != 0:
+                last = Token(module[-1][1], grammar=self.grammar, decoder=self.decoder)
+                if not last.is_parameter_name():
+                    raise ValueError("stray '=' after a value")  # parse_module() then reports its own error
+            return super().parse_module_post_hook(module, tokens)
+
+    return SafeOmniParser()
 
 
 def read_label(path: str | Path) -> ProductLabel:
     """Read a detached PDS3 label (``.LBL``) from disk."""
     path = Path(path)
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:  # attached labels (DTM .IMG) precede megabytes of pixels
+            raw = handle.read(MAX_LABEL_BYTES)
     except OSError as exc:
         raise LabelError(f"cannot read label {path}: {exc.strerror or exc}") from exc
+    end = re.search(rb"(?m)^\s*END\s*$", raw)
+    if end:
+        raw = raw[: end.end()]
     if b"PDS_VERSION_ID" not in raw[:4096]:
         raise LabelError(f"{path} is not a PDS3 label (no PDS_VERSION_ID in its first 4 KiB)")
     try:

@@ -70,3 +70,27 @@ def test_cast_shadow_length_of_a_block():
     length_px = shadow[20, 48:].sum()
     assert abs(length_px * scale - expected_m) <= scale
     assert not shadow[20, :40].any()  # nothing on the sunward side
+
+
+def test_dtm_written_as_real_hirise_dtm(tmp_path):
+    from marsice_plugin.synthetic.dtm_writer import MISSING_CONSTANT
+    from marsice_plugin.synthetic.product_writer import write_sample_product
+    from marsice_plugin.synthetic.scene import SceneConfig
+
+    sp = write_sample_product(tmp_path, SceneConfig(width=800, height=600, seed=4, n_boulders=50), dtm_factor=4)
+    assert sp.dtm_path.name == "DTEEC_090004_1300_090005_1300_A01.IMG"
+    label = read_label(sp.dtm_path)
+    assert label.sample_bits == 32 and label.projection.map_scale_m == 2.0
+    with rasterio.open(sp.dtm_path) as dtm, rasterio.open(sp.label_path) as image:
+        assert dtm.driver == "PDS" and dtm.dtypes[0] == "float32"
+        assert dtm.nodata == pytest.approx(MISSING_CONSTANT)
+        # same upper-left corner and CRS as the image, four times coarser
+        assert (dtm.transform.c, dtm.transform.f) == (image.transform.c, image.transform.f)
+        assert dtm.transform.a == 4 * image.transform.a
+        assert dtm.crs == image.crs
+        heights = dtm.read(1)
+    expected = sp.scene.height.reshape(150, 4, 200, 4).mean(axis=(1, 3))
+    valid = heights != dtm.nodata
+    np.testing.assert_allclose(heights[valid], expected[valid], atol=1e-4)
+    # blocks that are entirely black margin carry the real DTMs' missing constant
+    assert (~valid).sum() == sp.scene.nodata.reshape(150, 4, 200, 4).all(axis=(1, 3)).sum() > 0

@@ -26,6 +26,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sun-azimuth", type=float, default=297.0, help="sun azimuth from north (degrees)")
     p.add_argument("--incidence", type=float, default=68.0, help="solar incidence angle (degrees)")
     p.add_argument("--ice", type=int, default=8, help="ice patches beside boulders")
+    p.add_argument("--dtm", action="store_true", help="also write a DTEEC_...IMG DTM at 4x the image scale")
+    p.add_argument("--projection", choices=("EQUIRECTANGULAR", "POLAR STEREOGRAPHIC"), default="EQUIRECTANGULAR")
+    p.add_argument("--preview", type=Path, default=None, help="also write a PNG overview + inset with the truth")
 
 
 def write_sample(args: argparse.Namespace) -> Any:
@@ -41,8 +44,18 @@ def write_sample(args: argparse.Namespace) -> Any:
         seed=args.seed,
         n_ice_boulder=args.ice,
     )
-    geometry = ProductGeometry(center_latitude=args.lat, center_longitude=args.lon, solar_longitude=args.ls)
-    return write_sample_product(args.output, config, geometry)
+    geometry = ProductGeometry(
+        center_latitude=args.lat,
+        center_longitude=args.lon,
+        solar_longitude=args.ls,
+        projection=getattr(args, "projection", "EQUIRECTANGULAR"),
+    )
+    sample = write_sample_product(args.output, config, geometry, dtm_factor=4 if getattr(args, "dtm", False) else None)
+    if getattr(args, "preview", None):
+        from ..synthetic.preview import write_preview
+
+        write_preview(sample.scene, args.preview)
+    return sample
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
@@ -50,6 +63,11 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     sample = write_sample(args)
     reporter.progress(100, "written")
     reporter.result(
-        {"LABEL": str(sample.label_path), "IMAGE": str(sample.image_path), "TRUTH": str(sample.truth_path)},
+        {
+            "LABEL": str(sample.label_path),
+            "IMAGE": str(sample.image_path),
+            "TRUTH": str(sample.truth_path),
+            **({"DTM": str(sample.dtm_path)} if sample.dtm_path else {}),
+        },
         f"sample product {sample.product_id}: {int(sample.scene.ice.sum())} ice pixels planted",
     )

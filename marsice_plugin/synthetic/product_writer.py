@@ -64,6 +64,7 @@ class SampleProduct:
     image_path: Path
     truth_path: Path
     scene: Scene
+    dtm_path: Path | None = None
 
 
 def product_id_for(orbit: int, latitude: float) -> str:
@@ -81,8 +82,13 @@ def write_sample_product(
     config: SceneConfig | None = None,
     geometry: ProductGeometry | None = None,
     orbit: int | None = None,
+    dtm_factor: int | None = None,
 ) -> SampleProduct:
-    """Render a scene and write it as ``ID.JP2`` + ``ID.LBL`` + ``ID_truth.gpkg`` in ``out_dir``."""
+    """Render a scene and write it as ``ID.JP2`` + ``ID.LBL`` + ``ID_truth.gpkg`` in ``out_dir``.
+
+    With ``dtm_factor`` (4 gives a 2 m/pixel DTM beside a 0.5 m/pixel image) a HiRISE-style DTM
+    ``DTEEC_..._A01.IMG`` of the scene's height field is written too.
+    """
     config = config or SceneConfig()
     geometry = geometry or ProductGeometry()
     out_dir = Path(out_dir)
@@ -126,7 +132,12 @@ def write_sample_product(
     _write_jp2(image_path, scene.dn, crs, transform)
     label_path.write_text(label_text, encoding="ascii")
     _write_truth(truth_path, scene, crs, transform, pid)
-    return SampleProduct(pid, label_path, image_path, truth_path, scene)
+    dtm_path = None
+    if dtm_factor:
+        from .dtm_writer import write_dtm
+
+        dtm_path = write_dtm(out_dir, pid, scene.height, scene.nodata, label.projection, dtm_factor)
+    return SampleProduct(pid, label_path, image_path, truth_path, scene, dtm_path)
 
 
 def _write_jp2(path: Path, dn: np.ndarray, crs, transform) -> None:

@@ -1,0 +1,139 @@
+"""The footprint layer of a search: one polygon per product in the common Mars CRS.
+
+Written through :mod:`marsice_plugin.gpkg` (atomically) in IAU_2015:49900, the CRS of every
+multi-product MarsIce layer: planetocentric latitude, east longitude -180..180 on the Mars sphere.
+Never an Earth EPSG code: a HiRISE footprint labelled WGS 84 would land on Earth in QGIS.
+
+``footprint_approximate`` is 1 where the polygon is a stand-in (a lat/lon box, or the COLOR strip of
+an observation standing for its RED product) and ``footprint_note`` says which; a geologist must
+not read an approximate outline as the image edge.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DownloadError
+from ..gpkg import Field, GeoPackage, write_new
+from ..mars_crs import common_crs
+from .records import CatalogueProduct
+
+LAYER = "footprints"
+
+FOOTPRINT_FIELDS: tuple[Field, ...] = (
+    Field("product_id", str, "HiRISE product id, e.g. ESP_016430_2095_RED"),
+    Field("observation_id", str, "observation id (orbit and target code)"),
+    Field("product_type", str, "RED, COLOR or DTM"),
+    Field("start_time", str, "UTC start of the observation (ISO 8601)"),
+    Field("mars_year", int, "Mars Year (MY 1 began at Ls 0 on 1955-04-11)"),
+    Field("ls", float, "solar longitude (degrees)"),
+    Field("local_time", float, "local true solar time (hours)"),
+    Field("incidence", float, "solar incidence angle (degrees)"),
+    Field("emission", float, "emission angle (degrees)"),
+    Field("centre_lat", float, "image centre latitude: middle of min/max latitude (planetocentric)"),
+    Field("centre_lon", float, "image centre longitude (east, -180..180)"),
+    Field("min_lat", float, "minimum latitude of the product"),
+    Field("max_lat", float, "maximum latitude of the product"),
+    Field("map_scale", float, "map scale (m/pixel; 0.25, 0.5 or 1 for binning 1, 2, 4); NULL if unknown"),
+    Field("jp2_url", str, "URL of the image (JP2; the .IMG for DTMs)"),
+    Field("lbl_url", str, "URL of the PDS3 label"),
+    Field("jp2_kbytes", int, "compressed size of the image file as listed by ODE (KiB); NULL if unknown"),
+    Field("lbl_kbytes", int, "size of the label file as listed by ODE (KiB); NULL if unknown"),
+    Field("uncompressed_bytes", int, "uncompressed size from the RDR index (bundled catalogue only)"),
+    Field("footprint_approximate", bool, "1 when the polygon is a stand-in, see footprint_note"),
+    Field("footprint_note", str, "what the polygon is when approximate"),
+    Field("source", str, "ode, bundled or index"),
+    Field("dtm_ids", str, "paired HiRISE DTMs (comma-separated), when DTM pairing was asked for"),
+)
+
+
+def _attributes(p: CatalogueProduct, dtm_ids: Sequence[str] = ()) -> dict[str, object]:
+    return {
+        "product_id": p.product_id,
+        "observation_id": p.observation_id,
+        "product_type": p.product_type,
+        "start_time": p.start_time.isoformat(timespec="seconds").replace("+00:00", "Z") if p.start_time else None,
+        "mars_year": p.mars_year,
+        "ls": p.ls,
+        "local_time": p.local_time,
+        "incidence": p.incidence,
+        "emission": p.emission,
+        "centre_lat": p.centre_lat,
+        "centre_lon": p.centre_lon,
+        "min_lat": p.min_lat,
+        "max_lat": p.max_lat,
+        "map_scale": p.map_scale,
+        "jp2_url": p.jp2_url,
+        "lbl_url": p.lbl_url,
+        "jp2_kbytes": p.jp2_kbytes,
+        "lbl_kbytes": p.lbl_kbytes,
+        "uncompressed_bytes": p.uncompressed_bytes,
+        "footprint_approximate": p.footprint_approximate,
+        "footprint_note": p.footprint_note or None,
+        "source": p.source,
+        "dtm_ids": ",".join(dtm_ids) if dtm_ids else None,
+    }
+
+
+def _multipolygon(p: CatalogueProduct):
+    import shapely
+
+    geom = p.footprint()
+    if isinstance(geom, shapely.Polygon):
+        return shapely.MultiPolygon([geom])
+    if isinstance(geom, shapely.MultiPolygon):
+        return geom
+    polys = [g for g in getattr(geom, "geoms", []) if isinstance(g, shapely.Polygon)]
+    return shapely.MultiPolygon(polys)
+
+
+def write_footprints(
+    path: str | Path, products: Sequence[CatalogueProduct], dtm_pairs: dict[str, list[str]] | None = None
+) -> Path:
+    """Write the ``footprints`` layer (MULTIPOLYGON, common Mars CRS) to a new GeoPackage, atomically."""
+    pairs = dtm_pairs or {}
+
+    def build(gpkg: GeoPackage) -> None:
+        srs = gpkg.add_srs(common_crs())
+        gpkg.create_layer(
+            LAYER, FOOTPRINT_FIELDS, "MULTIPOLYGON", srs, "HiRISE product footprints from a MarsIce search"
+        )
+        gpkg.insert(
+            LAYER,
+            FOOTPRINT_FIELDS,
+            [(_multipolygon(p), _attributes(p, pairs.get(p.product_id, ()))) for p in products],
+        )
+
+    return write_new(path, build)
+
+
+@dataclass(frozen=True)
+class FootprintRow:
+    """What the downloader needs from a footprint layer row."""
+
+    product_id: str
+    jp2_url: str | None
+    lbl_url: str | None
+    jp2_kbytes: int | None
+    lbl_kbytes: int | None
+
+
+def read_footprints(path: str | Path) -> list[FootprintRow]:
+    """Product ids, URLs and listed sizes from a footprint GeoPackage written by :func:`write_footprints`."""
+    path = Path(path)
+    if not path.exists():
+        raise DownloadError(f"{path} does not exist; write it with `marsice search ... -o {path.name}`")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute(
+                f'SELECT product_id, jp2_url, lbl_url, jp2_kbytes, lbl_kbytes FROM "{LAYER}" ORDER BY fid'
+            ).fetchall()
+    except sqlite3.Error as exc:
+        raise DownloadError(
+            f"{path} has no '{LAYER}' layer with product_id and URLs ({exc}); give a file written by marsice search"
+        ) from exc
+    return [FootprintRow(*row) for row in rows]

@@ -1,0 +1,56 @@
+"""``marsice evaluate``: a model on the frozen evaluation set, beside the brightness baseline."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from ..progress import Reporter
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score a model on the frozen evaluation set beside the brightness baseline",
+        description="Render the frozen, versioned evaluation set (generated products with known truth; never "
+        "used for training) and report chunk-level accuracy, precision, recall, NPV and ROC-AUC, the "
+        "baseline's ROC-AUC, and the paper's image-level summary with image-level precision and NPV.",
+    )
+    p.add_argument("model", type=Path, help="Keras model (.keras)")
+    p.add_argument("--set", default="evaluation_set_v1", help="evaluation set name (default: evaluation_set_v1)")
+    p.add_argument("--cache", type=Path, default=Path(".marsice-eval"), help="folder for the rendered products")
+    p.add_argument("--threshold", type=float, default=0.6)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N products (quick checks)")
+    p.add_argument("-o", "--output", type=Path, default=None, help="write the report as JSON here")
+    p.add_argument("--pr-curve", type=Path, default=None, help="write the precision-recall curves as PNG here")
+
+
+def run(args: argparse.Namespace, reporter: Reporter) -> None:
+    from ..evaluation import evaluate, precision_recall_png
+
+    report = evaluate(args.model, args.cache, args.set, args.threshold, args.limit, reporter)
+    outputs: dict[str, Any] = {}
+    if args.pr_curve:
+        outputs["PR_CURVE"] = str(precision_recall_png(report, args.pr_curve))
+    public = {k: v for k, v in report.items() if not k.startswith("_")}
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(public, indent=1) + "\n")
+        outputs["OUTPUT"] = str(args.output)
+    c, im = report["chunks"], report["images"]
+    lines = [
+        f"{report['model']} on {report['evaluation_set']} (threshold {report['threshold']:.2f})",
+        f"chunks: n={c['n']} with ice={c['positives']} accuracy={c['accuracy']:.3f} precision={c['precision']:.3f} "
+        f"recall={c['recall']:.3f} npv={c['npv']:.3f} roc_auc={c['roc_auc']:.3f}",
+        f"brightness baseline: roc_auc={report['baseline_roc_auc']:.3f}",
+        f"images: n={im['count']} with ice={im['with_ice']} none/one/several="
+        f"{im['categories']['none']}/{im['categories']['one']}/{im['categories']['several']} "
+        f"precision={im['precision']:.3f} npv={im['npv']:.3f}",
+        report["paper_context"],
+    ]
+    outputs["report"] = public
+    reporter.result(
+        outputs if reporter.mode == "json" else {k: v for k, v in outputs.items() if k != "report"}, "\n".join(lines)
+    )

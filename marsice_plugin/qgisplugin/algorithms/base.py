@@ -1,0 +1,62 @@
+"""Base class of the MarsIce algorithms: run one ``marsice`` command and relay its events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingFeedback
+
+from ... import child_process
+from ...errors import MarsIceError
+
+
+class MarsIceAlgorithm(QgsProcessingAlgorithm):
+    """Shared plumbing: the algorithms only build an argv and call :meth:`run_cli`.
+
+    All the work happens in a child process of MarsIce's own Python (see
+    :mod:`marsice_plugin.child_process`), so this class holds no state and runs fine in Processing's
+    background thread.
+    """
+
+    def run_cli(self, args: list[str], feedback: QgsProcessingFeedback | None) -> dict[str, Any]:
+        """Run ``marsice <args>`` with progress, log lines and cancel wired to ``feedback``.
+
+        Returns the ``outputs`` dict the CLI reported. Every MarsIce error (bad product, missing
+        venv, cancel) becomes a QgsProcessingException carrying the CLI's own message, which already
+        says what to do.
+        """
+        from ..provider import python_setting  # late: provider imports the algorithms
+
+        if feedback is None:
+            feedback = QgsProcessingFeedback()
+
+        def on_event(event: dict[str, Any]) -> None:
+            kind = event.get("type")
+            message = str(event.get("message", ""))
+            if kind == "progress":
+                feedback.setProgress(float(event.get("percent", 0.0)))
+                if message:
+                    feedback.setProgressText(message)
+            elif kind == "log":
+                level = event.get("level", "info")
+                if level == "warning":
+                    # pushWarning (QGIS >= 3.20) is shown as a warning; reportError(fatalError=False)
+                    # would print "ERROR:" in qgis_process for something that did not fail.
+                    if hasattr(feedback, "pushWarning"):
+                        feedback.pushWarning(message)
+                    else:
+                        feedback.reportError(message, False)
+                elif level == "debug":
+                    feedback.pushDebugInfo(message)
+                else:
+                    feedback.pushInfo(message)
+            elif kind == "result" and event.get("summary"):
+                feedback.pushInfo(str(event["summary"]))
+
+        try:
+            python = child_process.find_venv_python(python_setting())
+            feedback.pushDebugInfo(f"MarsIce Python: {python}")
+            feedback.pushDebugInfo("marsice " + " ".join(args))
+            return child_process.run_marsice(args, on_event, feedback.isCanceled, python=python)
+        except MarsIceError as exc:
+            raise QgsProcessingException(str(exc)) from exc

@@ -1,0 +1,141 @@
+"""Processing algorithm ``marsice:detect``: score a HiRISE product chunk by chunk for ice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterVectorDestination,
+)
+
+from .base import MarsIceAlgorithm
+
+try:  # QGIS >= 3.36 (and QGIS 4, where the old unscoped enums are gone)
+    from qgis.core import Qgis
+
+    _FILE = Qgis.ProcessingFileParameterBehavior.File
+    _DOUBLE = Qgis.ProcessingNumberParameterType.Double
+    _POLYGONS = Qgis.ProcessingSourceType.VectorPolygon
+except AttributeError:  # QGIS 3.22 - 3.34
+    _FILE = QgsProcessingParameterFile.File
+    _DOUBLE = QgsProcessingParameterNumber.Double
+    _POLYGONS = QgsProcessing.TypeVectorPolygon
+
+_INPUT_FILTER = (
+    "HiRISE PDS3 labels and rasters (*.LBL *.lbl *.JP2 *.jp2 *.IMG *.img *.tif *.tiff *.cub *.vrt);;All files (*.*)"
+)
+
+_HELP = """\
+<p>Searches one HiRISE image for bright patches consistent with <b>remnant seasonal ice</b>, using the \
+small Xception-style CNN of Gergácz &amp; Kereszturi.</p>
+<p>The image is cut into square <b>chunks of 1024 × 1024 pixels</b> (about 256 m on a side at \
+25 cm/pixel). The network gives each chunk a <b>probability</b> (0–1) that it shows an ice patch; the \
+output holds one polygon per chunk, in the product's own Mars map projection, with that probability \
+and whether it passes the threshold.</p>
+<p>Candidates are <i>bright patches consistent with remnant ice</i>: a single grey (RED) band cannot \
+tell water ice from CO<sub>2</sub> frost or from other bright material, so check candidates against \
+season (solar longitude), latitude and colour or spectral data before calling them water ice.</p>
+<h3>Parameters</h3>
+<dl>
+<dt>HiRISE product</dt><dd>A PDS3 label (<tt>.LBL</tt>) of a map-projected HiRISE RDR with its \
+<tt>.JP2</tt> image beside it, or any GDAL raster already in a Mars coordinate reference system.</dd>
+<dt>CNN model</dt><dd>A Keras <tt>.keras</tt> model file. Leave empty to use the demonstration model \
+shipped with MarsIce (trained on synthetic scenes: fine for trying the tool, not for science).</dd>
+<dt>Probability threshold</dt><dd>Chunks scoring at or above it are flagged as candidates. 0.6 is \
+the value used in the paper; lower it to miss fewer faint patches at the cost of more false alarms.</dd>
+<dt>Ice probability chunks</dt><dd>GeoPackage to write; its layer <tt>chunks</tt> holds the chunk \
+polygons and their probabilities.</dd>
+<dt>Quick-look image</dt><dd>Optional PNG: a reduced view of the image with the candidate chunks \
+outlined, for a fast visual check.</dd>
+</dl>
+<p>The computation runs in MarsIce's own Python environment (created by <tt>make setup</tt>); set its \
+location in Processing ▸ Options ▸ Providers ▸ MarsIce if it is not found.</p>
+"""
+
+
+class DetectIceAlgorithm(MarsIceAlgorithm):
+    """``marsice detect`` as a Processing algorithm; parameters map one-to-one onto CLI options."""
+
+    INPUT = "INPUT"
+    MODEL = "MODEL"
+    THRESHOLD = "THRESHOLD"
+    OUTPUT = "OUTPUT"
+    QUICKLOOK = "QUICKLOOK"
+
+    def createInstance(self) -> DetectIceAlgorithm:
+        return type(self)()
+
+    def name(self) -> str:
+        return "detect"
+
+    def displayName(self) -> str:
+        return "Detect ice patches"
+
+    def group(self) -> str:
+        return "Detection"
+
+    def groupId(self) -> str:
+        return "detection"
+
+    def shortHelpString(self) -> str:
+        return _HELP
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.INPUT,
+                "HiRISE product (PDS3 .LBL with its .JP2, or a Mars raster)",
+                _FILE,
+                fileFilter=_INPUT_FILTER,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.MODEL,
+                "CNN model (.keras; empty = shipped demo model)",
+                _FILE,
+                extension="keras",
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.THRESHOLD,
+                "Probability threshold for candidates",
+                _DOUBLE,
+                defaultValue=0.6,
+                minValue=0.0,
+                maxValue=1.0,
+            )
+        )
+        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Ice probability chunks", _POLYGONS))
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.QUICKLOOK,
+                "Quick-look image",
+                "PNG images (*.png)",
+                optional=True,
+                createByDefault=False,
+            )
+        )
+
+    def processAlgorithm(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
+        product = self.parameterAsFile(parameters, self.INPUT, context)
+        model = self.parameterAsFile(parameters, self.MODEL, context)
+        threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        quicklook = self.parameterAsFileOutput(parameters, self.QUICKLOOK, context)
+
+        args = ["detect", product, "-o", output, "--threshold", str(threshold)]
+        args += ["--model", model] if model else []
+        args += ["--quicklook", quicklook] if quicklook else []
+        self.run_cli(args, feedback)
+        return {self.OUTPUT: output, self.QUICKLOOK: quicklook or None}

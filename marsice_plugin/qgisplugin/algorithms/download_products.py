@@ -1,0 +1,106 @@
+"""Processing algorithm ``marsice:download``: fetch the products of a footprint layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qgis.core import (
+    QgsProcessingContext,
+    QgsProcessingFeedback,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFolderDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+)
+
+from .base import MarsIceAlgorithm
+
+try:  # QGIS >= 3.36
+    from qgis.core import Qgis
+
+    _FILE = Qgis.ProcessingFileParameterBehavior.File
+    _DOUBLE = Qgis.ProcessingNumberParameterType.Double
+except AttributeError:  # QGIS 3.22 - 3.34
+    _FILE = QgsProcessingParameterFile.File
+    _DOUBLE = QgsProcessingParameterNumber.Double
+
+_HELP = """\
+<p>Downloads the HiRISE images (<tt>.JP2</tt>) and their labels (<tt>.LBL</tt>) of the products in a \
+footprint layer made by <i>Search HiRISE products</i>, or of product ids you type \
+(e.g. <tt>ESP_011319_1305_RED</tt>). The label and image land side by side, ready for <i>Detect ice patches</i>.</p>
+<p>HiRISE images are large (often 0.5–3 GB each). Use <b>Dry run</b> first to see the sizes, and \
+<b>Maximum download</b> to refuse a run that would pull more than you meant to.</p>
+<p>The folder is a cache: files already there are not fetched again, broken downloads resume where they \
+stopped, and when the folder would exceed its size limit the least recently used files are removed. \
+A file only appears once it is complete and its size checked.</p>
+"""
+
+
+class DownloadProductsAlgorithm(MarsIceAlgorithm):
+    """``marsice download`` as a Processing algorithm; parameters map one-to-one onto CLI options."""
+
+    INPUT = "INPUT"
+    PRODUCT_IDS = "PRODUCT_IDS"
+    FOLDER = "FOLDER"
+    MAX_GB = "MAX_GB"
+    CACHE_GB = "CACHE_GB"
+    DRY_RUN = "DRY_RUN"
+    BROWSE = "BROWSE"
+    FILES = "FILES"
+
+    def createInstance(self) -> DownloadProductsAlgorithm:
+        return type(self)()
+
+    def name(self) -> str:
+        return "download"
+
+    def displayName(self) -> str:
+        return "Download HiRISE products"
+
+    def group(self) -> str:
+        return "Catalogue"
+
+    def groupId(self) -> str:
+        return "catalogue"
+
+    def shortHelpString(self) -> str:
+        return _HELP
+
+    def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.INPUT, "Footprint layer from a search (.gpkg)", _FILE, extension="gpkg", optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterString(self.PRODUCT_IDS, "Product ids (space separated)", optional=True)
+        )
+        self.addParameter(QgsProcessingParameterFolderDestination(self.FOLDER, "Download folder"))
+        self.addParameter(
+            QgsProcessingParameterNumber(self.MAX_GB, "Maximum download (GB; 0 = no limit)", _DOUBLE, 0.0, minValue=0.0)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(self.CACHE_GB, "Folder size limit (GB)", _DOUBLE, 50.0, minValue=0.001)
+        )
+        self.addParameter(QgsProcessingParameterBoolean(self.DRY_RUN, "Dry run (list files and sizes only)", False))
+        self.addParameter(QgsProcessingParameterBoolean(self.BROWSE, "Browse images instead of full images", False))
+        self.addOutput(QgsProcessingOutputNumber(self.FILES, "Files downloaded"))
+
+    def processAlgorithm(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
+    ) -> dict[str, Any]:
+        layer = self.parameterAsFile(parameters, self.INPUT, context)
+        ids = self.parameterAsString(parameters, self.PRODUCT_IDS, context).replace(",", " ").split()
+        folder = self.parameterAsString(parameters, self.FOLDER, context)
+        max_gb = self.parameterAsDouble(parameters, self.MAX_GB, context)
+        cache_gb = self.parameterAsDouble(parameters, self.CACHE_GB, context)
+
+        args = ["download", *ids, "--to", folder, "--cache-gb", str(cache_gb)]
+        args += ["--from", layer] if layer else []
+        args += ["--max-gb", str(max_gb)] if max_gb > 0 else []
+        args += ["--dry-run"] if self.parameterAsBoolean(parameters, self.DRY_RUN, context) else []
+        args += ["--browse"] if self.parameterAsBoolean(parameters, self.BROWSE, context) else []
+        outputs = self.run_cli(args, feedback)
+        return {self.FOLDER: folder, self.FILES: int(outputs.get("files", 0))}

@@ -1,0 +1,96 @@
+"""The MarsIce Processing provider: its id, name, icon, algorithms and one setting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qgis.core import QgsProcessingProvider, QgsSettings
+from qgis.PyQt.QtGui import QIcon
+
+from .algorithms.detect_ice import DetectIceAlgorithm
+from .algorithms.download_products import DownloadProductsAlgorithm
+from .algorithms.search_products import SearchProductsAlgorithm
+
+ICON_PATH = Path(__file__).resolve().parents[1] / "icons" / "marsice.svg"
+
+#: Name of the provider setting (Processing ▸ Options ▸ Providers ▸ MarsIce ▸ Python environment).
+PYTHON_SETTING = "MARSICE_PYTHON"
+#: Where Processing stores that setting in the QGIS profile.
+PYTHON_SETTING_KEY = "Processing/Configuration/" + PYTHON_SETTING
+#: Plain settings key read as a fallback, for set-ups that script the profile without Processing's UI.
+PYTHON_FALLBACK_KEY = "marsice/python"
+
+
+def python_setting() -> str:
+    """The user's choice of MarsIce Python environment, or '' to let child_process look it up.
+
+    Read from QgsSettings rather than ProcessingConfig so that it also works when the Processing
+    plugin's Python module is unavailable (it is a separate plugin that may be disabled).
+    """
+    settings = QgsSettings()
+    for key in (PYTHON_SETTING_KEY, PYTHON_FALLBACK_KEY):
+        value = settings.value(key, "")
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return ""
+
+
+class MarsIceProvider(QgsProcessingProvider):
+    """Provider ``marsice``; algorithm ids are ``marsice:<name>``."""
+
+    def id(self) -> str:
+        return "marsice"
+
+    def name(self) -> str:
+        return "MarsIce"
+
+    def longName(self) -> str:
+        return "MarsIce: remnant water-ice patches in HiRISE images"
+
+    def icon(self) -> QIcon:
+        return QIcon(str(ICON_PATH))
+
+    def svgIconPath(self) -> str:
+        return str(ICON_PATH)
+
+    def supportedOutputVectorLayerExtensions(self) -> list[str]:
+        """The CLI writes GeoPackage only; this keeps the output widget from offering Shapefile."""
+        return ["gpkg"]
+
+    def supportsNonFileBasedOutput(self) -> bool:
+        """Outputs are written by another process, so they cannot be memory layers."""
+        return False
+
+    def load(self) -> bool:
+        """Add the Python-environment option to the Processing options dialog, when available."""
+        try:
+            from processing.core.ProcessingConfig import ProcessingConfig, Setting
+        except ImportError:  # Processing's Python plugin missing: python_setting() still works
+            pass
+        else:
+            ProcessingConfig.settingIcons[self.name()] = self.icon()
+            ProcessingConfig.addSetting(
+                Setting(
+                    self.name(),
+                    PYTHON_SETTING,
+                    "Python environment (MarsIce venv folder or its python executable; "
+                    "empty = the .venv made by `make setup`)",
+                    "",
+                    valuetype=Setting.FOLDER,
+                )
+            )
+            ProcessingConfig.readSettings()
+        self.refreshAlgorithms()
+        return True
+
+    def unload(self) -> None:
+        try:
+            from processing.core.ProcessingConfig import ProcessingConfig
+        except ImportError:
+            return
+        if PYTHON_SETTING in ProcessingConfig.settings:
+            ProcessingConfig.removeSetting(PYTHON_SETTING)
+
+    def loadAlgorithms(self) -> None:
+        for algorithm in (DetectIceAlgorithm(), SearchProductsAlgorithm(), DownloadProductsAlgorithm()):
+            self.addAlgorithm(algorithm)
