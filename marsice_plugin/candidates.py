@@ -14,9 +14,10 @@ is a connected group of pixels brighter than their local background:
    this is where its opacity is one half, the same rule the scene renderer's truth uses.
 5. Outlines from all flagged chunks are merged (one patch is one polygon, never split at a chunk
    edge), simplified to half a pixel, and measured on the product's own sphere. Long thin shapes
-   (isoperimetric compactness 4πA/P² below ``min_compactness``, off by default: measured on generated
-   scenes it drops real patches that touch other bright ground) and patches under ``min_area_m2``
-   (sunlit boulder faces) are dropped.
+   (minimum rotated rectangle longer than ``max_elongation`` times its width: sunlit trough walls and
+   ridges), patches under ``min_area_m2`` (sunlit boulder faces) and, optionally, shapes of low
+   isoperimetric compactness 4πA/P² (``min_compactness``, off by default: measured on generated scenes
+   it drops real patches that touch other bright ground) are dropped.
 
 A candidate is a *bright patch consistent with remnant ice*: grey images cannot tell water ice from
 CO₂ frost, and bright dust looks alike too (the terrain ranking addresses that).
@@ -52,6 +53,7 @@ class CandidateOptions:
     min_area_m2: float = 2.0
     max_area_m2: float = 20_000.0
     min_compactness: float = 0.0
+    max_elongation: float = 3.0
 
 
 @dataclass
@@ -192,6 +194,10 @@ def _measure(
     area = abs(pyproj.Geod(a=radius, b=radius).geometry_area_perimeter(lonlat)[0])
     if area < options.min_area_m2:
         return None
+    box = np.asarray(poly.minimum_rotated_rectangle.exterior.coords)
+    sides = np.hypot(*np.diff(box[:3], axis=0).T)
+    if sides.min() <= 0 or sides.max() / sides.min() > options.max_elongation:
+        return None  # sunlit trough walls and ridges: long thin strips, unlike a patch
     compactness = 4 * np.pi * poly.area / max(poly.length, 1e-9) ** 2
     if compactness < options.min_compactness:  # sunlit trough walls and ridges are long and thin
         return None
