@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import subprocess
 import sys
 import textwrap
 
+import pyproj
 import pytest
 import shapely
 
@@ -85,3 +87,49 @@ def test_second_concurrent_writer_is_refused(tmp_path):
     with ResultsWriter(path, LAYERS, wait_s=1.0) as again:
         again.write_product("B", _rows("B", 1, 1.0))
     assert len(_content(path)[0]) == 2
+
+
+def test_polar_and_equirectangular_products_share_one_layer(tmp_path):
+    """Products in different projections land in the common CRS at their own place; the file validates."""
+    from marsice_plugin.mars_crs import local_radius
+    from marsice_plugin.pipeline import DetectOptions, detect
+    from marsice_plugin.synthetic.product_writer import ProductGeometry, write_sample_product
+    from marsice_plugin.synthetic.scene import SceneConfig
+
+    from .conftest import DEMO_MODEL
+
+    config = SceneConfig(width=1024, height=1024, seed=5, n_boulders=100, n_craters=1)
+    places = {"POLAR STEREOGRAPHIC": (-67.5, 200.0), "EQUIRECTANGULAR": (-45.0, 20.0)}
+    out = tmp_path / "results.gpkg"
+    ids = {}
+    for projection, (lat, lon) in places.items():
+        sample = write_sample_product(
+            tmp_path / projection.split()[0], config, ProductGeometry(lat, lon, projection=projection), orbit=len(ids)
+        )
+        ids[sample.product_id] = (lat, lon)
+        detect(sample.label_path, out, DetectOptions(model_path=DEMO_MODEL))
+    conn = sqlite3.connect(out)
+    rows = conn.execute("SELECT product_id, latitude, longitude, geom FROM products").fetchall()
+    conn.close()
+    assert {r[0] for r in rows} == set(ids)
+    from marsice_plugin.gpkg import parse_geometry_blob
+
+    for pid, lat, lon, blob in rows:
+        want_lat, want_lon = ids[pid]
+        assert lat == pytest.approx(want_lat, abs=1e-3)
+        assert lon % 360 == pytest.approx(want_lon, abs=1e-3)
+        footprint = parse_geometry_blob(blob)
+        assert footprint.contains(shapely.Point(((want_lon + 180) % 360) - 180, want_lat))
+        # 1024 px at 0.5 m: 512 m × 512 m in the projection; polar stereographic true at the pole stretches
+        # lengths by k = 2 / (1 + sin|lat|) at 67.5°, equirectangular is true at its standard parallel (45°)
+        k = 2 / (1 + math.sin(math.radians(67.5))) if want_lat < -65 else 1.0
+        area = abs(pyproj.Geod(a=3396190, b=3396190).geometry_area_perimeter(footprint)[0])
+        # and measuring on the common sphere rescales lengths from the product's own (local-radius) sphere
+        ratio = 3396190 / local_radius(want_lat if want_lat < -65 else -45.0)
+        assert area == pytest.approx(512**2 / k**2 * ratio**2, rel=0.002)
+    proc = subprocess.run(
+        ["/usr/bin/python3", "/usr/lib/python3/dist-packages/osgeo_utils/samples/validate_gpkg.py", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
