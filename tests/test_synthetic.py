@@ -94,3 +94,75 @@ def test_dtm_written_as_real_hirise_dtm(tmp_path):
     np.testing.assert_allclose(heights[valid], expected[valid], atol=1e-4)
     # blocks that are entirely black margin carry the real DTMs' missing constant
     assert (~valid).sum() == sp.scene.nodata.reshape(150, 4, 200, 4).all(axis=(1, 3)).sum() > 0
+
+
+def test_chunk_truth_table(sample_product):
+    gpkg = GeoPackage.open(sample_product.truth_path)
+    rows = gpkg.conn.execute(
+        "SELECT chunk_row, chunk_col, ice_pixels, label, hot_pixels, geom FROM chunk_truth "
+        "ORDER BY chunk_row, chunk_col"
+    ).fetchall()
+    gpkg.close()
+    scene = sample_product.scene
+    assert len(rows) == 6
+    assert sum(r[2] for r in rows) == int(scene.ice.sum())
+    assert sum(r[4] for r in rows) == int(scene.hot.sum())
+    transform = label_transform(read_label(sample_product.label_path))
+    for _, chunk_col, ice, label, _, blob in rows:
+        box = parse_geometry_blob(blob)
+        assert box.area == pytest.approx(1024 * 1024 * transform.a**2)
+        assert box.bounds[0] == pytest.approx(transform.c + chunk_col * 1024 * transform.a)
+        assert label == int(ice >= 16)
+
+
+def test_shadows_fall_away_from_the_labels_sun():
+    """A lone boulder under the paper's mid-afternoon sun (azimuth 297°) shades the ground to its ESE."""
+    from marsice_plugin.synthetic.terrain import Boulder, add_boulders
+
+    scale = 0.5
+    height = np.zeros((200, 200), np.float32)
+    add_boulders(height, [Boulder(100.0, 100.0, 2.0, 2.0)], scale)
+    shadow = illumination.cast_shadows(height, scale, azimuth_deg=297.0, incidence_deg=70.0) & (height == 0)
+    rows, cols = np.nonzero(shadow)
+    east, north = cols - 100.0, -(rows - 100.0)
+    sun = (math.sin(math.radians(297.0)), math.cos(math.radians(297.0)))
+    assert len(rows) > 20
+    assert np.all(east * sun[0] + north * sun[1] < 0)  # every shaded pixel lies on the side away from the sun
+    centre_bearing = math.degrees(math.atan2(east.mean(), north.mean())) % 360
+    assert centre_bearing == pytest.approx(117.0, abs=5.0)  # the anti-sun azimuth, 297° - 180°
+    length_m = np.hypot(rows - 100.0, cols - 100.0).max() * scale
+    # the shadow tip is cast by the boulder's top (2 m, at its centre): height / tan(elevation) from the centre
+    assert length_m == pytest.approx(2.0 / math.tan(math.radians(20.0)), abs=scale)
+
+
+def test_ccd_offsets_step_at_ccd_boundaries():
+    from marsice_plugin.synthetic.scene import SceneConfig, ccd_width_px, render
+
+    base = dict(
+        width=1536,
+        height=256,
+        seed=2,
+        n_craters=0,
+        n_boulders=0,
+        polygons=False,
+        n_ice_boulder=0,
+        n_ice_crater=0,
+        n_dust=0,
+        n_dark_spots=0,
+        n_hot_special=0,
+        n_hot_ordinary=0,
+        nodata_margin=0.0,
+    )
+    plain = render(SceneConfig(**base)).dn.astype(float)
+    stepped = render(SceneConfig(**base, ccd_offsets=True)).dn.astype(float)
+    width = ccd_width_px(0.5)
+    assert width == 1024
+
+    def residual(cols):
+        a, b = np.polyfit(plain[:, cols].ravel(), stepped[:, cols].ravel(), 1)
+        return float(np.std(stepped[:, cols] - (a * plain[:, cols] + b)))
+
+    inside = [residual(slice(10, width - 10)), residual(slice(width + 10, None))]
+    across = residual(slice(10, None))
+    # one gain and offset per CCD: affine within each CCD up to rounding, not across the boundary
+    assert max(inside) < 0.5 < across

@@ -163,12 +163,33 @@ def _write_jp2(path: Path, dn: np.ndarray, crs, transform) -> None:
     aux.unlink(missing_ok=True)
 
 
-def _write_truth(path: Path, scene: Scene, crs, transform, pid: str) -> None:
-    """Ice truth polygons (pixel-exact outlines of the truth mask) in the product CRS."""
+#: Attribute columns of the truth file's ``chunk_truth`` layer (the paper's 1024 px chunk grid).
+CHUNK_TRUTH_FIELDS_SPEC = (
+    ("product_id", str),
+    ("chunk_row", int),
+    ("chunk_col", int),
+    ("ice_pixels", int),
+    ("ice_m2", float),
+    ("label", int),
+    ("dust_pixels", int),
+    ("hot_pixels", int),
+    ("nodata_fraction", float),
+)
+
+
+def _write_truth(path: Path, scene: Scene, crs, transform, pid: str, chunk_size: int = 1024) -> None:
+    """Ice truth polygons (pixel-exact outlines of the truth mask) and a per-chunk label table.
+
+    ``chunk_truth`` holds one footprint per chunk of the paper's grid (no overlap) with the planted ice,
+    dust and hot-pixel counts and ``label`` = 1 when the chunk holds at least 16 ice pixels (the rule of
+    :func:`marsice_plugin.truth.chunk_truth`).
+    """
     import shapely
     from rasterio import features
 
     from ..gpkg import Field, write_new
+    from ..tiling import ChunkGrid
+    from ..truth import chunk_truth
 
     fields = [Field("product_id", str), Field("kind", str), Field("area_m2", float)]
     polys = [
@@ -177,13 +198,51 @@ def _write_truth(path: Path, scene: Scene, crs, transform, pid: str) -> None:
         if value == 1
     ]
     rows = [(p, {"product_id": pid, "kind": "ice", "area_m2": p.area}) for p in polys]
+    grid = ChunkGrid(scene.dn.shape[1], scene.dn.shape[0], chunk_size, 0)
+    cells = [_Cell(i, j, w) for i, j, w in grid]
+    labels = chunk_truth(scene.ice, cells)
+    pixel_m2 = abs(transform.a * transform.e)
+    chunk_fields = [Field(name, kind) for name, kind in CHUNK_TRUTH_FIELDS_SPEC]
+    chunk_rows = []
+    for c in cells:
+        r, q = c.window.slices
+        footprint = shapely.box(
+            *(transform @ (c.window.col_off, c.window.row_off + c.window.height)),
+            *(transform @ (c.window.col_off + c.window.width, c.window.row_off)),
+        )
+        ice = int(scene.ice[r, q].sum())
+        chunk_rows.append(
+            (
+                footprint,
+                {
+                    "product_id": pid,
+                    "chunk_row": c.chunk_row,
+                    "chunk_col": c.chunk_col,
+                    "ice_pixels": ice,
+                    "ice_m2": ice * pixel_m2,
+                    "label": int(labels[(c.chunk_row, c.chunk_col)]),
+                    "dust_pixels": int(scene.dust[r, q].sum()),
+                    "hot_pixels": int(scene.hot[r, q].sum()),
+                    "nodata_fraction": float(scene.nodata[r, q].mean()),
+                },
+            )
+        )
 
     def build(gpkg) -> None:
         srs = gpkg.add_srs(crs, name=f"{pid} (from label)")
         gpkg.create_layer("ice_truth", fields, "POLYGON", srs, "planted ice patches (truth)")
         gpkg.insert("ice_truth", fields, rows)
+        gpkg.create_layer("chunk_truth", chunk_fields, "POLYGON", srs, "per-chunk truth labels (1024 px grid)")
+        gpkg.insert("chunk_truth", chunk_fields, chunk_rows)
 
     write_new(path, build)
+
+
+@dataclass(frozen=True)
+class _Cell:
+    chunk_row: int
+    chunk_col: int
+    window: object
 
 
 def _lonlat_extent(proj: str, radius: float, x_ul: float, y_ul: float, width_m: float, height_m: float) -> tuple:

@@ -51,6 +51,10 @@ class SceneConfig:
     noise: bool = True
     #: extra patches at exact places: (row, col, radius in metres, contrast), e.g. across a chunk border
     ice_at: tuple[tuple[float, float, float, float], ...] = ()
+    #: per-CCD gain/offset steps and noisier seams (10 RED CCDs of 2048 unbinned px across the swath).
+    #: Off by default so evaluation_set_v1 (frozen with this renderer) keeps its pixels; training sets
+    #: and later evaluation sets turn it on.
+    ccd_offsets: bool = False
 
 
 @dataclass
@@ -189,7 +193,10 @@ def render(config: SceneConfig) -> Scene:
     lo, hi = np.percentile(iof, [0.1, 99.9])
     scaling = float((hi - lo) / 700.0) or 1e-4
     offset = float(lo - 120.0 * scaling)
-    dn = np.clip(np.rint((iof - offset) / scaling), 3, 1021).astype(np.uint16)
+    dn_float = (iof - offset) / scaling
+    if config.ccd_offsets:
+        dn_float = _ccd_effects(dn_float, config, rng)
+    dn = np.clip(np.rint(dn_float), 3, 1021).astype(np.uint16)
 
     hot = np.zeros(shape, dtype=bool)
     for n, values in ((config.n_hot_special, (1022, 1023)), (config.n_hot_ordinary, None)):
@@ -217,6 +224,30 @@ def render(config: SceneConfig) -> Scene:
         offset=offset,
         ice_patches=patches,
     )
+
+
+def ccd_width_px(scale_m: float) -> int:
+    """Width of one RED CCD in the map-projected product: 2048 unbinned pixels at 0.25 m/pixel."""
+    return max(1, round(2048 * 0.25 / scale_m))
+
+
+def _ccd_effects(dn: np.ndarray, config: SceneConfig, rng: np.random.Generator) -> np.ndarray:
+    """Per-CCD gain (1 ± 1.5 %) and offset (± 2 DN) in vertical strips, and 1.5× noise within 2 px of seams.
+
+    Map-projected RED strips run roughly north-south, so CCD boundaries are columns; the product's
+    own skew is ignored here (a few degrees for HiRISE).
+    """
+    width = ccd_width_px(config.scale_m)
+    cols = np.arange(dn.shape[1])
+    ccd = cols // width
+    n = int(ccd.max()) + 1
+    gain = 1.0 + rng.normal(0.0, 0.015, n)
+    offset = rng.normal(0.0, 2.0, n)
+    out = dn * gain[ccd][None, :] + offset[ccd][None, :]
+    seam = np.abs(((cols + width / 2) % width) - width / 2) <= 2
+    seam[:3] = False
+    out[:, seam] += rng.normal(0.0, 1.5, (dn.shape[0], int(seam.sum())))
+    return out
 
 
 def _strip_margins(shape: tuple[int, int], margin: float) -> np.ndarray:
