@@ -166,3 +166,18 @@ def test_ccd_offsets_step_at_ccd_boundaries():
     across = residual(slice(10, None))
     # one gain and offset per CCD: affine within each CCD up to rounding, not across the boundary
     assert max(inside) < 0.5 < across
+
+
+def test_geometry_drawn_from_real_band_observations():
+    from marsice_plugin.synthetic.geometry import SUN_AZIMUTH_BAND, band_observations, sample_geometry
+
+    rows = band_observations()
+    assert len(rows) == 1409  # bundled observations with image centre in -60..-40 and Ls 140..200
+    rng = np.random.default_rng(3)
+    draws = [sample_geometry(rng) for _ in range(300)]
+    for g in draws:
+        assert -60 <= g.latitude <= -40 and 140 <= g.solar_longitude <= 200
+        assert SUN_AZIMUTH_BAND[0] <= g.sun_azimuth <= SUN_AZIMUTH_BAND[2]
+    incidences = np.array([g.incidence for g in draws])
+    assert 65 < np.median(incidences) < 77  # the band's real median incidence is 71°: high, mid-afternoon sun
+    assert 14.5 < np.median([g.local_time for g in draws]) < 16.5
