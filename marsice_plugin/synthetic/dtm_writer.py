@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..labels import MapProjection
+from .pds3_text import ProjectionBlock, map_projection_object
 
 #: The PC_REAL no-data value of HiRISE DTMs, as its bit pattern and as a float.
 MISSING_CONSTANT_BITS = 0xFF7FFFFB
@@ -89,7 +90,23 @@ def _label(
 ) -> str:
     vmin = float(valid.min()) if valid.size else 0.0
     vmax = float(valid.max()) if valid.size else 0.0
-    r_km = p.a_radius_m / 1000.0
+    projection_object = map_projection_object(
+        ProjectionBlock(
+            p.projection_type,
+            p.a_radius_m,
+            p.center_latitude,
+            p.center_longitude,
+            rows,
+            cols,
+            scale,
+            line_offset,
+            sample_offset,
+            p.westernmost_longitude,
+            p.easternmost_longitude,
+            p.minimum_latitude,
+            p.maximum_latitude,
+        )
+    )
     return f"""PDS_VERSION_ID            = PDS3
 RECORD_TYPE               = FIXED_LENGTH
 RECORD_BYTES              = {record_bytes}
@@ -113,32 +130,7 @@ SOURCE_PRODUCT_ID         = ({obs1}, {obs2})
 RATIONALE_DESC            = "Synthetic DTM of a MarsIce generated scene"
 SOFTWARE_NAME             = "marsice synthetic DTM writer"
 
-OBJECT = IMAGE_MAP_PROJECTION
- ^DATA_SET_MAP_PROJECTION     = "DSMAP.CAT"
- MAP_PROJECTION_TYPE          = "{p.projection_type}"
- PROJECTION_LATITUDE_TYPE     = PLANETOCENTRIC
- A_AXIS_RADIUS                = {r_km:.10f} <KM>
- B_AXIS_RADIUS                = {r_km:.10f} <KM>
- C_AXIS_RADIUS                = {r_km:.10f} <KM>
- COORDINATE_SYSTEM_NAME       = PLANETOCENTRIC
- POSITIVE_LONGITUDE_DIRECTION = EAST
- KEYWORD_LATITUDE_TYPE        = PLANETOCENTRIC
- CENTER_LATITUDE              = {p.center_latitude:.3f} <DEG>
- CENTER_LONGITUDE             = {p.center_longitude:.3f} <DEG>
- LINE_FIRST_PIXEL             = 1
- LINE_LAST_PIXEL              = {rows}
- SAMPLE_FIRST_PIXEL           = 1
- SAMPLE_LAST_PIXEL            = {cols}
- MAP_PROJECTION_ROTATION      = 0.0 <DEG>
- MAP_RESOLUTION               = {math.radians(p.a_radius_m) / scale:.8f} <PIX/DEG>
- MAP_SCALE                    = {scale} <METERS/PIXEL>
- MAXIMUM_LATITUDE             = {p.maximum_latitude} <DEG>
- MINIMUM_LATITUDE             = {p.minimum_latitude} <DEG>
- EASTERNMOST_LONGITUDE        = {p.easternmost_longitude} <DEG>
- WESTERNMOST_LONGITUDE        = {p.westernmost_longitude} <DEG>
- LINE_PROJECTION_OFFSET       = {line_offset:.2f} <PIXEL>
- SAMPLE_PROJECTION_OFFSET     = {sample_offset:.2f} <PIXEL>
-END_OBJECT = IMAGE_MAP_PROJECTION
+{projection_object}
 
 OBJECT = IMAGE
  LINES                    = {rows}

@@ -28,6 +28,7 @@ import numpy as np
 import pyproj
 
 from ..mars_crs import local_radius
+from .pds3_text import ProjectionBlock, map_projection_object
 from .scene import Scene, SceneConfig, render
 
 JP2_OPTIONS = {
@@ -271,7 +272,6 @@ def _label_text(
     extent: tuple[float, float, float, float],
 ) -> str:
     s = config.scale_m
-    r_km = radius / 1000.0
     lines, samples = config.height, config.width
     west, east, south, north = extent
     sub_solar_azimuth = (config.sun_azimuth + 270.0) % 360.0
@@ -281,6 +281,23 @@ def _label_text(
     start = g.start_time
     stop = start + dt.timedelta(seconds=lines * 1e-4 * binning)
     ts = "%Y-%m-%dT%H:%M:%S.%f"
+    projection_object = map_projection_object(
+        ProjectionBlock(
+            g.projection,
+            radius,
+            centre[0],
+            centre[1],
+            lines,
+            samples,
+            s,
+            line_offset,
+            sample_offset,
+            west,
+            east,
+            south,
+            north,
+        )
+    )
     return f"""PDS_VERSION_ID            = PDS3
 /* Identification Information */
 NOT_APPLICABLE_CONSTANT   = -9998
@@ -302,32 +319,7 @@ MISSION_PHASE_NAME        = "EXTENDED SCIENCE PHASE"
 ORBIT_NUMBER              = {int(obs.split("_")[1])}
 RATIONALE_DESC            = "Synthetic scene rendered by MarsIce, seed {config.seed}"
 SOFTWARE_NAME             = "marsice synthetic product writer"
-OBJECT = IMAGE_MAP_PROJECTION
-    ^DATA_SET_MAP_PROJECTION     = "DSMAP.CAT"
-    MAP_PROJECTION_TYPE          = "{g.projection}"
-    PROJECTION_LATITUDE_TYPE     = PLANETOCENTRIC
-    A_AXIS_RADIUS                = {r_km:.10f} <KM>
-    B_AXIS_RADIUS                = {r_km:.10f} <KM>
-    C_AXIS_RADIUS                = {r_km:.10f} <KM>
-    COORDINATE_SYSTEM_NAME       = PLANETOCENTRIC
-    POSITIVE_LONGITUDE_DIRECTION = EAST
-    KEYWORD_LATITUDE_TYPE        = PLANETOCENTRIC
-    CENTER_LATITUDE              = {centre[0]:.3f} <DEG>
-    CENTER_LONGITUDE             = {centre[1]:.3f} <DEG>
-    LINE_FIRST_PIXEL             = 1
-    LINE_LAST_PIXEL              = {lines}
-    SAMPLE_FIRST_PIXEL           = 1
-    SAMPLE_LAST_PIXEL            = {samples}
-    MAP_PROJECTION_ROTATION      = 0.0 <DEG>
-    MAP_RESOLUTION               = {math.radians(radius) / s:.8f} <PIX/DEG>
-    MAP_SCALE                    = {s} <METERS/PIXEL>
-    MAXIMUM_LATITUDE             = {north:.12f} <DEG>
-    MINIMUM_LATITUDE             = {south:.12f} <DEG>
-    LINE_PROJECTION_OFFSET       = {line_offset:.1f} <PIXEL>
-    SAMPLE_PROJECTION_OFFSET     = {sample_offset:.1f} <PIXEL>
-    EASTERNMOST_LONGITUDE        = {east:.12f} <DEG>
-    WESTERNMOST_LONGITUDE        = {west:.12f} <DEG>
-END_OBJECT = IMAGE_MAP_PROJECTION
+{projection_object}
 GROUP = TIME_PARAMETERS
     MRO:OBSERVATION_START_TIME   = {start.strftime(ts)[:-3]}
     START_TIME                   = {start.strftime(ts)[:-3]}
