@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from .candidates import DESCRIPTION, Candidate, CandidateOptions, delineate
-from .errors import ModelError
+from .errors import ModelError, OutputError
 from .gpkg import Field
 from .product import Product, open_product
 from .progress import Reporter
@@ -352,6 +352,8 @@ def detect(
 
     options = options or DetectOptions()
     reporter = reporter or Reporter("quiet")
+    if Path(output).suffix.lower() != ".gpkg":
+        raise OutputError(f"{output}: results are written as a GeoPackage; give an output name ending in .gpkg")
     if not 0.0 <= options.threshold <= 1.0:
         raise ValueError(f"threshold must be within 0..1, got {options.threshold}")
     model_path = Path(options.model_path) if options.model_path else default_model_path()

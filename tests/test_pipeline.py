@@ -126,3 +126,11 @@ def test_cli_label_without_image(marsice_cli, sample_product, tmp_path):
     error = json.loads(proc.stdout.strip().splitlines()[-1])
     assert error["type"] == "error" and error["error"] == "ProductError"
     assert "download the .JP2 next to the label" in error["message"]
+
+
+def test_cli_refuses_a_non_geopackage_output(marsice_cli, sample_product, tmp_path):
+    proc = marsice_cli("detect", str(sample_product.label_path), "-o", str(tmp_path / "out.shp"))
+    assert proc.returncode == 4
+    message = "results are written as a GeoPackage; give an output name ending in .gpkg"
+    assert proc.stderr.strip().splitlines() == [f"marsice: error: {tmp_path / 'out.shp'}: {message}"]
+    assert list(tmp_path.iterdir()) == []
