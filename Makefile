@@ -61,7 +61,8 @@ zip:
 	@rm -rf build/zip && mkdir -p build/zip dist
 	cp -rL marsice_plugin build/zip/marsice_plugin
 	find build/zip -name __pycache__ -prune -exec rm -rf {} +
-	cd build/zip && zip -qr ../../dist/marsice_plugin.zip marsice_plugin
+	rm -f dist/marsice_plugin.zip
+	cd build/zip && $(SYSTEM_PYTHON) -m zipfile -c ../../dist/marsice_plugin.zip marsice_plugin
 	@echo "dist/marsice_plugin.zip"
 
 clean:

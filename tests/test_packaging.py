@@ -1,0 +1,35 @@
+"""`make zip` builds a plugin zip that QGIS's plugin repository accepts."""
+
+from __future__ import annotations
+
+import configparser
+import subprocess
+import zipfile
+
+from marsice_plugin import __version__
+
+from .conftest import REPO
+
+REQUIRED = ("name", "version", "qgisMinimumVersion", "description", "about", "author", "email", "repository", "tracker")
+
+
+def test_make_zip_builds_an_installable_plugin():
+    proc = subprocess.run(["make", "-s", "zip"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    path = REPO / "dist" / "marsice_plugin.zip"
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        metadata = archive.read("marsice_plugin/metadata.txt").decode()
+        init = archive.read("marsice_plugin/__init__.py").decode()
+    assert all(name.startswith("marsice_plugin/") for name in names)
+    assert not any("__pycache__" in name or name.endswith(".pyc") for name in names)
+    assert "marsice_plugin/qgisplugin/provider.py" in names and "marsice_plugin/icons/marsice.svg" in names
+    assert "def classFactory(iface)" in init
+    parser = configparser.ConfigParser()
+    parser.read_string(metadata)
+    general = parser["general"]
+    for key in REQUIRED:
+        assert general.get(key, "").strip(), key
+    assert general["version"] == __version__
+    assert general["hasProcessingProvider"] == "yes"
+    assert general["icon"] in {n.removeprefix("marsice_plugin/") for n in names}
