@@ -67,6 +67,8 @@ class Product:
         viewing: ViewingGeometry,
     ):
         self.path = path
+        #: the file whose pixels are read (the JP2 beside a label, or the raster itself)
+        self.image_path = Path(getattr(dataset, "name", path))
         self._ds = dataset
         self.transform = transform
         self.crs = crs
@@ -122,7 +124,7 @@ class Product:
             data = self._ds.read(window=Window(col_off, row_off, width, height), boundless=False)
         except Exception as exc:
             raise ProductError(
-                f"{self.path}: cannot decode pixels at rows {row_off}-{row_off + height}: {exc}. "
+                f"{self.image_path}: cannot decode pixels at rows {row_off}-{row_off + height}: {exc}. "
                 "The image file may be truncated or corrupt: download it again"
             ) from exc
         if data.shape[0] == 1:
@@ -202,7 +204,7 @@ class Product:
             data = ds.read(window=Window(0, row_off, ds.width, height))
         except Exception as exc:
             raise ProductError(
-                f"{self.path}: cannot decode pixels at rows {row_off}-{row_off + height} (level {level}): {exc}. "
+                f"{self.image_path}: cannot decode pixels at rows {row_off}-{row_off + height} (level {level}): {exc}. "
                 "The image file may be truncated or corrupt: download it again"
             ) from exc
         return self._grey_and_masks(data)

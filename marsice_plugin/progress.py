@@ -9,8 +9,8 @@ there), so the parent can stream progress into ``QgsProcessingFeedback`` without
 ``{"type": "result", "outputs": {"OUTPUT": "/path/out.gpkg", ...}, "summary": "..."}``
 ``{"type": "error", "error": "ProductError", "message": "...", "exit_code": 2}``
 
-In text mode progress goes to stderr only when stderr is a terminal (a log file or a pipe gets the
-log lines and the one-line error, not a stream of percentages), and results go to stdout.
+In text mode progress and informational lines go to stderr only when stderr is a terminal: a log
+file or a pipe gets warnings and the one-line error, nothing else. Results go to stdout.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class Reporter:
         """A line a user may want to read (what is being done, what was skipped and why)."""
         if self.mode == "json":
             self._emit({"type": "log", "level": level, "message": message})
-        elif self.mode == "text":
+        elif self.mode == "text" and (self._tty or level == "warning"):
             prefix = "warning: " if level == "warning" else ""
             self._err.write(f"{prefix}{message}\n")
             self._err.flush()

@@ -23,6 +23,8 @@ BLOCK_FILTERS = (256, 512, 728)
 
 def keras_module() -> Any:
     """Import Keras (TensorFlow backend) quietly, once."""
+    # TensorFlow's C++ info and warning lines would otherwise reach stderr, where the CLI promises one
+    # clear line per error; real failures still raise Python exceptions.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import warnings
@@ -31,7 +33,11 @@ def keras_module() -> Any:
     # which Keras imports; only 3-D axes are affected, which MarsIce never uses.
     warnings.filterwarnings("ignore", message="Unable to import Axes3D")
     import keras
+    import tensorflow as tf
 
+    # Grappler's remapper fails on this network's residual adds ("remapper failed ... fanout") and logs
+    # it through absl straight to stderr; turning that one rewrite off removes the noise, not a feature.
+    tf.config.optimizer.set_experimental_options({"remapping": False})
     return keras
 
 

@@ -1,0 +1,181 @@
+"""Bad input ends in one clear line and a non-zero exit, and leaves no output behind (issue 12, part)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+
+from .conftest import DEMO_MODEL, REPO
+
+
+def _detect(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "marsice_plugin", "detect", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=timeout,
+    )
+
+
+def _copy_product(sample, folder):
+    folder.mkdir()
+    for path in (sample.label_path, sample.image_path):
+        shutil.copy(path, folder / path.name)
+    return folder / sample.label_path.name, folder / sample.image_path.name
+
+
+def _one_error_line(proc, *fragments):
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("marsice: error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_truncated_jpeg2000(small_product, tmp_path):
+    label, image = _copy_product(small_product, tmp_path / "p")
+    image.write_bytes(image.read_bytes()[: image.stat().st_size // 3])
+    proc = _detect(str(label), "-o", str(tmp_path / "o.gpkg"), "--model", str(DEMO_MODEL))
+    assert proc.returncode == 2
+    _one_error_line(proc, image.name)
+    assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_label_and_image_sizes_disagree(small_product, tmp_path):
+    label, _ = _copy_product(small_product, tmp_path / "p")
+    label.write_text(label.read_text().replace("LINE_SAMPLES               = 700", "LINE_SAMPLES               = 701"))
+    proc = _detect(str(label), "-o", str(tmp_path / "o.gpkg"))
+    assert proc.returncode == 2
+    _one_error_line(proc, "label says 701x500 pixels", "do not belong together")
+
+
+def test_unknown_projection(small_product, tmp_path):
+    label, _ = _copy_product(small_product, tmp_path / "p")
+    label.write_text(label.read_text().replace('"EQUIRECTANGULAR"', '"SINUSOIDAL"'))
+    proc = _detect(str(label), "-o", str(tmp_path / "o.gpkg"))
+    assert proc.returncode == 2
+    _one_error_line(proc, "map projection SINUSOIDAL is not supported")
+
+
+def _geotiff(path, data, crs):
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype=data.dtype,
+        crs=crs,
+        transform=Affine(0.5, 0, 1000.0, 0, -0.5, -2000.0),
+        nodata=0,
+    ) as ds:
+        ds.write(data, 1)
+
+
+def test_earth_crs_raster_is_refused(tmp_path):
+    _geotiff(tmp_path / "earth.tif", np.full((64, 64), 100, np.uint8), "EPSG:32633")
+    proc = _detect(str(tmp_path / "earth.tif"), "-o", str(tmp_path / "o.gpkg"))
+    assert proc.returncode == 2
+    _one_error_line(proc, "not a Mars CRS")
+
+
+def test_all_nodata_image_is_skipped_not_scored(tmp_path):
+    from marsice_plugin.mars_crs import common_crs
+
+    mars_eqc = "+proj=eqc +lat_ts=-50 +lon_0=180 +R=3384416.5 +units=m +no_defs"
+    assert common_crs()  # the Mars CRS machinery is importable
+    _geotiff(tmp_path / "empty.tif", np.zeros((1100, 1100), np.uint8), mars_eqc)
+    proc = _detect(str(tmp_path / "empty.tif"), "-o", str(tmp_path / "o.gpkg"), "--model", str(DEMO_MODEL))
+    assert proc.returncode == 0, proc.stderr
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "o.gpkg")
+    rows = conn.execute("SELECT skipped, probability FROM chunks").fetchall()
+    (category,) = conn.execute("SELECT category FROM products").fetchone()
+    conn.close()
+    assert rows and all(skipped == 1 and p is None for skipped, p in rows)
+    assert category == "none"
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "uint16"])
+def test_8_and_16_bit_mars_rasters_are_read(tmp_path, dtype):
+    mars_eqc = "+proj=eqc +lat_ts=-50 +lon_0=180 +R=3384416.5 +units=m +no_defs"
+    top = 250 if dtype == "uint8" else 4000
+    data = np.random.default_rng(0).integers(20, top, (600, 900)).astype(dtype)
+    _geotiff(tmp_path / "m.tif", data, mars_eqc)
+    proc = _detect(str(tmp_path / "m.tif"), "-o", str(tmp_path / "o.gpkg"), "--model", str(DEMO_MODEL))
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "o.gpkg").exists()
+
+
+def test_lambda_layer_model_is_refused_under_safe_mode(tmp_path):
+    from marsice_plugin.cnn.model import keras_module, load_model
+    from marsice_plugin.errors import ModelError
+
+    keras = keras_module()
+    inputs = keras.Input((32, 32, 1))
+    outputs = keras.layers.Dense(1, activation="sigmoid")(
+        keras.layers.Flatten()(keras.layers.Lambda(lambda t: t * 2.0)(inputs))
+    )
+    keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
+    with pytest.raises(ModelError, match="not a loadable Keras model"):
+        load_model(tmp_path / "lambda.keras")
+
+
+def test_model_input_larger_than_chunks(small_product, tmp_path):
+    proc = _detect(
+        str(small_product.label_path),
+        "-o",
+        str(tmp_path / "o.gpkg"),
+        "--model",
+        str(DEMO_MODEL),
+        "--chunk-size",
+        "128",
+    )
+    assert proc.returncode == 2
+    _one_error_line(proc, "takes 256-px inputs, larger than the 128-px chunks")
+    assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_disk_full_during_geopackage_write_leaves_nothing(small_product, tmp_path):
+    """RLIMIT_FSIZE in the child makes every write past 40 KB fail like a full disk."""
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))\n"
+        "from marsice_plugin.cli import main\n"
+        f"sys.exit(main(['detect', {str(small_product.label_path)!r}, '-o', {str(tmp_path / 'o.gpkg')!r},"
+        f" '--model', {str(DEMO_MODEL)!r}]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 4
+    _one_error_line(proc, "cannot write", "o.gpkg")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "marsice_plugin",
+            "--debug",
+            "detect",
+            str(tmp_path / "x.LBL"),
+            "-o",
+            str(tmp_path / "o.gpkg"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert proc.returncode == 2
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == f"marsice: error: {tmp_path / 'x.LBL'} does not exist"
