@@ -165,7 +165,7 @@ def test_cli_search_then_download_from_the_footprints(server, tmp_path):
     dry = _run("download", "--from", str(gpkg), "--to", str(out), "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "dry run: 2 files, 0.000 GB; nothing downloaded" in dry.stdout  # (146 + 8) KiB as listed
-    assert f"{pid}.JP2: 0.1 MB" in dry.stderr
+    assert f"{pid}.JP2: 0.1 MB" in dry.stdout
     assert not out.exists()
     capped = _run("download", "--from", str(gpkg), "--to", str(out), "--max-gb", "0.0001")
     assert capped.returncode == 5 and "exceeds --max-gb" in capped.stderr

@@ -128,18 +128,20 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
             sizes[r.name] = None
     known = sum(s for s in sizes.values() if s)
     unknown = [n for n, s in sizes.items() if s is None]
-    for r in requests:
-        size = sizes[r.name]
-        reporter.log(f"{r.name}: {'?' if size is None else f'{size / 1e6:.1f} MB'}  {r.url}")
+    listing = [
+        f"{r.name}: {'?' if sizes[r.name] is None else f'{sizes[r.name] / 1e6:.1f} MB'}  {r.url}" for r in requests
+    ]
     total_text = f"{len(requests)} files, {known / 1e9:.3f} GB" + (
         f" + {len(unknown)} of unknown size" if unknown else ""
     )
     if args.max_gb is not None and known > args.max_gb * 1e9:
         raise DownloadError(f"{total_text} exceeds --max-gb {args.max_gb:g}; download fewer products or raise it")
-    if args.dry_run:
+    if args.dry_run:  # the listing is the answer: it goes to stdout with the total
         reporter.result({"files": len(requests), "gb": round(known / 1e9, 3), "unknown_sizes": len(unknown)},
-                        f"dry run: {total_text}; nothing downloaded")  # fmt: skip
+                        "\n".join([*listing, f"dry run: {total_text}; nothing downloaded"]))  # fmt: skip
         return
+    for line in listing:
+        reporter.log(line)
 
     done_before = 0
 
