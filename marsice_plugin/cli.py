@@ -17,13 +17,12 @@ import traceback
 from typing import Any
 
 from . import __version__
-from .commands import demo, detect, download, evaluate, sample, search, tile, train
+from .commands import demo, detect, download, evaluate, sample, search, terrain, tile, train
 from .errors import CancelledError, MarsIceError
 from .progress import Reporter
 
 PLANNED = """\
 planned sub-commands (not in this release yet):
-  terrain    DTM slope/aspect/shadow aligned to an image, terrain-aware candidate ranking
   sites      group candidates into sites over time (repeat coverage)
   export     site lists as CSV/KML/GeoJSON for follow-up
   scan       scan the archive on Dask, from a laptop to a cluster
@@ -38,6 +37,7 @@ COMMAND_MODULES = {
     "search": search,
     "download": download,
     "tile": tile,
+    "terrain": terrain,
     "evaluate": evaluate,
 }
 

@@ -72,3 +72,9 @@ class DownloadError(MarsIceError):
     """A product file cannot be downloaded safely (server error, wrong size, refused name or redirect)."""
 
     exit_code = 5
+
+
+class TerrainError(MarsIceError):
+    """A DTM cannot be used with the image: no overlap, another body or CRS, all NoData, another planet radius."""
+
+    exit_code = 2

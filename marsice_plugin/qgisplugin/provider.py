@@ -10,6 +10,7 @@ from qgis.PyQt.QtGui import QIcon
 from .algorithms.detect_ice import DetectIceAlgorithm
 from .algorithms.download_products import DownloadProductsAlgorithm
 from .algorithms.search_products import SearchProductsAlgorithm
+from .algorithms.terrain_attributes import TerrainAttributesAlgorithm
 
 ICON_PATH = Path(__file__).resolve().parents[1] / "icons" / "marsice.svg"
 
@@ -92,5 +93,10 @@ class MarsIceProvider(QgsProcessingProvider):
             ProcessingConfig.removeSetting(PYTHON_SETTING)
 
     def loadAlgorithms(self) -> None:
-        for algorithm in (DetectIceAlgorithm(), SearchProductsAlgorithm(), DownloadProductsAlgorithm()):
+        for algorithm in (
+            DetectIceAlgorithm(),
+            SearchProductsAlgorithm(),
+            DownloadProductsAlgorithm(),
+            TerrainAttributesAlgorithm(),
+        ):
             self.addAlgorithm(algorithm)

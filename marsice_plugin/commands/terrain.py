@@ -1,0 +1,51 @@
+"""``marsice terrain``: DTM slope/aspect/shadow rasters aligned to an image, terrain attributes of ice candidates."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..progress import Reporter
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
+        "terrain",
+        help="DTM slope/aspect/shadow aligned to an image; terrain-aware ranking of ice candidates",
+        description="Resample a DTM (HiRISE DTEEC/DTEPC .IMG or a GDAL DEM in a Mars CRS) bilinearly onto the "
+        "image grid, co-register it to the image by phase correlation against its hillshade for the image's sun "
+        "(applied only when the correlation peak is clear), and write OUTPUT/ID_{slope,aspect,poleward,shadow,"
+        "height}.tif on the image's own pixel grid. With --candidates, add terrain_* fields (slope, aspect, "
+        "poleward and shade fractions, score, rank value = max_probability x (0.2 + 0.8 x score)) to the "
+        "ice_candidates layer of that GeoPackage; max_probability is left unchanged.",
+    )
+    p.add_argument("--dtm", type=Path, required=True, help="DTM: HiRISE PDS3 .IMG or GDAL DEM in a Mars CRS")
+    p.add_argument("--image", type=Path, required=True, help="the product: HiRISE .LBL (beside its .JP2) or raster")
+    p.add_argument("--candidates", type=Path, default=None, help="results GeoPackage of 'marsice detect' to update")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder for the GeoTIFFs")
+    p.add_argument(
+        "--ring-m", type=float, default=5.0, help="width (m) of the sunward ring searched for shadowing relief"
+    )
+
+
+def run(args: argparse.Namespace, reporter: Reporter) -> None:
+    from ..terrain.analysis import run_terrain
+
+    reporter.progress(0, f"terrain of {args.image.name} from {args.dtm.name}")
+    result = run_terrain(args.dtm, args.image, args.output, candidates=args.candidates, ring_m=args.ring_m)
+    if not result.coregistration.aligned:
+        reporter.log("co-registration failed (weak correlation peak): DTM used as georeferenced", "warning")
+    reporter.progress(100, "done")
+    c = result.coregistration
+    outputs: dict[str, Any] = {name.upper(): str(path) for name, path in result.rasters.items()}
+    outputs.update(
+        offset_rows=c.d_row,
+        offset_cols=c.d_col,
+        peak_ratio=c.peak_ratio,
+        aligned=c.aligned,
+        candidates=result.candidates_updated,
+    )
+    if args.candidates is not None:
+        outputs["OUTPUT"] = str(args.candidates)
+    reporter.result(outputs, result.summary())
