@@ -18,6 +18,31 @@ class MarsIceAlgorithm(QgsProcessingAlgorithm):
     background thread.
     """
 
+    #: Set by each algorithm: id within the provider, toolbox name, group and help text.
+    NAME = ""
+    DISPLAY_NAME = ""
+    GROUP = ""
+    GROUP_ID = ""
+    HELP = ""
+
+    def createInstance(self) -> MarsIceAlgorithm:
+        return type(self)()
+
+    def name(self) -> str:
+        return self.NAME
+
+    def displayName(self) -> str:
+        return self.DISPLAY_NAME
+
+    def group(self) -> str:
+        return self.GROUP
+
+    def groupId(self) -> str:
+        return self.GROUP_ID
+
+    def shortHelpString(self) -> str:
+        return self.HELP
+
     def run_cli(self, args: list[str], feedback: QgsProcessingFeedback | None) -> dict[str, Any]:
         """Run ``marsice <args>`` with progress, log lines and cancel wired to ``feedback``.
 

@@ -68,23 +68,11 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
     OUTPUT = "OUTPUT"
     QUICKLOOK = "QUICKLOOK"
 
-    def createInstance(self) -> DetectIceAlgorithm:
-        return type(self)()
-
-    def name(self) -> str:
-        return "detect"
-
-    def displayName(self) -> str:
-        return "Detect ice patches"
-
-    def group(self) -> str:
-        return "Detection"
-
-    def groupId(self) -> str:
-        return "detection"
-
-    def shortHelpString(self) -> str:
-        return _HELP
+    NAME = "detect"
+    DISPLAY_NAME = "Detect ice patches"
+    GROUP = "Detection"
+    GROUP_ID = "detection"
+    HELP = _HELP
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.addParameter(

@@ -50,23 +50,11 @@ class DownloadProductsAlgorithm(MarsIceAlgorithm):
     BROWSE = "BROWSE"
     FILES = "FILES"
 
-    def createInstance(self) -> DownloadProductsAlgorithm:
-        return type(self)()
-
-    def name(self) -> str:
-        return "download"
-
-    def displayName(self) -> str:
-        return "Download HiRISE products"
-
-    def group(self) -> str:
-        return "Catalogue"
-
-    def groupId(self) -> str:
-        return "catalogue"
-
-    def shortHelpString(self) -> str:
-        return _HELP
+    NAME = "download"
+    DISPLAY_NAME = "Download HiRISE products"
+    GROUP = "Catalogue"
+    GROUP_ID = "catalogue"
+    HELP = _HELP
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.addParameter(

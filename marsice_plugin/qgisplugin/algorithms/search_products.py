@@ -66,23 +66,11 @@ class SearchProductsAlgorithm(MarsIceAlgorithm):
     DTM = "DTM"
     OUTPUT = "OUTPUT"
 
-    def createInstance(self) -> SearchProductsAlgorithm:
-        return type(self)()
-
-    def name(self) -> str:
-        return "search"
-
-    def displayName(self) -> str:
-        return "Search HiRISE products"
-
-    def group(self) -> str:
-        return "Catalogue"
-
-    def groupId(self) -> str:
-        return "catalogue"
-
-    def shortHelpString(self) -> str:
-        return _HELP
+    NAME = "search"
+    DISPLAY_NAME = "Search HiRISE products"
+    GROUP = "Catalogue"
+    GROUP_ID = "catalogue"
+    HELP = _HELP
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         for key, label, default, lo, hi in (

@@ -57,23 +57,11 @@ class TerrainAttributesAlgorithm(MarsIceAlgorithm):
     RING_M = "RING_M"
     OUTPUT = "OUTPUT"
 
-    def createInstance(self) -> TerrainAttributesAlgorithm:
-        return type(self)()
-
-    def name(self) -> str:
-        return "terrain"
-
-    def displayName(self) -> str:
-        return "Terrain attributes"
-
-    def group(self) -> str:
-        return "Detection"
-
-    def groupId(self) -> str:
-        return "detection"
-
-    def shortHelpString(self) -> str:
-        return _HELP
+    NAME = "terrain"
+    DISPLAY_NAME = "Terrain attributes"
+    GROUP = "Detection"
+    GROUP_ID = "detection"
+    HELP = _HELP
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.addParameter(
