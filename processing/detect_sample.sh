@@ -9,4 +9,4 @@ export QGIS_PLUGINPATH="$repo" QT_QPA_PLATFORM=offscreen
 label="$("$repo/.venv/bin/marsice" --progress quiet sample -o "$out" --seed 7 | sed -n 's/^  LABEL: //p')"
 /usr/bin/qgis_process.bin plugins enable marsice_plugin >/dev/null
 /usr/bin/qgis_process.bin run marsice:detect -- \
-  --INPUT="$label" --THRESHOLD=0.6 --OUTPUT="$out/chunks.gpkg" --QUICKLOOK="$out/quicklook.png"
+  INPUT="$label" THRESHOLD=0.6 OUTPUT="$out/chunks.gpkg" QUICKLOOK="$out/quicklook.png"
