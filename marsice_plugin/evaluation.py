@@ -91,8 +91,9 @@ def evaluate(
             for s in scores:
                 if s.skipped or s.probability is None:
                     continue
+                # the rendered DNs are the product's pixels exactly (lossless JP2): no second decode needed
                 rows, cols = s.window.slices
-                grey = product.read(s.window.row_off, s.window.col_off, s.window.height, s.window.width)
+                grey = sample.scene.dn[rows, cols].astype(np.float32)
                 base = float(brightness_baseline(grey[None] / product.valid_max)[0])
                 records.append(ChunkRecord(sample.product_id, truth[(s.chunk_row, s.chunk_col)], s.probability, base))
             above = sum(1 for s in scores if s.probability is not None and s.probability >= threshold)
