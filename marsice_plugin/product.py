@@ -232,6 +232,15 @@ class Product:
             grey = data.sum(axis=0, dtype=np.float32) / np.float32(data.shape[0])
         return grey, nodata, special
 
+    def read_reduced(self, out_height: int, out_width: int) -> np.ndarray:
+        """The whole image averaged down to ``out_height`` × ``out_width`` (all bands), for pictures.
+
+        GDAL serves it from the JPEG2000 resolution levels, so a quick-look decodes a fraction of the pixels.
+        """
+        from rasterio.enums import Resampling
+
+        return self._ds.read(out_shape=(self._ds.count, out_height, out_width), resampling=Resampling.average)
+
     def close(self) -> None:
         for ds in self._levels.values():
             ds.close()

@@ -32,11 +32,10 @@ def _colour(p: float | None, above: bool) -> tuple[int, int, int]:
 def render_quicklook(product: Product, result: DetectResult, path: Path, max_size: int = 1400) -> Path:
     """Draw the quick-look and write it atomically to ``path``."""
     from PIL import Image, ImageDraw
-    from rasterio.enums import Resampling
 
     factor = max(1.0, max(product.width, product.height) / max_size)
     out_w, out_h = max(1, int(product.width / factor)), max(1, int(product.height / factor))
-    data = product._ds.read(out_shape=(product._ds.count, out_h, out_w), resampling=Resampling.average)
+    data = product.read_reduced(out_h, out_w)
     grey = data.astype(np.float32).mean(axis=0)
     valid = grey > 0
     lo, hi = np.percentile(grey[valid], [1, 99]) if valid.any() else (0.0, 1.0)
