@@ -26,7 +26,7 @@ HELDOUT_SEED = 500_000
 def evaluate_heldout(model_path: Path, count: int = 200, threshold: float = 0.6) -> dict:
     """Chunk-level metrics of the model and the baseline's ROC-AUC on ``count`` held-out chunks."""
     model = load_model(model_path)
-    x, y = synthetic_chunks(count, seed=HELDOUT_SEED, input_size=model_input_size(model))
+    x, y, _ = synthetic_chunks(count, seed=HELDOUT_SEED, input_size=model_input_size(model))
     p = np.asarray(model.predict(x, batch_size=25, verbose=0)).reshape(-1)
     result = {
         "heldout": {"source": "marsice synthetic chunks", "first_seed": HELDOUT_SEED, "count": count},

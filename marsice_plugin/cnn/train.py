@@ -30,7 +30,40 @@ class TrainingConfig:
     dropout: float = 0.5
     bn_momentum: float = 0.99
     seed: int = 0
+    augment: str = "sun"
     data: dict[str, Any] = field(default_factory=dict)
+
+
+#: Augmentation choices: ``sun`` (mirror across the sun's azimuth axis, rotations inside the band,
+#: radiometric jitter; see :mod:`marsice_plugin.cnn.augment`) or ``none``.
+AUGMENT_MODES = ("sun", "none")
+
+
+def augmented_batches(x: np.ndarray, y: np.ndarray, sun_azimuth: np.ndarray, batch_size: int, seed: int) -> Any:
+    """A Keras ``PyDataset`` drawing fresh sun-aware augmentations of the training chunks every epoch."""
+    from .augment import SunAwareAugmenter
+
+    keras = keras_module()
+    augmenter = SunAwareAugmenter()
+
+    class _Batches(keras.utils.PyDataset):
+        def __init__(self) -> None:
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(x))
+
+        def __len__(self) -> int:
+            return -(-len(x) // batch_size)
+
+        def __getitem__(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+            idx = self.order[i * batch_size : (i + 1) * batch_size]
+            batch = np.stack([augmenter(x[j], float(sun_azimuth[j]), self.rng) for j in idx])
+            return batch, y[idx]
+
+        def on_epoch_end(self) -> None:
+            self.order = self.rng.permutation(len(x))
+
+    return _Batches()
 
 
 def split_indices(n: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -41,9 +74,22 @@ def split_indices(n: int, validation_split: float, seed: int) -> tuple[np.ndarra
 
 
 def train(
-    x: np.ndarray, y: np.ndarray, config: TrainingConfig, out_path: str | Path, on_epoch: Any = None
+    x: np.ndarray,
+    y: np.ndarray,
+    config: TrainingConfig,
+    out_path: str | Path,
+    on_epoch: Any = None,
+    sun_azimuth: np.ndarray | None = None,
+    keep: dict[str, Any] | None = None,
 ) -> dict[str, list[float]]:
-    """Train a fresh model on ``x`` (N, S, S, 1) in [0, 1] and labels ``y``; save it and its records."""
+    """Train a fresh model on ``x`` (N, S, S, 1) in [0, 1] and labels ``y``; save it and its records.
+
+    ``sun_azimuth`` (degrees from north, per chunk) steers the sun-aware augmentation; chunks without
+    it are taken to be lit from the middle of the paper's band. When ``keep`` is a dict, the trained
+    in-memory model is put into it under ``"model"`` (tests compare it with the saved file).
+    """
+    if config.augment not in AUGMENT_MODES:
+        raise ValueError(f"augment must be one of {AUGMENT_MODES}, got {config.augment!r}")
     keras = keras_module()
     keras.utils.set_random_seed(config.seed)
     out_path = Path(out_path)
@@ -56,18 +102,28 @@ def train(
     callbacks = []
     if on_epoch is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(epoch, logs)))
-    fit = model.fit(
-        x[train_idx],
-        y[train_idx],
-        validation_data=(x[val_idx], y[val_idx]) if len(val_idx) else None,
-        batch_size=config.batch_size,
-        epochs=config.epochs,
-        shuffle=True,
-        verbose=0,
-        callbacks=callbacks,
-    )
+    validation = (x[val_idx], y[val_idx]) if len(val_idx) else None
+    if config.augment == "sun":
+        from .augment import DEFAULT_SUN_AZIMUTH
+
+        suns = sun_azimuth if sun_azimuth is not None else np.full(len(x), DEFAULT_SUN_AZIMUTH)
+        batches = augmented_batches(x[train_idx], y[train_idx], suns[train_idx], config.batch_size, config.seed)
+        fit = model.fit(batches, validation_data=validation, epochs=config.epochs, verbose=0, callbacks=callbacks)
+    else:
+        fit = model.fit(
+            x[train_idx],
+            y[train_idx],
+            validation_data=validation,
+            batch_size=config.batch_size,
+            epochs=config.epochs,
+            shuffle=True,
+            verbose=0,
+            callbacks=callbacks,
+        )
     history = {k: [float(v) for v in vals] for k, vals in fit.history.items()}
     save_for_inference(model, out_path)
+    if keep is not None:
+        keep["model"] = model
     stem = out_path.with_suffix("")
     Path(f"{stem}.history.json").write_text(json.dumps(history, indent=1))
     plot_curves(history, Path(f"{stem}.curves.png"))

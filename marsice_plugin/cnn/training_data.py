@@ -1,7 +1,11 @@
 """Labelled training chunks rendered by the scene renderer (never from the evaluation seeds).
 
-A chunk is labelled 1 ("bright patch consistent with remnant ice") when at least ``min_ice_m2`` of
-planted ice is visible in it, else 0. Negatives are hard on purpose: they carry the paper's failure
+A chunk is labelled 1 ("bright patch consistent with remnant ice") when it holds at least
+``min_ice_pixels`` (16) planted ice pixels, else 0: the same rule the evaluation's chunk truth uses
+(:func:`marsice_plugin.truth.chunk_truth`), so the model learns the concept it is judged on. The sun
+geometry (azimuth, incidence) is drawn jointly from the real HiRISE observations of the paper's band
+(:func:`marsice_plugin.synthetic.geometry.sample_geometry`), and half of the chunks carry the
+per-CCD gain/offset steps of real RDRs. Negatives are hard on purpose: they carry the paper's failure
 modes (hot pixels at special and ordinary DNs, bright dust on sunlit slopes, dark spots, low
 contrast), so the net cannot learn "any bright pixel is ice".
 """
@@ -20,13 +24,17 @@ EVALUATION_SEED_BASE = 1_000_000
 
 
 def random_chunk_config(rng: np.random.Generator, seed: int, size: int, with_ice: bool) -> SceneConfig:
-    """A chunk-sized scene with geometry drawn from the paper's band (sun azimuth 290-303°)."""
+    """A chunk-sized scene with geometry drawn from the real observations of the paper's band."""
+    from ..synthetic.geometry import sample_geometry
+
+    geometry = sample_geometry(rng)
     return SceneConfig(
         width=size,
         height=size,
         scale_m=float(rng.choice([0.25, 0.5])),
-        sun_azimuth=float(rng.uniform(290, 303)),
-        incidence=float(rng.uniform(55, 80)),
+        sun_azimuth=float(geometry.sun_azimuth),
+        incidence=float(geometry.incidence),
+        ccd_offsets=bool(rng.random() < 0.5),
         seed=seed,
         n_craters=int(rng.integers(0, 3)),
         n_boulders=int(rng.integers(50, 900)),
@@ -42,25 +50,25 @@ def random_chunk_config(rng: np.random.Generator, seed: int, size: int, with_ice
     )
 
 
-def _render_one(args: tuple[int, int, int, bool, float]) -> tuple[np.ndarray, int]:
-    seed, size, input_size, with_ice, min_ice_m2 = args
+def _render_one(args: tuple[int, int, int, bool, int]) -> tuple[np.ndarray, int, float]:
+    seed, size, input_size, with_ice, min_ice_pixels = args
     rng = np.random.default_rng(seed)
     config = random_chunk_config(rng, seed, size, with_ice)
     scene = render(config)
     dn = scene.dn.astype(np.float32)
     special = np.isin(scene.dn, (0, 1, 2, 1022, 1023))
     x, _ = prepare(dn, ~special, scene.dn == 0, size, input_size, 1023.0)
-    label = int(scene.ice.sum() * config.scale_m**2 >= min_ice_m2)
-    return x, label
+    label = int(scene.ice.sum() >= min_ice_pixels)
+    return x, label, config.sun_azimuth
 
 
 def synthetic_chunks(
-    count: int, seed: int = 0, size: int = 1024, input_size: int = 256, min_ice_m2: float = 4.0, workers: int = 2
-) -> tuple[np.ndarray, np.ndarray]:
-    """Render ``count`` chunks (half planted with ice) and return model inputs and labels."""
+    count: int, seed: int = 0, size: int = 1024, input_size: int = 256, min_ice_pixels: int = 16, workers: int = 2
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Render ``count`` chunks (half planted with ice); return model inputs, labels and sun azimuths."""
     if seed + 2 * count >= EVALUATION_SEED_BASE:
         raise ValueError("training seeds would overlap the reserved evaluation seeds")
-    jobs = [(seed + i, size, input_size, i % 2 == 0, min_ice_m2) for i in range(count)]
+    jobs = [(seed + i, size, input_size, i % 2 == 0, min_ice_pixels) for i in range(count)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(_render_one, jobs, chunksize=4))
@@ -68,4 +76,4 @@ def synthetic_chunks(
         results = [_render_one(j) for j in jobs]
     x = np.stack([r[0] for r in results])[..., None]
     y = np.array([r[1] for r in results], dtype=np.float32)
-    return x, y
+    return x, y, np.array([r[2] for r in results])

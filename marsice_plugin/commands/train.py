@@ -1,4 +1,4 @@
-"""``marsice train``: train the CNN and save it with its history, curves and card."""
+"""``marsice train``: train the CNN on labelled chunks and save it with its history, curves and card."""
 
 from __future__ import annotations
 
@@ -12,42 +12,66 @@ from ..progress import Reporter
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "train",
-        help="train the CNN on generated chunks and save a .keras model with its records",
-        description="Train the paper's small Xception. Writes MODEL.keras, MODEL.history.json, "
-        "MODEL.curves.png and MODEL.card.json.",
+        help="train the CNN on labelled chunks (folders 0/ and 1/, a labelled tile index, or generated chunks)",
+        description="Train the paper's small Xception. DATA is a folder with sub-folders 0/ (no ice) and 1/ (ice) "
+        "of chunk images (the paper's layout), or a tile index from 'marsice tile' whose label column was filled "
+        "in QGIS; --synthetic N renders N labelled chunks instead. Writes MODEL.keras, MODEL.history.json, "
+        "MODEL.curves.png and MODEL.card.json. Augmentation keeps the sun where it was (mirror across the sun's "
+        "azimuth axis, rotations inside the 290-303 degree band): no east-west or north-south flips.",
     )
-    p.add_argument("--synthetic", type=int, required=True, metavar="N", help="number of generated training chunks")
+    p.add_argument("data", type=Path, nargs="?", help="folder with 0/ and 1/ chunk images, or a labelled tile index")
     p.add_argument("-o", "--output", type=Path, required=True, help="output model (.keras)")
+    p.add_argument("--synthetic", type=int, metavar="N", help="train on N generated chunks instead of DATA")
+    p.add_argument("--label-field", default="label", help="label column of a tile index (1 ice, 0 none)")
+    p.add_argument("--valid-max", type=float, default=None, help="pixel value that maps to 1.0 (default: from file)")
     p.add_argument("--input-size", type=int, default=256, help="model input size (1024 = full resolution)")
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--batch-size", type=int, default=25)
     p.add_argument("--validation-split", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0, help="model seed")
     p.add_argument("--bn-momentum", type=float, default=0.99, help="BatchNormalization momentum (0.9 for small sets)")
-    p.add_argument("--data-seed", type=int, default=1000, help="first scene seed of the training chunks")
+    p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--augment", choices=("sun", "none"), default="sun", help="sun-aware augmentation or none")
+    p.add_argument("--data-seed", type=int, default=1000, help="first scene seed of --synthetic chunks")
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
+    from ..cnn.chunk_data import TrainingDataError, load_labelled
     from ..cnn.train import TrainingConfig, train
-    from ..cnn.training_data import synthetic_chunks
 
-    reporter.progress(0, f"rendering {args.synthetic} training chunks")
-    x, y = synthetic_chunks(args.synthetic, seed=args.data_seed, input_size=args.input_size)
+    if (args.data is None) == (args.synthetic is None):
+        raise TrainingDataError("give either DATA (folders 0/ and 1/, or a labelled tile index) or --synthetic N")
+    if args.synthetic is not None:
+        from ..cnn.training_data import synthetic_chunks
+
+        reporter.progress(0, f"rendering {args.synthetic} training chunks")
+        x, y, sun = synthetic_chunks(args.synthetic, seed=args.data_seed, input_size=args.input_size)
+        data = {"source": "marsice synthetic chunks", "chunks": args.synthetic, "first_seed": args.data_seed}
+    else:
+        reporter.progress(0, f"reading labelled chunks from {args.data}")
+        chunks = load_labelled(args.data, args.input_size, args.label_field, args.valid_max)
+        x, y, sun = chunks.x, chunks.y, chunks.sun_azimuth
+        data = chunks.describe()
+    if len(set(y.tolist())) < 2:
+        raise TrainingDataError("the training data hold only one class; label chunks with and without ice")
+    reporter.log(f"{len(y)} chunks, {int(y.sum())} with ice; input {args.input_size} px, augmentation {args.augment}")
     config = TrainingConfig(
         input_size=args.input_size,
         epochs=args.epochs,
         batch_size=args.batch_size,
         validation_split=args.validation_split,
+        learning_rate=args.learning_rate,
         bn_momentum=args.bn_momentum,
         seed=args.seed,
-        data={"source": "marsice synthetic chunks", "chunks": args.synthetic, "first_seed": args.data_seed},
+        augment=args.augment,
+        data=data,
     )
 
     def on_epoch(epoch: int, logs: dict) -> None:
         shown = ", ".join(f"{k} {v:.3f}" for k, v in logs.items())
         reporter.progress(20 + 80 * (epoch + 1) / args.epochs, f"epoch {epoch + 1}/{args.epochs}: {shown}")
 
-    history = train(x, y, config, args.output, on_epoch=on_epoch)
+    history = train(x, y, config, args.output, on_epoch=on_epoch, sun_azimuth=sun)
     reporter.result(
         {"MODEL": str(args.output)},
         f"trained {args.output.name}: final " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in history.items()),
