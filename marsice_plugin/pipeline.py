@@ -81,7 +81,7 @@ class DetectOptions:
     model_path: Path | None = None
     threshold: float = DEFAULT_THRESHOLD
     chunk_size: int = 1024
-    overlap: int = 0
+    overlap: int | None = 0  # None: the tiling module's default (keeps patches up to 32 m whole in a chunk)
     batch_size: int = 16
     max_center_nodata: float = 0.01
     max_nodata: float = 0.5

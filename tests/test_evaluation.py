@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from PIL import Image
 
 from marsice_plugin.cnn.training_data import EVALUATION_SEED_BASE
@@ -50,6 +51,55 @@ def test_evaluate_cli_reports_model_and_baseline(marsice_cli, tmp_path):
     assert sum(images["categories"].values()) == 2
     assert 0.0 <= report["baseline_roc_auc"] <= 1.0
     assert "not comparable" in report["paper_context"]
+    modes = report["failure_modes"]
+    assert modes["false_flags_with_hot_pixels"] <= chunks["fp"]
+    assert modes["patches_cut_by_grid"]["patches"] + modes["patches_inside_a_chunk"]["patches"] > 0
+    assert "patch recall cut by the grid" in proc.stdout
     assert "brightness baseline: roc_auc=" in proc.stdout
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size == (500, 400)
+
+
+def test_patch_recall_separates_patches_cut_by_the_paper_grid():
+    from marsice_plugin.evaluation import patch_recall
+    from marsice_plugin.pipeline import ChunkScore
+    from marsice_plugin.tiling import Window
+
+    ice = np.zeros((2048, 2048), bool)
+    ice[500:510, 1015:1035] = True  # 200 px, cut by the column boundary at 1024
+    ice[100:110, 100:110] = True  # 100 px inside chunk (0, 0)
+    ice[1500:1503, 1500:1503] = True  # 9 px inside chunk (1, 1)
+
+    def score(row_off, col_off, p):
+        return ChunkScore(row_off // 1024, col_off // 1024, Window(col_off, row_off, 1024, 1024), p, False, "", 0.0)
+
+    # the paper's tiling, only chunk (0, 0) flagged: the cut patch has 90 px there (>= 16): found
+    paper = [score(0, 0, 0.9), score(0, 1024, 0.1), score(1024, 0, 0.1), score(1024, 1024, 0.2)]
+    assert patch_recall(ice, paper, 0.6, 1024) == {
+        "cut": {"found": 1, "patches": 1},
+        "whole": {"found": 1, "patches": 2},
+    }
+    # the tiny patch is found with all of its 9 px; below the threshold nothing is found
+    assert patch_recall(ice, [score(1024, 1024, 0.95)], 0.6, 1024)["whole"] == {"found": 1, "patches": 2}
+    assert patch_recall(ice, [score(1024, 1024, 0.5)], 0.6, 1024)["whole"]["found"] == 0
+    # a flagged chunk holding 2 columns (20 px) of the cut patch finds it; 1 column (10 px) does not
+    assert patch_recall(ice, [score(0, 1033, 0.9)], 0.6, 1024)["cut"]["found"] == 1
+    assert patch_recall(ice, [score(0, 1034, 0.9)], 0.6, 1024)["cut"]["found"] == 0
+
+
+def test_evaluate_labelled_folders(marsice_cli, tmp_path):
+    rng = np.random.default_rng(2)
+    for label in (0, 1):
+        (tmp_path / "d" / str(label)).mkdir(parents=True)
+        for i in range(3):
+            arr = (rng.random((256, 256)) * 60 + 60).astype(np.uint8)
+            if label:
+                arr[100:130, 100:130] = 250  # a bright patch
+            Image.fromarray(arr).save(tmp_path / "d" / str(label) / f"{i}.png")
+    out = tmp_path / "r.json"
+    proc = marsice_cli("evaluate", str(DEMO_MODEL), str(tmp_path / "d"), "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(out.read_text())
+    assert report["chunks"]["n"] == 6 and report["chunks"]["positives"] == 3
+    assert report["evaluation_set"] == str(tmp_path / "d") and "images" not in report
+    assert report["baseline_roc_auc"] == 1.0  # the bright squares stand far above their chunks' medians

@@ -14,11 +14,21 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "evaluate",
         help="score a model on the frozen evaluation set beside the brightness baseline",
-        description="Render the frozen, versioned evaluation set (generated products with known truth; never "
-        "used for training) and report chunk-level accuracy, precision, recall, NPV and ROC-AUC, the "
-        "baseline's ROC-AUC, and the paper's image-level summary with image-level precision and NPV.",
+        description="Without DATA: render the frozen, versioned evaluation set (generated products with known "
+        "truth; never used for training) and report chunk-level accuracy, precision, recall, NPV and ROC-AUC, the "
+        "baseline's ROC-AUC, the paper's image-level summary with image-level precision and NPV, chunks flagged "
+        "without ice that hold hot pixels, and recall on patches cut by the paper's chunk grid. With DATA (folders "
+        "0/ and 1/ of chunk images, or a labelled tile index from 'marsice tile'): the same chunk-level report on "
+        "those chunks, and the image-level summary when the chunks come from a tile index.",
     )
     p.add_argument("model", type=Path, help="Keras model (.keras)")
+    p.add_argument("data", type=Path, nargs="?", help="labelled chunks: folders 0/ and 1/, or a labelled tile index")
+    p.add_argument("--label-field", default="label", help="label column of a tile index")
+    p.add_argument(
+        "--overlap",
+        default="0",
+        help="chunk overlap in pixels when scoring the evaluation set: 0 (the paper's tiling) or 'auto'",
+    )
     p.add_argument("--set", default="evaluation_set_v1", help="evaluation set name (default: evaluation_set_v1)")
     p.add_argument("--cache", type=Path, default=Path(".marsice-eval"), help="folder for the rendered products")
     p.add_argument("--threshold", type=float, default=0.6)
@@ -28,9 +38,13 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
-    from ..evaluation import evaluate, precision_recall_png
+    from ..evaluation import evaluate, evaluate_labelled, precision_recall_png
 
-    report = evaluate(args.model, args.cache, args.set, args.threshold, args.limit, reporter)
+    if args.data is not None:
+        report = evaluate_labelled(args.model, args.data, args.threshold, args.label_field, reporter)
+    else:
+        overlap = None if args.overlap == "auto" else int(args.overlap)
+        report = evaluate(args.model, args.cache, args.set, args.threshold, args.limit, reporter, overlap=overlap)
     outputs: dict[str, Any] = {}
     if args.pr_curve:
         outputs["PR_CURVE"] = str(precision_recall_png(report, args.pr_curve))
@@ -39,17 +53,29 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(json.dumps(public, indent=1) + "\n")
         outputs["OUTPUT"] = str(args.output)
-    c, im = report["chunks"], report["images"]
+    c = report["chunks"]
     lines = [
         f"{report['model']} on {report['evaluation_set']} (threshold {report['threshold']:.2f})",
         f"chunks: n={c['n']} with ice={c['positives']} accuracy={c['accuracy']:.3f} precision={c['precision']:.3f} "
         f"recall={c['recall']:.3f} npv={c['npv']:.3f} roc_auc={c['roc_auc']:.3f}",
         f"brightness baseline: roc_auc={report['baseline_roc_auc']:.3f}",
-        f"images: n={im['count']} with ice={im['with_ice']} none/one/several="
-        f"{im['categories']['none']}/{im['categories']['one']}/{im['categories']['several']} "
-        f"precision={im['precision']:.3f} npv={im['npv']:.3f}",
-        report["paper_context"],
     ]
+    if "images" in report:
+        im = report["images"]
+        lines.append(
+            f"images: n={im['count']} with ice={im['with_ice']} none/one/several="
+            f"{im['categories']['none']}/{im['categories']['one']}/{im['categories']['several']} "
+            f"precision={im['precision']:.3f} npv={im['npv']:.3f}"
+        )
+    if "failure_modes" in report:
+        f = report["failure_modes"]
+        cut, whole = f["patches_cut_by_grid"], f["patches_inside_a_chunk"]
+        lines.append(
+            f"failure modes (overlap {report['overlap']}): {f['false_flags_with_hot_pixels']} ice-free chunks "
+            f"flagged holding hot pixels; patch recall cut by the grid {cut['found']}/{cut['patches']}, "
+            f"inside a chunk {whole['found']}/{whole['patches']}"
+        )
+    lines.append(report["paper_context"])
     outputs["report"] = public
     reporter.result(
         outputs if reporter.mode == "json" else {k: v for k, v in outputs.items() if k != "report"}, "\n".join(lines)
