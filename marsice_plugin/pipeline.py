@@ -138,47 +138,54 @@ class DetectResult:
         )
 
 
-def score_chunks(product: Product, model: Any, options: DetectOptions, reporter: Reporter) -> list[ChunkScore]:
-    """Read, repair and score every chunk of a product in batches."""
+def score_chunks(
+    product: Product, model: Any, options: DetectOptions, reporter: Reporter, overlapped: bool = True
+) -> list[ChunkScore]:
+    """Read, repair and score every chunk of a product in batches.
+
+    With ``overlapped`` (the default) chunks are prepared in a feeder thread while the model scores
+    the previous batch (:mod:`marsice_plugin.cnn.inference`); ``overlapped=False`` is the serial
+    form, kept as the bench's baseline. Both give the same probabilities.
+    """
+    from .cnn.inference import Feeder, batches, predict
     from .cnn.model import model_input_size
-    from .cnn.preprocess import model_input
 
     input_size = model_input_size(model)
-    reader = ChunkReader(product, options.chunk_size, options.overlap, options.max_center_nodata, options.max_nodata)
+    reader = ChunkReader(
+        product,
+        options.chunk_size,
+        options.overlap,
+        options.max_center_nodata,
+        options.max_nodata,
+    )
     total = len(reader)
     results: list[ChunkScore] = []
-    batch: list[np.ndarray] = []
-    pending: list[ChunkScore] = []
 
-    def flush() -> None:
-        if not batch:
-            return
-        probs = np.asarray(model.predict_on_batch(np.stack(batch)[..., None])).reshape(-1)
-        for score, p in zip(pending, probs, strict=True):
-            score.probability = float(p)
-        batch.clear()
-        pending.clear()
+    def make() -> Any:
+        return batches(reader, input_size, product.valid_max, options.batch_size)
 
-    for done, chunk in enumerate(reader, start=1):
-        score = ChunkScore(
-            chunk.chunk_row,
-            chunk.chunk_col,
-            chunk.window,
-            None,
-            chunk.skipped,
-            chunk.skip_reason,
-            chunk.nodata_fraction,
-        )
-        score.special_pixels, score.outlier_pixels = chunk.special_pixels, chunk.outlier_pixels
-        if not chunk.skipped:
-            x = model_input(chunk.data, chunk.valid, chunk.nominal_size, input_size, product.valid_max)
-            batch.append(x)
-            pending.append(score)
-            if len(batch) >= options.batch_size:
-                flush()
-        results.append(score)
-        reporter.progress(5 + 85 * done / total, f"chunk {done}/{total}")
-    flush()
+    source = Feeder(make) if overlapped else None
+    try:
+        for batch in source if source is not None else make():
+            probs = predict(model, batch.x) if batch.scored else np.empty(0)
+            by_index = dict(zip(batch.scored, probs, strict=True))
+            for k, chunk in enumerate(batch.chunks):
+                p = by_index.get(k)
+                score = ChunkScore(
+                    chunk.chunk_row,
+                    chunk.chunk_col,
+                    chunk.window,
+                    None if p is None else float(p),
+                    chunk.skipped,
+                    chunk.skip_reason,
+                    chunk.nodata_fraction,
+                )
+                score.special_pixels, score.outlier_pixels = chunk.special_pixels, chunk.outlier_pixels
+                results.append(score)
+            reporter.progress(5 + 85 * len(results) / total, f"chunk {len(results)}/{total}")
+    finally:
+        if source is not None:
+            source.close()
     return results
 
 

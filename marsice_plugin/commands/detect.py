@@ -23,7 +23,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", type=Path, default=None, help="Keras model (.keras); default: the shipped demo model")
     p.add_argument("--threshold", type=float, default=0.6, help="probability threshold (paper: 0.6)")
     p.add_argument("--chunk-size", type=int, default=1024, help="chunk size in pixels (paper: 1024)")
-    p.add_argument("--overlap", type=int, default=0, help="overlap between neighbouring chunks in pixels")
+    p.add_argument(
+        "--overlap",
+        default="0",
+        help="overlap between neighbouring chunks in pixels, or 'auto' (keeps patches up to 32 m whole in a chunk)",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="chunks per CNN batch")
     p.add_argument("--quicklook", type=Path, default=None, help="also write a quick-look PNG here")
     p.add_argument(
@@ -38,7 +42,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         model_path=args.model,
         threshold=args.threshold,
         chunk_size=args.chunk_size,
-        overlap=args.overlap,
+        overlap=None if str(args.overlap) == "auto" else int(args.overlap),
         batch_size=args.batch_size,
     )
     result = detect(

@@ -1,0 +1,112 @@
+"""CNN inference throughput: the bare model beside the detection pipeline, same model, same run.
+
+Not a test: it times things and takes a few minutes. It prints
+
+* the bare model's rate on random batches already in memory (``predict_on_batch``, the compiled
+  ``tf.function``): the ceiling of any pipeline;
+* the pipeline's rate on a generated product (decode → repair → reduce → model) in its serial form
+  and overlapped (:mod:`marsice_plugin.cnn.inference`: feeder thread + bounded queue), with the ratio
+  to the bare model (target ≥ 0.8);
+* one end-to-end ``detect`` of the product (stitching, candidates, GeoPackage included) in
+  megapixels/s and chunks/s, and the peak RSS of the process;
+* the thread settings (TensorFlow's intra/inter-op threads, CPUs visible), since on 2 cores every
+  stage competes for the same cores.
+
+Usage::
+
+    .venv/bin/python bench/inference.py [--model models/X.keras] [--size 4096] [--batch 16] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def main() -> int:
+    from marsice_plugin.cnn.model import keras_module, load_model, model_input_size
+    from marsice_plugin.pipeline import DetectOptions, default_model_path, detect, score_chunks
+    from marsice_plugin.product import open_product
+    from marsice_plugin.progress import Reporter
+    from marsice_plugin.synthetic.product_writer import ProductGeometry, write_sample_product
+    from marsice_plugin.synthetic.scene import SceneConfig
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--size", type=int, default=4096, help="side of the generated product (px)")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--workdir", type=Path, default=None)
+    args = ap.parse_args()
+
+    keras_module()
+    import tensorflow as tf
+
+    model_path = args.model or default_model_path()
+    model = load_model(model_path)
+    size = model_input_size(model)
+    work = args.workdir or Path(tempfile.mkdtemp(prefix="marsice-bench-inference-"))
+    print(f"model {model_path.name}: input {size}x{size}, {model.count_params():,} parameters")
+    print(
+        f"cpus visible {os.cpu_count()}, TF intra-op {tf.config.threading.get_intra_op_parallelism_threads()} "
+        f"inter-op {tf.config.threading.get_inter_op_parallelism_threads()} (0 = TF's default: all cores)"
+    )
+    t0 = time.perf_counter()
+    sample = write_sample_product(
+        work,
+        SceneConfig(width=args.size, height=args.size, seed=11, nodata_margin=0.0, n_ice_boulder=12),
+        ProductGeometry(center_latitude=-50.0, center_longitude=31.0, solar_longitude=170.0),
+    )
+    print(f"generated {args.size}x{args.size} product in {time.perf_counter() - t0:.1f} s: {sample.label_path}")
+
+    x = np.random.default_rng(0).random((args.batch, size, size, 1)).astype(np.float32)
+    model.predict_on_batch(x)  # trace once
+    n_batches = max(4, 64 // args.batch)
+    rows = []
+    options = DetectOptions(batch_size=args.batch)
+    for rep in range(args.repeat):
+        t = time.perf_counter()
+        for _ in range(n_batches):
+            model.predict_on_batch(x)
+        bare = n_batches * args.batch / (time.perf_counter() - t)
+        rates = {}
+        for overlapped in (False, True):
+            with open_product(sample.label_path) as product:
+                t = time.perf_counter()
+                scores = score_chunks(product, model, options, Reporter("quiet"), overlapped=overlapped)
+                dt = time.perf_counter() - t
+            scored = sum(1 for s in scores if not s.skipped)
+            rates[overlapped] = (scored / dt, args.size**2 / dt / 1e6)
+        rows.append((bare, rates[False], rates[True]))
+        print(
+            f"run {rep + 1}: bare model {bare:6.1f} chunks/s | pipeline serial {rates[False][0]:6.1f} chunks/s "
+            f"({rates[False][0] / bare:.2f}x, {rates[False][1]:.1f} Mpx/s) | overlapped {rates[True][0]:6.1f} "
+            f"chunks/s ({rates[True][0] / bare:.2f}x, {rates[True][1]:.1f} Mpx/s)"
+        )
+    best = max(rows, key=lambda r: r[2][0])
+    print(f"best overlapped/bare ratio {best[2][0] / best[0]:.2f} (target >= 0.80)")
+
+    t = time.perf_counter()
+    result = detect(sample.label_path, work / "bench.gpkg", DetectOptions(batch_size=args.batch, model_path=model_path))
+    dt = time.perf_counter() - t
+    print(
+        f"end-to-end detect (model load, chunks, stitching, candidates, GeoPackage): {dt:.1f} s, "
+        f"{args.size**2 / dt / 1e6:.2f} Mpx/s, {len(result.scored) / dt:.1f} chunks/s, "
+        f"{len(result.scored)} chunks, {len(result.candidates)} candidates"
+    )
+    print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""Batched CNN inference overlapped with reading: the model never waits for the reader if it can help it.
+
+Three stages run at once:
+
+1. the chunk reader's own thread decodes the next full-width strip of the JPEG2000
+   (:class:`marsice_plugin.tiling.ChunkReader`, ``prefetch=True``);
+2. a *feeder* thread (this module) cuts chunks from decoded strips, repairs special values and
+   outliers, normalises and reduces them to the model's input size, and stacks them into batches;
+3. the calling thread runs the compiled model on one batch (``predict_on_batch``: Keras's
+   ``tf.function``), while the feeder prepares the next ones.
+
+The batches travel through a bounded queue (``depth`` batches), so memory stays at a few batches
+whatever the product's size. All three stages spend most of their time in C code that releases the
+GIL (OpenJPEG, NumPy, TensorFlow), which is what makes threads enough. The last batch of a product
+is usually short; Keras traces the compiled function once more for its shape, which costs less than
+scoring padding would on small products. The bench ``bench/inference.py`` measures the pipeline
+against the bare model on random batches in the same run.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .preprocess import model_input
+
+_DONE = object()
+
+
+@dataclass
+class Batch:
+    """Chunks read in order, and the model inputs of those that are scored (``x`` may be None)."""
+
+    chunks: list[Any]  # tiling.Chunk, skipped ones included, in grid order
+    scored: list[int]  # indices into ``chunks`` of the rows of ``x``
+    x: np.ndarray | None  # (len(scored), S, S, 1) float32
+
+
+def batches(reader: Any, input_size: int, valid_max: float, batch_size: int) -> Iterator[Batch]:
+    """Group a reader's chunks into batches of ``batch_size`` scored chunks (the serial form)."""
+    chunks: list[Any] = []
+    scored: list[int] = []
+    inputs: list[np.ndarray] = []
+    for chunk in reader:
+        chunks.append(chunk)
+        if not chunk.skipped:
+            scored.append(len(chunks) - 1)
+            inputs.append(model_input(chunk.data, chunk.valid, chunk.nominal_size, input_size, valid_max))
+        if len(inputs) == batch_size:
+            yield Batch(chunks, scored, np.stack(inputs)[..., None])
+            chunks, scored, inputs = [], [], []
+    if chunks:
+        yield Batch(chunks, scored, np.stack(inputs)[..., None] if inputs else None)
+
+
+class Feeder:
+    """Runs :func:`batches` in a background thread; iterate to receive them in order.
+
+    Errors raised while reading (a corrupt JPEG2000, say) are re-raised in the consuming thread;
+    :meth:`close` (also on leaving a ``with`` block, e.g. on cancel) stops the thread promptly.
+    """
+
+    def __init__(self, make: Callable[[], Iterator[Batch]], depth: int = 2):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(make,), name="marsice-feeder", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, make: Callable[[], Iterator[Batch]]) -> None:
+        source = make()
+        try:
+            for batch in source:
+                if not self._put(batch):
+                    return
+            self._put(_DONE)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread, which re-raises it
+            self._put(exc)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self) -> Iterator[Batch]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+
+    def __enter__(self) -> Feeder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def predict(model: Any, x: np.ndarray) -> np.ndarray:
+    """Probabilities of a batch, one per row."""
+    return np.asarray(model.predict_on_batch(x)).reshape(-1)

@@ -1,0 +1,65 @@
+"""Overlapped inference: same probabilities as the serial loop, errors surface, cancel stops the feeder."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from marsice_plugin.cnn.inference import Batch, Feeder, batches
+from marsice_plugin.cnn.model import load_model
+from marsice_plugin.pipeline import DetectOptions, score_chunks
+from marsice_plugin.product import open_product
+from marsice_plugin.progress import Reporter
+
+from .conftest import DEMO_MODEL
+
+
+def test_overlapped_scores_equal_the_serial_loop(sample_product):
+    model = load_model(DEMO_MODEL)
+    options = DetectOptions(overlap=None, batch_size=5)  # 12 chunks: batches of 5, 5 and 2
+    with open_product(sample_product.label_path) as product:
+        serial = score_chunks(product, model, options, Reporter("quiet"), overlapped=False)
+        overlapped = score_chunks(product, model, options, Reporter("quiet"))
+    assert len(serial) == 12
+    assert [(s.chunk_row, s.chunk_col) for s in overlapped] == [(s.chunk_row, s.chunk_col) for s in serial]
+    np.testing.assert_allclose([s.probability for s in overlapped], [s.probability for s in serial], rtol=0, atol=1e-6)
+    assert [s.window for s in overlapped] == [s.window for s in serial]
+
+
+def test_batches_hold_batch_size_scored_chunks_in_grid_order(sample_product):
+    with open_product(sample_product.label_path) as product:
+        from marsice_plugin.tiling import ChunkReader
+
+        out = list(batches(ChunkReader(product, 1024, 0), 64, product.valid_max, 4))
+    assert [len(b.chunks) for b in out] == [4, 2]
+    assert [b.x.shape for b in out] == [(4, 64, 64, 1), (2, 64, 64, 1)]
+    assert [(c.chunk_row, c.chunk_col) for b in out for c in b.chunks] == [(r, c) for r in range(2) for c in range(3)]
+
+
+def test_feeder_reraises_reading_errors():
+    def broken():
+        yield Batch([], [], None)
+        raise OSError("decoder failed at row 4096")
+
+    with Feeder(broken) as feeder, pytest.raises(OSError, match="row 4096"):
+        list(feeder)
+
+
+def test_closing_the_feeder_stops_its_thread():
+    produced = []
+
+    def endless():
+        i = 0
+        while True:
+            produced.append(i)
+            yield Batch([i], [], None)
+            i += 1
+
+    feeder = Feeder(endless, depth=2)
+    first = next(iter(feeder))
+    assert first.chunks == [0]
+    feeder.close()
+    assert not any(t.name == "marsice-feeder" and t.is_alive() for t in threading.enumerate())
+    assert len(produced) <= 4  # bounded: the queue holds two batches, the thread stopped
