@@ -202,9 +202,18 @@ class GeoPackage:
         )
 
     def insert(
-        self, layer: str, fields: Sequence[Field], rows: Iterable[tuple[shapely.Geometry, dict[str, Any]]]
+        self,
+        layer: str,
+        fields: Sequence[Field],
+        rows: Iterable[tuple[shapely.Geometry, dict[str, Any]]],
+        recompute_extent: bool = True,
     ) -> int:
-        """Insert features; returns how many. Runs inside the caller's transaction."""
+        """Insert features; returns how many. Runs inside the caller's transaction.
+
+        The layer's extent in ``gpkg_contents`` is recomputed from every feature, or, with
+        ``recompute_extent=False`` (nothing was deleted since it was last right), grown by the new
+        features only: appending product after product then costs the new rows, not the whole layer.
+        """
         (srs_id,) = self.conn.execute(
             "SELECT srs_id FROM gpkg_geometry_columns WHERE table_name=?", (layer,)
         ).fetchone()
@@ -215,8 +224,33 @@ class GeoPackage:
             (geometry_blob(geom, srs_id), *(_cast(attrs.get(f.name), f.type) for f in fields)) for geom, attrs in rows
         ]
         self.conn.executemany(sql, values)
-        self.update_extent(layer)
+        if recompute_extent:
+            self.update_extent(layer)
+        else:
+            self.grow_extent(layer, [blob for blob, *_ in values])
         return len(values)
+
+    def grow_extent(self, layer: str, blobs: Sequence[bytes | None]) -> None:
+        """Widen the layer's extent to include ``blobs`` (new features), keeping what it covered."""
+        bounds = [b for b in (blob_envelope(blob) for blob in blobs) if b is not None]
+        (old,) = self.conn.execute(
+            "SELECT min_x, min_y, max_x, max_y FROM gpkg_contents WHERE table_name=?", (layer,)
+        ).fetchall() or [(None, None, None, None)]
+        if old[0] is not None:
+            bounds.append(tuple(old))
+        if not bounds:
+            return
+        row = (
+            min(b[0] for b in bounds),
+            min(b[1] for b in bounds),
+            max(b[2] for b in bounds),
+            max(b[3] for b in bounds),
+        )
+        self.conn.execute(
+            "UPDATE gpkg_contents SET min_x=?, min_y=?, max_x=?, max_y=?, "
+            "last_change=strftime('%Y-%m-%dT%H:%M:%fZ','now') WHERE table_name=?",
+            (*row, layer),
+        )
 
     def update_extent(self, layer: str) -> None:
         """Recompute the layer's extent in gpkg_contents from its geometry envelopes."""

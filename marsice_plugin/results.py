@@ -117,8 +117,11 @@ class ResultsWriter:
             with gpkg.conn:  # one transaction: all layers of the product, or nothing
                 gpkg.conn.execute("BEGIN IMMEDIATE")
                 for name, spec in self.layers.items():
-                    gpkg.conn.execute(f'DELETE FROM "{name}" WHERE product_id = ?', (product_id,))
-                    counts[name] = gpkg.insert(name, spec.fields, list(rows.get(name, ())))
+                    deleted = gpkg.conn.execute(f'DELETE FROM "{name}" WHERE product_id = ?', (product_id,)).rowcount
+                    # a rerun may shrink the layer's extent: recompute it; a new product only grows it
+                    counts[name] = gpkg.insert(
+                        name, spec.fields, list(rows.get(name, ())), recompute_extent=deleted > 0
+                    )
         except sqlite3.OperationalError as exc:
             raise OutputError(f"cannot write {self.path}: {exc}; the file is unchanged") from exc
         finally:

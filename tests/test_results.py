@@ -47,6 +47,21 @@ def test_append_keeps_other_products_and_rerun_replaces(tmp_path):
     assert not (tmp_path / "r.gpkg.lock").exists()
 
 
+def test_extent_grows_with_new_products_and_shrinks_on_rerun(tmp_path):
+    path = tmp_path / "r.gpkg"
+
+    def shifted(pid, x0):
+        return {"things": [(shapely.box(x0, -50, x0 + 1, -49), {"product_id": pid, "value": 0.0})]}
+
+    with ResultsWriter(path, LAYERS) as w:
+        w.write_product("A", shifted("A", 10))
+        assert _content(path)[1] == (10.0, 11.0)
+        w.write_product("B", shifted("B", -5))  # appended: the extent grows to cover both
+        assert _content(path)[1] == (-5.0, 11.0)
+        w.write_product("B", shifted("B", 3))  # rerun of B moves it: the extent is recomputed, not kept
+        assert _content(path)[1] == (3.0, 11.0)
+
+
 def test_crash_mid_write_leaves_file_as_before(tmp_path):
     path = tmp_path / "r.gpkg"
     with ResultsWriter(path, LAYERS) as w:
