@@ -1,0 +1,142 @@
+"""Catalogue observations whose footprint covers a site, whether processed or not.
+
+The catalogue is searched once for the box around all sites (latitude rule ``intersect``: any footprint touching
+the box), then each footprint is tested against each site outline. Sources: the ones of ``marsice search``
+(``auto``, ``ode``, ``bundled``, ``index``), a footprint GeoPackage written by ``marsice search -o`` (the exact
+set a user searched, e.g. a refreshed ODE search kept for offline work), or ``none`` (processed products only).
+
+The bundled catalogue gives each RED product its observation's COLOR footprint (about a fifth of the RED width)
+and marks it approximate; coverage from it misses RED observations whose COLOR strip does not reach the site.
+``footprint_approximate`` on each observation row says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..catalogue.records import CatalogueProduct, east_180
+from ..errors import CatalogueError
+from ..gpkg import parse_geometry_blob
+from .geometry import degrees_for, wrapped_variants
+from .grouping import Site
+
+CATALOGUES = ("auto", "bundled", "ode", "index", "none")
+
+#: Margin (m) added around the sites when searching the catalogue.
+SEARCH_MARGIN_M = 200.0
+
+
+def read_footprints_gpkg(path: str | Path) -> list[CatalogueProduct]:
+    """Records from a ``footprints`` layer written by ``marsice search -o`` (with their exact polygons)."""
+    path = Path(path)
+    if not path.exists():
+        raise CatalogueError(f"{path} does not exist; write it with `marsice search ... -o {path.name}`")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            db.row_factory = sqlite3.Row
+            rows = [dict(r) for r in db.execute('SELECT * FROM "footprints" ORDER BY fid')]
+    except sqlite3.Error as exc:
+        raise CatalogueError(
+            f"{path} has no 'footprints' layer ({exc}); give a file written by marsice search -o"
+        ) from exc
+    out = []
+    for r in rows:
+        blob = r.get("geom")
+        geom = parse_geometry_blob(blob) if blob else None
+        start = r.get("start_time")
+        out.append(
+            CatalogueProduct(
+                product_id=r["product_id"],
+                observation_id=r.get("observation_id") or r["product_id"],
+                product_type=r.get("product_type") or "",
+                source=f"footprints:{path.name}",
+                start_time=dt.datetime.fromisoformat(start.rstrip("Z")).replace(tzinfo=dt.UTC) if start else None,
+                mars_year=r.get("mars_year"),
+                ls=r.get("ls"),
+                local_time=r.get("local_time"),
+                incidence=r.get("incidence"),
+                emission=r.get("emission"),
+                min_lat=r.get("min_lat"),
+                max_lat=r.get("max_lat"),
+                map_scale=r.get("map_scale"),
+                footprint_wkt=geom.wkt if geom is not None and not geom.is_empty else None,
+                footprint_approximate=bool(r.get("footprint_approximate")),
+                footprint_note=r.get("footprint_note") or "",
+                jp2_url=r.get("jp2_url"),
+                lbl_url=r.get("lbl_url"),
+            )
+        )
+    return out
+
+
+def catalogue_records(
+    sites: list[Site],
+    catalogue: str = "auto",
+    *,
+    footprints: Path | None = None,
+    index_path: Path | None = None,
+    ode_url: str | None = None,
+    timeout_s: float = 60.0,
+    warn: Callable[[str], None] = lambda message: None,
+) -> tuple[list[CatalogueProduct], str]:
+    """Catalogue records around the sites and the name of the source that answered."""
+    if footprints is not None:
+        return read_footprints_gpkg(footprints), f"footprints:{Path(footprints).name}"
+    if catalogue not in CATALOGUES:
+        raise CatalogueError(f"unknown catalogue {catalogue!r}; use one of {', '.join(CATALOGUES)}")
+    if catalogue == "none" or not sites:
+        return [], "none"
+    from ..catalogue.search import SearchQuery
+    from ..catalogue.sources import find_products
+
+    bounds = [s.geometry.bounds for s in sites]
+    lat_lo, lat_hi = min(b[1] for b in bounds), max(b[3] for b in bounds)
+    dlon, dlat = degrees_for(SEARCH_MARGIN_M, max(abs(lat_lo), abs(lat_hi)))
+    lon_lo, lon_hi = min(b[0] for b in bounds) - dlon, max(b[2] for b in bounds) + dlon
+    lon = None if lon_hi - lon_lo >= 180.0 else (east_180(lon_lo), east_180(lon_hi))
+    query = SearchQuery(
+        lat=(max(-90.0, lat_lo - dlat), min(90.0, lat_hi + dlat)), lon=lon, lat_rule="intersect", product_type="RED"
+    )
+    records, used = find_products(
+        query, catalogue, ode_url=ode_url, index_path=index_path, timeout_s=timeout_s, warn=warn
+    )
+    return records, used
+
+
+class FootprintIndex:
+    """A spatial index of footprints (lon/lat) that answers "which of them reach this outline", across ±180°."""
+
+    def __init__(self, items: list[Any], footprints: list[Any]):
+        import shapely
+
+        self.items = items
+        self.footprints = footprints
+        keep = [i for i, g in enumerate(footprints) if g is not None and not g.is_empty]
+        self._index = keep
+        self._tree = shapely.STRtree([footprints[i] for i in keep]) if keep else None
+
+    def reaching(self, geometry: Any) -> list[Any]:
+        """Items whose footprint intersects ``geometry``, in their original order."""
+        if self._tree is None or geometry is None or geometry.is_empty:
+            return []
+        hits: set[int] = set()
+        for variant in wrapped_variants(geometry):
+            for k in self._tree.query(variant, predicate="intersects"):
+                hits.add(self._index[int(k)])
+        return [self.items[i] for i in sorted(hits)]
+
+
+def catalogue_index(records: list[CatalogueProduct]) -> FootprintIndex:
+    """An index of catalogue records by footprint."""
+    return FootprintIndex(records, [r.footprint() for r in records])
+
+
+def covering(site: Site, records: list[CatalogueProduct] | FootprintIndex) -> list[CatalogueProduct]:
+    """Records whose footprint intersects the site outline."""
+    index = records if isinstance(records, FootprintIndex) else catalogue_index(records)
+    return index.reaching(site.geometry)
