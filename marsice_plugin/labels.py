@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import LabelError
+from .errors import CancelledError, LabelError
 
 #: Labels are read up to their END statement or this many bytes (real RDR labels are ~10 KB).
 MAX_LABEL_BYTES = 4 * 1024 * 1024
@@ -163,6 +163,8 @@ def parse_label_text(text: str, path: Path | str = "<string>") -> ProductLabel:
 
     try:
         label = pvl.loads(text, parser=_safe_parser())
+    except CancelledError:  # a cancel that lands while parsing is a cancel, not a bad label
+        raise
     except Exception as exc:
         raise LabelError(f"{path}: not a readable PDS3 label ({type(exc).__name__}: {exc})") from exc
     return _record_from_pvl(label, Path(path))

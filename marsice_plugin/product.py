@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import CRSError, ProductError
+from .errors import CancelledError, CRSError, ProductError
 from .labels import ProductLabel, read_label
 from .mars_crs import check_mars_crs, label_crs, label_transform
 
@@ -122,6 +122,8 @@ class Product:
 
         try:
             data = self._ds.read(window=Window(col_off, row_off, width, height), boundless=False)
+        except CancelledError:  # a cancel is not a decoding failure
+            raise
         except Exception as exc:
             raise ProductError(
                 f"{self.image_path}: cannot decode pixels at rows {row_off}-{row_off + height}: {exc}. "
@@ -183,6 +185,8 @@ class Product:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", NotGeoreferencedWarning)
                     self._levels[level] = rasterio.open(self._ds.name, OVERVIEW_LEVEL=str(level - 1))
+            except CancelledError:  # a cancel is not a decoding failure
+                raise
             except Exception as exc:
                 raise ProductError(
                     f"{self.path}: cannot open JPEG2000 resolution level {level} ({exc}); "
@@ -202,6 +206,8 @@ class Product:
         ds = self._level_dataset(level)
         try:
             data = ds.read(window=Window(0, row_off, ds.width, height))
+        except CancelledError:  # a cancel is not a decoding failure
+            raise
         except Exception as exc:
             raise ProductError(
                 f"{self.image_path}: cannot decode pixels at rows {row_off}-{row_off + height} (level {level}): {exc}. "
@@ -291,6 +297,8 @@ def _rasterio_open(path: Path, georeferenced: bool = True) -> Any:
             if not georeferenced:  # a label's image: georeferencing comes from the label, not the JP2
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
+    except CancelledError:  # a cancel is not a decoding failure
+        raise
     except Exception as exc:
         raise ProductError(f"{path}: GDAL cannot open it as a raster ({exc})") from exc
 

@@ -17,7 +17,18 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from typing import Any, TextIO
+
+#: Set by the CLI's SIGTERM handler. The handler also interrupts the main thread at once; this flag
+#: catches the rare signal whose interrupt is swallowed (one landing inside a weak-reference callback
+#: or a library's catch-all), so the next progress report still stops the command before it writes.
+_cancel_requested = threading.Event()
+
+
+def request_cancel() -> None:
+    """Ask the running command to stop at its next progress report."""
+    _cancel_requested.set()
 
 
 class Reporter:
@@ -37,7 +48,9 @@ class Reporter:
         self._out.flush()
 
     def progress(self, percent: float, message: str = "") -> None:
-        """Report overall progress in percent (0-100) of the current command."""
+        """Report overall progress in percent (0-100) of the current command (and honour a pending cancel)."""
+        if _cancel_requested.is_set():
+            raise KeyboardInterrupt("cancel requested")
         percent = float(max(0.0, min(100.0, percent)))
         if self.mode == "json":
             self._emit({"type": "progress", "percent": round(percent, 2), "message": message})

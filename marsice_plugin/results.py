@@ -66,8 +66,19 @@ class ResultsWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.wait_s
         while True:
+            # the lock appears with its holder's pid already in it (written under a temporary name, then
+            # hard-linked into place, which fails if the lock exists): never an empty, unattributable lock
+            tmp = self.lock_path.with_name(f".{self.lock_path.name}.{os.getpid()}")
+            tmp.write_text(f"{os.getpid()} {socket.gethostname()}\n")
             try:
-                fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                try:
+                    os.link(tmp, self.lock_path)
+                except FileExistsError:
+                    raise
+                except OSError:  # a file system without hard links: create-exclusive, then write
+                    fd = os.open(self.lock_path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+                    with os.fdopen(fd, "w") as handle:
+                        handle.write(tmp.read_text())
             except FileExistsError:
                 holder = _lock_holder(self.lock_path)
                 if holder is not None and not _pid_alive(holder):
@@ -81,8 +92,8 @@ class ResultsWriter:
                     ) from None
                 time.sleep(0.2)
                 continue
-            with os.fdopen(fd, "w") as handle:
-                handle.write(f"{os.getpid()} {socket.gethostname()}\n")
+            finally:
+                tmp.unlink(missing_ok=True)
             self._locked = True
             return
 
@@ -92,21 +103,28 @@ class ResultsWriter:
             self._locked = False
 
     # -- writing ------------------------------------------------------------------------------
-    def _create(self) -> None:
+    def _create(self, rows: dict[str, Iterable[Row]]) -> dict[str, int]:
+        """A new file holding every layer and the first product's rows, built under a temporary name in one
+        step: a cancel or crash leaves no file rather than an empty one."""
+        counts: dict[str, int] = {}
+
         def build(gpkg: GeoPackage) -> None:
             srs = gpkg.add_srs(common_crs(), name=f"Mars 2015 sphere, planetocentric ({COMMON_CRS})")
             for spec in self.layers.values():
                 gpkg.create_layer(spec.name, spec.fields, spec.geometry_type, srs, spec.description)
                 write_default_style(gpkg.conn, spec.name)
+            for name, spec in self.layers.items():
+                counts[name] = gpkg.insert(name, spec.fields, list(rows.get(name, ())))
 
         write_new(self.path, build)
+        return counts
 
     def write_product(self, product_id: str, rows: dict[str, Iterable[Row]]) -> dict[str, int]:
         """Replace ``product_id``'s rows in every layer by ``rows`` in one transaction; returns counts."""
         if not self._locked:
             raise RuntimeError("ResultsWriter must be used as a context manager")
         if not self.path.exists():
-            self._create()
+            return self._create(rows)
         try:
             gpkg = GeoPackage.open(self.path)
         except sqlite3.DatabaseError as exc:

@@ -4,7 +4,10 @@
 chunks start at ``0, S-O, 2(S-O), ...`` while they fit, and one last chunk is *shifted* to start at
 ``L - S`` so the final row/column of pixels is always covered, never dropped. The number of chunks is
 ``1 + ceil((L - S) / (S - O))`` for ``L > S`` and 1 otherwise (an image smaller than a chunk gives
-one chunk of the image's size). Consecutive chunks overlap by at least ``O``, so **every feature
+one chunk of the image's size, padded with its median before scoring). An image with a side shorter than
+:data:`MIN_CHUNK_PX` (8 px, the smallest chunk) is refused with a :class:`TilingError`: a chunk padded out of a
+few pixels holds no scene, so a score for it would be noise (a 1-pixel raster is an export gone wrong, not a
+product). Consecutive chunks overlap by at least ``O``, so **every feature
 whose extent is at most ``O`` pixels along each axis lies whole inside at least one chunk**: a patch
 cut by one chunk's edge lies whole in a neighbour. (Proof per axis: take the last chunk starting at or
 before the feature's start ``a``; the next chunk starts after ``a``, and this one ends at least ``O``
@@ -65,6 +68,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import shapely
 
     from .product import Product
+
+#: Smallest chunk side (px), and so the smallest image side a product may have.
+MIN_CHUNK_PX = 8
 
 #: Largest patch (metres) the default overlap keeps whole inside one chunk.
 DEFAULT_MAX_PATCH_M = 32.0
@@ -296,8 +302,13 @@ class ChunkReader:
         prefetch: bool = True,
         max_patch_m: float = DEFAULT_MAX_PATCH_M,
     ):
-        if size < 8:
-            raise TilingError(f"chunk size {size} px is too small; use at least 8 (the paper used 1024)")
+        if size < MIN_CHUNK_PX:
+            raise TilingError(f"chunk size {size} px is too small; use at least {MIN_CHUNK_PX} (the paper used 1024)")
+        if min(product.width, product.height) < MIN_CHUNK_PX:
+            raise TilingError(
+                f"{product.path.name} is {product.width}x{product.height} px, too small to cut into chunks (at "
+                f"least {MIN_CHUNK_PX} px on each side); check that the raster was exported whole"
+            )
         if not 0.0 <= max_center_nodata <= 1.0 or not 0.0 <= max_nodata <= 1.0:
             raise TilingError("no-data thresholds are fractions: give values within 0..1")
         if not 0.0 < scale <= 1.0:
@@ -607,8 +618,12 @@ class TileExport:
         )
 
 
-def _write_geotiff(path: Path, chunk: Chunk) -> None:
-    """One chunk as a float32 GeoTIFF in the product's own CRS; no-data pixels are NaN (the nodata value)."""
+def _write_geotiff(path: Path, chunk: Chunk, valid_max: float | None = None, sun_azimuth: float | None = None) -> None:
+    """One chunk as a float32 GeoTIFF in the product's own CRS; no-data pixels are NaN (the nodata value).
+
+    ``VALID_MAX`` (the DN that maps to 1.0, e.g. 1023 for 10-bit RDRs) and ``SUN_AZIMUTH`` (from north)
+    travel in the tags so that ``marsice train`` normalises and augments the chunk as detection would see it.
+    """
     import rasterio
     from rasterio.crs import CRS
 
@@ -641,6 +656,8 @@ def _write_geotiff(path: Path, chunk: Chunk) -> None:
             REPAIRED=str(chunk.repaired),
             SPECIAL_PIXELS=chunk.special_pixels,
             OUTLIER_PIXELS=chunk.outlier_pixels,
+            **({"VALID_MAX": f"{valid_max:g}"} if valid_max else {}),
+            **({"SUN_AZIMUTH": f"{sun_azimuth:.3f}"} if sun_azimuth is not None else {}),
         )
 
 
@@ -700,6 +717,7 @@ def export_tiles(
         result = TileExport(
             pid, index, folder, overlap=reader.overlap, method=reader.method, scale_m=reader.chunk_scale_m
         )
+        created = not out_dir.exists()  # removed again, when still empty, if the run fails or is cancelled
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
             tmp_folder = Path(tempfile.mkdtemp(prefix=f".{pid}_tiles.", suffix=".partial", dir=out_dir))
@@ -712,7 +730,7 @@ def export_tiles(
                 name = None
                 if images and not chunk.skipped:
                     name = f"r{chunk.chunk_row:03d}_c{chunk.chunk_col:03d}.tif"
-                    _write_geotiff(tmp_folder / name, chunk)
+                    _write_geotiff(tmp_folder / name, chunk, product.valid_max, product.viewing.sun_azimuth_from_north)
                     result.images += 1
                 w = chunk.window
                 oh, ow = chunk.data.shape
@@ -747,12 +765,14 @@ def export_tiles(
                 result.skipped += int(chunk.skipped)
                 if reporter is not None:
                     reporter.progress(95 * done / total, f"chunk {done}/{total}")
+            # An overwritten tile folder is set aside until the new index is in place, and put back if
+            # writing the index fails or is cancelled: the index and its GeoTIFFs always belong together.
+            previous = None
             if folder is not None:
                 if folder.exists():
-                    old = folder.with_name(f".{folder.name}.old")
-                    shutil.rmtree(old, ignore_errors=True)
-                    os.replace(folder, old)
-                    shutil.rmtree(old, ignore_errors=True)
+                    previous = folder.with_name(f".{folder.name}.old")
+                    shutil.rmtree(previous, ignore_errors=True)
+                    os.replace(folder, previous)
                 os.replace(tmp_folder, folder)
 
             def build(gpkg: Any) -> None:
@@ -765,9 +785,16 @@ def export_tiles(
             except BaseException:
                 if folder is not None:
                     shutil.rmtree(folder, ignore_errors=True)
+                    if previous is not None:
+                        os.replace(previous, folder)
                 raise
+            if previous is not None:
+                shutil.rmtree(previous, ignore_errors=True)
         except OSError as exc:
             raise OutputError(f"cannot write tiles into {out_dir}: {exc.strerror or exc}") from exc
         finally:
             shutil.rmtree(tmp_folder, ignore_errors=True)
+            if created and not index.exists():
+                with contextlib.suppress(OSError):
+                    out_dir.rmdir()
     return result

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import LabelError
+from ..errors import CancelledError, LabelError
 from .records import CatalogueProduct, ProductFile, east_180, observation_of
 
 _DTM_SOURCES = re.compile(r"^DT[A-Z]{3}_(\d{6}_\d{4})_(\d{6}_\d{4})_[A-Z0-9]{3}$")
@@ -74,6 +74,8 @@ def dtm_from_label(path: str | Path, url: str | None = None) -> CatalogueProduct
     path = Path(path)
     try:
         label = pvl.load(str(path))
+    except CancelledError:
+        raise
     except Exception as exc:
         raise LabelError(f"{path}: not a readable PDS3 label ({type(exc).__name__}: {exc})") from exc
     pid = str(label.get("PRODUCT_ID", "")).strip().upper()

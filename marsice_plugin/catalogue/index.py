@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CatalogueError
+from ..errors import CancelledError, CatalogueError
 from .records import CatalogueProduct, ProductFile, east_180, observation_of, product_type_of
 
 #: The bundled catalogue (one COLOR record per observation).
@@ -195,6 +195,8 @@ def read_table_label(label_path: str | Path) -> TableLayout:
     label_path = Path(label_path)
     try:
         label = pvl.load(str(label_path))
+    except CancelledError:
+        raise
     except Exception as exc:
         raise CatalogueError(f"cannot read index label {label_path}: {type(exc).__name__}: {exc}") from exc
     tables = [k for k, v in label.items() if k.endswith("TABLE") and not k.startswith("^") and hasattr(v, "keys")]

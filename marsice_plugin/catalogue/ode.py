@@ -13,6 +13,11 @@ Why so defensive: ``ODEResults.Products.Product`` is a dict for one hit and a li
 only ever sends :data:`ODE_PARAMETERS`, normalises both shapes, turns every failure into a
 :class:`~marsice_plugin.errors.ODEError` that says what to do, retries 5xx answers and timeouts with
 exponential backoff, and re-applies every filter of the query locally on what comes back.
+
+A response body is read in blocks up to a byte limit (:data:`DEFAULT_MAX_RESPONSE_MB`, 64 MiB, or
+``MARSICE_ODE_MAX_MB``): a page of 100 products with their file lists is well under 1 MB, so anything
+near the limit is a misbehaving server or proxy, and reading it whole could exhaust the memory of the
+process (and of QGIS's machine). Past the limit the client stops reading and asks for a narrower search.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ODEError
@@ -37,6 +42,13 @@ from .search import SearchQuery
 #: The public ODE REST endpoint; override with ``--ode-url`` or ``MARSICE_ODE_URL``.
 DEFAULT_ODE_URL = "https://oderest.rsl.wustl.edu/live2/"
 ODE_URL_VARIABLE = "MARSICE_ODE_URL"
+
+#: Most bytes read from one ODE response (MiB); override with ``MARSICE_ODE_MAX_MB``.
+DEFAULT_MAX_RESPONSE_MB = 64
+ODE_MAX_MB_VARIABLE = "MARSICE_ODE_MAX_MB"
+
+#: Bytes read from the socket at a time.
+_READ_BLOCK = 1 << 20
 
 #: The only parameter names this client sends (all documented in the ODE REST manual v2.1.6).
 ODE_PARAMETERS = frozenset(
@@ -79,6 +91,20 @@ def ode_base_url(explicit: str | None = None) -> str:
     return url
 
 
+def ode_max_response_bytes() -> int:
+    """The response size limit in bytes: ``MARSICE_ODE_MAX_MB`` (MiB) or :data:`DEFAULT_MAX_RESPONSE_MB`."""
+    raw = os.environ.get(ODE_MAX_MB_VARIABLE)
+    if not raw:
+        return DEFAULT_MAX_RESPONSE_MB * 2**20
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = -1.0
+    if not mb > 0:
+        raise ODEError(f"{ODE_MAX_MB_VARIABLE}={raw!r} must be a positive number of MiB (default 64)")
+    return int(mb * 2**20)
+
+
 @dataclass
 class ODEClient:
     """A small ODE REST client. ``sleep`` is injectable so callers can observe backoff without waiting."""
@@ -90,6 +116,7 @@ class ODEClient:
     page_size: int = 100
     max_products: int = 20_000
     sleep: Callable[[float], None] = time.sleep
+    max_response_bytes: int = field(default_factory=ode_max_response_bytes)
 
     # -- low level ------------------------------------------------------------------------------
     def request(self, params: dict[str, Any]) -> dict[str, Any]:
@@ -120,7 +147,7 @@ class ODEClient:
                 self.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
                 with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
-                    return response.read()
+                    return self._read_capped(response)
             except urllib.error.HTTPError as exc:
                 if exc.code < 500:
                     raise ODEError(f"ODE answered HTTP {exc.code} {exc.reason} for {url}; check --ode-url") from exc
@@ -137,6 +164,26 @@ class ODEClient:
         raise ODEError(
             f"ODE at {self.base_url} failed after {self.retries + 1} tries: {last}; try again later, "
             "or search offline with --source bundled"
+        )
+
+    def _read_capped(self, response: Any) -> bytes:
+        """The body, read block by block; refused (not retried) once it passes ``max_response_bytes``."""
+        limit = self.max_response_bytes
+        announced = response.headers.get("Content-Length")
+        if announced and announced.isdigit() and int(announced) > limit:
+            raise self._too_large(f"announced an answer of {int(announced) / 2**20:.0f} MiB")
+        blocks, size = [], 0
+        while block := response.read(min(_READ_BLOCK, limit + 1 - size)):
+            blocks.append(block)
+            size += len(block)
+            if size > limit:
+                raise self._too_large("kept sending")
+        return b"".join(blocks)
+
+    def _too_large(self, what: str) -> ODEError:
+        return ODEError(
+            f"ODE at {self.base_url} {what}, more than the {self.max_response_bytes / 2**20:g} MiB read from one "
+            f"answer; narrow the search (--lat, --ls, --lon), or raise {ODE_MAX_MB_VARIABLE} if the server is trusted"
         )
 
     # -- searches -------------------------------------------------------------------------------

@@ -35,7 +35,11 @@ def add_parser(sub: Any) -> None:
         help="auto: ODE, falling back to the bundled offline catalogue when ODE cannot be reached",
     )
     p.add_argument("--index", type=Path, metavar="TAB", help="RDRCUMINDEX.TAB for --source index (.LBL beside it)")
-    p.add_argument("--ode-url", help="ODE REST base URL (default: $MARSICE_ODE_URL or the public ODE)")
+    p.add_argument(
+        "--ode-url",
+        help="ODE REST base URL (default: $MARSICE_ODE_URL or the public ODE); at most $MARSICE_ODE_MAX_MB "
+        "(default 64) MiB are read from one answer",
+    )
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for ODE")
     p.add_argument("--dtm", action="store_true", help="also pair each product with HiRISE DTMs (needs ODE)")
     p.add_argument("--table", type=int, default=30, metavar="N", help="rows of the printed table (0: none)")

@@ -33,7 +33,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..terrain.analysis import run_terrain
 
     reporter.progress(0, f"terrain of {args.image.name} from {args.dtm.name}")
-    result = run_terrain(args.dtm, args.image, args.output, candidates=args.candidates, ring_m=args.ring_m)
+    result = run_terrain(
+        args.dtm, args.image, args.output, candidates=args.candidates, ring_m=args.ring_m, progress=reporter.progress
+    )
     if not result.coregistration.aligned:
         reporter.log("co-registration failed (weak correlation peak): DTM used as georeferenced", "warning")
     reporter.progress(100, "done")

@@ -1,15 +1,20 @@
 """One terrain run: DTM onto the image grid, co-registration, derivative rasters and candidate attributes.
 
 Rasters are written on the image grid itself (pixel for pixel, same CRS and transform), so they overlay the image in
-QGIS without resampling. The whole image is held in memory (float32, a few arrays): fine for 1-2 k chunks and
+QGIS without resampling. Nothing is written until everything is computed; then the rasters go to temporary files, the
+candidate attributes are committed in one transaction, and the rasters are renamed into place. A failure or a cancel
+before that point removes the temporary files (and an output folder the run created), so the outputs stay as they
+were. The whole image is held in memory (float32, a few arrays): fine for 1-2 k chunks and
 sample products; a strip-wise version for 20 k x 60 k products is future work.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +43,9 @@ TERRAIN_COLUMNS = [
     ("terrain_aligned", "INTEGER", "1 when the image-to-DTM co-registration succeeded and was applied"),
 ]
 
+#: Smallest image side (px): the same as the smallest chunk (slopes need 2 px, co-registration a few more).
+MIN_IMAGE_PX = 8
+
 RASTERS = {
     "slope": ("float32", "slope (degrees)"),
     "aspect": ("float32", "aspect, clockwise from true north (degrees)"),
@@ -65,11 +73,11 @@ class TerrainResult:
         )
 
 
-def _write_raster(path: Path, values: np.ndarray, dtype: str, description: str, crs_wkt: str, transform: Any) -> None:
+def _write_raster(tmp: Path, values: np.ndarray, dtype: str, description: str, crs_wkt: str, transform: Any) -> None:
+    """One GeoTIFF at ``tmp`` (a temporary name; the caller renames it into place)."""
     import rasterio
     from rasterio.crs import CRS
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     nodata = float("nan") if dtype == "float32" else 255
     with rasterio.open(
         tmp,
@@ -86,17 +94,31 @@ def _write_raster(path: Path, values: np.ndarray, dtype: str, description: str, 
     ) as ds:
         ds.write(values.astype(dtype), 1)
         ds.set_band_description(1, description)
-    os.replace(tmp, path)
 
 
 def run_terrain(
-    dtm_path: Path, image_path: Path, out_dir: Path, candidates: Path | None = None, ring_m: float = 5.0
+    dtm_path: Path,
+    image_path: Path,
+    out_dir: Path,
+    candidates: Path | None = None,
+    ring_m: float = 5.0,
+    progress: Callable[[float, str], None] | None = None,
 ) -> TerrainResult:
-    """Derive the terrain rasters of ``image_path`` from ``dtm_path`` and, optionally, score the candidates."""
+    """Derive the terrain rasters of ``image_path`` from ``dtm_path`` and, optionally, score the candidates.
+
+    ``progress(percent, message)`` is called at the start of each stage.
+    """
     from ..product import open_product
     from .dem import dtm_on_image_grid
 
+    report = progress or (lambda percent, message: None)
+    report(2, f"reading {Path(image_path).name} and the DTM")
     with open_product(image_path) as product:
+        if min(product.width, product.height) < MIN_IMAGE_PX:
+            raise TerrainError(
+                f"{image_path} is {product.width}x{product.height} px, too small for slopes and co-registration "
+                f"(at least {MIN_IMAGE_PX} px on each side); check that the raster was exported whole"
+            )
         v = product.viewing
         if v.sun_azimuth_from_north is None or v.incidence_angle is None:
             raise TerrainError(f"{image_path} does not give the sun's azimuth and incidence; shadows need both")
@@ -110,9 +132,11 @@ def run_terrain(
         crs, transform, scale, pid = product.crs, product.transform, product.scale_m, product.product_id
         lon, lat = product.center_lonlat()
     az, inc = float(v.sun_azimuth_from_north), float(v.incidence_angle)
+    report(30, "co-registering the image to the DTM hillshade")
     coreg = phase_correlate(image, hillshade(heights, scale, az, inc))
     if coreg.aligned:
         heights = shift_grid(heights, coreg.d_row, coreg.d_col)
+    report(45, "slope, aspect and shadows")
     valid = np.isfinite(heights)
     filled = np.where(valid, heights, np.nanmean(heights))
     slope = np.where(valid, slope_degrees(filled, scale), np.nan).astype(np.float32)
@@ -120,8 +144,6 @@ def run_terrain(
     aspect = np.where(valid, aspect, np.nan).astype(np.float32)
     poleward = poleward_facing(aspect, lat)
     shadow = shadow_mask(filled, scale, az, inc)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    crs_wkt = crs.to_wkt()
     arrays = {
         "slope": slope,
         "aspect": aspect,
@@ -129,22 +151,44 @@ def run_terrain(
         "shadow": np.where(valid, shadow, 255),
         "height": heights,
     }
-    rasters = {}
-    for name, (dtype, description) in RASTERS.items():
-        path = out_dir / f"{pid}_{name}.tif"
-        _write_raster(path, arrays[name], dtype, description, crs_wkt, transform)
-        rasters[name] = path
-    result = TerrainResult(rasters, coreg)
+    updates: list[tuple] = []
+    scores: list[tuple[str, float, float]] = []
     if candidates is not None:
+        report(60, f"terrain attributes of the ice candidates in {Path(candidates).name}")
         ring_px = max(1, math.ceil(ring_m / scale))
         grids = dict(slope=slope, aspect=aspect, poleward=poleward, shadow=shadow, height=heights)
-        result.candidates_updated, result.scores = _score_candidates(
-            candidates, pid, crs, transform, grids, image, az, ring_px, coreg.aligned
-        )
+        updates, scores = _candidate_updates(candidates, pid, crs, transform, grids, image, az, ring_px, coreg.aligned)
+    report(80, "writing rasters")
+    rasters = {name: out_dir / f"{pid}_{name}.tif" for name in RASTERS}
+    temps: list[Path] = []
+    created = not out_dir.exists()
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        crs_wkt = crs.to_wkt()
+        for name, (dtype, description) in RASTERS.items():
+            tmp = rasters[name].with_name(f".{rasters[name].name}.{os.getpid()}.partial")
+            temps.append(tmp)
+            _write_raster(tmp, arrays[name], dtype, description, crs_wkt, transform)
+        if candidates is not None:
+            report(95, f"updating {Path(candidates).name}")
+            _commit_candidate_updates(candidates, updates)
+        for tmp, path in zip(temps, rasters.values(), strict=True):
+            os.replace(tmp, path)
+    except BaseException as exc:
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        if created:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()
+        if isinstance(exc, OSError):
+            raise OutputError(f"cannot write terrain rasters into {out_dir}: {exc.strerror or exc}") from exc
+        raise
+    result = TerrainResult(rasters, coreg)
+    result.candidates_updated, result.scores = len(updates), scores
     return result
 
 
-def _score_candidates(
+def _candidate_updates(
     gpkg: Path,
     pid: str,
     crs: pyproj.CRS,
@@ -154,16 +198,15 @@ def _score_candidates(
     az: float,
     ring_px: int,
     aligned: bool,
-) -> tuple[int, list[tuple[str, float, float]]]:
-    """Add the terrain columns to ``ice_candidates`` and fill them for ``pid``'s rows, in one transaction.
+) -> tuple[list[tuple], list[tuple[str, float, float]]]:
+    """Terrain attributes of ``pid``'s candidates: the UPDATE parameters (values, then fid) and (id, score, rank).
 
-    Re-runs are idempotent: columns are added only when missing and rows are overwritten.
+    Reads ``gpkg`` only; :func:`_commit_candidate_updates` writes the values.
     """
     import shapely
     from rasterio.features import rasterize
 
     from ..gpkg import parse_geometry_blob
-    from ..results import ResultsWriter
 
     if not gpkg.exists():
         raise TerrainError(f"candidates file {gpkg} does not exist")
@@ -207,6 +250,22 @@ def _score_candidates(
             values = [None if isinstance(x, float) and math.isnan(x) else x for x in values]
             updates.append((*values, fid))
             scores.append((cid, score, rank))
+    except sqlite3.Error as exc:
+        raise OutputError(f"cannot add terrain fields to {gpkg}: {exc}") from exc
+    finally:
+        con.close()
+    return updates, scores
+
+
+def _commit_candidate_updates(gpkg: Path, updates: list[tuple]) -> None:
+    """Add the terrain columns to ``ice_candidates`` and fill the rows of ``updates``, in one transaction.
+
+    Re-runs are idempotent: columns are added only when missing and rows are overwritten.
+    """
+    from ..results import ResultsWriter
+
+    con = sqlite3.connect(gpkg, isolation_level=None)
+    try:
         # the results writer's lock file keeps a concurrent 'marsice detect' out while the columns change
         with ResultsWriter(gpkg, layers=(), wait_s=30.0):
             existing = {r[1] for r in con.execute("PRAGMA table_info(ice_candidates)")}
@@ -225,4 +284,3 @@ def _score_candidates(
         raise OutputError(f"cannot add terrain fields to {gpkg}: {exc}") from exc
     finally:
         con.close()
-    return len(updates), scores

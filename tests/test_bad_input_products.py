@@ -1,0 +1,132 @@
+"""Products too small or empty to chunk, and a DTM that misses the image (issue 12, remaining cases)."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from .conftest import DEMO_MODEL, REPO
+from .test_bad_input import _copy_product, _geotiff, _one_error_line
+
+MARS_EQC = "+proj=eqc +lat_ts=-50 +lon_0=180 +R=3384416.5 +units=m +no_defs"
+
+
+def _marsice(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "marsice_plugin", *args], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
+
+
+def test_one_pixel_image_is_refused_by_detect(tmp_path):
+    """A chunk padded out of one pixel holds no scene: refused, not scored (a score would be noise)."""
+    _geotiff(tmp_path / "one.tif", np.full((1, 1), 300, np.uint16), MARS_EQC)
+    out = tmp_path / "out"
+    proc = _marsice("detect", str(tmp_path / "one.tif"), "-o", str(out / "o.gpkg"), "--model", str(DEMO_MODEL))
+    assert proc.returncode == 2, proc.stderr
+    _one_error_line(proc, "one.tif is 1x1 px, too small to cut into chunks (at least 8 px on each side)")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 900), (7, 300)])
+def test_image_thinner_than_a_chunk_is_refused_by_tile(tmp_path, shape):
+    _geotiff(tmp_path / "thin.tif", np.full(shape, 300, np.uint16), MARS_EQC)
+    out = tmp_path / "tiles"
+    proc = _marsice("tile", str(tmp_path / "thin.tif"), "-o", str(out))
+    assert proc.returncode == 2, proc.stderr
+    _one_error_line(proc, f"thin.tif is {shape[1]}x{shape[0]} px, too small to cut into chunks")
+    assert not out.exists()
+
+
+def test_smallest_image_gives_one_chunk_of_its_own_size(tmp_path):
+    """The well-defined lower end: an 8 x 8 px raster is one 8 x 8 chunk in the tile index."""
+    data = np.random.default_rng(0).integers(100, 900, (8, 8)).astype(np.uint16)
+    _geotiff(tmp_path / "tiny.tif", data, MARS_EQC)
+    proc = _marsice("tile", str(tmp_path / "tiny.tif"), "-o", str(tmp_path / "tiles"))
+    assert proc.returncode == 0, proc.stderr
+    con = sqlite3.connect(tmp_path / "tiles" / "tiny_tiles.gpkg")
+    rows = con.execute("SELECT row_off, col_off, width, height, out_width, out_height, skipped FROM tiles").fetchall()
+    con.close()
+    assert rows == [(0, 0, 8, 8, 8, 8, 0)]
+    assert [p.name for p in (tmp_path / "tiles" / "tiny_tiles").iterdir()] == ["r000_c000.tif"]
+
+
+@pytest.mark.parametrize("command", ["detect", "tile"])
+def test_label_of_an_empty_image_is_refused(small_product, tmp_path, command):
+    label, _ = _copy_product(small_product, tmp_path / "p")
+    text = label.read_text()
+    assert "LINES                      = 500" in text
+    label.write_text(text.replace("LINES                      = 500", "LINES                      = 0"))
+    out = tmp_path / ("o.gpkg" if command == "detect" else "tiles")
+    proc = _marsice(command, str(label), "-o", str(out))
+    assert proc.returncode == 2, proc.stderr
+    _one_error_line(proc, "image size 700x0 is empty")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("command", ["detect", "tile"])
+def test_empty_raster_is_refused(tmp_path, command):
+    """GDAL will not create a 0-pixel GeoTIFF; a VRT can claim 0 x 5 pixels."""
+    (tmp_path / "empty.vrt").write_text(
+        f'<VRTDataset rasterXSize="0" rasterYSize="5"><SRS>{MARS_EQC}</SRS>'
+        "<GeoTransform>1000, 0.5, 0, -2000, 0, -0.5</GeoTransform>"
+        '<VRTRasterBand dataType="UInt16" band="1"/></VRTDataset>'
+    )
+    out = tmp_path / ("o.gpkg" if command == "detect" else "tiles")
+    proc = _marsice(command, str(tmp_path / "empty.vrt"), "-o", str(out))
+    assert proc.returncode == 2, proc.stderr
+    _one_error_line(proc, "empty.vrt: GDAL cannot open it as a raster", "0 x 5")
+    assert not out.exists()
+
+
+def test_dtm_of_another_place_and_crs_is_refused_by_terrain(tmp_path):
+    """An image at -50.2° and the DTM of a product at -45.3° (its own standard parallel): no overlap."""
+    from marsice_plugin.synthetic.product_writer import ProductGeometry, write_sample_product
+    from marsice_plugin.synthetic.scene import SceneConfig
+
+    config = SceneConfig(width=256, height=256, seed=4, n_craters=1, n_boulders=20)
+    image = write_sample_product(tmp_path / "image", config, ProductGeometry(center_latitude=-50.2))
+    other = write_sample_product(
+        tmp_path / "other", config, ProductGeometry(center_latitude=-45.3, center_longitude=100.0), dtm_factor=4
+    )
+    results = tmp_path / "results.gpkg"
+    results.write_bytes(b"left alone")
+    out = tmp_path / "terrain"
+    proc = _marsice(
+        "terrain", "--dtm", str(other.dtm_path), "--image", str(image.label_path), "--candidates", str(results),
+        "-o", str(out),
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    _one_error_line(proc, f"DTM {other.dtm_path} does not overlap the image", "pick the DTM of the same observation")
+    assert not out.exists()
+    assert results.read_bytes() == b"left alone"
+
+
+def test_one_pixel_image_is_refused_by_terrain(tmp_path):
+    """Inside the DTM, in the product's CRS, with the sun given: still too small for slopes."""
+    import rasterio
+    from affine import Affine
+
+    from marsice_plugin.product import open_product
+    from marsice_plugin.synthetic.product_writer import write_sample_product
+    from marsice_plugin.synthetic.scene import SceneConfig
+
+    sample = write_sample_product(
+        tmp_path / "p", SceneConfig(width=256, height=256, seed=4, n_boulders=20), dtm_factor=4
+    )
+    with open_product(sample.label_path) as p:
+        crs, transform = p.crs.to_wkt(), p.transform @ Affine.translation(128, 128)
+    with rasterio.open(
+        tmp_path / "one.tif", "w", driver="GTiff", width=1, height=1, count=1, dtype="uint16", crs=crs,
+        transform=transform, nodata=0,
+    ) as ds:  # fmt: skip
+        ds.write(np.full((1, 1), 300, np.uint16), 1)
+        ds.update_tags(SUN_AZIMUTH_FROM_NORTH="297", INCIDENCE_ANGLE="70")
+    out = tmp_path / "terrain"
+    proc = _marsice("terrain", "--dtm", str(sample.dtm_path), "--image", str(tmp_path / "one.tif"), "-o", str(out))
+    assert proc.returncode == 2, proc.stderr
+    _one_error_line(proc, "one.tif is 1x1 px, too small for slopes and co-registration (at least 8 px on each side)")
+    assert not out.exists()
