@@ -17,16 +17,9 @@ import traceback
 from typing import Any
 
 from . import __version__
-from .commands import demo, detect, download, evaluate, sample, search, terrain, tile, train
+from .commands import demo, detect, download, evaluate, export, sample, scan, search, sites, terrain, tile, train
 from .errors import CancelledError, MarsIceError
-from .progress import Reporter
-
-PLANNED = """\
-planned sub-commands (not in this release yet):
-  sites      group candidates into sites over time (repeat coverage)
-  export     site lists as CSV/KML/GeoJSON for follow-up
-  scan       scan the archive on Dask, from a laptop to a cluster
-"""
+from .progress import Reporter, request_cancel
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = {
@@ -39,6 +32,9 @@ COMMAND_MODULES = {
     "tile": tile,
     "terrain": terrain,
     "evaluate": evaluate,
+    "scan": scan,
+    "sites": sites,
+    "export": export,
 }
 
 
@@ -46,7 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marsice",
         description="Find remnant seasonal water-ice patches in HiRISE images of Mars.",
-        epilog=PLANNED,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"marsice {__version__}")
@@ -64,7 +59,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _terminate(signum: int, frame: Any) -> None:
-    raise CancelledError("cancelled (signal received); no output was written")
+    """SIGTERM (QGIS's cancel, a cluster's pre-emption): stop now, write nothing.
+
+    KeyboardInterrupt rather than CancelledError: it derives from BaseException, so no library code's
+    ``except Exception`` can swallow the cancel or turn it into another error (measured: Python's
+    ``inspect`` and the label reader did). ``main`` reports it as CancelledError (exit 130).
+    """
+    request_cancel()
+    raise KeyboardInterrupt("SIGTERM")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,135 @@
+"""From search results to worker jobs, and what a scan would pull (``--dry-run``, ``--max-gb``).
+
+Sizes follow the download command's rules: the size the listing gives (ODE's KBytes), else the size of
+the file already in the cache, else what a HEAD request announces, else unknown. A scan only pulls
+what it still needs: products already committed by an earlier run of the same scan and files already
+in the cache count as nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..catalogue.download import Downloader, FileRequest
+from ..catalogue.dtm import DtmPair
+from ..catalogue.records import CatalogueProduct
+from ..errors import DownloadError
+from .tasks import ProductJob
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """Worker-side options shared by every product of a scan."""
+
+    cache_dir: Path
+    model_path: Path
+    threshold: float = 0.6
+    cache_bytes: int | None = None
+    threads: int | None = 1
+    timeout_s: float = 60.0
+    retries: int = 4
+
+
+def make_jobs(
+    products: Sequence[CatalogueProduct],
+    options: JobOptions,
+    dtms: dict[str, CatalogueProduct] | None = None,
+    warn: Callable[[str], None] = lambda message: None,
+) -> list[ProductJob]:
+    """One job per product with a JP2 and a label URL; ``dtms`` maps a product id to its DTM."""
+    jobs = []
+    for p in products:
+        if not p.jp2_url or not p.lbl_url:
+            warn(f"{p.product_id}: the catalogue gives no image/label URL; skipped")
+            continue
+        files = (
+            FileRequest.from_url(p.product_id, p.jp2_url, p.jp2_kbytes),
+            FileRequest.from_url(p.product_id, p.lbl_url, p.lbl_kbytes),
+        )
+        dtm = (dtms or {}).get(p.product_id)
+        dtm_req = FileRequest.from_url(dtm.product_id, dtm.jp2_url, dtm.jp2_kbytes) if dtm and dtm.jp2_url else None
+        jobs.append(
+            ProductJob(
+                product_id=p.product_id,
+                files=files,
+                cache_dir=str(options.cache_dir),
+                model_path=str(options.model_path),
+                threshold=options.threshold,
+                dtm=dtm_req,
+                cache_bytes=options.cache_bytes,
+                threads=options.threads,
+                timeout_s=options.timeout_s,
+                retries=options.retries,
+            )
+        )
+    return jobs
+
+
+def first_dtms(pairs: Iterable[DtmPair], dtms: Sequence[CatalogueProduct]) -> dict[str, CatalogueProduct]:
+    """Each image's DTM: a stereo-source pair before a footprint-overlap one (see ``catalogue.dtm``)."""
+    by_id = {d.product_id: d for d in dtms}
+    chosen: dict[str, tuple[int, CatalogueProduct]] = {}
+    for pair in pairs:
+        rank = 0 if pair.rule == "source" else 1
+        dtm, image_id = by_id.get(pair.dtm_id), pair.image_id
+        if dtm is not None and (image_id not in chosen or rank < chosen[image_id][0]):
+            chosen[image_id] = (rank, dtm)
+    return {image_id: dtm for image_id, (_, dtm) in chosen.items()}
+
+
+@dataclass
+class PullPlan:
+    """What a scan would download: files with their sizes (None: unknown)."""
+
+    products: int = 0
+    files: list[tuple[FileRequest, int | None]] = field(default_factory=list)
+    cached_files: int = 0
+
+    @property
+    def known_bytes(self) -> int:
+        return sum(size for _, size in self.files if size)
+
+    @property
+    def unknown(self) -> int:
+        return sum(1 for _, size in self.files if size is None)
+
+    def text(self) -> str:
+        total = f"{self.products} products, {len(self.files)} files, {self.known_bytes / 1e9:.3f} GB"
+        if self.unknown:
+            total += f" + {self.unknown} of unknown size"
+        if self.cached_files:
+            total += f" ({self.cached_files} files already in the cache)"
+        return total
+
+    def listing(self) -> list[str]:
+        return [f"{r.name}: {'?' if s is None else f'{s / 1e6:.1f} MB'}  {r.url}" for r, s in self.files]
+
+
+def pull_plan(jobs: Sequence[ProductJob], cache_dir: Path, probe: bool = True) -> PullPlan:
+    """Files the jobs still need and their sizes (cached files count as nothing)."""
+    downloader = Downloader(cache_dir, timeout_s=30.0)
+    plan = PullPlan(products=len(jobs))
+    seen: set[str] = set()
+    for job in jobs:
+        for req in (*job.files, *((job.dtm,) if job.dtm else ())):
+            if req.name in seen:
+                continue
+            seen.add(req.name)
+            cached = Path(cache_dir) / req.name
+            if cached.exists() and Downloader._size_ok(cached.stat().st_size, req.kbytes):
+                plan.cached_files += 1
+                continue
+            size = req.kbytes * 1024 if req.kbytes is not None else (downloader.probe_size(req.url) if probe else None)
+            plan.files.append((req, size))
+    return plan
+
+
+def check_max_gb(plan: PullPlan, max_gb: float | None) -> None:
+    """Refuse to start a scan that would pull more than ``max_gb``."""
+    if max_gb is not None and plan.known_bytes > max_gb * 1e9:
+        raise DownloadError(
+            f"this scan would pull {plan.text()}, more than --max-gb {max_gb:g}; narrow the search "
+            "(--lat, --ls, --limit) or raise --max-gb"
+        )

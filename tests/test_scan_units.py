@@ -1,0 +1,101 @@
+"""Scan building blocks without a cluster: manifest states, summary table, cache protection, pull plan."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from marsice_plugin.catalogue.download import FileRequest
+from marsice_plugin.errors import DownloadError
+from marsice_plugin.scan.manifest import Manifest, manifest_path
+from marsice_plugin.scan.plan import check_max_gb, pull_plan
+from marsice_plugin.scan.summary import ScanSummary
+from marsice_plugin.scan.tasks import ProductJob, ScanDownloader, drop_files
+
+A, B, C = "ESP_000010_1300_RED", "ESP_000020_1300_RED", "ESP_000030_1300_RED"
+
+
+def job(pid: str, cache, kbytes: int | None = 1) -> ProductJob:
+    files = tuple(FileRequest.from_url(pid, f"http://127.0.0.1:9/{pid}{ext}", kbytes) for ext in (".JP2", ".LBL"))
+    return ProductJob(pid, files, str(cache), "model.keras")
+
+
+def test_manifest_states_survive_reopening_and_resume_skips_committed(tmp_path):
+    out = tmp_path / "scan.gpkg"
+    assert manifest_path(out) == tmp_path / "scan.manifest.sqlite"
+    with Manifest(manifest_path(out)) as m:
+        assert m.plan([A, B, C, A]) == [A, B, C]
+        m.submitted(A)
+        m.detected(A, "tcp://w1", 2048)
+        m.committed(A, "one", 4, 1, 3)
+        m.submitted(B)
+        m.failed(B, "B.JP2: GDAL cannot open it", "tcp://w2")
+        m.submitted(C)  # the client dies here
+    with Manifest(manifest_path(out)) as m:
+        assert m.plan([A, B, C]) == [B, C]
+        m.submitted(B)
+        a, b, c = m.get(A), m.get(B), m.get(C)
+        summary = ScanSummary.from_states(m.all())
+    assert (a.state, a.commits, a.attempts, a.download_bytes, a.worker) == ("committed", 1, 1, 2048, "tcp://w1")
+    assert (b.state, b.attempts, b.error) == ("downloading", 2, None)
+    assert (c.state, c.attempts) == ("downloading", 1)
+    assert (summary.products, summary.committed, summary.pending, summary.candidates) == (3, 1, 2, 3)
+    assert summary.categories == {"none": 0, "one": 1, "several": 0}
+    assert summary.table().splitlines()[-1].split() == [
+        "not",
+        "finished",
+        "(resume",
+        "with",
+        "the",
+        "same",
+        "command)",
+        "2",
+    ]
+
+
+def test_summary_table_lists_failures(tmp_path):
+    with Manifest(tmp_path / "m.sqlite") as m:
+        m.plan([A, B, C])
+        m.committed(A, "several", 6, 3, 5)
+        m.committed(C, "none", 6, 0, 0)
+        m.failed(B, "download failed: HTTP 404")
+        s = ScanSummary.from_states(m.all())
+    table = s.table()
+    assert (s.committed, s.failed, s.chunks, s.chunks_above, s.candidates) == (2, 1, 12, 3, 5)
+    assert s.categories == {"none": 1, "one": 0, "several": 1}
+    assert f"failed {B}: download failed: HTTP 404" in table
+    assert table.splitlines()[4].split()[-1] == "1"  # category several
+
+
+def test_eviction_spares_products_in_use_and_drop_removes_only_fetched_files(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for pid, age in ((A, 1_000), (B, 2_000)):
+        for ext in (".JP2", ".LBL"):
+            path = cache / f"{pid}{ext}"
+            path.write_bytes(b"x" * 1000)
+            os.utime(path, (age, age))
+    (cache / f".{A}.JP2.partial").write_bytes(b"p" * 500)
+    (cache / f".{A}.inflight").write_text("123")  # A is being worked on: its files are not evicted
+    d = ScanDownloader(cache, max_cache_bytes=4100)
+    evicted = d.make_room(1500)
+    assert sorted(p.name for p in evicted) == [f"{B}.JP2", f"{B}.LBL"]
+    with pytest.raises(DownloadError, match="cannot hold this run's files"):
+        d.make_room(3000)
+    freed = drop_files(job(A, cache), [f"{A}.JP2"])
+    assert freed == 1000
+    assert sorted(p.name for p in cache.iterdir()) == [f".{A}.JP2.partial", f"{A}.LBL"]
+
+
+def test_pull_plan_counts_listed_sizes_and_skips_cached_files(tmp_path):
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / f"{A}.JP2").write_bytes(b"x" * 2048)
+    plan = pull_plan([job(A, cache, 2), job(B, cache, 1000)], cache, probe=False)
+    assert plan.cached_files == 1 and [r.name for r, _ in plan.files] == [f"{A}.LBL", f"{B}.JP2", f"{B}.LBL"]
+    assert plan.known_bytes == (2 + 1000 + 1000) * 1024
+    assert plan.text() == "2 products, 3 files, 0.002 GB (1 files already in the cache)"
+    check_max_gb(plan, 0.01)
+    with pytest.raises(DownloadError, match=r"more than --max-gb 0.001; narrow the search"):
+        check_max_gb(plan, 0.001)
