@@ -33,3 +33,11 @@ def test_make_zip_builds_an_installable_plugin():
     assert general["version"] == __version__
     assert general["hasProcessingProvider"] == "yes"
     assert general["icon"] in {n.removeprefix("marsice_plugin/") for n in names}
+    assert general["qgisMinimumVersion"] == "3.22"  # Debian 12's QGIS
+    assert general["qgisMaximumVersion"].startswith("4.")  # written for QGIS 4 / Qt 6 too
+    assert general["supportsQt6"] == "True"
+    assert general["repository"].startswith("https://") and general["tracker"].startswith("https://")
+    assert "@" in general["email"] and len(general["about"]) > len(general["description"])
+    for icon in ("marsice", "detection", "catalogue", "model", "workflow"):  # the toolbox groups' icons
+        assert f"marsice_plugin/icons/{icon}.svg" in names
+    assert not any("/tests/" in name or name.endswith(".keras") for name in names)

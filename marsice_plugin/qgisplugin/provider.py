@@ -9,8 +9,13 @@ from qgis.PyQt.QtGui import QIcon
 
 from .algorithms.detect_ice import DetectIceAlgorithm
 from .algorithms.download_products import DownloadProductsAlgorithm
+from .algorithms.evaluate_model import EvaluateModelAlgorithm
+from .algorithms.find_ice_workflow import FindIcePatchesAlgorithm
 from .algorithms.search_products import SearchProductsAlgorithm
+from .algorithms.site_history import SiteHistoryAlgorithm
 from .algorithms.terrain_attributes import TerrainAttributesAlgorithm
+from .algorithms.tile_product import TileProductAlgorithm
+from .algorithms.train_model import TrainModelAlgorithm
 
 ICON_PATH = Path(__file__).resolve().parents[1] / "icons" / "marsice.svg"
 
@@ -98,5 +103,10 @@ class MarsIceProvider(QgsProcessingProvider):
             SearchProductsAlgorithm(),
             DownloadProductsAlgorithm(),
             TerrainAttributesAlgorithm(),
+            TileProductAlgorithm(),
+            TrainModelAlgorithm(),
+            EvaluateModelAlgorithm(),
+            FindIcePatchesAlgorithm(),
+            SiteHistoryAlgorithm(),
         ):
             self.addAlgorithm(algorithm)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
-from qgis.core import QgsProcessingAlgorithm, QgsProcessingException, QgsProcessingFeedback
+from qgis.core import QgsProcessingAlgorithm, QgsProcessingContext, QgsProcessingException, QgsProcessingFeedback
+from qgis.PyQt.QtGui import QIcon
 
 from ... import child_process
 from ...errors import MarsIceError
+
+#: The plugin's SVG icons, one per toolbox group.
+ICONS = Path(__file__).resolve().parents[2] / "icons"
 
 
 class MarsIceAlgorithm(QgsProcessingAlgorithm):
@@ -18,12 +24,13 @@ class MarsIceAlgorithm(QgsProcessingAlgorithm):
     background thread.
     """
 
-    #: Set by each algorithm: id within the provider, toolbox name, group and help text.
+    #: Set by each algorithm: id within the provider, toolbox name, group, help text and icon file.
     NAME = ""
     DISPLAY_NAME = ""
     GROUP = ""
     GROUP_ID = ""
     HELP = ""
+    ICON = "marsice.svg"
 
     def createInstance(self) -> MarsIceAlgorithm:
         return type(self)()
@@ -42,6 +49,26 @@ class MarsIceAlgorithm(QgsProcessingAlgorithm):
 
     def shortHelpString(self) -> str:
         return self.HELP
+
+    def icon(self) -> QIcon:
+        return QIcon(self.svgIconPath())
+
+    def svgIconPath(self) -> str:
+        return str(ICONS / self.ICON)
+
+    def run_group(self, output: str) -> str:
+        """Layers-panel group for one run: the output's name, the tool and the time, so runs never mix."""
+        return f"{Path(output).stem} ({self.DISPLAY_NAME}, {time.strftime('%H:%M:%S')})"
+
+    @staticmethod
+    def is_set(parameters: dict[str, Any], name: str) -> bool:
+        """Whether an optional parameter was given (None and '' mean 'not set': leave the CLI default)."""
+        value = parameters.get(name)
+        return value is not None and str(value).strip() != ""
+
+    def optional_double(self, parameters: dict[str, Any], name: str, context: QgsProcessingContext) -> float | None:
+        """An optional number, or None when empty (parameterAsDouble would turn 'empty' into 0)."""
+        return self.parameterAsDouble(parameters, name, context) if self.is_set(parameters, name) else None
 
     def run_cli(self, args: list[str], feedback: QgsProcessingFeedback | None) -> dict[str, Any]:
         """Run ``marsice <args>`` with progress, log lines and cancel wired to ``feedback``.

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingParameterFile,
@@ -14,20 +13,11 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
+from ..compat import DOUBLE, FILE, POLYGONS
+from ..layers import queue_geopackage
 from .base import MarsIceAlgorithm
 
-try:  # QGIS >= 3.36 (and QGIS 4, where the old unscoped enums are gone)
-    from qgis.core import Qgis
-
-    _FILE = Qgis.ProcessingFileParameterBehavior.File
-    _DOUBLE = Qgis.ProcessingNumberParameterType.Double
-    _POLYGONS = Qgis.ProcessingSourceType.VectorPolygon
-except AttributeError:  # QGIS 3.22 - 3.34
-    _FILE = QgsProcessingParameterFile.File
-    _DOUBLE = QgsProcessingParameterNumber.Double
-    _POLYGONS = QgsProcessing.TypeVectorPolygon
-
-_INPUT_FILTER = (
+INPUT_FILTER = (
     "HiRISE PDS3 labels and rasters (*.LBL *.lbl *.JP2 *.jp2 *.IMG *.img *.tif *.tiff *.cub *.vrt);;All files (*.*)"
 )
 
@@ -35,9 +25,8 @@ _HELP = """\
 <p>Searches one HiRISE image for bright patches consistent with <b>remnant seasonal ice</b>, using the \
 small Xception-style CNN of Gergácz &amp; Kereszturi.</p>
 <p>The image is cut into square <b>chunks of 1024 × 1024 pixels</b> (about 256 m on a side at \
-25 cm/pixel). The network gives each chunk a <b>probability</b> (0–1) that it shows an ice patch; the \
-output holds one polygon per chunk, in the product's own Mars map projection, with that probability \
-and whether it passes the threshold.</p>
+25 cm/pixel). The network gives each chunk a <b>probability</b> (0–1) that it shows an ice patch. \
+Inside the chunks at or above the threshold, bright patches are outlined as <b>ice candidates</b>.</p>
 <p>Candidates are <i>bright patches consistent with remnant ice</i>: a single grey (RED) band cannot \
 tell water ice from CO<sub>2</sub> frost or from other bright material, so check candidates against \
 season (solar longitude), latitude and colour or spectral data before calling them water ice.</p>
@@ -49,8 +38,12 @@ season (solar longitude), latitude and colour or spectral data before calling th
 shipped with MarsIce (trained on synthetic scenes: fine for trying the tool, not for science).</dd>
 <dt>Probability threshold</dt><dd>Chunks scoring at or above it are flagged as candidates. 0.6 is \
 the value used in the paper; lower it to miss fewer faint patches at the cost of more false alarms.</dd>
-<dt>Ice probability chunks</dt><dd>GeoPackage to write; its layer <tt>chunks</tt> holds the chunk \
-polygons and their probabilities.</dd>
+<dt>Ice probability chunks</dt><dd>GeoPackage to write (an existing one gains this product, or has its \
+earlier rows of it replaced). Three layers open styled, grouped per run: <tt>ice_candidates</tt> (patch \
+outlines in magenta, with area, probability and brightness contrast), <tt>chunks</tt> (one square per chunk, \
+coloured by probability) and <tt>products</tt> (the image footprint with the paper's summary: no, one or \
+several chunks above the threshold). Coordinates are latitude/longitude on the Mars sphere \
+(IAU_2015:49900), so results of many products share one layer.</dd>
 <dt>Quick-look image</dt><dd>Optional PNG: a reduced view of the image with the candidate chunks \
 outlined, for a fast visual check.</dd>
 </dl>
@@ -73,21 +66,22 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
     GROUP = "Detection"
     GROUP_ID = "detection"
     HELP = _HELP
+    ICON = "detection.svg"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.addParameter(
             QgsProcessingParameterFile(
                 self.INPUT,
                 "HiRISE product (PDS3 .LBL with its .JP2, or a Mars raster)",
-                _FILE,
-                fileFilter=_INPUT_FILTER,
+                FILE,
+                fileFilter=INPUT_FILTER,
             )
         )
         self.addParameter(
             QgsProcessingParameterFile(
                 self.MODEL,
                 "CNN model (.keras; empty = shipped demo model)",
-                _FILE,
+                FILE,
                 extension="keras",
                 optional=True,
             )
@@ -96,13 +90,13 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
             QgsProcessingParameterNumber(
                 self.THRESHOLD,
                 "Probability threshold for candidates",
-                _DOUBLE,
+                DOUBLE,
                 defaultValue=0.6,
                 minValue=0.0,
                 maxValue=1.0,
             )
         )
-        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Ice probability chunks", _POLYGONS))
+        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Ice probability chunks", POLYGONS))
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 self.QUICKLOOK,
@@ -126,4 +120,5 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         args += ["--model", model] if model else []
         args += ["--quicklook", quicklook] if quicklook else []
         self.run_cli(args, feedback)
+        queue_geopackage(context, output, self.run_group(output), replace=output)
         return {self.OUTPUT: output, self.QUICKLOOK: quicklook or None}

@@ -15,16 +15,8 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
+from ..compat import DOUBLE, FILE
 from .base import MarsIceAlgorithm
-
-try:  # QGIS >= 3.36
-    from qgis.core import Qgis
-
-    _FILE = Qgis.ProcessingFileParameterBehavior.File
-    _DOUBLE = Qgis.ProcessingNumberParameterType.Double
-except AttributeError:  # QGIS 3.22 - 3.34
-    _FILE = QgsProcessingParameterFile.File
-    _DOUBLE = QgsProcessingParameterNumber.Double
 
 _HELP = """\
 <p>Downloads the HiRISE images (<tt>.JP2</tt>) and their labels (<tt>.LBL</tt>) of the products in a \
@@ -35,6 +27,18 @@ footprint layer made by <i>Search HiRISE products</i>, or of product ids you typ
 <p>The folder is a cache: files already there are not fetched again, broken downloads resume where they \
 stopped, and when the folder would exceed its size limit the least recently used files are removed. \
 A file only appears once it is complete and its size checked.</p>
+<h3>Parameters</h3>
+<dl>
+<dt>Footprint layer</dt><dd>A GeoPackage written by <i>Search HiRISE products</i>; every product in it is \
+fetched (filter the search first to keep the download small).</dd>
+<dt>Product ids</dt><dd>Or: HiRISE product ids separated by spaces.</dd>
+<dt>Download folder</dt><dd>Where the images go; it doubles as a cache for later runs.</dd>
+<dt>Maximum download</dt><dd>Refuse to start when the files still missing add up to more than this (GB).</dd>
+<dt>Folder size limit</dt><dd>Least recently used files are removed to stay below it.</dd>
+<dt>Dry run</dt><dd>List files and sizes; download nothing.</dd>
+<dt>Browse images</dt><dd>Fetch the small browse JPEGs instead of the full images, to look before committing \
+gigabytes.</dd>
+</dl>
 """
 
 
@@ -55,11 +59,12 @@ class DownloadProductsAlgorithm(MarsIceAlgorithm):
     GROUP = "Catalogue"
     GROUP_ID = "catalogue"
     HELP = _HELP
+    ICON = "catalogue.svg"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.addParameter(
             QgsProcessingParameterFile(
-                self.INPUT, "Footprint layer from a search (.gpkg)", _FILE, extension="gpkg", optional=True
+                self.INPUT, "Footprint layer from a search (.gpkg)", FILE, extension="gpkg", optional=True
             )
         )
         self.addParameter(
@@ -67,10 +72,10 @@ class DownloadProductsAlgorithm(MarsIceAlgorithm):
         )
         self.addParameter(QgsProcessingParameterFolderDestination(self.FOLDER, "Download folder"))
         self.addParameter(
-            QgsProcessingParameterNumber(self.MAX_GB, "Maximum download (GB; 0 = no limit)", _DOUBLE, 0.0, minValue=0.0)
+            QgsProcessingParameterNumber(self.MAX_GB, "Maximum download (GB; 0 = no limit)", DOUBLE, 0.0, minValue=0.0)
         )
         self.addParameter(
-            QgsProcessingParameterNumber(self.CACHE_GB, "Folder size limit (GB)", _DOUBLE, 50.0, minValue=0.001)
+            QgsProcessingParameterNumber(self.CACHE_GB, "Folder size limit (GB)", DOUBLE, 50.0, minValue=0.001)
         )
         self.addParameter(QgsProcessingParameterBoolean(self.DRY_RUN, "Dry run (list files and sizes only)", False))
         self.addParameter(QgsProcessingParameterBoolean(self.BROWSE, "Browse images instead of full images", False))

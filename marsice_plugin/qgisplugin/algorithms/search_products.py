@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingContext,
     QgsProcessingFeedback,
     QgsProcessingParameterBoolean,
@@ -15,16 +14,9 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
+from ..compat import DOUBLE, POLYGONS
+from ..layers import queue_geopackage
 from .base import MarsIceAlgorithm
-
-try:  # QGIS >= 3.36
-    from qgis.core import Qgis
-
-    _DOUBLE = Qgis.ProcessingNumberParameterType.Double
-    _POLYGONS = Qgis.ProcessingSourceType.VectorPolygon
-except AttributeError:  # QGIS 3.22 - 3.34
-    _DOUBLE = QgsProcessingParameterNumber.Double
-    _POLYGONS = QgsProcessing.TypeVectorPolygon
 
 PRODUCTS = ["RED", "COLOR", "DTM"]
 RULES = ["centre", "intersect"]
@@ -71,6 +63,7 @@ class SearchProductsAlgorithm(MarsIceAlgorithm):
     GROUP = "Catalogue"
     GROUP_ID = "catalogue"
     HELP = _HELP
+    ICON = "catalogue.svg"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         for key, label, default, lo, hi in (
@@ -80,7 +73,7 @@ class SearchProductsAlgorithm(MarsIceAlgorithm):
             (self.LS_TO, "Solar longitude Ls: to (°)", 200.0, 0.0, 360.0),
         ):
             self.addParameter(
-                QgsProcessingParameterNumber(key, label, _DOUBLE, defaultValue=default, minValue=lo, maxValue=hi)
+                QgsProcessingParameterNumber(key, label, DOUBLE, defaultValue=default, minValue=lo, maxValue=hi)
             )
         self.addParameter(QgsProcessingParameterEnum(self.LAT_RULE, "Latitude rule", options=RULES, defaultValue=0))
         self.addParameter(QgsProcessingParameterEnum(self.PRODUCT, "Product", options=PRODUCTS, defaultValue=0))
@@ -89,7 +82,7 @@ class SearchProductsAlgorithm(MarsIceAlgorithm):
             QgsProcessingParameterString(self.MARS_YEARS, "Mars Years (e.g. 29 30; empty = all)", optional=True)
         )
         self.addParameter(QgsProcessingParameterBoolean(self.DTM, "Pair with HiRISE DTMs (needs ODE)", False))
-        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Product footprints", _POLYGONS))
+        self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Product footprints", POLYGONS))
 
     def processAlgorithm(
         self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
@@ -110,4 +103,5 @@ class SearchProductsAlgorithm(MarsIceAlgorithm):
         args += ["--mars-year", *years] if years else []
         args += ["--dtm"] if self.parameterAsBoolean(parameters, self.DTM, context) else []
         self.run_cli(args, feedback)
+        queue_geopackage(context, output, self.run_group(output), replace=output)
         return {self.OUTPUT: output}

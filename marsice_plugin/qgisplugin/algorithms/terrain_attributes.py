@@ -14,16 +14,8 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
+from ..compat import DOUBLE, FILE
 from .base import MarsIceAlgorithm
-
-try:  # QGIS >= 3.36 (and QGIS 4, where the old unscoped enums are gone)
-    from qgis.core import Qgis
-
-    _FILE = Qgis.ProcessingFileParameterBehavior.File
-    _DOUBLE = Qgis.ProcessingNumberParameterType.Double
-except AttributeError:  # QGIS 3.22 - 3.34
-    _FILE = QgsProcessingParameterFile.File
-    _DOUBLE = QgsProcessingParameterNumber.Double
 
 _IMAGE_FILTER = "HiRISE PDS3 labels and rasters (*.LBL *.lbl *.tif *.tiff *.cub *.vrt);;All files (*.*)"
 _DTM_FILTER = "DTMs (*.IMG *.img *.tif *.tiff *.cub *.vrt);;All files (*.*)"
@@ -45,6 +37,18 @@ maximum slope, mean aspect, poleward-facing fraction, shadow fraction, shade on 
 shadow pixels there in the image (DTMs at 1–2 m do not resolve boulders), elevation, a terrain score (0–1) and \
 <tt>terrain_rank_value</tt> = CNN probability × (0.2 + 0.8 × score): sort by it, descending. The CNN probability \
 itself is not changed.</p>
+<h3>Parameters</h3>
+<dl>
+<dt>DTM</dt><dd>A HiRISE DTM (<tt>DTEEC_…IMG</tt>) or any DEM in a Mars map projection that overlaps the image, on the \
+same Mars radius.</dd>
+<dt>HiRISE product</dt><dd>The image the candidates were found in (its label gives the sun's direction and \
+height).</dd>
+<dt>Detection results to rank</dt><dd>Optional: the GeoPackage written by <i>Detect ice patches</i> for this image; \
+its <tt>ice_candidates</tt> layer gains the <tt>terrain_*</tt> fields in place.</dd>
+<dt>Width of the sunward band</dt><dd>How far (metres) beyond each patch's sunward edge to look for a shadowing \
+landform. 5 m covers the boulders of the paper's examples.</dd>
+<dt>Terrain rasters folder</dt><dd>Where the slope, aspect, poleward, shadow and height GeoTIFFs are written.</dd>
+</dl>
 """
 
 
@@ -62,28 +66,29 @@ class TerrainAttributesAlgorithm(MarsIceAlgorithm):
     GROUP = "Detection"
     GROUP_ID = "detection"
     HELP = _HELP
+    ICON = "detection.svg"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.addParameter(
-            QgsProcessingParameterFile(self.DTM, "DTM (HiRISE .IMG or Mars DEM)", _FILE, fileFilter=_DTM_FILTER)
+            QgsProcessingParameterFile(self.DTM, "DTM (HiRISE .IMG or Mars DEM)", FILE, fileFilter=_DTM_FILTER)
         )
         self.addParameter(
             QgsProcessingParameterFile(
-                self.INPUT, "HiRISE product (PDS3 .LBL or a Mars raster)", _FILE, fileFilter=_IMAGE_FILTER
+                self.INPUT, "HiRISE product (PDS3 .LBL or a Mars raster)", FILE, fileFilter=_IMAGE_FILTER
             )
         )
         self.addParameter(
             QgsProcessingParameterFile(
                 self.CANDIDATES,
                 "Detection results to rank (GeoPackage with ice_candidates; updated in place)",
-                _FILE,
+                FILE,
                 extension="gpkg",
                 optional=True,
             )
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.RING_M, "Width of the sunward band searched for shade (m)", _DOUBLE, defaultValue=5.0, minValue=0.1
+                self.RING_M, "Width of the sunward band searched for shade (m)", DOUBLE, defaultValue=5.0, minValue=0.1
             )
         )
         self.addParameter(QgsProcessingParameterFolderDestination(self.OUTPUT, "Terrain rasters folder"))

@@ -1,0 +1,128 @@
+"""The training tools, the workflow and the ``.model3`` graphical model through ``qgis_process.bin``.
+
+Detect, search, download and terrain already run through ``qgis_process`` in test_qgis_plugin.py,
+test_catalogue_qgis.py and test_terrain_qgis.py; this module covers the rest of the toolbox the same
+way, headless (QGIS 3.22 takes ``NAME=VALUE`` after ``--``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+from pathlib import Path
+
+import pytest
+import rasterio
+
+from marsice_plugin.synthetic.product_writer import SampleProduct, write_sample_product
+from marsice_plugin.synthetic.scene import SceneConfig
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.qgis
+
+QGIS_PROCESS = Path("/usr/bin/qgis_process.bin")
+MODEL3 = REPO / "processing" / "detect_and_rank.model3"
+_VENV_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PROJ_LIB", "PROJ_DATA", "GDAL_DATA")
+
+if not QGIS_PROCESS.exists():
+    pytest.skip(f"{QGIS_PROCESS} is not installed", allow_module_level=True)
+
+
+def qgis(home: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in _VENV_VARIABLES and not k.startswith("MARSICE_")}
+    runtime = home / "xdg-runtime"
+    runtime.mkdir(mode=0o700, parents=True, exist_ok=True)
+    env.update(QT_QPA_PLATFORM="offscreen", HOME=str(home), XDG_RUNTIME_DIR=str(runtime), QGIS_PLUGINPATH=str(REPO))
+    return subprocess.run([str(QGIS_PROCESS), *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_json(home: Path, algorithm: str, *params: str) -> dict:
+    proc = qgis(home, "--json", "run", algorithm, "--", *params)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("qgis-toolbox")
+    proc = qgis(home, "plugins", "enable", "marsice_plugin")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return home
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory: pytest.TempPathFactory) -> SampleProduct:
+    """One 1024 × 1024 px generated product with its DTM."""
+    out = tmp_path_factory.mktemp("product")
+    return write_sample_product(out, SceneConfig(width=1024, height=1024, seed=3), dtm_factor=4)
+
+
+def test_tile_label_train_and_evaluate(home: Path, product: SampleProduct, tmp_path: Path) -> None:
+    tiled = run_json(
+        home, "marsice:tile", f"INPUT={product.label_path}", "SIZE=256", "OVERLAP=0", f"OUTPUT={tmp_path / 'tiles'}"
+    )
+    results = tiled["results"]
+    index = Path(results["INDEX"])
+    assert results["CHUNKS"] == 16 and index.parent == tmp_path / "tiles"
+    assert len(list(Path(results["TILES"]).glob("*.tif"))) == 16 - results["SKIPPED"]
+
+    # what a geologist does in QGIS: add a label column to the tile index and fill it in
+    with sqlite3.connect(index) as db:
+        db.execute("ALTER TABLE tiles ADD COLUMN ice INTEGER")
+        db.execute("UPDATE tiles SET ice = fid % 2 WHERE NOT skipped")
+        (labelled,) = db.execute("SELECT count(*) FROM tiles WHERE ice IS NOT NULL").fetchone()
+
+    model = tmp_path / "model" / "from_tiles.keras"
+    trained = run_json(
+        home, "marsice:train", f"TILE_INDEX={index}", "LABEL_FIELD=ice", "INPUT_SIZE=64", "EPOCHS=1",
+        "BATCH_SIZE=4", "AUGMENT=0", f"OUTPUT={model}",
+    )  # fmt: skip
+    assert trained["results"]["OUTPUT"] == str(model) and model.stat().st_size > 10_000
+    assert Path(trained["results"]["CURVES"]).is_file()
+    card = json.loads(model.with_suffix(".card.json").read_text())
+    assert str(index) in json.dumps(card)
+
+    report = tmp_path / "report.json"
+    evaluated = run_json(
+        home, "marsice:evaluate", f"MODEL={model}", f"TILE_INDEX={index}", "LABEL_FIELD=ice", f"OUTPUT={report}"
+    )
+    figures = evaluated["results"]
+    written = json.loads(report.read_text())
+    assert written["chunks"]["n"] == labelled
+    assert figures["ACCURACY"] == pytest.approx(written["chunks"]["accuracy"])
+    assert figures["BASELINE_ROC_AUC"] == pytest.approx(written["baseline_roc_auc"])
+
+
+def test_workflow_dry_run_lists_without_writing(home: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scan.gpkg"
+    proc = qgis(
+        home, "--json", "run", "marsice:scan", "--",
+        "LAT_MIN=-60", "LAT_MAX=-40", "LS_FROM=140", "LS_TO=200", "SOURCE=2", "LIMIT=2", "DRY_RUN=true",
+        f"OUTPUT={out}",
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    answer = json.loads(proc.stdout)
+    assert answer["results"]["PRODUCTS"] == 2 and answer["results"]["DOWNLOAD_GB"] == 0.0
+    log = "\n".join(answer["log"]["info"])
+    assert "dry run: 2 products, 4 files" in log and ".JP2" in log
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_graphical_model_detects_then_ranks_with_terrain(home: Path, product: SampleProduct, tmp_path: Path) -> None:
+    # (``qgis_process.bin help MODEL.model3`` crashes QGIS 3.22 itself; running the model is the load test)
+    results = tmp_path / "results.gpkg"
+    answer = run_json(
+        home, str(MODEL3), f"product={product.label_path}", f"dtm={product.dtm_path}", "threshold=0.6",
+        f"detect:results={results}", f"terrain:terrain={tmp_path / 'terrain'}",
+    )  # fmt: skip
+    assert answer["results"] == {"detect:results": str(results), "terrain:terrain": str(tmp_path / "terrain")}
+    log = "\n".join(answer["log"]["info"])
+    assert log.index("marsice detect") < log.index("marsice terrain") and "Executed 2 algorithms" in log
+    with sqlite3.connect(results) as db:
+        rows = db.execute("SELECT max_probability, terrain_rank_value FROM ice_candidates").fetchall()
+    assert rows and all(rank is not None and 0.0 <= rank <= probability for probability, rank in rows)
+    with rasterio.open(tmp_path / "terrain" / f"{product.product_id}_slope.tif") as slope:
+        assert (slope.width, slope.height) == (1024, 1024)
