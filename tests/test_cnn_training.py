@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import zipfile
 
+import h5py
 import numpy as np
 import pytest
 
@@ -167,10 +169,22 @@ def test_tiny_model_learns_and_reloads_identically(tmp_path):
     np.testing.assert_array_equal(
         np.asarray(reloaded.predict_on_batch(x[:6])), np.asarray(kept["model"].predict_on_batch(x[:6]))
     )
+    with zipfile.ZipFile(tmp_path / "tiny.keras") as saved, h5py.File(saved.open("model.weights.h5")) as weights:
+        assert "optimizer" not in weights  # weights for inference only: no Adam moments
     card = json.loads((tmp_path / "tiny.card.json").read_text())
     assert card["training"]["augment"] == "sun" and card["training"]["input_size"] == 64
     assert card["samples"] == {"train": 18, "validation": 6, "positive_fraction": pytest.approx(float(y.mean()))}
     assert (tmp_path / "tiny.curves.png").stat().st_size > 5000
+
+    # Fine-tuning starts from exactly the saved weights, and refuses a different input size.
+    from marsice_plugin.cnn.train import initial_model
+    from marsice_plugin.errors import ModelError
+
+    start = initial_model(TrainingConfig(input_size=64, init=str(tmp_path / "tiny.keras")))
+    for a, b in zip(start.get_weights(), kept["model"].get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ModelError, match="takes 64 px chunks, not 128"):
+        initial_model(TrainingConfig(input_size=128, init=str(tmp_path / "tiny.keras")))
 
 
 def test_train_cli_from_folders(marsice_cli, tmp_path):
@@ -193,3 +207,12 @@ def test_train_cli_from_folders(marsice_cli, tmp_path):
     assert card["training"]["data"] == {"source": str(tmp_path / "data"), "chunks": 10, "positives": 5, "negatives": 5}
     proc = marsice_cli("train", "-o", str(out))
     assert proc.returncode == 2 and "give either DATA" in proc.stderr.strip().splitlines()[-1]
+
+    # Fine-tune the model just trained: its input size is taken from it and the card records the start.
+    tuned = tmp_path / "m" / "tuned.keras"
+    proc = marsice_cli("train", str(tmp_path / "data"), "-o", str(tuned), "--init", str(out), "--epochs", "1")
+    assert proc.returncode == 0, proc.stderr
+    card = json.loads(tuned.with_suffix(".card.json").read_text())
+    assert card["training"]["init"] == str(out) and card["training"]["input_size"] == 64
+    proc = marsice_cli("train", str(tmp_path / "data"), "-o", str(tuned), "--init", str(out), "--input-size", "128")
+    assert proc.returncode != 0 and "leave out --input-size or pass 64" in proc.stderr.strip().splitlines()[-1]

@@ -181,3 +181,17 @@ def test_geometry_drawn_from_real_band_observations():
     incidences = np.array([g.incidence for g in draws])
     assert 65 < np.median(incidences) < 77  # the band's real median incidence is 71°: high, mid-afternoon sun
     assert 14.5 < np.median([g.local_time for g in draws]) < 16.5
+
+
+def test_patch_outside_the_image_is_left_out_not_an_error():
+    """A crater-wall patch of a crater near the edge can fall outside the chunk (seed 30932 did): no ice, no crash."""
+    from marsice_plugin.synthetic.scene import SceneConfig, render
+
+    inside = (40.0, 40.0, 3.0, 1.0)
+    config = SceneConfig(width=96, height=96, scale_m=0.5, seed=5, n_boulders=0, n_craters=0, n_ice_boulder=0)
+    outside_only = render(SceneConfig(**{**config.__dict__, "ice_at": ((-400.0, 50.0, 2.0, 1.0),)}))
+    assert outside_only.ice.sum() == 0
+    both = render(SceneConfig(**{**config.__dict__, "ice_at": ((-400.0, 50.0, 2.0, 1.0), inside)}))
+    rows, cols = np.nonzero(both.ice)
+    assert len(rows) > 50  # the patch inside is drawn, and only it: every ice pixel within reach of it
+    assert np.hypot(rows - 40.0, cols - 40.0).max() < 2 * 3.0 / 0.5 + 4

@@ -24,7 +24,12 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--synthetic", type=int, metavar="N", help="train on N generated chunks instead of DATA")
     p.add_argument("--label-field", default="label", help="label column of a tile index (1 ice, 0 none)")
     p.add_argument("--valid-max", type=float, default=None, help="pixel value that maps to 1.0 (default: from file)")
-    p.add_argument("--input-size", type=int, default=256, help="model input size (1024 = full resolution)")
+    p.add_argument(
+        "--input-size", type=int, default=None, help="model input size (1024 = full; default 256 or --init's)"
+    )
+    p.add_argument(
+        "--init", type=Path, metavar="MODEL", help="start from this model's weights (fine-tune) instead of a fresh net"
+    )
     p.add_argument("--epochs", type=int, default=25)
     p.add_argument("--batch-size", type=int, default=25)
     p.add_argument("--validation-split", type=float, default=0.2)
@@ -41,6 +46,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
 
     if (args.data is None) == (args.synthetic is None):
         raise TrainingDataError("give either DATA (folders 0/ and 1/, or a labelled tile index) or --synthetic N")
+    args.input_size = resolve_input_size(args.input_size, args.init)
     if args.synthetic is not None:
         from ..cnn.training_data import synthetic_chunks
 
@@ -64,6 +70,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         bn_momentum=args.bn_momentum,
         seed=args.seed,
         augment=args.augment,
+        init=str(args.init) if args.init else None,
         data=data,
     )
 
@@ -76,3 +83,19 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         {"MODEL": str(args.output)},
         f"trained {args.output.name}: final " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in history.items()),
     )
+
+
+def resolve_input_size(requested: int | None, init: Path | None) -> int:
+    """The chunk size to train at: what was asked, else the starting model's, else 256.
+
+    Checked before any data is read, so a mismatch costs nothing.
+    """
+    if init is None:
+        return requested or 256
+    from ..cnn.model import load_model, model_input_size
+    from ..errors import ModelError
+
+    size = model_input_size(load_model(init))
+    if requested is not None and requested != size:
+        raise ModelError(f"{init} takes {size} px chunks, not {requested}: leave out --input-size or pass {size}")
+    return size

@@ -82,10 +82,14 @@ def _poleward_sign(hemisphere: str) -> int:
 def _soft_disc(
     shape: tuple[int, int], row: float, col: float, radius_px: float, edge_px: float, aspect: float, angle: float
 ) -> tuple[tuple[slice, slice], np.ndarray]:
-    """Opacity (0..1) of an elliptical patch with a diffuse edge, returned with its bounding slices."""
+    """Opacity (0..1) of an elliptical patch with a diffuse edge, returned with its bounding slices.
+
+    A patch wholly outside the image (a crater-wall patch of a crater near the edge) gets empty slices.
+    """
     reach = radius_px * max(aspect, 1.0) + 3 * edge_px + 2
     r0, r1 = int(max(0, row - reach)), int(min(shape[0], row + reach + 1))
     c0, c1 = int(max(0, col - reach)), int(min(shape[1], col + reach + 1))
+    r1, c1 = max(r0, r1), max(c0, c1)
     rr, cc = np.mgrid[r0:r1, c0:c1].astype(np.float32)
     dr, dc = rr - row, cc - col
     ca, sa = math.cos(angle), math.sin(angle)
