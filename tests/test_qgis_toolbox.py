@@ -311,7 +311,7 @@ def _recorded_runs(tmp: Path) -> list:
             "TILE_INDEX": "/data/P_tiles.gpkg", "LABEL_FIELD": "ice", "INPUT_SIZE": 128, "EPOCHS": 3,
             "BATCH_SIZE": 8, "VALIDATION_SPLIT": 0.25, "SEED": 4, "AUGMENT": 1, "OUTPUT": str(tmp / "m.keras"),
         }),
-        ("marsice:train", {"SYNTHETIC": 40, "OUTPUT": str(tmp / "s.keras")}),
+        ("marsice:train", {"SYNTHETIC": 40, "INIT": "/data/m.keras", "OUTPUT": str(tmp / "s.keras")}),
         ("marsice:evaluate", {
             "MODEL": "/data/m.keras", "TILE_INDEX": "/data/P_tiles.gpkg", "LABEL_FIELD": "ice", "LIMIT": 2,
             "THRESHOLD": 0.5, "CACHE": "/data/cache", "OUTPUT": str(tmp / "r.json"), "PR_CURVE": str(tmp / "pr.png"),
@@ -496,7 +496,7 @@ def test_parameters_map_onto_the_cli_options(toolbox: dict) -> None:
         "--epochs", "3", "--batch-size", "8", "--validation-split", "0.25", "--seed", "4", "--augment", "none",
     ]  # fmt: skip
     assert train_synthetic == [
-        "train", "-o", str(tmp / "s.keras"), "--synthetic", "40", "--input-size", "256", "--epochs", "25",
+        "train", "-o", str(tmp / "s.keras"), "--synthetic", "40", "--init", "/data/m.keras", "--epochs", "25",
         "--batch-size", "25", "--validation-split", "0.2", "--seed", "0", "--augment", "sun",
     ]  # fmt: skip
     assert evaluate == [

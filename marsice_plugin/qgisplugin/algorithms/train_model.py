@@ -44,6 +44,9 @@ trains about 16 times faster than the paper's full 1024 and keeps metre-size pat
 <dt>Epochs, batch size</dt><dd>Passes over the training data and chunks per step (the paper: 25 and 25).</dd>
 <dt>Validation share</dt><dd>Fraction of the chunks held back to measure accuracy on data the network did not \
 learn from.</dd>
+<dt>Start from model</dt><dd>Optional: a <tt>.keras</tt> model (for example the shipped weights) whose \
+weights training starts from instead of a fresh network: fine-tuning, which needs far fewer labelled chunks and \
+epochs. Its input size is used and the size above is ignored.</dd>
 <dt>Seed</dt><dd>Fixes the random start, so a run can be repeated exactly.</dd>
 <dt>Augmentation</dt><dd><i>sun</i>: also show the network copies of each chunk mirrored across the sun's \
 direction and turned by a few degrees, so that shadows still fall where the afternoon sun of the paper's band \
@@ -66,6 +69,7 @@ class TrainModelAlgorithm(MarsIceAlgorithm):
     VALIDATION_SPLIT = "VALIDATION_SPLIT"
     SEED = "SEED"
     AUGMENT = "AUGMENT"
+    INIT = "INIT"
     OUTPUT = "OUTPUT"
     CURVES = "CURVES"
 
@@ -102,6 +106,11 @@ class TrainModelAlgorithm(MarsIceAlgorithm):
             )
         )
         self.addParameter(QgsProcessingParameterEnum(self.AUGMENT, "Augmentation", options=AUGMENTS, defaultValue=0))
+        self.addParameter(
+            QgsProcessingParameterFile(
+                self.INIT, "Start from model (fine-tune)", FILE, extension="keras", optional=True
+            )
+        )
         self.addParameter(QgsProcessingParameterFileDestination(self.OUTPUT, "Trained model", "Keras models (*.keras)"))
         self.addOutput(QgsProcessingOutputFile(self.CURVES, "Learning curves (PNG)"))
 
@@ -119,10 +128,13 @@ class TrainModelAlgorithm(MarsIceAlgorithm):
         synthetic = self.parameterAsInt(parameters, self.SYNTHETIC, context)
 
         args = ["train", *[data for data in (folder, index) if data], "-o", output]
+        init = self.parameterAsFile(parameters, self.INIT, context)
         args += ["--synthetic", str(synthetic)] if synthetic > 0 else []
+        args += ["--init", init] if init else []
         args += ["--label-field", self.parameterAsString(parameters, self.LABEL_FIELD, context)] if index else []
+        sizes = [] if init else [(self.INPUT_SIZE, "--input-size")]  # a start model fixes its own size
         for key, option in (
-            (self.INPUT_SIZE, "--input-size"),
+            *sizes,
             (self.EPOCHS, "--epochs"),
             (self.BATCH_SIZE, "--batch-size"),
         ):
