@@ -9,6 +9,9 @@ Not a test: it times things and takes a few minutes. It prints
   to the bare model (target ≥ 0.8);
 * one end-to-end ``detect`` of the product (stitching, candidates, GeoPackage included) in
   megapixels/s and chunks/s, and the peak RSS of the process;
+* with ``--precision mixed_float16`` (a GPU) or ``mixed_bfloat16`` (CPUs with AVX-512 BF16): the
+  bare and overlapped rates in that precision and its agreement with float32 on the product's chunks
+  (largest probability difference, thresholded decisions that agree);
 * the thread settings (TensorFlow's intra/inter-op threads, CPUs visible), since on 2 cores every
   stage competes for the same cores.
 
@@ -34,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> int:
-    from marsice_plugin.cnn.model import keras_module, load_model, model_input_size
+    from marsice_plugin.cnn.model import keras_module, load_model, model_input_size, with_precision
     from marsice_plugin.pipeline import DetectOptions, default_model_path, detect, score_chunks
     from marsice_plugin.product import open_product
     from marsice_plugin.progress import Reporter
@@ -47,6 +50,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--precision", nargs="*", default=[], choices=("mixed_float16", "mixed_bfloat16"))
+    ap.add_argument("--threshold", type=float, default=0.6, help="decision threshold for the agreement figures")
     args = ap.parse_args()
 
     keras_module()
@@ -87,6 +92,7 @@ def main() -> int:
                 dt = time.perf_counter() - t
             scored = sum(1 for s in scores if not s.skipped)
             rates[overlapped] = (scored / dt, args.size**2 / dt / 1e6)
+            reference = scores
         rows.append((bare, rates[False], rates[True]))
         print(
             f"run {rep + 1}: bare model {bare:6.1f} chunks/s | pipeline serial {rates[False][0]:6.1f} chunks/s "
@@ -95,6 +101,26 @@ def main() -> int:
         )
     best = max(rows, key=lambda r: r[2][0])
     print(f"best overlapped/bare ratio {best[2][0] / best[0]:.2f} (target >= 0.80)")
+
+    p32 = np.array([s.probability for s in reference if not s.skipped])
+    for precision in args.precision:
+        mixed = with_precision(model, precision)
+        mixed.predict_on_batch(x)  # trace once
+        t = time.perf_counter()
+        for _ in range(n_batches):
+            mixed.predict_on_batch(x)
+        bare = n_batches * args.batch / (time.perf_counter() - t)
+        with open_product(sample.label_path) as product:
+            t = time.perf_counter()
+            scores = score_chunks(product, mixed, options, Reporter("quiet"))
+            dt = time.perf_counter() - t
+        p16 = np.array([s.probability for s in scores if not s.skipped])
+        agree = int(((p16 >= args.threshold) == (p32 >= args.threshold)).sum())
+        print(
+            f"{precision}: bare model {bare:6.1f} chunks/s | overlapped {len(p16) / dt:6.1f} chunks/s | "
+            f"vs float32: max |dp| {np.abs(p16 - p32).max():.2e}, decisions at {args.threshold} agree on "
+            f"{agree}/{len(p16)} chunks"
+        )
 
     t = time.perf_counter()
     result = detect(sample.label_path, work / "bench.gpkg", DetectOptions(batch_size=args.batch, model_path=model_path))

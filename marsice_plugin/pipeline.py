@@ -83,6 +83,7 @@ class DetectOptions:
     chunk_size: int = 1024
     overlap: int | None = 0  # None: the tiling module's default (keeps patches up to 32 m whole in a chunk)
     batch_size: int = 16
+    precision: str = "float32"  # or mixed_float16 (GPU), mixed_bfloat16: see cnn.model.with_precision
     max_center_nodata: float = 0.01
     max_nodata: float = 0.5
 
@@ -355,7 +356,7 @@ def detect(
     probability_raster: str | Path | None = None,
 ) -> DetectResult:
     """Score every chunk of a product and write the ``chunks`` layer (and optionally a quick-look PNG)."""
-    from .cnn.model import load_model, model_input_size
+    from .cnn.model import load_model, model_input_size, with_precision
 
     options = options or DetectOptions()
     reporter = reporter or Reporter("quiet")
@@ -372,7 +373,7 @@ def detect(
             f"sun azimuth {_fmt(product.viewing.sun_azimuth_from_north)} from north"
         )
         reporter.progress(2, f"loading model {model_path.name}")
-        model = load_model(model_path)
+        model = with_precision(load_model(model_path), options.precision)
         input_size = model_input_size(model)
         if input_size > options.chunk_size:
             raise ModelError(

@@ -63,3 +63,25 @@ def test_closing_the_feeder_stops_its_thread():
     feeder.close()
     assert not any(t.name == "marsice-feeder" and t.is_alive() for t in threading.enumerate())
     assert len(produced) <= 4  # bounded: the queue holds two batches, the thread stopped
+
+
+def test_mixed_precision_copy_keeps_weights_and_decisions():
+    """The mixed-precision copy computes in float16 but holds the same float32 weights and a float32 sigmoid,
+    and its probabilities stay within 5e-3 of float32's."""
+    from marsice_plugin.cnn.model import build_model, with_precision
+    from marsice_plugin.errors import ModelError
+
+    model = build_model(64, bn_momentum=0.9)
+    assert with_precision(model, "float32") is model
+    mixed = with_precision(model, "mixed_float16")
+    assert mixed.layers[1].compute_dtype == "float16" and mixed.layers[-1].compute_dtype == "float32"
+    for a, b in zip(model.get_weights(), mixed.get_weights(), strict=True):
+        assert b.dtype == np.float32
+        np.testing.assert_array_equal(a, b)
+    x = np.random.default_rng(1).random((6, 64, 64, 1)).astype(np.float32)
+    p32 = np.asarray(model.predict_on_batch(x)).ravel()
+    p16 = np.asarray(mixed.predict_on_batch(x)).ravel()
+    assert p16.dtype == np.float32
+    np.testing.assert_allclose(p16, p32, atol=5e-3)
+    with pytest.raises(ModelError, match="choose one of float32, mixed_float16, mixed_bfloat16"):
+        with_precision(model, "float8")

@@ -112,6 +112,38 @@ def load_model(path: str | Path) -> Any:
     return model
 
 
+#: Compute precisions for inference: Keras dtype policies. ``mixed_float16`` is the GPU choice (tensor
+#: cores); ``mixed_bfloat16`` suits CPUs with AVX-512 BF16. Variables stay float32 in both.
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def with_precision(model: Any, precision: str) -> Any:
+    """The same network and weights computing in ``precision`` (the model itself for float32).
+
+    A saved model records float32 policies per layer, so a global Keras policy would not change it:
+    the layers are rebuilt from their configs with the mixed policy, except the last one, which
+    stays float32 so the sigmoid and its probabilities are computed at full precision (Keras's
+    advice for mixed precision). Agreement with float32 is reported by ``bench/inference.py`` on
+    the thresholded decisions, since that is what a user acts on.
+    """
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if precision == "float32":
+        return model
+    keras = keras_module()
+    last = model.layers[-1]
+
+    def rebuild(layer: Any) -> Any:
+        config = layer.get_config()
+        if layer is not last and not isinstance(layer, keras.layers.InputLayer):
+            config["dtype"] = precision
+        return layer.__class__.from_config(config)
+
+    mixed = keras.models.clone_model(model, clone_function=rebuild)
+    mixed.set_weights(model.get_weights())
+    return mixed
+
+
 def model_input_size(model: Any) -> int:
     """The chunk size (pixels) the model was built for, read from its input shape."""
     return int(model.input_shape[1])
