@@ -90,6 +90,22 @@ def southern_product(template: dict[str, Any], orbit: int, lat: float, lon: floa
     return p
 
 
+def ode_record(template: dict[str, Any], pid: str, lat: float, lon: float, ls: float, base: str,
+               files: dict[str, bytes]) -> dict[str, Any]:  # fmt: skip
+    """ODE's real product shape for ``pid`` at lat/lon/Ls with ``files`` as served (names, sizes, URLs)."""
+    orbit = int(pid.split("_")[1])
+    rec = southern_product(template, orbit, lat, lon, ls, base)
+    rec.update(pdsid=pid, Observation_id=pid.rsplit("_", 1)[0] if pid.endswith("_RED") else pid)
+    rec["Product_files"] = {
+        "Product_file": [
+            {"Description": "PRODUCT DATA FILE", "FileName": name, "KBytes": str(len(data) // 1024),
+             "Type": "Product", "URL": f"{base}/files/{name}"}
+            for name, data in files.items()
+        ]
+    }  # fmt: skip
+    return copy.deepcopy(rec)
+
+
 def ode_envelope(products: list[dict[str, Any]] | str, params: dict[str, str]) -> dict[str, Any]:
     """An ODEResults answer in the real shape: a dict for one product, a list for several."""
     if isinstance(products, str):

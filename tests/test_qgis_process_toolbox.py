@@ -111,6 +111,43 @@ def test_workflow_dry_run_lists_without_writing(home: Path, tmp_path: Path) -> N
     assert list(tmp_path.iterdir()) == []
 
 
+def test_workflow_searches_downloads_and_detects_for_real(home: Path, tmp_path: Path) -> None:
+    """The one-click workflow end to end: ODE (a stand-in on 127.0.0.1 in ODE's real format) → download into the
+    cache → detect on a one-worker local Dask cluster → results GeoPackage, with the figures QGIS shows."""
+    from marsice_plugin.synthetic.product_writer import ProductGeometry
+
+    from .catalogue_http import LocalServer, ode_record, real_products
+
+    sample = write_sample_product(
+        tmp_path / "archive",
+        SceneConfig(width=1024, height=1024, seed=91110, n_craters=1, n_boulders=80, n_ice_boulder=3),
+        ProductGeometry(center_latitude=-50.0, center_longitude=31.0, solar_longitude=170.0),
+        orbit=91110,
+    )
+    out, cache = tmp_path / "found.gpkg", tmp_path / "cache"
+    with LocalServer() as server:
+        files = {p.name: p.read_bytes() for p in (sample.image_path, sample.label_path)}
+        server.files.update(files)
+        record = ode_record(real_products()[1], sample.product_id, -50.0, 31.0, 170.0, server.base, files)
+        server.products.append(record)
+        answer = run_json(
+            home, "marsice:scan",
+            "LAT_MIN=-60", "LAT_MAX=-40", "LS_FROM=140", "LS_TO=200", "SOURCE=1", f"ODE_URL={server.base}/many/live2/",
+            f"CACHE={cache}", "WORKERS=1", "TERRAIN=false", f"OUTPUT={out}",
+        )  # fmt: skip
+        served = {path for path, _, _ in server.requests if path.startswith("/files/")}
+        assert served >= {f"/files/{name}" for name in files}  # the JP2 and its label really came over HTTP
+    results = answer["results"]
+    assert (results["PRODUCTS"], results["COMMITTED"], results["FAILED"]) == (1, 1, 0)
+    assert results["OUTPUT"] == str(out)
+    with sqlite3.connect(out) as db:
+        assert db.execute("SELECT product_id, chunks_total FROM products").fetchall() == [(sample.product_id, 1)]
+        n_chunks, scored = db.execute("SELECT count(*), count(probability) FROM chunks").fetchone()
+        assert n_chunks == 1 and scored == 1
+        assert db.execute("SELECT count(*) FROM ice_candidates").fetchone()[0] == results["CANDIDATES"]
+    assert not list(cache.rglob("*.JP2"))  # raw files dropped once the product was committed
+
+
 def test_graphical_model_detects_then_ranks_with_terrain(home: Path, product: SampleProduct, tmp_path: Path) -> None:
     # (``qgis_process.bin help MODEL.model3`` crashes QGIS 3.22 itself; running the model is the load test)
     results = tmp_path / "results.gpkg"

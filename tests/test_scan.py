@@ -9,7 +9,6 @@ and a corrupt JPEG2000 is served for one product.
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
 import signal
@@ -29,7 +28,8 @@ from marsice_plugin.scan.manifest import Manifest, manifest_path  # noqa: E402
 from marsice_plugin.scan.plan import JobOptions, first_dtms, make_jobs  # noqa: E402
 from marsice_plugin.scan.runner import run_scan  # noqa: E402
 
-from .catalogue_http import LocalServer, real_products, southern_product  # noqa: E402
+from .catalogue_http import LocalServer, real_products  # noqa: E402
+from .catalogue_http import ode_record as shared_ode_record  # noqa: E402
 from .conftest import DEMO_MODEL, REPO  # noqa: E402
 
 # The worker plugin below is defined here; workers receive it by value, not by importing this module.
@@ -45,18 +45,8 @@ def pid_of(orbit: int) -> str:
 
 
 def ode_record(template: dict, pid: str, lon: float, base: str, files: dict[str, bytes]) -> dict:
-    """ODE's real product shape at ``lon`` with the files as served (names, sizes, URLs)."""
-    orbit = int(pid.split("_")[1])
-    rec = southern_product(template, orbit, LAT, lon, LS, base)
-    rec.update(pdsid=pid, Observation_id=pid.rsplit("_", 1)[0] if pid.endswith("_RED") else pid)
-    rec["Product_files"] = {
-        "Product_file": [
-            {"Description": "PRODUCT DATA FILE", "FileName": name, "KBytes": str(len(data) // 1024),
-             "Type": "Product", "URL": f"{base}/files/{name}"}
-            for name, data in files.items()
-        ]
-    }  # fmt: skip
-    return copy.deepcopy(rec)
+    """ODE's real product shape at ``lon`` (the archive's latitude and Ls) with the files as served."""
+    return shared_ode_record(template, pid, LAT, lon, LS, base, files)
 
 
 @pytest.fixture(scope="module")
