@@ -6,6 +6,7 @@ import json
 import sqlite3
 
 import numpy as np
+import pyproj
 import pytest
 import shapely
 from PIL import Image
@@ -28,6 +29,7 @@ def detection(sample_product, tmp_path_factory):
         out / "chunks.gpkg",
         DetectOptions(model_path=DEMO_MODEL),
         quicklook=out / "quicklook.png",
+        probability_raster=out / "probability.tif",
     )
     return result, out
 
@@ -76,6 +78,36 @@ def test_probability_higher_on_chunks_with_ice(detection, sample_product):
     assert np.mean(with_ice) > np.mean(without)
 
 
+def test_stitched_probability_raster_is_georeferenced_and_ranks_ice_chunks(detection, sample_product):
+    """The GeoTIFF lies exactly on the product (its own Mars CRS, same bounds) and each chunk's area holds
+    that chunk's probability, so chunks with planted ice read higher there too."""
+    import rasterio
+
+    result, out = detection
+    with open_product(sample_product.label_path) as product, rasterio.open(out / "probability.tif") as tif:
+        crs = pyproj.CRS.from_wkt(tif.crs.to_wkt())
+        assert crs.to_epsg() is None and crs.equals(product.crs, ignore_axis_order=True)
+        assert crs.ellipsoid.semi_major_metre == pytest.approx(product.crs.ellipsoid.semi_major_metre)  # Mars, ~3.39e6
+        assert 3.37e6 < crs.ellipsoid.semi_major_metre < 3.40e6
+        assert tif.bounds == pytest.approx(
+            rasterio.transform.array_bounds(product.height, product.width, product.transform)
+        )
+        values = tif.read(1)
+        inverse = ~tif.transform
+    truth = chunk_truth(sample_product.scene.ice, result.chunks)
+    read = {}
+    for c in result.chunks:
+        if c.skipped:
+            continue
+        x, y = product.transform * (c.window.col_off + c.window.width / 2, c.window.row_off + c.window.height / 2)
+        col, row = (int(v) for v in inverse * (x, y))
+        read[(c.chunk_row, c.chunk_col)] = values[row, col]
+        assert values[row, col] == pytest.approx(c.probability, abs=1e-6)  # no overlap: each chunk its own value
+    with_ice = [v for k, v in read.items() if truth[k]]
+    without = [v for k, v in read.items() if not truth[k]]
+    assert np.mean(with_ice) > np.mean(without)
+
+
 def test_hot_pixels_repaired_and_recorded(detection, sample_product):
     result, _ = detection
     special = sum(c.special_pixels for c in result.chunks)
@@ -96,7 +128,7 @@ def test_quicklook_png(detection):
         y = int(c.window.row_off * 933 / 2048)
         above = c.probability >= result.threshold
         assert tuple(pixels[y, x]) == _colour(c.probability, above)
-    assert sorted(p.name for p in out.iterdir()) == ["chunks.gpkg", "quicklook.png"]
+    assert sorted(p.name for p in out.iterdir()) == ["chunks.gpkg", "probability.tif", "quicklook.png"]
 
 
 def test_cli_detect_json_progress(marsice_cli, sample_product, tmp_path):
