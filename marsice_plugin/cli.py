@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         reporter.error(exc, exc.exit_code)
         return exc.exit_code
     except KeyboardInterrupt:
-        exc = CancelledError("cancelled by the user; no output was written")
+        # A command whose work outlives a cancel (scan keeps every committed product) says so itself.
+        message = getattr(COMMAND_MODULES[args.command], "CANCEL_MESSAGE", "no output was written")
+        exc = CancelledError(f"cancelled by the user; {message}")
         reporter.error(exc, exc.exit_code)
         return exc.exit_code
     except ValueError as exc:

@@ -99,3 +99,21 @@ def test_pull_plan_counts_listed_sizes_and_skips_cached_files(tmp_path):
     check_max_gb(plan, 0.01)
     with pytest.raises(DownloadError, match=r"more than --max-gb 0.001; narrow the search"):
         check_max_gb(plan, 0.001)
+
+
+def test_a_cancelled_scan_says_what_it_kept(monkeypatch, capsys):
+    """A cancel ends a scan with exit 130 and a message that committed products stay (unlike other commands)."""
+    from marsice_plugin import cli
+    from marsice_plugin.commands import scan
+
+    def interrupted(args, reporter):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scan, "run", interrupted)
+    monkeypatch.setattr(cli.signal, "signal", lambda *args: None)  # keep pytest's own SIGTERM handling
+    assert cli.main(["scan", "--lat", "-60", "-40", "--ls", "140", "200", "-o", "x.gpkg"]) == 130
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == (
+        "marsice: error: cancelled by the user; products committed before the cancel stay in the results "
+        "GeoPackage and its manifest; run the same command again to resume"
+    )

@@ -10,6 +10,12 @@ from typing import Any
 
 from ..progress import Reporter
 
+#: What a cancelled scan leaves: every product committed before the cancel, and the manifest to resume.
+CANCEL_MESSAGE = (
+    "products committed before the cancel stay in the results GeoPackage and its manifest; "
+    "run the same command again to resume"
+)
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser(
