@@ -57,6 +57,7 @@ def render_set(spec: dict[str, Any], cache: Path, limit: int | None = None) -> l
         folder = cache / spec["name"] / f"seed_{entry['seed']}"
         settings = {**spec["scene_defaults"], **entry["scene"], "seed": entry["seed"]}
         settings["ice_contrast"] = tuple(settings["ice_contrast"])
+        settings["ice_at"] = tuple(tuple(patch) for patch in settings.get("ice_at", ()))
         config = SceneConfig(**settings)
         geometry = ProductGeometry(**entry["geometry"])
         products.append(write_sample_product(folder, config, geometry))

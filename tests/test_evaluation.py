@@ -26,6 +26,25 @@ def test_evaluation_set_is_frozen_and_disjoint_from_training():
         assert 140 <= p["geometry"]["solar_longitude"] <= 200
 
 
+def test_cut_patch_set_plants_as_many_cut_as_whole_patches():
+    """evaluation_set_v2 exists to measure recall on patches the paper's grid cuts: each ice product holds
+    two patches across a grid line and two inside a chunk (the renderer's truth says so), seeds disjoint."""
+    from marsice_plugin.evaluation import patch_recall
+    from marsice_plugin.synthetic.scene import SceneConfig, render
+
+    v1, v2 = load_spec(), load_spec("evaluation_set_v2")
+    seeds = [p["seed"] for p in v2["products"]]
+    assert min(seeds) >= EVALUATION_SEED_BASE and not set(seeds) & {p["seed"] for p in v1["products"]}
+    assert [p["with_planted_ice"] for p in v2["products"]] == [True] * 6 + [False] * 2
+    first = v2["products"][0]
+    settings = {**v2["scene_defaults"], **first["scene"], "seed": first["seed"]}
+    settings["ice_contrast"] = tuple(settings["ice_contrast"])
+    settings["ice_at"] = tuple(tuple(patch) for patch in settings["ice_at"])
+    scene = render(SceneConfig(**settings))
+    counts = patch_recall(scene.ice, [], 0.6, 1024)
+    assert counts == {"cut": {"found": 0, "patches": 2}, "whole": {"found": 0, "patches": 2}}
+
+
 def test_evaluate_cli_reports_model_and_baseline(marsice_cli, tmp_path):
     out = tmp_path / "report.json"
     png = tmp_path / "pr.png"
