@@ -187,6 +187,29 @@ def test_tiny_model_learns_and_reloads_identically(tmp_path):
         initial_model(TrainingConfig(input_size=128, init=str(tmp_path / "tiny.keras")))
 
 
+def test_keep_best_saves_the_epoch_with_the_lowest_validation_loss(tmp_path):
+    """The saved file scores the validation chunks exactly as the best epoch did, not as the last one."""
+    import keras
+
+    from marsice_plugin.cnn.model import load_model
+    from marsice_plugin.cnn.train import TrainingConfig, split_indices, train
+    from marsice_plugin.cnn.training_data import synthetic_chunks
+
+    x, y, sun = synthetic_chunks(24, seed=3100, size=256, input_size=64, workers=1)
+    config = TrainingConfig(
+        input_size=64, epochs=4, batch_size=8, validation_split=0.25, bn_momentum=0.9, learning_rate=3e-3,
+        keep_best=True,
+    )  # fmt: skip
+    history = train(x, y, config, tmp_path / "best.keras", sun_azimuth=sun)
+    best = int(np.argmin(history["val_loss"]))
+    card = json.loads((tmp_path / "best.card.json").read_text())
+    assert card["saved_epoch"]["epoch"] == best + 1
+    _, val = split_indices(len(x), config.validation_split, config.seed)
+    p = np.asarray(load_model(tmp_path / "best.keras").predict_on_batch(x[val])).reshape(-1)
+    loss = float(keras.losses.binary_crossentropy(y[val], p))
+    assert loss == pytest.approx(history["val_loss"][best], rel=1e-3)
+
+
 def test_train_cli_from_folders(marsice_cli, tmp_path):
     rng = np.random.default_rng(0)
     from PIL import Image

@@ -33,6 +33,8 @@ class TrainingConfig:
     augment: str = "sun"
     #: A ``.keras`` model whose weights training starts from (fine-tuning), or None for a fresh net.
     init: str | None = None
+    #: Save the weights of the epoch with the lowest validation loss instead of the last epoch's.
+    keep_best: bool = False
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -124,6 +126,13 @@ def train(
     if on_epoch is not None:
         callbacks.append(keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: on_epoch(epoch, logs)))
     validation = (x[val_idx], y[val_idx]) if len(val_idx) else None
+    if config.keep_best and validation is not None:
+        # patience = all epochs: nothing stops early, the best epoch's weights are restored at the end
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor="val_loss", patience=config.epochs, restore_best_weights=True, start_from_epoch=0
+            )
+        )
     if config.augment == "sun":
         from .augment import DEFAULT_SUN_AZIMUTH
 
@@ -159,6 +168,9 @@ def train(
         },
         "final": {k: v[-1] for k, v in history.items()},
     }
+    if config.keep_best and "val_loss" in history:
+        best = int(np.argmin(history["val_loss"]))
+        card["saved_epoch"] = {"epoch": best + 1, **{k: v[best] for k, v in history.items()}}
     Path(f"{stem}.card.json").write_text(json.dumps(card, indent=1))
     return history
 

@@ -37,6 +37,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--bn-momentum", type=float, default=0.99, help="BatchNormalization momentum (0.9 for small sets)")
     p.add_argument("--learning-rate", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--augment", choices=("sun", "none"), default="sun", help="sun-aware augmentation or none")
+    p.add_argument(
+        "--keep-best", action="store_true", help="save the epoch with the lowest validation loss, not the last"
+    )
     p.add_argument("--data-seed", type=int, default=1000, help="first scene seed of --synthetic chunks")
 
 
@@ -71,6 +74,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         seed=args.seed,
         augment=args.augment,
         init=str(args.init) if args.init else None,
+        keep_best=args.keep_best,
         data=data,
     )
 
