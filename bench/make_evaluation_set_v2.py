@@ -4,8 +4,8 @@ Not a test and not run by anything: it documents how ``marsice_plugin/data/evalu
 was drawn, so the frozen file can be checked. evaluation_set_v1 holds no truth patch that the paper's
 1024 px grid cuts, so its "cut-patch recall" is undefined; v2 exists to measure it like for like:
 every ice product carries the same number of *placed* patches across a grid line and inside one
-chunk (same radius and contrast ranges, no landform context for either), and no randomly planted
-patches, so the two recalls differ only by the cut. Two ice-free products keep image-level NPV
+chunk (same radius and contrast ranges, each poleward of its own boulder as the paper's ice lies),
+and no randomly planted patches, so the two recalls differ only by the cut. Two ice-free products keep image-level NPV
 defined. Geometry comes from real observations of the paper's band; per-CCD steps are on.
 
 Usage::
@@ -28,7 +28,8 @@ SIZE, GRID = 2048, 1024
 
 
 def placed(rng: np.random.Generator, cut: bool, axis: int) -> list[float]:
-    """(row, col, radius m, contrast): across the grid line on ``axis`` when ``cut``, else inside a chunk."""
+    """(row, col, radius m, contrast, boulder radius m): across the grid line on ``axis`` when ``cut``, else
+    inside a chunk; the boulder lies on the patch's equatorward side (see ``SceneConfig.ice_at``)."""
     radius = float(rng.uniform(2.0, 6.0))
     along = float(rng.uniform(350, SIZE - 350))  # clear of the skewed no-data margins
     if cut:
@@ -36,7 +37,8 @@ def placed(rng: np.random.Generator, cut: bool, axis: int) -> list[float]:
     else:
         across = float(rng.choice([GRID / 2, GRID * 1.5])) + float(rng.uniform(-150, 150))
     row, col = (across, along) if axis == 0 else (along, across)
-    return [round(row, 1), round(col, 1), round(radius, 2), round(float(rng.uniform(0.5, 1.5)), 2)]
+    contrast, boulder = float(rng.uniform(0.5, 1.5)), float(rng.uniform(1.0, 2.5))
+    return [round(row, 1), round(col, 1), round(radius, 2), round(contrast, 2), round(boulder, 2)]
 
 
 def main() -> None:

@@ -195,3 +195,20 @@ def test_patch_outside_the_image_is_left_out_not_an_error():
     rows, cols = np.nonzero(both.ice)
     assert len(rows) > 50  # the patch inside is drawn, and only it: every ice pixel within reach of it
     assert np.hypot(rows - 40.0, cols - 40.0).max() < 2 * 3.0 / 0.5 + 4
+
+
+def test_placed_patch_can_bring_its_boulder_on_the_equatorward_side():
+    """A fifth value in ``ice_at`` puts a boulder of that radius north of a southern patch (poleward = south)."""
+    from marsice_plugin.synthetic.scene import SceneConfig, render
+
+    base = SceneConfig(width=128, height=128, scale_m=0.5, seed=9, n_boulders=0, n_craters=0, n_ice_boulder=0)
+    bare = render(SceneConfig(**{**base.__dict__, "ice_at": ((64.0, 64.0, 3.0, 1.0),)}))
+    with_boulder = render(SceneConfig(**{**base.__dict__, "ice_at": ((64.0, 64.0, 3.0, 1.0, 1.5),)}))
+    bump = with_boulder.height - bare.height
+    rows, cols = np.nonzero(bump > 0.1)
+    assert len(rows) > 0 and bare.ice.any()
+    # centre (1.5 + 0.5 * 3) m = 6 px north of the patch, as high as its radius
+    assert rows.mean() == pytest.approx(64.0 - 6.0, abs=1.0) and cols.mean() == pytest.approx(64.0, abs=1.0)
+    assert bump.max() == pytest.approx(1.5, rel=0.2)
+    ice_rows, _ = np.nonzero(with_boulder.ice)
+    assert ice_rows.mean() > rows.mean()  # the ice lies poleward (south) of its boulder

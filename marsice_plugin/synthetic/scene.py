@@ -49,8 +49,10 @@ class SceneConfig:
     n_hot_ordinary: int = 12
     nodata_margin: float = 0.08  # fraction of the width blacked out at the strip's skewed edges
     noise: bool = True
-    #: extra patches at exact places: (row, col, radius in metres, contrast), e.g. across a chunk border
-    ice_at: tuple[tuple[float, float, float, float], ...] = ()
+    #: extra patches at exact places: (row, col, radius in metres, contrast), e.g. across a chunk border;
+    #: a fifth value > 0 also places a boulder of that radius (metres) on the patch's equatorward side,
+    #: so the patch lies poleward of a shadowing landform as the paper's ice does
+    ice_at: tuple[tuple[float, ...], ...] = ()
     #: per-CCD gain/offset steps and noisier seams (10 RED CCDs of 2048 unbinned px across the swath).
     #: Off by default so evaluation_set_v1 (frozen with this renderer) keeps its pixels; training sets
     #: and later evaluation sets turn it on.
@@ -115,6 +117,10 @@ def render(config: SceneConfig) -> Scene:
             height, rng, s, cell_m=float(rng.uniform(10, 25)), depth_m=float(rng.uniform(0.3, 1.0))
         )
     boulders = terrain.random_boulders(rng, shape, s, config.n_boulders)
+    for row, col, radius_m, _contrast, *extra in config.ice_at:
+        if extra and extra[0] > 0:  # the placed patch's own boulder, equatorward of it, as high as its radius
+            offset_px = (extra[0] + 0.5 * radius_m) / s
+            boulders.append(terrain.Boulder(row - pole * offset_px, col, float(extra[0]), 1.0 * float(extra[0])))
     base = height.copy()
     terrain.add_boulders(height, boulders, s)
     boulder_layer = height - base
@@ -140,7 +146,7 @@ def render(config: SceneConfig) -> Scene:
         radius_m = float(min(c.radius_m * 0.35, rng.uniform(3.0, 12.0)))
         row = c.row - pole * 0.55 * c.radius_m / s  # inner wall on the equator side faces the pole
         patches.append({"row": row, "col": c.col, "radius_m": radius_m, "kind": "crater"})
-    for row, col, radius_m, contrast in config.ice_at:
+    for row, col, radius_m, contrast, *_ in config.ice_at:
         patches.append({"row": row, "col": col, "radius_m": radius_m, "kind": "placed", "contrast": contrast})
     for p in patches:
         contrast = p.setdefault("contrast", float(rng.uniform(*config.ice_contrast)))
