@@ -31,12 +31,13 @@ from .vectors import transform_geometry, window_footprint
 #: Threshold on chunk probability; the paper counted chunks "higher than 60%".
 DEFAULT_THRESHOLD = 0.6
 
-#: The model ``marsice detect`` uses when none is given (demo weights, see models/).
-DEFAULT_MODEL_NAME = "demo_xception_256.keras"
+#: The model ``marsice detect`` uses when none is given (trained on generated scenes only; its card is
+#: models/marsice_xception_256.md). The demo weights it was fine-tuned from stay in models/ for the tests.
+DEFAULT_MODEL_NAME = "marsice_xception_256.keras"
 
 
 def default_model_path() -> Path:
-    """The shipped demo model: ``$MARSICE_MODEL`` or ``models/demo_xception_256.keras`` of this checkout."""
+    """The shipped model: ``$MARSICE_MODEL`` or ``models/marsice_xception_256.keras`` of this checkout."""
     import os
 
     env = os.environ.get("MARSICE_MODEL")

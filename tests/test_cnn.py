@@ -38,6 +38,26 @@ def test_shipped_demo_model_loads_safely_and_predicts_in_range():
     np.testing.assert_array_equal(p, again)
 
 
+def test_default_model_is_the_shipped_detector_with_its_card():
+    """detect's default is models/marsice_xception_256.keras: safe to load, 256 px input, inference-only weights,
+    and its card's evaluation is the file beside it."""
+    import json
+    import zipfile
+
+    from marsice_plugin.pipeline import default_model_path
+
+    path = default_model_path()
+    assert path.name == "marsice_xception_256.keras" and path.parent.name == "models"
+    assert model_input_size(load_model(path)) == 256
+    with zipfile.ZipFile(path) as saved:
+        assert saved.getinfo("model.weights.h5").file_size < 12_000_000  # 2.73 M float32 weights, no Adam moments
+    card = json.loads(path.with_suffix(".card.json").read_text())
+    assert card["training"]["init"] == "models/demo_xception_256.keras" and card["saved_epoch"]["epoch"] == 6
+    report = json.loads(path.with_name("marsice_xception_256.evaluation.json").read_text())
+    assert report["evaluation_set"] == "evaluation_set_v1" and report["model"] == path.name
+    assert f"{report['chunks']['roc_auc']:.3f}" in path.with_suffix(".md").read_text()
+
+
 def test_non_keras_file_is_refused(tmp_path):
     bad = tmp_path / "model.keras"
     bad.write_bytes(b"not a zip")

@@ -221,8 +221,9 @@ def test_train_cli_from_folders(marsice_cli, tmp_path):
             Image.fromarray(arr).save(tmp_path / "data" / str(label) / f"{i}.png")
     out = tmp_path / "m" / "folders.keras"
     proc = marsice_cli(
-        "--progress", "json", "train", str(tmp_path / "data"), "-o", str(out), "--input-size", "64", "--epochs", "1"
-    )
+        "--progress", "json", "train", str(tmp_path / "data"), "-o", str(out), "--input-size", "64", "--epochs", "1",
+        "--bn-momentum", "0.9",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     result = [json.loads(line) for line in proc.stdout.splitlines() if '"result"' in line][-1]
     assert result["outputs"]["MODEL"] == str(out)
@@ -237,5 +238,6 @@ def test_train_cli_from_folders(marsice_cli, tmp_path):
     assert proc.returncode == 0, proc.stderr
     card = json.loads(tuned.with_suffix(".card.json").read_text())
     assert card["training"]["init"] == str(out) and card["training"]["input_size"] == 64
+    assert card["training"]["bn_momentum"] == pytest.approx(0.9)  # the started-from net's, not the 0.99 default
     proc = marsice_cli("train", str(tmp_path / "data"), "-o", str(tuned), "--init", str(out), "--input-size", "128")
     assert proc.returncode != 0 and "leave out --input-size or pass 64" in proc.stderr.strip().splitlines()[-1]

@@ -269,8 +269,6 @@ def sample_label(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_detect_writes_chunk_polygons_with_probabilities(qgis_home: Path, sample_label: Path, tmp_path: Path) -> None:
-    if not list((REPO / "models").glob("*.keras")):
-        pytest.skip("the shipped demo model (models/*.keras) is not there yet")
     out = tmp_path / "out.gpkg"
     quicklook = tmp_path / "quicklook.png"
     proc = _qgis_process(

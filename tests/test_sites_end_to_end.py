@@ -11,13 +11,14 @@ from pathlib import Path
 
 import shapely
 
-from marsice_plugin.pipeline import detect
+from marsice_plugin.pipeline import DetectOptions, detect
 from marsice_plugin.product import open_product
 from marsice_plugin.sites.build import build_sites
 from marsice_plugin.sites.seasons import LOW_CONTRAST
 from marsice_plugin.synthetic.product_writer import ProductGeometry, write_sample_product
 from marsice_plugin.synthetic.scene import SceneConfig
 from marsice_plugin.vectors import to_lonlat
+from tests.conftest import DEMO_MODEL
 from tests.test_sites import time_at
 
 PATCH_ROW, PATCH_COL = 500.0, 520.0
@@ -40,7 +41,7 @@ def test_detect_then_sites_on_the_same_ground_at_three_ls(tmp_path: Path) -> Non
             center_latitude=-50.2, center_longitude=31.4, solar_longitude=ls, start_time=time_at(33, ls)
         )
         sp = write_sample_product(tmp_path / str(orbit), config, geometry, orbit=orbit)
-        detect(sp.label_path, results)
+        detect(sp.label_path, results, DetectOptions(model_path=DEMO_MODEL))
         ids.append(sp.product_id)
     with open_product(sp.label_path) as product:
         x, y = product.transform @ (PATCH_COL, PATCH_ROW)

@@ -157,10 +157,14 @@ def train(
     stem = out_path.with_suffix("")
     Path(f"{stem}.history.json").write_text(json.dumps(history, indent=1))
     plot_curves(history, Path(f"{stem}.curves.png"))
+    training = asdict(config)
+    momenta = [layer.momentum for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    if momenta:  # what the net really uses (a fine-tuned net keeps its starting model's momentum)
+        training["bn_momentum"] = float(momenta[0])
     card = {
         "model": out_path.name,
         "parameters": int(model.count_params()),
-        "training": asdict(config),
+        "training": training,
         "samples": {
             "train": len(train_idx),
             "validation": len(val_idx),

@@ -34,8 +34,9 @@ season (solar longitude), latitude and colour or spectral data before calling th
 <dl>
 <dt>HiRISE product</dt><dd>A PDS3 label (<tt>.LBL</tt>) of a map-projected HiRISE RDR with its \
 <tt>.JP2</tt> image beside it, or any GDAL raster already in a Mars coordinate reference system.</dd>
-<dt>CNN model</dt><dd>A Keras <tt>.keras</tt> model file. Leave empty to use the demonstration model \
-shipped with MarsIce (trained on synthetic scenes: fine for trying the tool, not for science).</dd>
+<dt>CNN model</dt><dd>A Keras <tt>.keras</tt> model file. Leave empty to use the model shipped with \
+MarsIce (trained on generated scenes only, see models/marsice_xception_256.md: fine-tune it on chunks you labelled \
+with <i>Train model</i> before trusting it for science).</dd>
 <dt>Probability threshold</dt><dd>Chunks scoring at or above it are flagged as candidates. 0.6 is \
 the value used in the paper; lower it to miss fewer faint patches at the cost of more false alarms.</dd>
 <dt>Ice probability chunks</dt><dd>GeoPackage to write (an existing one gains this product, or has its \
@@ -80,7 +81,7 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         self.addParameter(
             QgsProcessingParameterFile(
                 self.MODEL,
-                "CNN model (.keras; empty = shipped demo model)",
+                "CNN model (.keras; empty = the shipped model)",
                 FILE,
                 extension="keras",
                 optional=True,

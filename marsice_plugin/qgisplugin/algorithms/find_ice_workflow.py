@@ -44,8 +44,8 @@ shipped with MarsIce; <i>auto</i>: ODE, or the bundled one when offline.</dd>
 <dt>Dry run</dt><dd>Only list what would be downloaded and its size; nothing is fetched or written.</dd>
 <dt>Download cap</dt><dd>Refuse to start when the run would download more than this (GB; 0 = no cap).</dd>
 <dt>Products at most</dt><dd>Scan only the first N products found (0 = all): try a few before a long run.</dd>
-<dt>CNN model, probability threshold</dt><dd>As in <i>Detect ice patches</i> (empty model = the shipped \
-demonstration model; 0.6 is the paper's threshold).</dd>
+<dt>CNN model, probability threshold</dt><dd>As in <i>Detect ice patches</i> (empty model = the model \
+shipped with MarsIce; 0.6 is the paper's threshold).</dd>
 <dt>Terrain attributes</dt><dd>Look for a HiRISE DTM of each product (ODE only) and rank candidates by the \
 shade and slope around them.</dd>
 <dt>Download cache</dt><dd>Folder for the downloaded images, kept below its size limit by removing the least \
@@ -112,7 +112,7 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterFile(
-                self.MODEL, "CNN model (.keras; empty = shipped demo model)", FILE, extension="keras", optional=True
+                self.MODEL, "CNN model (.keras; empty = the shipped model)", FILE, extension="keras", optional=True
             )
         )
         self.addParameter(
