@@ -322,6 +322,10 @@ def _recorded_runs(tmp: Path) -> list:
             "CACHE": "/data/cache", "CACHE_GB": 20, "WORKERS": 4, "ODE_URL": "http://127.0.0.1:9/ode",
             "KEEP_DOWNLOADS": True, "OUTPUT": str(tmp / "scan.gpkg"),
         }),
+        ("marsice:detect", {
+            "INPUT": "/data/P.LBL", "MODEL": "/data/m.keras", "THRESHOLD": 0.5, "OVERLAP": True, "PRECISION": 1,
+            "PROBABILITY": str(tmp / "p.tif"), "OUTPUT": str(tmp / "d.gpkg"),
+        }),
     ]  # fmt: skip
 
 
@@ -485,7 +489,7 @@ def test_missing_venv_gives_the_fix(toolbox: dict) -> None:
 
 def test_parameters_map_onto_the_cli_options(toolbox: dict) -> None:
     tmp = Path(toolbox["params"]["record"]).parent / "recorded"
-    tile, train_index, train_synthetic, evaluate, scan = toolbox["recorded_argv"]
+    tile, train_index, train_synthetic, evaluate, scan, detect = toolbox["recorded_argv"]
     assert tile == [
         "tile", "/data/P.LBL", "-o", str(tmp / "tiles"), "--size", "512", "--overlap", "16", "--scale", "0.5",
         "--chunk-m", "200.0", "--model-scale", "0.3", "--max-center-nodata", "0.05", "--max-nodata", "0.4",
@@ -509,6 +513,10 @@ def test_parameters_map_onto_the_cli_options(toolbox: dict) -> None:
         "--ode-url", "http://127.0.0.1:9/ode", "--cache", "/data/cache", "--cache-gb", "20.0", "--max-gb", "12.5",
         "--limit", "3", "--workers", "4", "--model", "/data/m.keras", "--threshold", "0.7", "--no-terrain",
         "--keep-downloads",
+    ]  # fmt: skip
+    assert detect == [
+        "detect", "/data/P.LBL", "-o", str(tmp / "d.gpkg"), "--threshold", "0.5", "--model", "/data/m.keras",
+        "--overlap", "auto", "--probability-raster", str(tmp / "p.tif"), "--precision", "mixed_float16",
     ]  # fmt: skip
     assert toolbox["recorded_results"][1]["OUTPUT"] == str(tmp / "m.keras")
     assert "not both" in toolbox["both_data"]

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from qgis.core import (
     QgsProcessingContext,
     QgsProcessingFeedback,
+    QgsProcessingParameterBoolean,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterVectorDestination,
 )
 
-from ..compat import DOUBLE, FILE, POLYGONS
+from ..compat import DOUBLE, FILE, POLYGONS, mark_advanced
 from ..layers import queue_geopackage
 from .base import MarsIceAlgorithm
+
+PRECISIONS = ["float32", "mixed_float16", "mixed_bfloat16"]
 
 INPUT_FILTER = (
     "HiRISE PDS3 labels and rasters (*.LBL *.lbl *.JP2 *.jp2 *.IMG *.img *.tif *.tiff *.cub *.vrt);;All files (*.*)"
@@ -39,6 +44,14 @@ MarsIce (trained on generated scenes only, see models/marsice_xception_256.md: f
 with <i>Train model</i> before trusting it for science).</dd>
 <dt>Probability threshold</dt><dd>Chunks scoring at or above it are flagged as candidates. 0.6 is \
 the value used in the paper; lower it to miss fewer faint patches at the cost of more false alarms.</dd>
+<dt>Overlap chunks</dt><dd>The paper cut images into chunks that do not overlap, so a patch on a chunk \
+edge was seen in two halves and often missed. Ticked, neighbouring chunks overlap by enough (32 m) that every patch \
+up to 32 m across lies whole in one of them (more chunks to score, about 1.3–2× the time). On generated test \
+scenes it raised recall on edge-cut patches from 3 in 12 to 8 in 12.</dd>
+<dt>Probability raster</dt><dd>Optional GeoTIFF of the chunk probabilities on the image grid (overlaps blended \
+smoothly), to style or sample in QGIS.</dd>
+<dt>Compute precision</dt><dd>(Advanced) <i>mixed_float16</i> speeds up NVIDIA GPUs, <i>mixed_bfloat16</i> recent \
+CPUs; probabilities move by less than 0.01. Keep <i>float32</i> unless speed matters.</dd>
 <dt>Ice probability chunks</dt><dd>GeoPackage to write (an existing one gains this product, or has its \
 earlier rows of it replaced). Three layers open styled, grouped per run: <tt>ice_candidates</tt> (patch \
 outlines in magenta, with area, probability and brightness contrast), <tt>chunks</tt> (one square per chunk, \
@@ -61,6 +74,9 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
     THRESHOLD = "THRESHOLD"
     OUTPUT = "OUTPUT"
     QUICKLOOK = "QUICKLOOK"
+    OVERLAP = "OVERLAP"
+    PROBABILITY = "PROBABILITY"
+    PRECISION = "PRECISION"
 
     NAME = "detect"
     DISPLAY_NAME = "Detect ice patches"
@@ -97,7 +113,24 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
                 maxValue=1.0,
             )
         )
+        self.addParameter(
+            QgsProcessingParameterBoolean(self.OVERLAP, "Overlap chunks (patches on chunk edges seen whole)", False)
+        )
+        self.addParameter(
+            mark_advanced(
+                QgsProcessingParameterEnum(self.PRECISION, "Compute precision", options=PRECISIONS, defaultValue=0)
+            )
+        )
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Ice probability chunks", POLYGONS))
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.PROBABILITY,
+                "Probability raster",
+                "GeoTIFF (*.tif)",
+                optional=True,
+                createByDefault=False,
+            )
+        )
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 self.QUICKLOOK,
@@ -116,10 +149,16 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         threshold = self.parameterAsDouble(parameters, self.THRESHOLD, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         quicklook = self.parameterAsFileOutput(parameters, self.QUICKLOOK, context)
+        raster = self.parameterAsFileOutput(parameters, self.PROBABILITY, context)
+        precision = PRECISIONS[self.parameterAsEnum(parameters, self.PRECISION, context)]
 
         args = ["detect", product, "-o", output, "--threshold", str(threshold)]
         args += ["--model", model] if model else []
         args += ["--quicklook", quicklook] if quicklook else []
+        args += ["--overlap", "auto"] if self.parameterAsBoolean(parameters, self.OVERLAP, context) else []
+        args += ["--probability-raster", raster] if raster else []
+        args += ["--precision", precision] if precision != "float32" else []
         self.run_cli(args, feedback)
-        queue_geopackage(context, output, self.run_group(output), replace=output)
-        return {self.OUTPUT: output, self.QUICKLOOK: quicklook or None}
+        if Path(output).is_file():
+            queue_geopackage(context, output, self.run_group(output), replace=output)
+        return {self.OUTPUT: output, self.QUICKLOOK: quicklook or None, self.PROBABILITY: raster or None}
