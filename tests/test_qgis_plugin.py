@@ -97,15 +97,17 @@ def test_detect_parameters_match_the_cli_options(qgis_home: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     help_ = json.loads(proc.stdout)
     params = help_["parameters"]
-    assert set(params) == {"INPUT", "MODEL", "THRESHOLD", "OUTPUT", "QUICKLOOK"}
+    assert set(params) == {"INPUT", "MODEL", "THRESHOLD", "OVERLAP", "PRECISION", "OUTPUT", "PROBABILITY", "QUICKLOOK"}
     assert params["INPUT"]["optional"] is False
     assert params["MODEL"]["optional"] is True
     assert params["MODEL"]["raw_definition"]["extension"] == "keras"
     threshold = params["THRESHOLD"]["raw_definition"]
     assert (threshold["default"], threshold["min"], threshold["max"]) == (0.6, 0.0, 1.0)
     assert params["OUTPUT"]["raw_definition"]["parameter_type"] == "vectorDestination"
-    assert params["QUICKLOOK"]["optional"] is True
-    assert set(help_["outputs"]) == {"OUTPUT", "QUICKLOOK"}
+    assert params["QUICKLOOK"]["optional"] is True and params["PROBABILITY"]["optional"] is True
+    assert params["OVERLAP"]["raw_definition"]["default"] is False  # the paper's tiling unless asked
+    assert params["PRECISION"]["raw_definition"]["options"] == ["float32", "mixed_float16", "mixed_bfloat16"]
+    assert set(help_["outputs"]) == {"OUTPUT", "QUICKLOOK", "PROBABILITY"}
 
 
 def test_missing_venv_fails_with_the_setup_instructions(qgis_home: Path, tmp_path: Path) -> None:
