@@ -19,7 +19,7 @@ from typing import Any
 from . import __version__
 from .commands import demo, detect, download, evaluate, export, sample, scan, search, sites, terrain, tile, train
 from .errors import CancelledError, MarsIceError
-from .progress import Reporter, request_cancel
+from .progress import Reporter, quiet_swallowed_cancel, request_cancel
 
 #: Sub-command modules, in the order ``--help`` lists them.
 COMMAND_MODULES = {
@@ -69,6 +69,12 @@ def _terminate(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt("SIGTERM")
 
 
+def _unraisable(report: Any) -> None:
+    """Keep stderr to one line when a cancel's interrupt is swallowed; report anything else as usual."""
+    if not quiet_swallowed_cancel(report):
+        sys.__unraisablehook__(report)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -77,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     reporter = Reporter(args.progress)
     signal.signal(signal.SIGTERM, _terminate)
+    sys.unraisablehook = _unraisable
     try:
         COMMAND_MODULES[args.command].run(args, reporter)
     except MarsIceError as exc:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import OutputError
+from .progress import raise_if_cancelled
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyproj
@@ -302,6 +303,7 @@ def write_new(path: str | Path, build: Any) -> Path:
             build(gpkg)
         gpkg.close()
         gpkg = None
+        raise_if_cancelled()  # last chance before the file appears
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc

@@ -31,6 +31,28 @@ def request_cancel() -> None:
     _cancel_requested.set()
 
 
+def cancel_requested() -> bool:
+    """Whether a cancel is pending: writers check it once more just before they commit."""
+    return _cancel_requested.is_set()
+
+
+def raise_if_cancelled() -> None:
+    """Stop before a commit point if a cancel arrived whose interrupt was swallowed on the way."""
+    if _cancel_requested.is_set():
+        raise KeyboardInterrupt("cancel requested")
+
+
+def quiet_swallowed_cancel(report: Any) -> bool:
+    """For ``sys.unraisablehook``: true when ``report`` is the cancel's own interrupt, swallowed.
+
+    A SIGTERM landing inside a weak-reference callback (importlib's module-lock callback while
+    TensorFlow imports, measured) cannot propagate: Python prints "Exception ignored in ..." with a
+    traceback and carries on. The cancel is not lost (the flag stops the command at its next
+    progress report or commit point), so that report is noise on the one-line-error contract.
+    """
+    return isinstance(report.exc_value, KeyboardInterrupt) and _cancel_requested.is_set()
+
+
 class Reporter:
     """Sink for progress, log lines and the final result of one CLI command."""
 
@@ -49,8 +71,7 @@ class Reporter:
 
     def progress(self, percent: float, message: str = "") -> None:
         """Report overall progress in percent (0-100) of the current command (and honour a pending cancel)."""
-        if _cancel_requested.is_set():
-            raise KeyboardInterrupt("cancel requested")
+        raise_if_cancelled()
         percent = float(max(0.0, min(100.0, percent)))
         if self.mode == "json":
             self._emit({"type": "progress", "percent": round(percent, 2), "message": message})

@@ -28,6 +28,7 @@ from typing import Any
 from .errors import OutputError
 from .gpkg import Field, GeoPackage, write_new
 from .mars_crs import COMMON_CRS, common_crs
+from .progress import raise_if_cancelled
 from .styles import write_default_style
 
 
@@ -140,6 +141,7 @@ class ResultsWriter:
                     counts[name] = gpkg.insert(
                         name, spec.fields, list(rows.get(name, ())), recompute_extent=deleted > 0
                     )
+                raise_if_cancelled()  # last chance before the commit: the transaction rolls back
         except sqlite3.OperationalError as exc:
             raise OutputError(f"cannot write {self.path}: {exc}; the file is unchanged") from exc
         finally:

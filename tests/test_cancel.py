@@ -370,3 +370,95 @@ def test_download_cancelled_mid_file_keeps_only_the_resumable_part(tmp_path):
     assert [p.name for p in out.iterdir()] == [f".{pid}.JP2.partial"]
     partial = (out / f".{pid}.JP2.partial").read_bytes()
     assert 0 < len(partial) < len(data) and data.startswith(partial)
+
+
+SWALLOWED = r"""
+import sys, weakref
+from marsice_plugin import cli
+from marsice_plugin.progress import request_cancel
+
+class Thing:
+    pass
+
+def callback(_ref):
+    raise KeyboardInterrupt("SIGTERM")  # what cli._terminate raises when the signal lands in a callback
+
+sys.unraisablehook = cli._unraisable
+if sys.argv[1] == "cancel":
+    request_cancel()
+thing = Thing()
+ref = weakref.ref(thing, callback)
+del thing  # the callback runs; its interrupt cannot propagate and goes to the unraisable hook
+print("carried on")
+"""
+
+
+@pytest.mark.parametrize("cancelled", [True, False])
+def test_a_cancel_swallowed_by_a_weakref_callback_prints_nothing_but_other_unraisables_still_show(cancelled):
+    """Measured in CI: SIGTERM during TensorFlow's import landed in importlib's module-lock callback.
+
+    The cancel itself is not lost (the flag stops the command at its next progress report or commit point), so the
+    "Exception ignored in ..." report must not break the one-line-error contract; any other unraisable still shows.
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", SWALLOWED, "cancel" if cancelled else "plain"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert done.returncode == 0
+    assert done.stdout == "carried on\n"
+    if cancelled:
+        assert done.stderr == ""
+    else:
+        assert "Exception ignored" in done.stderr and "KeyboardInterrupt: SIGTERM" in done.stderr
+
+
+COMMIT_AFTER_CANCEL = r"""
+import sys
+import shapely
+from marsice_plugin.pipeline import RESULT_LAYERS
+from marsice_plugin.progress import request_cancel
+from marsice_plugin.results import ResultsWriter
+
+box = shapely.box(30.0, -50.01, 30.01, -50.0)
+rows = {
+    "chunks": [(box, {"product_id": sys.argv[2], "chunk_row": 0, "chunk_col": 0, "probability": 0.5})],
+    "products": [(box, {"product_id": sys.argv[2], "category": "none", "chunks_total": 1})],
+}
+if sys.argv[3] == "cancel":
+    request_cancel()
+try:
+    with ResultsWriter(sys.argv[1], RESULT_LAYERS) as writer:
+        writer.write_product(sys.argv[2], rows)
+except KeyboardInterrupt:
+    print("stopped before the commit")
+else:
+    print("committed")
+"""
+
+
+def test_a_pending_cancel_stops_the_results_writer_at_its_commit_point(tmp_path):
+    """A swallowed interrupt after the last progress report must still not let a write land: new file or existing."""
+    output = tmp_path / "r.gpkg"
+
+    def run(product_id: str, mode: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", COMMIT_AFTER_CANCEL, str(output), product_id, mode],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    assert run("ESP_000001_1300_RED", "cancel") == "stopped before the commit"
+    assert list(tmp_path.iterdir()) == []
+    assert run("ESP_000001_1300_RED", "plain") == "committed"
+    before = _snapshot(tmp_path)
+    assert run("ESP_000002_1300_RED", "cancel") == "stopped before the commit"
+    assert _snapshot(tmp_path) == before
+    with sqlite3.connect(output) as conn:
+        assert [r[0] for r in conn.execute("SELECT product_id FROM chunks")] == ["ESP_000001_1300_RED"]
