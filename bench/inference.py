@@ -9,6 +9,9 @@ Not a test: it times things and takes a few minutes. It prints
   to the bare model (target ≥ 0.8);
 * one end-to-end ``detect`` of the product (stitching, candidates, GeoPackage included) in
   megapixels/s and chunks/s, and the peak RSS of the process;
+* with ``--read-levels 1 2``: the overlapped rate when the reader decodes that JPEG2000 resolution
+  level instead of every pixel (:func:`marsice_plugin.pipeline.read_scale`), its ratio to the bare
+  model and its agreement with level 0 on the product's chunks;
 * with ``--precision mixed_float16`` (a GPU) or ``mixed_bfloat16`` (CPUs with AVX-512 BF16): the
   bare and overlapped rates in that precision and its agreement with float32 on the product's chunks
   (largest probability difference, thresholded decisions that agree);
@@ -51,6 +54,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--precision", nargs="*", default=[], choices=("mixed_float16", "mixed_bfloat16"))
+    ap.add_argument("--read-levels", nargs="*", type=int, default=[], help="JPEG2000 levels to time beside level 0")
     ap.add_argument("--threshold", type=float, default=0.6, help="decision threshold for the agreement figures")
     args = ap.parse_args()
 
@@ -103,6 +107,25 @@ def main() -> int:
     print(f"best overlapped/bare ratio {best[2][0] / best[0]:.2f} (target >= 0.80)")
 
     p32 = np.array([s.probability for s in reference if not s.skipped])
+    for level in args.read_levels:
+        level_options = DetectOptions(batch_size=args.batch, read_level=level)
+        best_rate, scores = 0.0, []
+        for _ in range(args.repeat):
+            with open_product(sample.label_path) as product:
+                t = time.perf_counter()
+                scores = score_chunks(product, model, level_options, Reporter("quiet"))
+                best_rate = max(best_rate, sum(1 for s in scores if not s.skipped) / (time.perf_counter() - t))
+        t = time.perf_counter()
+        for _ in range(n_batches):
+            model.predict_on_batch(x)
+        bare = n_batches * args.batch / (time.perf_counter() - t)
+        pl = np.array([s.probability for s in scores if not s.skipped])
+        agree = int(((pl >= args.threshold) == (p32 >= args.threshold)).sum()) if len(pl) == len(p32) else -1
+        print(
+            f"read level {level}: overlapped {best_rate:6.1f} chunks/s ({best_rate / bare:.2f}x the bare model's "
+            f"{bare:.1f}, {best_rate * options.chunk_size**2 / 1e6:.1f} Mpx/s of product) | vs level 0: max |dp| "
+            f"{np.abs(pl - p32).max():.2e}, decisions at {args.threshold} agree on {agree}/{len(pl)} chunks"
+        )
     for precision in args.precision:
         mixed = with_precision(model, precision)
         mixed.predict_on_batch(x)  # trace once

@@ -112,15 +112,18 @@ def evaluate(
     limit: int | None = None,
     reporter: Reporter | None = None,
     overlap: int | None = 0,
+    read_level: int | None = None,
 ) -> dict[str, Any]:
     """Score every chunk of the evaluation set with the model and the baseline; return the report.
 
     ``overlap`` is the chunk overlap used for scoring (0: the paper's tiling; None: the tiling
-    module's default, which keeps every patch up to 32 m whole in some chunk). Beside the paper's
+    module's default, which keeps every patch up to 32 m whole in some chunk); ``read_level`` is the
+    JPEG2000 resolution level decoded (see :func:`marsice_plugin.pipeline.read_scale`; None: the
+    model card's). Beside the paper's
     metrics the report holds two of its failure modes measured directly: chunks flagged without any
     ice that contain planted hot pixels, and recall on patches cut by the paper's chunk grid.
     """
-    from .cnn.model import load_model
+    from .cnn.model import card_read_level, load_model
     from .pipeline import DetectOptions, score_chunks
     from .product import open_product
     from .truth import chunk_truth
@@ -130,7 +133,9 @@ def evaluate(
     reporter.progress(0, f"rendering {spec['name']}")
     products = render_set(spec, cache, limit)
     model = load_model(model_path)
-    options = DetectOptions(threshold=threshold, overlap=overlap)
+    if read_level is None:
+        read_level = card_read_level(model_path)
+    options = DetectOptions(threshold=threshold, overlap=overlap, read_level=read_level)
     records: list[ChunkRecord] = []
     images = []
     hot_false_flags = 0
@@ -165,6 +170,7 @@ def evaluate(
         "model": Path(model_path).name,
         "threshold": threshold,
         "overlap": "auto" if overlap is None else overlap,
+        "read_level": read_level,
         "chunks": summary(y, p, threshold),
         "baseline_roc_auc": summary(y, b, 0.5)["roc_auc"],
         "images": image_summary(images),

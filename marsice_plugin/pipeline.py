@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,7 @@ class DetectOptions:
     overlap: int | None = 0  # None: the tiling module's default (keeps patches up to 32 m whole in a chunk)
     batch_size: int = 16
     precision: str = "float32"  # or mixed_float16 (GPU), mixed_bfloat16: see cnn.model.with_precision
+    read_level: int | None = None  # JPEG2000 level to decode (0 every pixel, 1 half, ...); None: the model card's
     max_center_nodata: float = 0.01
     max_nodata: float = 0.5
 
@@ -140,6 +141,28 @@ class DetectResult:
         )
 
 
+def read_scale(read_level: int, chunk_size: int, input_size: int) -> float:
+    """The chunk reader's ``scale`` for a JPEG2000 resolution level to decode (0: every pixel).
+
+    Level 0 decodes every pixel, repairs special values and outliers at full resolution, then
+    block-averages to the model's input (what the shipped models were trained on). Level ``L`` asks
+    the decoder for the image at 1/2**L of the resolution (a quarter of the pixels per level, so the
+    reader keeps pace with the model on two cores), repairs there and block-averages the rest of the
+    way. Its pixels are the wavelet low-pass rather than an area average, and a hot pixel is already
+    blended with its neighbours when it reaches the repair; ``marsice evaluate --read-level`` and
+    bench/inference.py measure what each level costs in accuracy and gains in speed.
+    """
+    if read_level < 0 or read_level != int(read_level):
+        raise ValueError(f"read level must be 0, 1, 2, ..., got {read_level}")
+    f = 2**read_level
+    if chunk_size % f or chunk_size // f < input_size:
+        raise ValueError(
+            f"read level {read_level} gives {chunk_size / f:g}-px chunks, fewer than the model's {input_size}-px "
+            f"input; use a level of at most {max(0, (chunk_size // input_size).bit_length() - 1)}"
+        )
+    return 1.0 / f
+
+
 def score_chunks(
     product: Product, model: Any, options: DetectOptions, reporter: Reporter, overlapped: bool = True
 ) -> list[ChunkScore]:
@@ -150,15 +173,19 @@ def score_chunks(
     form, kept as the bench's baseline. Both give the same probabilities.
     """
     from .cnn.inference import Feeder, batches, predict
-    from .cnn.model import model_input_size
+    from .cnn.model import card_read_level, model_input_size
 
     input_size = model_input_size(model)
+    read_level = options.read_level
+    if read_level is None:  # the level the model was trained at, when its card is known
+        read_level = card_read_level(options.model_path) if options.model_path else 0
     reader = ChunkReader(
         product,
         options.chunk_size,
         options.overlap,
         options.max_center_nodata,
         options.max_nodata,
+        scale=read_scale(read_level, options.chunk_size, input_size),
     )
     total = len(reader)
     results: list[ChunkScore] = []
@@ -357,7 +384,7 @@ def detect(
     probability_raster: str | Path | None = None,
 ) -> DetectResult:
     """Score every chunk of a product and write the ``chunks`` layer (and optionally a quick-look PNG)."""
-    from .cnn.model import load_model, model_input_size, with_precision
+    from .cnn.model import card_read_level, load_model, model_input_size, with_precision
 
     options = options or DetectOptions()
     reporter = reporter or Reporter("quiet")
@@ -381,6 +408,14 @@ def detect(
                 f"{model_path.name} takes {input_size}-px inputs, larger than the {options.chunk_size}-px chunks; "
                 "use a larger --chunk-size or a model trained for smaller inputs"
             )
+        if options.read_level is None:
+            options = replace(options, read_level=card_read_level(model_path))
+            if options.read_level:
+                reporter.log(f"decoding JPEG2000 level {options.read_level}, as {model_path.name} was trained")
+        try:
+            read_scale(options.read_level or 0, options.chunk_size, input_size)
+        except ValueError as exc:
+            raise ModelError(f"{model_path.name}: {exc}") from exc
         result = DetectResult(product.product_id, Path(output), options.threshold)
         result.chunks = score_chunks(product, model, options, reporter)
         reporter.progress(90, "outlining bright patches in flagged chunks")

@@ -97,7 +97,9 @@ def test_detect_parameters_match_the_cli_options(qgis_home: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     help_ = json.loads(proc.stdout)
     params = help_["parameters"]
-    assert set(params) == {"INPUT", "MODEL", "THRESHOLD", "OVERLAP", "PRECISION", "OUTPUT", "PROBABILITY", "QUICKLOOK"}
+    assert set(params) == {
+        "INPUT", "MODEL", "THRESHOLD", "OVERLAP", "PRECISION", "READ_LEVEL", "OUTPUT", "PROBABILITY", "QUICKLOOK"
+    }  # fmt: skip
     assert params["INPUT"]["optional"] is False
     assert params["MODEL"]["optional"] is True
     assert params["MODEL"]["raw_definition"]["extension"] == "keras"
@@ -107,6 +109,8 @@ def test_detect_parameters_match_the_cli_options(qgis_home: Path) -> None:
     assert params["QUICKLOOK"]["optional"] is True and params["PROBABILITY"]["optional"] is True
     assert params["OVERLAP"]["raw_definition"]["default"] is False  # the paper's tiling unless asked
     assert params["PRECISION"]["raw_definition"]["options"] == ["float32", "mixed_float16", "mixed_bfloat16"]
+    assert params["READ_LEVEL"]["raw_definition"]["default"] == 0  # the model card decides unless asked
+    assert len(params["READ_LEVEL"]["raw_definition"]["options"]) == 4
     assert set(help_["outputs"]) == {"OUTPUT", "QUICKLOOK", "PROBABILITY"}
 
 

@@ -147,3 +147,29 @@ def with_precision(model: Any, precision: str) -> Any:
 def model_input_size(model: Any) -> int:
     """The chunk size (pixels) the model was built for, read from its input shape."""
     return int(model.input_shape[1])
+
+
+def card_path(model_path: str | Path) -> Path:
+    """The model card JSON that ``marsice train`` writes beside ``NAME.keras``: ``NAME.card.json``."""
+    return Path(model_path).with_suffix("").with_suffix(".card.json")
+
+
+def card_read_level(model_path: str | Path) -> int:
+    """The JPEG2000 resolution level the model's training chunks were decoded at (its card; 0 without one).
+
+    A model trained on level-2 reads sees wavelet low-pass pixels, not area averages, and is only
+    right when products are read the same way, so ``detect`` and ``evaluate`` take the level from here
+    unless told otherwise.
+    """
+    import json
+
+    path = card_path(model_path)
+    if not path.exists():
+        return 0
+    try:
+        level = json.loads(path.read_text()).get("read_level", 0)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{path}: unreadable model card ({exc}); fix or remove it, or pass --read-level") from exc
+    if not isinstance(level, int) or level < 0:
+        raise ModelError(f"{path}: read_level must be 0, 1, 2, ..., not {level!r}; fix the card or pass --read-level")
+    return level

@@ -35,6 +35,8 @@ class TrainingConfig:
     init: str | None = None
     #: Save the weights of the epoch with the lowest validation loss instead of the last epoch's.
     keep_best: bool = False
+    #: JPEG2000 resolution level the training chunks were decoded at; detect reads products the same way.
+    read_level: int = 0
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -164,6 +166,7 @@ def train(
     card = {
         "model": out_path.name,
         "parameters": int(model.count_params()),
+        "read_level": config.read_level,
         "training": training,
         "samples": {
             "train": len(train_idx),

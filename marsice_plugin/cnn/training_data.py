@@ -8,6 +8,11 @@ geometry (azimuth, incidence) is drawn jointly from the real HiRISE observations
 per-CCD gain/offset steps of real RDRs. Negatives are hard on purpose: they carry the paper's failure
 modes (hot pixels at special and ordinary DNs, bright dust on sunlit slopes, dark spots, low
 contrast), so the net cannot learn "any bright pixel is ice".
+
+With ``read_level`` L > 0 each chunk is encoded as the products are (10-bit lossless JPEG2000, the
+sample writer's settings) and decoded at resolution level L, then repaired and reduced exactly as
+``marsice detect --read-level L`` does: a model meant for the fast read learns the wavelet low-pass
+(and hot pixels already blended into it) that it will see, not an area average.
 """
 
 from __future__ import annotations
@@ -50,25 +55,60 @@ def random_chunk_config(rng: np.random.Generator, seed: int, size: int, with_ice
     )
 
 
-def _render_one(args: tuple[int, int, int, bool, int]) -> tuple[np.ndarray, int, float]:
-    seed, size, input_size, with_ice, min_ice_pixels = args
+#: Special values of the generated 10-bit products (null 0, low saturation 1-2, high saturation 1022-1023).
+SPECIAL_DNS = (0, 1, 2, 1022, 1023)
+
+
+def decode_level(dn: np.ndarray, level: int) -> np.ndarray:
+    """``dn`` as the JPEG2000 decoder returns resolution ``level`` of a product written like the samples."""
+    import tempfile
+    import warnings
+    from pathlib import Path
+
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from ..synthetic.product_writer import JP2_OPTIONS
+
+    with tempfile.TemporaryDirectory(prefix="marsice-level-") as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        path = Path(tmp) / "chunk.jp2"
+        h, w = dn.shape
+        with rasterio.open(
+            path, "w", driver="JP2OpenJPEG", width=w, height=h, count=1, dtype="uint16", **JP2_OPTIONS
+        ) as ds:
+            ds.write(dn.astype(np.uint16), 1)
+        with rasterio.open(path, OVERVIEW_LEVEL=str(level - 1)) as ds:
+            return ds.read(1)
+
+
+def _render_one(args: tuple[int, int, int, bool, int, int]) -> tuple[np.ndarray, int, float]:
+    seed, size, input_size, with_ice, min_ice_pixels, read_level = args
     rng = np.random.default_rng(seed)
     config = random_chunk_config(rng, seed, size, with_ice)
     scene = render(config)
-    dn = scene.dn.astype(np.float32)
-    special = np.isin(scene.dn, (0, 1, 2, 1022, 1023))
-    x, _ = prepare(dn, ~special, scene.dn == 0, size, input_size, 1023.0)
+    dn = scene.dn if read_level == 0 else decode_level(scene.dn, read_level)
+    special = np.isin(dn, SPECIAL_DNS)
+    x, _ = prepare(dn.astype(np.float32), ~special, dn == 0, dn.shape[0], input_size, 1023.0)
     label = int(scene.ice.sum() >= min_ice_pixels)
     return x, label, config.sun_azimuth
 
 
 def synthetic_chunks(
-    count: int, seed: int = 0, size: int = 1024, input_size: int = 256, min_ice_pixels: int = 16, workers: int = 2
+    count: int,
+    seed: int = 0,
+    size: int = 1024,
+    input_size: int = 256,
+    min_ice_pixels: int = 16,
+    workers: int = 2,
+    read_level: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render ``count`` chunks (half planted with ice); return model inputs, labels and sun azimuths."""
     if seed + 2 * count >= EVALUATION_SEED_BASE:
         raise ValueError("training seeds would overlap the reserved evaluation seeds")
-    jobs = [(seed + i, size, input_size, i % 2 == 0, min_ice_pixels) for i in range(count)]
+    if read_level < 0 or size % 2**read_level or size // 2**read_level < input_size:
+        raise ValueError(f"read level {read_level} of {size}-px chunks is smaller than the {input_size}-px input")
+    jobs = [(seed + i, size, input_size, i % 2 == 0, min_ice_pixels, read_level) for i in range(count)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(_render_one, jobs, chunksize=4))

@@ -35,6 +35,13 @@ def add_parser(sub: Any) -> None:
         default="float32",
         help="CNN compute precision: mixed_float16 speeds up GPUs; bench/inference.py reports agreement",
     )
+    p.add_argument(
+        "--read-level",
+        type=int,
+        default=None,
+        help="JPEG2000 resolution level to decode: 0 every pixel, 1 half resolution (a quarter of the pixels), "
+        "2 a quarter; default: the level the model was trained at (its card's read_level, else 0)",
+    )
     p.add_argument("--quicklook", type=Path, default=None, help="also write a quick-look PNG here")
     p.add_argument(
         "--probability-raster", type=Path, default=None, help="also write the stitched probability GeoTIFF here"
@@ -51,6 +58,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         overlap=None if str(args.overlap) == "auto" else int(args.overlap),
         batch_size=args.batch_size,
         precision=args.precision,
+        read_level=args.read_level,
     )
     result = detect(
         args.product,

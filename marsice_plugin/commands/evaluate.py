@@ -29,6 +29,12 @@ def add_parser(sub: Any) -> None:
         default="0",
         help="chunk overlap in pixels when scoring the evaluation set: 0 (the paper's tiling) or 'auto'",
     )
+    p.add_argument(
+        "--read-level",
+        type=int,
+        default=None,
+        help="JPEG2000 resolution level to decode the evaluation set at (default: the model card's, as detect)",
+    )
     p.add_argument("--set", default="evaluation_set_v1", help="evaluation set name (default: evaluation_set_v1)")
     p.add_argument("--cache", type=Path, default=Path(".marsice-eval"), help="folder for the rendered products")
     p.add_argument("--threshold", type=float, default=0.6)
@@ -44,7 +50,16 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         report = evaluate_labelled(args.model, args.data, args.threshold, args.label_field, reporter)
     else:
         overlap = None if args.overlap == "auto" else int(args.overlap)
-        report = evaluate(args.model, args.cache, args.set, args.threshold, args.limit, reporter, overlap=overlap)
+        report = evaluate(
+            args.model,
+            args.cache,
+            args.set,
+            args.threshold,
+            args.limit,
+            reporter,
+            overlap=overlap,
+            read_level=args.read_level,
+        )
     outputs: dict[str, Any] = {}
     if args.pr_curve:
         outputs["PR_CURVE"] = str(precision_recall_png(report, args.pr_curve))
@@ -71,8 +86,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         f = report["failure_modes"]
         cut, whole = f["patches_cut_by_grid"], f["patches_inside_a_chunk"]
         lines.append(
-            f"failure modes (overlap {report['overlap']}): {f['false_flags_with_hot_pixels']} ice-free chunks "
-            f"flagged holding hot pixels; patch recall cut by the grid {cut['found']}/{cut['patches']}, "
+            f"failure modes (overlap {report['overlap']}, read level {report['read_level']}): "
+            f"{f['false_flags_with_hot_pixels']} ice-free chunks flagged holding hot pixels; "
+            f"patch recall cut by the grid {cut['found']}/{cut['patches']}, "
             f"inside a chunk {whole['found']}/{whole['patches']}"
         )
     lines.append(report["paper_context"])

@@ -41,6 +41,14 @@ def add_parser(sub: Any) -> None:
         "--keep-best", action="store_true", help="save the epoch with the lowest validation loss, not the last"
     )
     p.add_argument("--data-seed", type=int, default=1000, help="first scene seed of --synthetic chunks")
+    p.add_argument(
+        "--read-level",
+        type=int,
+        default=0,
+        help="JPEG2000 resolution level the chunks are decoded at: --synthetic chunks are rendered that way; for "
+        "DATA say how its images were made (2 for 1024 px chunks exported with 'marsice tile --scale 0.25'). "
+        "Recorded in the card; 'marsice detect' then reads products at that level",
+    )
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
@@ -54,7 +62,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         from ..cnn.training_data import synthetic_chunks
 
         reporter.progress(0, f"rendering {args.synthetic} training chunks")
-        x, y, sun = synthetic_chunks(args.synthetic, seed=args.data_seed, input_size=args.input_size)
+        x, y, sun = synthetic_chunks(
+            args.synthetic, seed=args.data_seed, input_size=args.input_size, read_level=args.read_level
+        )
         data = {"source": "marsice synthetic chunks", "chunks": args.synthetic, "first_seed": args.data_seed}
     else:
         reporter.progress(0, f"reading labelled chunks from {args.data}")
@@ -75,6 +85,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         augment=args.augment,
         init=str(args.init) if args.init else None,
         keep_best=args.keep_best,
+        read_level=args.read_level,
         data=data,
     )
 

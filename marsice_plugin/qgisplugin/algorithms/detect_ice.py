@@ -21,6 +21,13 @@ from ..layers import queue_geopackage
 from .base import MarsIceAlgorithm
 
 PRECISIONS = ["float32", "mixed_float16", "mixed_bfloat16"]
+#: Read level choices; the first leaves the level to the model card (``--read-level`` omitted), the others are 0, 1, 2.
+READ_LEVELS = [
+    "As the model was trained (its card)",
+    "0: every pixel",
+    "1: half resolution",
+    "2: quarter resolution",
+]
 
 INPUT_FILTER = (
     "HiRISE PDS3 labels and rasters (*.LBL *.lbl *.JP2 *.jp2 *.IMG *.img *.tif *.tiff *.cub *.vrt);;All files (*.*)"
@@ -52,6 +59,10 @@ scenes it raised recall on edge-cut patches from 3 in 12 to 8 in 12.</dd>
 smoothly), to style or sample in QGIS.</dd>
 <dt>Compute precision</dt><dd>(Advanced) <i>mixed_float16</i> speeds up NVIDIA GPUs, <i>mixed_bfloat16</i> recent \
 CPUs; probabilities move by less than 0.01. Keep <i>float32</i> unless speed matters.</dd>
+<dt>Read level</dt><dd>(Advanced) How much of the JPEG2000 image is decoded: every pixel, or a reduced \
+resolution level (a quarter of the pixels per level: faster, since decoding is most of the work). A model only \
+scores well at the level it was trained at, which its model card records; keep the default unless you are \
+comparing levels.</dd>
 <dt>Ice probability chunks</dt><dd>GeoPackage to write (an existing one gains this product, or has its \
 earlier rows of it replaced). Three layers open styled, grouped per run: <tt>ice_candidates</tt> (patch \
 outlines in magenta, with area, probability and brightness contrast), <tt>chunks</tt> (one square per chunk, \
@@ -77,6 +88,7 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
     OVERLAP = "OVERLAP"
     PROBABILITY = "PROBABILITY"
     PRECISION = "PRECISION"
+    READ_LEVEL = "READ_LEVEL"
 
     NAME = "detect"
     DISPLAY_NAME = "Detect ice patches"
@@ -121,6 +133,11 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
                 QgsProcessingParameterEnum(self.PRECISION, "Compute precision", options=PRECISIONS, defaultValue=0)
             )
         )
+        self.addParameter(
+            mark_advanced(
+                QgsProcessingParameterEnum(self.READ_LEVEL, "Read level", options=READ_LEVELS, defaultValue=0)
+            )
+        )
         self.addParameter(QgsProcessingParameterVectorDestination(self.OUTPUT, "Ice probability chunks", POLYGONS))
         self.addParameter(
             QgsProcessingParameterFileDestination(
@@ -151,6 +168,7 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         quicklook = self.parameterAsFileOutput(parameters, self.QUICKLOOK, context)
         raster = self.parameterAsFileOutput(parameters, self.PROBABILITY, context)
         precision = PRECISIONS[self.parameterAsEnum(parameters, self.PRECISION, context)]
+        read_level = self.parameterAsEnum(parameters, self.READ_LEVEL, context) - 1  # -1: the model card's
 
         args = ["detect", product, "-o", output, "--threshold", str(threshold)]
         args += ["--model", model] if model else []
@@ -158,6 +176,7 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         args += ["--overlap", "auto"] if self.parameterAsBoolean(parameters, self.OVERLAP, context) else []
         args += ["--probability-raster", raster] if raster else []
         args += ["--precision", precision] if precision != "float32" else []
+        args += ["--read-level", str(read_level)] if read_level >= 0 else []
         self.run_cli(args, feedback)
         if Path(output).is_file():
             queue_geopackage(context, output, self.run_group(output), replace=output)

@@ -1,0 +1,111 @@
+"""Reading products at a JPEG2000 resolution level: the scale it asks for, the model card that says which level a
+model was trained at, training chunks identical to what detect then reads, and detect following the card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from marsice_plugin.cnn.model import card_read_level, load_model
+from marsice_plugin.cnn.preprocess import model_input, prepare
+from marsice_plugin.cnn.training_data import SPECIAL_DNS, decode_level
+from marsice_plugin.errors import ModelError
+from marsice_plugin.pipeline import DetectOptions, detect, read_scale, score_chunks
+from marsice_plugin.product import open_product
+from marsice_plugin.progress import Reporter
+from marsice_plugin.tiling import ChunkReader
+
+from .conftest import DEMO_MODEL
+
+
+@pytest.mark.parametrize(
+    ("level", "chunk", "size", "scale"),
+    [(0, 1024, 256, 1.0), (1, 1024, 256, 0.5), (2, 1024, 256, 0.25), (0, 512, 512, 1.0), (1, 512, 64, 0.5)],
+)
+def test_read_scale_is_one_over_two_to_the_level(level, chunk, size, scale):
+    assert read_scale(level, chunk, size) == scale
+
+
+@pytest.mark.parametrize(("level", "chunk", "size"), [(3, 1024, 256), (1, 1001, 256), (-1, 1024, 256)])
+def test_read_scale_refuses_levels_smaller_than_the_model_input(level, chunk, size):
+    with pytest.raises(ValueError, match="level"):
+        read_scale(level, chunk, size)
+
+
+def test_card_read_level_defaults_to_every_pixel_and_refuses_a_bad_card(tmp_path):
+    model = tmp_path / "m.keras"
+    assert card_read_level(model) == 0  # no card: what every model before the fast read was trained on
+    (tmp_path / "m.card.json").write_text(json.dumps({"model": "m.keras", "read_level": 2}))
+    assert card_read_level(model) == 2
+    (tmp_path / "m.card.json").write_text(json.dumps({"read_level": "two"}))
+    with pytest.raises(ModelError, match="read_level must be"):
+        card_read_level(model)
+    (tmp_path / "m.card.json").write_text("{not json")
+    with pytest.raises(ModelError, match="unreadable model card"):
+        card_read_level(model)
+
+
+def test_level_two_training_chunks_equal_what_detect_reads_at_level_two(tmp_path):
+    """Train/inference consistency: a rendered chunk encoded and decoded at level 2 is, pixel for pixel, the model
+    input detect builds from the written product's level 2 (same decoder, same repair, same normalisation)."""
+    from marsice_plugin.synthetic.product_writer import write_sample_product
+    from marsice_plugin.synthetic.scene import SceneConfig
+
+    sample = write_sample_product(
+        tmp_path, SceneConfig(width=1024, height=1024, seed=21, n_ice_boulder=3, n_hot_special=6, nodata_margin=0.0)
+    )
+    dn = decode_level(sample.scene.dn, 2)
+    assert dn.shape == (256, 256)
+    special = np.isin(dn, SPECIAL_DNS)
+    trained_on, _ = prepare(dn.astype(np.float32), ~special, dn == 0, 256, 256, 1023.0)
+    with open_product(sample.label_path) as product:
+        (chunk,) = list(ChunkReader(product, 1024, 0, scale=0.25, prefetch=False))
+        read = model_input(chunk.data, chunk.valid, chunk.nominal_size, 256, product.valid_max)
+    assert chunk.window.width == chunk.window.height == 1024
+    np.testing.assert_array_equal(trained_on, read)
+    # and the level is a reduced image of this scene: same mean DN, same pattern (the 5/3 wavelet low-pass is not
+    # an area average, and its grid sits 1.5 source pixels off the 4x4 blocks, hence no tighter figure)
+    full = sample.scene.dn.astype(np.float64).reshape(256, 4, 256, 4).mean(axis=(1, 3))
+    assert abs(dn.mean() - full.mean()) < 0.01 * full.mean()
+    assert np.corrcoef(full.ravel(), dn.astype(np.float64).ravel())[0, 1] > 0.5
+
+
+def test_detect_reads_the_level_the_model_card_names(sample_product, tmp_path):
+    model_path = tmp_path / "fast.keras"
+    shutil.copy(DEMO_MODEL, model_path)
+    (tmp_path / "fast.card.json").write_text(json.dumps({"model": "fast.keras", "read_level": 2}))
+    model = load_model(model_path)
+    with open_product(sample_product.label_path) as product:
+        level2 = score_chunks(product, model, DetectOptions(read_level=2), Reporter("quiet"))
+        level0 = score_chunks(product, model, DetectOptions(read_level=0), Reporter("quiet"))
+    result = detect(sample_product.label_path, tmp_path / "o.gpkg", DetectOptions(model_path=model_path))
+    p2 = np.array([s.probability for s in level2])
+    np.testing.assert_allclose([c.probability for c in result.chunks], p2, atol=1e-5)
+    assert np.abs(p2 - np.array([s.probability for s in level0])).max() > 1e-3  # the level changed the input
+    assert [c.window for c in result.chunks] == [s.window for s in level0]  # full-resolution windows either way
+    explicit = detect(
+        sample_product.label_path, tmp_path / "p.gpkg", DetectOptions(model_path=model_path, read_level=0)
+    )
+    np.testing.assert_allclose([c.probability for c in explicit.chunks], [s.probability for s in level0], atol=1e-5)
+
+
+def test_detect_refuses_a_read_level_below_the_model_input(sample_product, tmp_path, marsice_cli):
+    done = marsice_cli(
+        "detect",
+        str(sample_product.label_path),
+        "-o",
+        str(tmp_path / "o.gpkg"),
+        "--model",
+        str(DEMO_MODEL),
+        "--read-level",
+        "3",
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "marsice: error: demo_xception_256.keras: read level 3 gives 128-px chunks, fewer than the model's 256-px "
+        "input; use a level of at most 2"
+    ]
+    assert not (tmp_path / "o.gpkg").exists()
