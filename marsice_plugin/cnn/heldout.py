@@ -17,19 +17,28 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import brightness_baseline, summary
-from .model import load_model, model_input_size
+from .model import card_path, card_read_level, load_model, model_input_size
 from .training_data import synthetic_chunks
 
 HELDOUT_SEED = 500_000
 
 
 def evaluate_heldout(model_path: Path, count: int = 200, threshold: float = 0.6) -> dict:
-    """Chunk-level metrics of the model and the baseline's ROC-AUC on ``count`` held-out chunks."""
+    """Chunk-level metrics of the model and the baseline's ROC-AUC on ``count`` held-out chunks.
+
+    The chunks are decoded at the JPEG2000 level the model was trained at (its card's ``read_level``).
+    """
     model = load_model(model_path)
-    x, y, _ = synthetic_chunks(count, seed=HELDOUT_SEED, input_size=model_input_size(model))
+    level = card_read_level(model_path)
+    x, y, _ = synthetic_chunks(count, seed=HELDOUT_SEED, input_size=model_input_size(model), read_level=level)
     p = np.asarray(model.predict(x, batch_size=25, verbose=0)).reshape(-1)
     result = {
-        "heldout": {"source": "marsice synthetic chunks", "first_seed": HELDOUT_SEED, "count": count},
+        "heldout": {
+            "source": "marsice synthetic chunks",
+            "first_seed": HELDOUT_SEED,
+            "count": count,
+            "read_level": level,
+        },
         "model": summary(y, p, threshold),
         "brightness_baseline_roc_auc": summary(y, brightness_baseline(x), 0.5)["roc_auc"],
         "threshold": threshold,
@@ -41,10 +50,10 @@ def main(argv: list[str]) -> int:
     model_path = Path(argv[0])
     count = int(argv[1]) if len(argv) > 1 else 200
     result = evaluate_heldout(model_path, count)
-    card_path = model_path.with_suffix("").with_suffix(".card.json")
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    path = card_path(model_path)
+    card = json.loads(path.read_text()) if path.exists() else {}
     card["heldout_evaluation"] = result
-    card_path.write_text(json.dumps(card, indent=1))
+    path.write_text(json.dumps(card, indent=1))
     print(json.dumps(result, indent=1))
     return 0
 
