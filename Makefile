@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 comma := ,
 DEMO_DIR ?= demo_output
 
-.PHONY: setup apt demo test lint format zip demo-model model clean
+.PHONY: setup apt demo test lint format zip demo-model model model-level2 clean
 
 setup: apt $(STAMP)
 
@@ -61,6 +61,13 @@ demo-model: setup
 model: setup
 	$(VENV)/bin/marsice train --synthetic 1600 --data-seed 30000 --init models/demo_xception_256.keras --epochs 8 \
 	  --learning-rate 3e-4 --augment sun --keep-best -o models/marsice_xception_256.keras
+
+# The fast-read detector: the shipped weights fine-tuned on 2,000 chunks decoded at JPEG2000 level 2, as
+# 'marsice detect' then reads products (its card's read_level); see its model card.
+model-level2: setup
+	$(VENV)/bin/marsice train --synthetic 2000 --data-seed 32000 --read-level 2 \
+	  --init models/marsice_xception_256.keras --epochs 8 --learning-rate 3e-4 --augment sun --keep-best \
+	  -o models/marsice_xception_256_level2.keras
 
 # An installable plugin zip: the package folder with metadata.txt inside (symlinks resolved).
 zip:

@@ -7,8 +7,8 @@ Not a test: it times things and takes a few minutes. It prints
 * the pipeline's rate on a generated product (decode → repair → reduce → model) in its serial form
   and overlapped (:mod:`marsice_plugin.cnn.inference`: feeder thread + bounded queue), with the ratio
   to the bare model (target ≥ 0.8);
-* one end-to-end ``detect`` of the product (stitching, candidates, GeoPackage included) in
-  megapixels/s and chunks/s, and the peak RSS of the process;
+* one end-to-end ``detect`` of the product at the level the model's card names (stitching,
+  candidates, GeoPackage included) in megapixels/s and chunks/s, and the peak RSS of the process;
 * with ``--read-levels 1 2``: the overlapped rate when the reader decodes that JPEG2000 resolution
   level instead of every pixel (:func:`marsice_plugin.pipeline.read_scale`), its ratio to the bare
   model and its agreement with level 0 on the product's chunks;
@@ -21,6 +21,7 @@ Not a test: it times things and takes a few minutes. It prints
 Usage::
 
     .venv/bin/python bench/inference.py [--model models/X.keras] [--size 4096] [--batch 16] [--repeat 2]
+        [--read-levels 2] [--precision mixed_bfloat16]
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> int:
-    from marsice_plugin.cnn.model import keras_module, load_model, model_input_size, with_precision
+    from marsice_plugin.cnn.model import card_read_level, keras_module, load_model, model_input_size, with_precision
     from marsice_plugin.pipeline import DetectOptions, default_model_path, detect, score_chunks
     from marsice_plugin.product import open_product
     from marsice_plugin.progress import Reporter
@@ -65,7 +66,11 @@ def main() -> int:
     model = load_model(model_path)
     size = model_input_size(model)
     work = args.workdir or Path(tempfile.mkdtemp(prefix="marsice-bench-inference-"))
-    print(f"model {model_path.name}: input {size}x{size}, {model.count_params():,} parameters")
+    print(
+        f"model {model_path.name}: input {size}x{size}, {model.count_params():,} parameters, trained on chunks read at "
+        f"JPEG2000 level {card_read_level(model_path)} (the pipeline rows read level 0; '--read-levels' adds others; "
+        "agreement with level 0 only means something for a model trained at level 0)"
+    )
     print(
         f"cpus visible {os.cpu_count()}, TF intra-op {tf.config.threading.get_intra_op_parallelism_threads()} "
         f"inter-op {tf.config.threading.get_inter_op_parallelism_threads()} (0 = TF's default: all cores)"

@@ -32,12 +32,13 @@ from .vectors import transform_geometry, window_footprint
 DEFAULT_THRESHOLD = 0.6
 
 #: The model ``marsice detect`` uses when none is given (trained on generated scenes only; its card is
-#: models/marsice_xception_256.md). The demo weights it was fine-tuned from stay in models/ for the tests.
-DEFAULT_MODEL_NAME = "marsice_xception_256.keras"
+#: models/marsice_xception_256_level2.md): it reads products at JPEG2000 level 2, three times faster than a
+#: full decode. The full-read model and the demo weights it descends from stay in models/ (the tests use the latter).
+DEFAULT_MODEL_NAME = "marsice_xception_256_level2.keras"
 
 
 def default_model_path() -> Path:
-    """The shipped model: ``$MARSICE_MODEL`` or ``models/marsice_xception_256.keras`` of this checkout."""
+    """The shipped model: ``$MARSICE_MODEL`` or ``models/marsice_xception_256_level2.keras`` of this checkout."""
     import os
 
     env = os.environ.get("MARSICE_MODEL")

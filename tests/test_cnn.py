@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from marsice_plugin.cnn.metrics import brightness_baseline, confusion, roc_auc, summary
-from marsice_plugin.cnn.model import build_model, load_model, model_input_size
+from marsice_plugin.cnn.model import build_model, card_read_level, load_model, model_input_size
 from marsice_plugin.cnn.preprocess import prepare, reduce
 from marsice_plugin.errors import ModelError
 
@@ -39,22 +39,24 @@ def test_shipped_demo_model_loads_safely_and_predicts_in_range():
 
 
 def test_default_model_is_the_shipped_detector_with_its_card():
-    """detect's default is models/marsice_xception_256.keras: safe to load, 256 px input, inference-only weights,
-    and its card's evaluation is the file beside it."""
+    """detect's default is models/marsice_xception_256_level2.keras: safe to load, 256 px input, inference-only
+    weights, read at JPEG2000 level 2 as its card says, and its card's evaluation is the file beside it."""
     import json
     import zipfile
 
     from marsice_plugin.pipeline import default_model_path
 
     path = default_model_path()
-    assert path.name == "marsice_xception_256.keras" and path.parent.name == "models"
+    assert path.name == "marsice_xception_256_level2.keras" and path.parent.name == "models"
+    assert card_read_level(path) == 2
     assert model_input_size(load_model(path)) == 256
     with zipfile.ZipFile(path) as saved:
         assert saved.getinfo("model.weights.h5").file_size < 12_000_000  # 2.73 M float32 weights, no Adam moments
     card = json.loads(path.with_suffix(".card.json").read_text())
-    assert card["training"]["init"] == "models/demo_xception_256.keras" and card["saved_epoch"]["epoch"] == 6
-    report = json.loads(path.with_name("marsice_xception_256.evaluation.json").read_text())
+    assert card["training"]["init"] == "models/marsice_xception_256.keras" and card["saved_epoch"]["epoch"] == 8
+    report = json.loads(path.with_name("marsice_xception_256_level2.evaluation.json").read_text())
     assert report["evaluation_set"] == "evaluation_set_v1" and report["model"] == path.name
+    assert report["read_level"] == 2
     assert f"{report['chunks']['roc_auc']:.3f}" in path.with_suffix(".md").read_text()
 
 

@@ -241,3 +241,15 @@ def test_train_cli_from_folders(marsice_cli, tmp_path):
     assert card["training"]["bn_momentum"] == pytest.approx(0.9)  # the started-from net's, not the 0.99 default
     proc = marsice_cli("train", str(tmp_path / "data"), "-o", str(tuned), "--init", str(out), "--input-size", "128")
     assert proc.returncode != 0 and "leave out --input-size or pass 64" in proc.stderr.strip().splitlines()[-1]
+
+    # The card records the read level; starting from a model read at another level is said, not silently mixed.
+    assert card["read_level"] == 0
+    start = json.loads(out.with_suffix(".card.json").read_text())
+    out.with_suffix(".card.json").write_text(json.dumps({**start, "read_level": 2}))
+    proc = marsice_cli(
+        "--progress", "json", "train", str(tmp_path / "data"), "-o", str(tuned), "--init", str(out), "--epochs", "1"
+    )
+    assert proc.returncode == 0, proc.stderr
+    warnings = [json.loads(line)["message"] for line in proc.stdout.splitlines() if '"warning"' in line]
+    assert any("read at JPEG2000 level 2, these are read at level 0" in w for w in warnings), warnings
+    assert json.loads(tuned.with_suffix(".card.json").read_text())["read_level"] == 0

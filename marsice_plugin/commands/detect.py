@@ -20,7 +20,9 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("product", type=Path, help="HiRISE PDS3 label (.LBL beside its .JP2) or a GDAL raster in a Mars CRS")
     p.add_argument("-o", "--output", type=Path, required=True, help="output GeoPackage (.gpkg)")
-    p.add_argument("--model", type=Path, default=None, help="Keras model (default: models/marsice_xception_256.keras)")
+    p.add_argument(
+        "--model", type=Path, default=None, help="Keras model (default: models/marsice_xception_256_level2.keras)"
+    )
     p.add_argument("--threshold", type=float, default=0.6, help="probability threshold (paper: 0.6)")
     p.add_argument("--chunk-size", type=int, default=1024, help="chunk size in pixels (paper: 1024)")
     p.add_argument(

@@ -42,7 +42,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes of the local cluster")
     p.add_argument("--threads-per-worker", type=int, default=1, help="threads per worker (TensorFlow pools too)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this running Dask scheduler instead")
-    p.add_argument("--model", type=Path, default=None, help="Keras model (default: models/marsice_xception_256.keras)")
+    p.add_argument(
+        "--model", type=Path, default=None, help="Keras model (default: models/marsice_xception_256_level2.keras)"
+    )
     p.add_argument("--threshold", type=float, default=0.6, help="probability threshold (paper: 0.6)")
     p.add_argument("--no-terrain", action="store_true", help="do not look for DTMs or add terrain attributes")
     p.add_argument("--keep-downloads", action="store_true", help="keep each product's raw files after its commit")

@@ -58,6 +58,16 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     if (args.data is None) == (args.synthetic is None):
         raise TrainingDataError("give either DATA (folders 0/ and 1/, or a labelled tile index) or --synthetic N")
     args.input_size = resolve_input_size(args.input_size, args.init)
+    if args.init is not None:
+        from ..cnn.model import card_read_level
+
+        init_level = card_read_level(args.init)
+        if init_level != args.read_level:
+            reporter.log(
+                f"{args.init.name} was trained on chunks read at JPEG2000 level {init_level}, these are read at level "
+                f"{args.read_level} (--read-level); the new model will be read at level {args.read_level}",
+                level="warning",
+            )
     if args.synthetic is not None:
         from ..cnn.training_data import synthetic_chunks
 

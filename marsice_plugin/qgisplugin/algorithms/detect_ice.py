@@ -47,8 +47,8 @@ season (solar longitude), latitude and colour or spectral data before calling th
 <dt>HiRISE product</dt><dd>A PDS3 label (<tt>.LBL</tt>) of a map-projected HiRISE RDR with its \
 <tt>.JP2</tt> image beside it, or any GDAL raster already in a Mars coordinate reference system.</dd>
 <dt>CNN model</dt><dd>A Keras <tt>.keras</tt> model file. Leave empty to use the model shipped with \
-MarsIce (trained on generated scenes only, see models/marsice_xception_256.md: fine-tune it on chunks you labelled \
-with <i>Train model</i> before trusting it for science).</dd>
+MarsIce (trained on generated scenes only, see models/marsice_xception_256_level2.md: fine-tune it on chunks you \
+labelled with <i>Train model</i> before trusting it for science).</dd>
 <dt>Probability threshold</dt><dd>Chunks scoring at or above it are flagged as candidates. 0.6 is \
 the value used in the paper; lower it to miss fewer faint patches at the cost of more false alarms.</dd>
 <dt>Overlap chunks</dt><dd>The paper cut images into chunks that do not overlap, so a patch on a chunk \
