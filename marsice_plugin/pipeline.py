@@ -146,7 +146,8 @@ def read_scale(read_level: int, chunk_size: int, input_size: int) -> float:
     """The chunk reader's ``scale`` for a JPEG2000 resolution level to decode (0: every pixel).
 
     Level 0 decodes every pixel, repairs special values and outliers at full resolution, then
-    block-averages to the model's input (what the shipped models were trained on). Level ``L`` asks
+    block-averages to the model's input (what ``marsice_xception_256.keras`` was trained on; the default
+    ``marsice_xception_256_level2.keras`` was trained at level 2, as its card says). Level ``L`` asks
     the decoder for the image at 1/2**L of the resolution (a quarter of the pixels per level, so the
     reader keeps pace with the model on two cores), repairs there and block-averages the rest of the
     way. Its pixels are the wavelet low-pass rather than an area average, and a hot pixel is already
@@ -171,7 +172,10 @@ def score_chunks(
 
     With ``overlapped`` (the default) chunks are prepared in a feeder thread while the model scores
     the previous batch (:mod:`marsice_plugin.cnn.inference`); ``overlapped=False`` is the serial
-    form, kept as the bench's baseline. Both give the same probabilities.
+    form, kept as the bench's baseline. Both give the same probabilities. ``options.read_level`` picks
+    the JPEG2000 level decoded (:func:`read_scale`); None takes it from the card of
+    ``options.model_path`` (0 without one), so a model is read the way it was trained. Chunk windows
+    are full-resolution windows at every level.
     """
     from .cnn.inference import Feeder, batches, predict
     from .cnn.model import card_read_level, model_input_size
