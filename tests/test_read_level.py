@@ -109,3 +109,20 @@ def test_detect_refuses_a_read_level_below_the_model_input(sample_product, tmp_p
         "input; use a level of at most 2"
     ]
     assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_default_model_read_at_level_two_ranks_ice_chunks_above_ice_free_ones(sample_product, tmp_path):
+    """The shipped default, read as its card says, on a known scene: every chunk without planted ice scores below
+    every chunk with some, and every chunk it flags (>= 0.6) holds ice (the paper's image-level failure was the
+    opposite: flags without ice)."""
+    from marsice_plugin.pipeline import default_model_path
+    from marsice_plugin.truth import chunk_truth
+
+    assert card_read_level(default_model_path()) == 2
+    result = detect(sample_product.label_path, tmp_path / "o.gpkg", DetectOptions(overlap=None))
+    truth = chunk_truth(sample_product.scene.ice, result.chunks)
+    ice = [c.probability for c in result.chunks if truth[(c.chunk_row, c.chunk_col)]]
+    free = [c.probability for c in result.chunks if not truth[(c.chunk_row, c.chunk_col)]]
+    assert len(result.chunks) == 12 and len(free) == 2
+    assert max(free) < min(ice)
+    assert all(truth[(c.chunk_row, c.chunk_col)] for c in result.above) and len(result.above) >= 5
