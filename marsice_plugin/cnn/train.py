@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .model import build_model, compile_model, keras_module
+from .model import build_model, card_path, compile_model, keras_module
 
 
 @dataclass
@@ -178,7 +178,7 @@ def train(
     if config.keep_best and "val_loss" in history:
         best = int(np.argmin(history["val_loss"]))
         card["saved_epoch"] = {"epoch": best + 1, **{k: v[best] for k, v in history.items()}}
-    Path(f"{stem}.card.json").write_text(json.dumps(card, indent=1))
+    card_path(out_path).write_text(json.dumps(card, indent=1))
     return history
 
 
