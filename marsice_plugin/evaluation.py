@@ -123,8 +123,8 @@ def evaluate(
     metrics the report holds two of its failure modes measured directly: chunks flagged without any
     ice that contain planted hot pixels, and recall on patches cut by the paper's chunk grid.
     """
-    from .cnn.model import card_read_level, load_model
-    from .pipeline import DetectOptions, score_chunks
+    from .cnn.model import load_model, model_input_size
+    from .pipeline import DetectOptions, model_read_level, score_chunks
     from .product import open_product
     from .truth import chunk_truth
 
@@ -133,9 +133,8 @@ def evaluate(
     reporter.progress(0, f"rendering {spec['name']}")
     products = render_set(spec, cache, limit)
     model = load_model(model_path)
-    if read_level is None:
-        read_level = card_read_level(model_path)
-    options = DetectOptions(threshold=threshold, overlap=overlap, read_level=read_level)
+    options = DetectOptions(model_path=Path(model_path), threshold=threshold, overlap=overlap, read_level=read_level)
+    read_level = model_read_level(options, model_input_size(model))
     records: list[ChunkRecord] = []
     images = []
     hot_false_flags = 0

@@ -165,6 +165,26 @@ def read_scale(read_level: int, chunk_size: int, input_size: int) -> float:
     return 1.0 / f
 
 
+def model_read_level(options: DetectOptions, input_size: int) -> int:
+    """The JPEG2000 level to decode: ``options.read_level``, else the level in the model's card.
+
+    The one place where "None" becomes a level: the card of ``options.model_path`` (0 without a
+    model path or a card), so a model is read the way it was trained. The level is checked against
+    the model's input size here, and a level the model cannot take is a :class:`ModelError` naming it.
+    """
+    from .cnn.model import card_read_level
+
+    level = options.read_level
+    if level is None:
+        level = card_read_level(options.model_path) if options.model_path else 0
+    try:
+        read_scale(level, options.chunk_size, input_size)
+    except ValueError as exc:
+        name = Path(options.model_path).name if options.model_path else "the model"
+        raise ModelError(f"{name}: {exc}") from exc
+    return level
+
+
 def score_chunks(
     product: Product, model: Any, options: DetectOptions, reporter: Reporter, overlapped: bool = True
 ) -> list[ChunkScore]:
@@ -178,19 +198,19 @@ def score_chunks(
     are full-resolution windows at every level.
     """
     from .cnn.inference import Feeder, batches, predict
-    from .cnn.model import card_read_level, model_input_size
+    from .cnn.model import model_input_size
 
     input_size = model_input_size(model)
-    read_level = options.read_level
-    if read_level is None:  # the level the model was trained at, when its card is known
-        read_level = card_read_level(options.model_path) if options.model_path else 0
+    read_level = model_read_level(options, input_size)
+    if options.read_level is None and read_level:
+        reporter.log(f"decoding JPEG2000 level {read_level}, as {Path(options.model_path or '').name} was trained")
     reader = ChunkReader(
         product,
         options.chunk_size,
         options.overlap,
         options.max_center_nodata,
         options.max_nodata,
-        scale=read_scale(read_level, options.chunk_size, input_size),
+        scale=1.0 / 2**read_level,
     )
     total = len(reader)
     results: list[ChunkScore] = []
@@ -389,7 +409,7 @@ def detect(
     probability_raster: str | Path | None = None,
 ) -> DetectResult:
     """Score every chunk of a product and write the ``chunks`` layer (and optionally a quick-look PNG)."""
-    from .cnn.model import card_read_level, load_model, model_input_size, with_precision
+    from .cnn.model import load_model, model_input_size, with_precision
 
     options = options or DetectOptions()
     reporter = reporter or Reporter("quiet")
@@ -398,6 +418,7 @@ def detect(
     if not 0.0 <= options.threshold <= 1.0:
         raise ValueError(f"threshold must be within 0..1, got {options.threshold}")
     model_path = Path(options.model_path) if options.model_path else default_model_path()
+    options = replace(options, model_path=model_path)
     reporter.progress(0, f"opening {Path(product_path).name}")
     with open_product(product_path) as product:
         reporter.log(
@@ -413,14 +434,6 @@ def detect(
                 f"{model_path.name} takes {input_size}-px inputs, larger than the {options.chunk_size}-px chunks; "
                 "use a larger --chunk-size or a model trained for smaller inputs"
             )
-        if options.read_level is None:
-            options = replace(options, read_level=card_read_level(model_path))
-            if options.read_level:
-                reporter.log(f"decoding JPEG2000 level {options.read_level}, as {model_path.name} was trained")
-        try:
-            read_scale(options.read_level or 0, options.chunk_size, input_size)
-        except ValueError as exc:
-            raise ModelError(f"{model_path.name}: {exc}") from exc
         result = DetectResult(product.product_id, Path(output), options.threshold)
         result.chunks = score_chunks(product, model, options, reporter)
         reporter.progress(90, "outlining bright patches in flagged chunks")

@@ -253,3 +253,39 @@ def test_train_cli_from_folders(marsice_cli, tmp_path):
     warnings = [json.loads(line)["message"] for line in proc.stdout.splitlines() if '"warning"' in line]
     assert any("read at JPEG2000 level 2, these are read at level 0" in w for w in warnings), warnings
     assert json.loads(tuned.with_suffix(".card.json").read_text())["read_level"] == 0
+
+
+def test_edge_band_is_a_skewed_strip_margin_on_one_side():
+    from marsice_plugin.cnn.training_data import edge_band
+
+    for seed in range(20):
+        band = edge_band(np.random.default_rng(seed), 200)
+        widths = band.sum(axis=1)
+        assert widths.min() >= 0.03 * 200 - 1 and widths.max() <= 0.25 * 200 + 1
+        assert np.all(np.abs(np.diff(widths)) <= 1)  # straight, skewed edge: width changes linearly down the rows
+        left = band[:, 0].all()
+        assert left != band[:, -1].all()  # black on exactly one side
+        cols = np.arange(200)
+        for row, w in zip(band, widths, strict=True):  # contiguous from that side
+            expected = cols < w if left else cols >= 200 - w
+            np.testing.assert_array_equal(row, expected)
+
+
+def test_edge_nodata_blacks_out_a_band_and_takes_its_ice_out_of_the_label():
+    from marsice_plugin.cnn.training_data import render_chunk, synthetic_chunks
+
+    banded = 0
+    for seed in range(3200, 3206, 2):  # chunks planted with ice
+        dn0, ice0, sun0 = render_chunk(seed, 256, True)
+        dn1, ice1, sun1 = render_chunk(seed, 256, True, edge_nodata=1.0)
+        band = dn1 == 0
+        assert band[:, 0].all() or band[:, -1].all()
+        np.testing.assert_array_equal(dn1[~band], dn0[~band])  # the same scene outside the band
+        np.testing.assert_array_equal(ice1, ice0 & ~band)  # no ice label under no-data
+        assert sun1 == sun0
+        banded += int(band.any())
+    assert banded == 3
+    never = [render_chunk(seed, 256, True, edge_nodata=0.0)[0] for seed in range(3200, 3203)]
+    assert all((dn > 0).all() for dn in never)  # edge_nodata 0: the renderer's chunks, unchanged
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        synthetic_chunks(2, seed=3200, size=256, input_size=64, workers=1, edge_nodata=1.5)

@@ -13,7 +13,7 @@ from marsice_plugin.cnn.model import card_read_level, load_model
 from marsice_plugin.cnn.preprocess import model_input, prepare
 from marsice_plugin.cnn.training_data import SPECIAL_DNS, decode_level
 from marsice_plugin.errors import ModelError
-from marsice_plugin.pipeline import DetectOptions, detect, read_scale, score_chunks
+from marsice_plugin.pipeline import DetectOptions, detect, model_read_level, read_scale, score_chunks
 from marsice_plugin.product import open_product
 from marsice_plugin.progress import Reporter
 from marsice_plugin.tiling import ChunkReader
@@ -126,3 +126,27 @@ def test_default_model_read_at_level_two_ranks_ice_chunks_above_ice_free_ones(sa
     assert len(result.chunks) == 12 and len(free) == 2
     assert max(free) < min(ice)
     assert all(truth[(c.chunk_row, c.chunk_col)] for c in result.above) and len(result.above) >= 5
+
+
+def test_model_read_level_takes_the_card_unless_told_and_names_the_model_it_refuses(tmp_path):
+    model_path = tmp_path / "fast.keras"
+    (tmp_path / "fast.card.json").write_text(json.dumps({"model": "fast.keras", "read_level": 2}))
+    assert model_read_level(DetectOptions(model_path=model_path), 256) == 2
+    assert model_read_level(DetectOptions(model_path=model_path, read_level=1), 256) == 1
+    assert model_read_level(DetectOptions(), 256) == 0  # no model path, no card: every pixel
+    with pytest.raises(ModelError, match=r"^fast\.keras: read level 2 gives 256-px chunks, fewer than .* 512-px"):
+        model_read_level(DetectOptions(model_path=model_path), 512)
+
+
+def test_evaluate_reports_the_level_it_read_from_the_model_card(tmp_path):
+    from marsice_plugin.evaluation import evaluate
+
+    model_path = tmp_path / "fast.keras"
+    shutil.copy(DEMO_MODEL, model_path)
+    (tmp_path / "fast.card.json").write_text(json.dumps({"model": "fast.keras", "read_level": 2}))
+    report = evaluate(model_path, tmp_path / "cache", limit=1)
+    assert report["read_level"] == 2
+    explicit = evaluate(model_path, tmp_path / "cache", limit=1, read_level=0)
+    assert explicit["read_level"] == 0
+    assert report["chunks"]["n"] == explicit["chunks"]["n"] == 4
+    assert report["_curve"]["p"] != explicit["_curve"]["p"]  # the level changed what the model saw

@@ -13,6 +13,13 @@ With ``read_level`` L > 0 each chunk is encoded as the products are (10-bit loss
 sample writer's settings) and decoded at resolution level L, then repaired and reduced exactly as
 ``marsice detect --read-level L`` does: a model meant for the fast read learns the wavelet low-pass
 (and hot pixels already blended into it) that it will see, not an area average.
+
+With ``edge_nodata`` P > 0 a fraction P of the chunks lose a skewed band along their left or right
+side to no-data (DN 0), as the chunks along a map-projected strip's edges do: every chunk of a product
+whose swath is narrower than its bounding box touches the black margin. The band is drawn from its own
+random stream (``(seed, 1)``), so the scene itself is the one P = 0 renders; ice under the band is
+gone from the label too. Measured on 160 level-2 chunks: the default level-2 model, trained without
+such bands, drops from ROC-AUC 0.962 to 0.937 when they are added.
 """
 
 from __future__ import annotations
@@ -82,16 +89,43 @@ def decode_level(dn: np.ndarray, level: int) -> np.ndarray:
             return ds.read(1)
 
 
-def _render_one(args: tuple[int, int, int, bool, int, int]) -> tuple[np.ndarray, int, float]:
-    seed, size, input_size, with_ice, min_ice_pixels, read_level = args
+def edge_band(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A strip-edge no-data band: skewed, 3–25 % of the chunk wide, on its left or right side.
+
+    Map-projected strips are skewed parallelograms inside their bounding box, so a chunk at the edge
+    holds a black trapezoid whose width changes linearly down the chunk.
+    """
+    top, bottom = rng.uniform(0.03, 0.25, size=2) * size
+    rows = np.arange(size, dtype=np.float32)[:, None]
+    width = top + (bottom - top) * rows / max(size - 1, 1)
+    band = np.arange(size, dtype=np.float32)[None, :] < width
+    return band[:, ::-1] if rng.random() < 0.5 else band
+
+
+def render_chunk(
+    seed: int, size: int, with_ice: bool, read_level: int = 0, edge_nodata: float = 0.0
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """One training chunk's DNs (as decoded at ``read_level``), its full-size ice truth and sun azimuth."""
     rng = np.random.default_rng(seed)
     config = random_chunk_config(rng, seed, size, with_ice)
     scene = render(config)
-    dn = scene.dn if read_level == 0 else decode_level(scene.dn, read_level)
+    dn, ice = scene.dn, scene.ice
+    edge_rng = np.random.default_rng((seed, 1))
+    if edge_nodata > 0 and edge_rng.random() < edge_nodata:
+        band = edge_band(edge_rng, size)
+        dn = np.where(band, 0, dn).astype(dn.dtype)
+        ice = ice & ~band
+    if read_level:
+        dn = decode_level(dn, read_level)
+    return dn, ice, config.sun_azimuth
+
+
+def _render_one(args: tuple[int, int, int, bool, int, int, float]) -> tuple[np.ndarray, int, float]:
+    seed, size, input_size, with_ice, min_ice_pixels, read_level, edge_nodata = args
+    dn, ice, sun_azimuth = render_chunk(seed, size, with_ice, read_level, edge_nodata)
     special = np.isin(dn, SPECIAL_DNS)
     x, _ = prepare(dn.astype(np.float32), ~special, dn == 0, dn.shape[0], input_size, 1023.0)
-    label = int(scene.ice.sum() >= min_ice_pixels)
-    return x, label, config.sun_azimuth
+    return x, int(ice.sum() >= min_ice_pixels), sun_azimuth
 
 
 def synthetic_chunks(
@@ -102,13 +136,19 @@ def synthetic_chunks(
     min_ice_pixels: int = 16,
     workers: int = 2,
     read_level: int = 0,
+    edge_nodata: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Render ``count`` chunks (half planted with ice); return model inputs, labels and sun azimuths."""
+    """Render ``count`` chunks (half planted with ice); return model inputs, labels and sun azimuths.
+
+    ``edge_nodata`` is the fraction of chunks given a strip-edge no-data band (module docstring).
+    """
     if seed + 2 * count >= EVALUATION_SEED_BASE:
         raise ValueError("training seeds would overlap the reserved evaluation seeds")
     if read_level < 0 or size % 2**read_level or size // 2**read_level < input_size:
         raise ValueError(f"read level {read_level} of {size}-px chunks is smaller than the {input_size}-px input")
-    jobs = [(seed + i, size, input_size, i % 2 == 0, min_ice_pixels, read_level) for i in range(count)]
+    if not 0.0 <= edge_nodata <= 1.0:
+        raise ValueError(f"edge_nodata is a fraction of the chunks, between 0 and 1, not {edge_nodata}")
+    jobs = [(seed + i, size, input_size, i % 2 == 0, min_ice_pixels, read_level, edge_nodata) for i in range(count)]
     if workers > 1:
         with ProcessPoolExecutor(workers) as pool:
             results = list(pool.map(_render_one, jobs, chunksize=4))

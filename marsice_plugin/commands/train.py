@@ -42,6 +42,14 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--data-seed", type=int, default=1000, help="first scene seed of --synthetic chunks")
     p.add_argument(
+        "--edge-nodata",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="fraction of --synthetic chunks given a strip-edge no-data band, as chunks along a product's "
+        "black margins have (0.5 for the shipped level-2 model)",
+    )
+    p.add_argument(
         "--read-level",
         type=int,
         default=0,
@@ -73,9 +81,15 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
 
         reporter.progress(0, f"rendering {args.synthetic} training chunks")
         x, y, sun = synthetic_chunks(
-            args.synthetic, seed=args.data_seed, input_size=args.input_size, read_level=args.read_level
+            args.synthetic,
+            seed=args.data_seed,
+            input_size=args.input_size,
+            read_level=args.read_level,
+            edge_nodata=args.edge_nodata,
         )
         data = {"source": "marsice synthetic chunks", "chunks": args.synthetic, "first_seed": args.data_seed}
+        if args.edge_nodata:
+            data["edge_nodata"] = args.edge_nodata
     else:
         reporter.progress(0, f"reading labelled chunks from {args.data}")
         chunks = load_labelled(args.data, args.input_size, args.label_field, args.valid_max)
