@@ -75,16 +75,12 @@ def decode_level(dn: np.ndarray, level: int) -> np.ndarray:
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
-    from ..synthetic.product_writer import JP2_OPTIONS
+    from ..synthetic.product_writer import write_jp2
 
     with tempfile.TemporaryDirectory(prefix="marsice-level-") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         path = Path(tmp) / "chunk.jp2"
-        h, w = dn.shape
-        with rasterio.open(
-            path, "w", driver="JP2OpenJPEG", width=w, height=h, count=1, dtype="uint16", **JP2_OPTIONS
-        ) as ds:
-            ds.write(dn.astype(np.uint16), 1)
+        write_jp2(path, dn)
         with rasterio.open(path, OVERVIEW_LEVEL=str(level - 1)) as ds:
             return ds.read(1)
 

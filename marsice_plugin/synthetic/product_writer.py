@@ -23,6 +23,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyproj
@@ -130,7 +131,7 @@ def write_sample_product(
 
     label = parse_label_text(label_text, label_path)
     crs, transform = label_crs(label), label_transform(label)
-    _write_jp2(image_path, scene.dn, crs, transform)
+    write_jp2(image_path, scene.dn, crs, transform)
     label_path.write_text(label_text, encoding="ascii")
     _write_truth(truth_path, scene, crs, transform, pid)
     dtm_path = None
@@ -141,10 +142,17 @@ def write_sample_product(
     return SampleProduct(pid, label_path, image_path, truth_path, scene, dtm_path)
 
 
-def _write_jp2(path: Path, dn: np.ndarray, crs, transform) -> None:
+def write_jp2(path: Path, dn: np.ndarray, crs: Any = None, transform: Any = None) -> None:
+    """Write 10-bit DNs as the products are written (``JP2_OPTIONS``), atomically.
+
+    Products pass their Mars CRS and transform; training chunks (``training_data.decode_level``) pass
+    neither: they go through this same encoder so the wavelet levels they are trained on are the ones
+    detect decodes from a product.
+    """
     import rasterio
     from rasterio.crs import CRS
 
+    georef = {} if crs is None else {"crs": CRS.from_wkt(crs.to_wkt()), "transform": transform}
     tmp = path.with_name(path.name + ".partial")
     with rasterio.open(
         tmp,
@@ -154,11 +162,10 @@ def _write_jp2(path: Path, dn: np.ndarray, crs, transform) -> None:
         height=dn.shape[0],
         count=1,
         dtype="uint16",
-        crs=CRS.from_wkt(crs.to_wkt()),
-        transform=transform,
+        **georef,
         **JP2_OPTIONS,
     ) as ds:
-        ds.write(dn, 1)
+        ds.write(dn.astype(np.uint16, copy=False), 1)
     tmp.replace(path)
     aux = tmp.with_name(tmp.name + ".aux.xml")
     aux.unlink(missing_ok=True)
