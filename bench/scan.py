@@ -14,7 +14,7 @@ can bound the ratio).
 
 Usage::
 
-    .venv/bin/python bench/scan.py [--products 8] [--size 2048] [--model models/X.keras]
+    .venv/bin/python bench/scan.py [--products 8] [--size 2048] [--model models/X.keras] [--overlap auto|0]
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def generate(folder: Path, n: int, size: int) -> list[str]:
     return ids
 
 
-def jobs_for(ids: list[str], folder: Path, base: str, cache: Path, model: Path) -> list:
+def jobs_for(ids: list[str], folder: Path, base: str, cache: Path, model: Path, overlap: int | None) -> list:
     from marsice_plugin.catalogue.download import FileRequest
     from marsice_plugin.scan.tasks import ProductJob
 
@@ -64,11 +64,13 @@ def jobs_for(ids: list[str], folder: Path, base: str, cache: Path, model: Path) 
             FileRequest.from_url(pid, f"{base}/{pid}{ext}", (folder / f"{pid}{ext}").stat().st_size // 1024)
             for ext in (".JP2", ".LBL")
         )
-        jobs.append(ProductJob(pid, files, str(cache), str(model), threads=1))
+        jobs.append(ProductJob(pid, files, str(cache), str(model), overlap=overlap, threads=1))
     return jobs
 
 
-def run_once(workers: int, ids: list[str], folder: Path, base: str, model: Path, work: Path) -> dict:
+def run_once(
+    workers: int, ids: list[str], folder: Path, base: str, model: Path, work: Path, overlap: int | None
+) -> dict:
     from distributed import Client, LocalCluster
 
     from marsice_plugin.scan.runner import THREAD_VARIABLES, run_scan
@@ -87,20 +89,23 @@ def run_once(workers: int, ids: list[str], folder: Path, base: str, model: Path,
         startup = time.perf_counter() - t0
         cache, out = work / f"cache{workers}", work / f"scan{workers}.gpkg"
         t1 = time.perf_counter()
-        report = run_scan(jobs_for(ids, folder, base, cache, model), out, client=client)
+        report = run_scan(jobs_for(ids, folder, base, cache, model, overlap), out, client=client)
         scan = time.perf_counter() - t1
     assert report.summary.committed == len(ids), report.summary.table()
     return {"load": load, "startup": startup, "scan": scan, "workers": report.workers, "chunks": report.summary.chunks}
 
 
 def main() -> int:
+    from marsice_plugin.commands.arguments import overlap_arg
     from marsice_plugin.pipeline import default_model_path
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--products", type=int, default=8)
     parser.add_argument("--size", type=int, default=2048, help="product width and height in pixels")
     parser.add_argument("--model", type=Path, default=default_model_path())
+    parser.add_argument("--overlap", default="auto", help="chunk overlap as 'marsice scan --overlap' takes it")
     args = parser.parse_args()
+    overlap = overlap_arg(args.overlap)
 
     with tempfile.TemporaryDirectory(prefix="marsice-bench-scan-") as tmp:
         work = Path(tmp)
@@ -115,7 +120,7 @@ def main() -> int:
               "(OMP/MKL/OpenBLAS_NUM_THREADS=1, TF intra-op=1, inter-op=1)")  # fmt: skip
         results = {}
         for workers in (1, 2):
-            r = run_once(workers, ids, folder, base, args.model, work)
+            r = run_once(workers, ids, folder, base, args.model, work, overlap)
             results[workers] = r
             rate = 3600 * len(ids) / r["scan"]
             print(f"{workers} worker(s): start-up + model load {r['startup']:.1f} s; scan {r['scan']:.1f} s for "

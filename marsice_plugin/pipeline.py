@@ -83,7 +83,9 @@ class DetectOptions:
     model_path: Path | None = None
     threshold: float = DEFAULT_THRESHOLD
     chunk_size: int = 1024
-    overlap: int | None = 0  # None: the tiling module's default (keeps patches up to 32 m whole in a chunk)
+    #: None (default): the tiling module's overlap, so every patch up to 32 m lies whole in some chunk and is scored
+    #: whole (the paper's 'cut in half at chunk edges' failure); 0: the paper's tiling
+    overlap: int | None = None
     batch_size: int = 16
     precision: str = "float32"  # or mixed_float16 (GPU), mixed_bfloat16: see cnn.model.with_precision
     read_level: int | None = None  # JPEG2000 level to decode (0 every pixel, 1 half, ...); None: the model card's

@@ -27,7 +27,7 @@ def detection(sample_product, tmp_path_factory):
     result = detect(
         sample_product.label_path,
         out / "chunks.gpkg",
-        DetectOptions(model_path=DEMO_MODEL),
+        DetectOptions(model_path=DEMO_MODEL, overlap=0),  # the paper's tiling: one chunk per grid cell
         quicklook=out / "quicklook.png",
         probability_raster=out / "probability.tif",
     )
@@ -139,7 +139,8 @@ def test_cli_detect_json_progress(marsice_cli, sample_product, tmp_path):
     progress = [e["percent"] for e in events if e["type"] == "progress"]
     assert progress == sorted(progress) and progress[-1] == 100
     (result,) = [e for e in events if e["type"] == "result"]
-    assert result["outputs"]["OUTPUT"] == str(out) and result["outputs"]["chunks"] == 6
+    # by default chunks overlap by 64 px at 0.5 m/px: 4 x 3 chunks over 3072 x 2048 px (the paper's tiling has 3 x 2)
+    assert result["outputs"]["OUTPUT"] == str(out) and result["outputs"]["chunks"] == 12
     assert out.exists()
 
 
@@ -166,3 +167,24 @@ def test_cli_refuses_a_non_geopackage_output(marsice_cli, sample_product, tmp_pa
     message = "results are written as a GeoPackage; give an output name ending in .gpkg"
     assert proc.stderr.strip().splitlines() == [f"marsice: error: {tmp_path / 'out.shp'}: {message}"]
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-3", "--overlap must be at least 0 pixels, not -3"),
+        ("lots", "--overlap must be a number of pixels or 'auto', not 'lots'"),
+    ],
+)
+def test_cli_bad_overlap_says_what_it_takes(marsice_cli, sample_product, tmp_path, value, message):
+    proc = marsice_cli("detect", str(sample_product.label_path), "-o", str(tmp_path / "o.gpkg"), "--overlap", value)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"marsice: error: {message}"]
+    assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_overlap_argument_forms():
+    from marsice_plugin.commands.arguments import overlap_arg
+
+    assert overlap_arg("auto") is None and overlap_arg("AUTO") is None
+    assert overlap_arg("0") == 0 and overlap_arg(128) == 128

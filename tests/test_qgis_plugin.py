@@ -107,7 +107,7 @@ def test_detect_parameters_match_the_cli_options(qgis_home: Path) -> None:
     assert (threshold["default"], threshold["min"], threshold["max"]) == (0.6, 0.0, 1.0)
     assert params["OUTPUT"]["raw_definition"]["parameter_type"] == "vectorDestination"
     assert params["QUICKLOOK"]["optional"] is True and params["PROBABILITY"]["optional"] is True
-    assert params["OVERLAP"]["raw_definition"]["default"] is False  # the paper's tiling unless asked
+    assert params["OVERLAP"]["raw_definition"]["default"] is True  # patches on chunk edges seen whole by default
     assert params["PRECISION"]["raw_definition"]["options"] == ["float32", "mixed_float16", "mixed_bfloat16"]
     assert params["READ_LEVEL"]["raw_definition"]["default"] == 0  # the model card decides unless asked
     assert len(params["READ_LEVEL"]["raw_definition"]["options"]) == 4

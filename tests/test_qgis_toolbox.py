@@ -323,7 +323,7 @@ def _recorded_runs(tmp: Path) -> list:
             "KEEP_DOWNLOADS": True, "OUTPUT": str(tmp / "scan.gpkg"),
         }),
         ("marsice:detect", {
-            "INPUT": "/data/P.LBL", "MODEL": "/data/m.keras", "THRESHOLD": 0.5, "OVERLAP": True, "PRECISION": 1,
+            "INPUT": "/data/P.LBL", "MODEL": "/data/m.keras", "THRESHOLD": 0.5, "OVERLAP": False, "PRECISION": 1,
             "READ_LEVEL": 3, "PROBABILITY": str(tmp / "p.tif"), "OUTPUT": str(tmp / "d.gpkg"),
         }),
     ]  # fmt: skip
@@ -516,7 +516,7 @@ def test_parameters_map_onto_the_cli_options(toolbox: dict) -> None:
     ]  # fmt: skip
     assert detect == [
         "detect", "/data/P.LBL", "-o", str(tmp / "d.gpkg"), "--threshold", "0.5", "--model", "/data/m.keras",
-        "--overlap", "auto", "--probability-raster", str(tmp / "p.tif"), "--precision", "mixed_float16",
+        "--overlap", "0", "--probability-raster", str(tmp / "p.tif"), "--precision", "mixed_float16",
         "--read-level", "2",
     ]  # fmt: skip
     assert toolbox["recorded_results"][1]["OUTPUT"] == str(tmp / "m.keras")

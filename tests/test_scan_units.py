@@ -117,3 +117,22 @@ def test_a_cancelled_scan_says_what_it_kept(monkeypatch, capsys):
         "marsice: error: cancelled by the user; products committed before the cancel stay in the results "
         "GeoPackage and its manifest; run the same command again to resume"
     )
+
+
+def test_scan_workers_chunk_with_the_overlap_the_job_carries(tmp_path):
+    """A scan scores chunks as detect does: the tiling overlap by default, the paper's tiling with overlap 0."""
+    from marsice_plugin.scan.tasks import ProductOutcome, _detect_into
+    from marsice_plugin.synthetic.product_writer import write_sample_product
+    from marsice_plugin.synthetic.scene import SceneConfig
+
+    from .conftest import DEMO_MODEL
+
+    sample = write_sample_product(tmp_path / "p", SceneConfig(width=2048, height=1024, seed=5, n_boulders=100))
+    counts = {}
+    for overlap in (None, 0):
+        job = ProductJob(sample.product_id, (), str(tmp_path), str(DEMO_MODEL), overlap=overlap)
+        outcome = ProductOutcome(sample.product_id, ok=True)
+        _detect_into(outcome, job, sample.label_path)
+        counts[overlap] = outcome.chunks
+    # 0.5 m/px: the default overlap is 64 px, so 2048 px need 1 + ceil(1024 / 960) = 3 chunks across, the paper's 2
+    assert counts == {None: 3, 0: 2}

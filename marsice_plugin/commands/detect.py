@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import Reporter
+from .arguments import overlap_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -27,8 +28,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--chunk-size", type=int, default=1024, help="chunk size in pixels (paper: 1024)")
     p.add_argument(
         "--overlap",
-        default="0",
-        help="overlap between neighbouring chunks in pixels, or 'auto' (keeps patches up to 32 m whole in a chunk)",
+        default="auto",
+        help="overlap between neighbouring chunks in pixels, or 'auto' (default: keeps patches up to 32 m whole in "
+        "a chunk, so none is cut in half at a chunk edge); 0 is the paper's tiling",
     )
     p.add_argument("--batch-size", type=int, default=16, help="chunks per CNN batch")
     p.add_argument(
@@ -57,7 +59,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         model_path=args.model,
         threshold=args.threshold,
         chunk_size=args.chunk_size,
-        overlap=None if str(args.overlap) == "auto" else int(args.overlap),
+        overlap=overlap_arg(args.overlap),
         batch_size=args.batch_size,
         precision=args.precision,
         read_level=args.read_level,

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import Reporter
+from .arguments import overlap_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     if args.data is not None:
         report = evaluate_labelled(args.model, args.data, args.threshold, args.label_field, reporter)
     else:
-        overlap = None if args.overlap == "auto" else int(args.overlap)
+        overlap = overlap_arg(args.overlap)
         report = evaluate(
             args.model,
             args.cache,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import Reporter
+from .arguments import overlap_arg
 
 #: What a cancelled scan leaves: every product committed before the cancel, and the manifest to resume.
 CANCEL_MESSAGE = (
@@ -46,6 +47,12 @@ def add_parser(sub: Any) -> None:
         "--model", type=Path, default=None, help="Keras model (default: models/marsice_xception_256_level2.keras)"
     )
     p.add_argument("--threshold", type=float, default=0.6, help="probability threshold (paper: 0.6)")
+    p.add_argument(
+        "--overlap",
+        default="auto",
+        help="chunk overlap in pixels, or 'auto' (default: patches up to 32 m lie whole in a chunk); 0 is the "
+        "paper's tiling",
+    )
     p.add_argument("--no-terrain", action="store_true", help="do not look for DTMs or add terrain attributes")
     p.add_argument("--keep-downloads", action="store_true", help="keep each product's raw files after its commit")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for ODE and for file data")
@@ -107,6 +114,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         cache_dir=cache,
         model_path=model,
         threshold=args.threshold,
+        overlap=overlap_arg(args.overlap),
         cache_bytes=int(args.cache_gb * 1e9),
         threads=args.threads_per_worker,
         timeout_s=args.timeout,

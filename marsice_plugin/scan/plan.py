@@ -26,6 +26,7 @@ class JobOptions:
     cache_dir: Path
     model_path: Path
     threshold: float = 0.6
+    overlap: int | None = None  # chunk overlap in pixels; None: the tiling default (patches up to 32 m whole)
     cache_bytes: int | None = None
     threads: int | None = 1
     timeout_s: float = 60.0
@@ -57,6 +58,7 @@ def make_jobs(
                 cache_dir=str(options.cache_dir),
                 model_path=str(options.model_path),
                 threshold=options.threshold,
+                overlap=options.overlap,
                 dtm=dtm_req,
                 cache_bytes=options.cache_bytes,
                 threads=options.threads,

@@ -42,6 +42,7 @@ class ProductJob:
     cache_dir: str
     model_path: str
     threshold: float = 0.6
+    overlap: int | None = None
     dtm: FileRequest | None = None
     cache_bytes: int | None = None
     threads: int | None = None
@@ -257,7 +258,7 @@ def _detect_into(outcome: ProductOutcome, job: ProductJob, label: Path) -> None:
     from ..progress import Reporter
     from ..stitching import stitch
 
-    options = DetectOptions(model_path=Path(job.model_path), threshold=job.threshold)
+    options = DetectOptions(model_path=Path(job.model_path), threshold=job.threshold, overlap=job.overlap)
     model = cached_model(job.model_path, job.threads)
     size = model_input_size(model)
     if size > options.chunk_size:

@@ -126,7 +126,7 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
             )
         )
         self.addParameter(
-            QgsProcessingParameterBoolean(self.OVERLAP, "Overlap chunks (patches on chunk edges seen whole)", False)
+            QgsProcessingParameterBoolean(self.OVERLAP, "Overlap chunks (patches on chunk edges seen whole)", True)
         )
         self.addParameter(
             mark_advanced(
@@ -173,7 +173,7 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         args = ["detect", product, "-o", output, "--threshold", str(threshold)]
         args += ["--model", model] if model else []
         args += ["--quicklook", quicklook] if quicklook else []
-        args += ["--overlap", "auto"] if self.parameterAsBoolean(parameters, self.OVERLAP, context) else []
+        args += [] if self.parameterAsBoolean(parameters, self.OVERLAP, context) else ["--overlap", "0"]
         args += ["--probability-raster", raster] if raster else []
         args += ["--precision", precision] if precision != "float32" else []
         args += ["--read-level", str(read_level)] if read_level >= 0 else []
