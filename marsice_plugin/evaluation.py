@@ -47,21 +47,41 @@ class ChunkRecord:
     baseline: float
 
 
-def render_set(spec: dict[str, Any], cache: Path, limit: int | None = None) -> list[Any]:
-    """Render (or reuse from ``cache``) the set's products; returns SampleProduct-like records."""
-    from .synthetic.product_writer import ProductGeometry, write_sample_product
+def entry_scene(spec: dict[str, Any], entry: dict[str, Any]) -> tuple[Any, Any]:
+    """The scene configuration and product geometry of one product of a set's specification."""
+    from .synthetic.product_writer import ProductGeometry
     from .synthetic.scene import SceneConfig
+
+    settings = {**spec["scene_defaults"], **entry["scene"], "seed": entry["seed"]}
+    settings["ice_contrast"] = tuple(settings["ice_contrast"])
+    settings["ice_at"] = tuple(tuple(patch) for patch in settings.get("ice_at", ()))
+    return SceneConfig(**settings), ProductGeometry(**entry["geometry"])
+
+
+def render_set(spec: dict[str, Any], cache: Path, limit: int | None = None) -> list[Any]:
+    """Render the set's products into ``cache`` (deterministic: the same pixels every time)."""
+    from .synthetic.product_writer import write_sample_product
 
     products = []
     for entry in spec["products"][:limit]:
-        folder = cache / spec["name"] / f"seed_{entry['seed']}"
-        settings = {**spec["scene_defaults"], **entry["scene"], "seed": entry["seed"]}
-        settings["ice_contrast"] = tuple(settings["ice_contrast"])
-        settings["ice_at"] = tuple(tuple(patch) for patch in settings.get("ice_at", ()))
-        config = SceneConfig(**settings)
-        geometry = ProductGeometry(**entry["geometry"])
-        products.append(write_sample_product(folder, config, geometry))
+        config, geometry = entry_scene(spec, entry)
+        products.append(write_sample_product(cache / spec["name"] / f"seed_{entry['seed']}", config, geometry))
     return products
+
+
+def render_without_hot_pixels(spec: dict[str, Any], entry: dict[str, Any], cache: Path) -> Any:
+    """The same product with no planted hot pixels: its twin for telling what the hot pixels caused.
+
+    The renderer plants hot pixels last, from the end of its random stream, so the twin's DNs equal
+    the product's everywhere except at the hot pixels, which keep the scene's own values (tested).
+    """
+    from dataclasses import replace
+
+    from .synthetic.product_writer import write_sample_product
+
+    config, geometry = entry_scene(spec, entry)
+    clean = replace(config, n_hot_special=0, n_hot_ordinary=0)
+    return write_sample_product(cache / spec["name"] / f"seed_{entry['seed']}_without_hot_pixels", clean, geometry)
 
 
 def patch_recall(
@@ -138,11 +158,13 @@ def evaluate(
     records: list[ChunkRecord] = []
     images = []
     hot_false_flags = 0
+    hot_caused = 0
     patches = {"cut": {"found": 0, "patches": 0}, "whole": {"found": 0, "patches": 0}}
-    for i, sample in enumerate(products, start=1):
+    for i, (entry, sample) in enumerate(zip(spec["products"], products, strict=False), start=1):
         with open_product(sample.label_path) as product:
             scores = score_chunks(product, model, options, Reporter("quiet"))
             truth = chunk_truth(sample.scene.ice, scores)
+            with_hot: list[tuple[int, int]] = []
             for s in scores:
                 if s.skipped or s.probability is None:
                     continue
@@ -153,7 +175,9 @@ def evaluate(
                 is_ice = truth[(s.chunk_row, s.chunk_col)]
                 records.append(ChunkRecord(sample.product_id, is_ice, s.probability, base))
                 if s.probability >= threshold and not is_ice and sample.scene.hot[rows, cols].any():
-                    hot_false_flags += 1
+                    with_hot.append((s.chunk_row, s.chunk_col))
+            hot_false_flags += len(with_hot)
+            hot_caused += _flags_caused_by_hot_pixels(spec, entry, cache, model, options, with_hot)
             for key, counts in patch_recall(sample.scene.ice, scores, threshold, options.chunk_size).items():
                 patches[key]["found"] += counts["found"]
                 patches[key]["patches"] += counts["patches"]
@@ -175,6 +199,7 @@ def evaluate(
         "images": image_summary(images),
         "failure_modes": {
             "false_flags_with_hot_pixels": hot_false_flags,
+            "false_flags_caused_by_hot_pixels": hot_caused,
             "patches_cut_by_grid": {**patches["cut"], "recall": cut},
             "patches_inside_a_chunk": {**patches["whole"], "recall": whole},
             "recall_gap_points": 100.0 * (whole - cut),
@@ -182,6 +207,27 @@ def evaluate(
         "paper_context": PAPER_CONTEXT,
         "_curve": {"y": y.tolist(), "p": p.tolist(), "baseline": b.tolist()},
     }
+
+
+def _flags_caused_by_hot_pixels(
+    spec: dict[str, Any], entry: dict[str, Any], cache: Path, model: Any, options: Any, flagged: list[tuple[int, int]]
+) -> int:
+    """How many of these ice-free flagged chunks fall below the threshold once the hot pixels are gone.
+
+    A chunk flagged without ice that holds hot pixels may be flagged for something else (bright dust,
+    say); scoring the product's hot-pixel-free twin the same way tells the two apart. This is the
+    paper's "bright pixel anomalies read as ice" failure, measured as a cause, not a coincidence.
+    """
+    if not flagged:
+        return 0
+    from .pipeline import score_chunks
+    from .product import open_product
+
+    twin = render_without_hot_pixels(spec, entry, cache)
+    with open_product(twin.label_path) as product:
+        twin_scores = score_chunks(product, model, options, Reporter("quiet"))
+    scores = {(s.chunk_row, s.chunk_col): s.probability for s in twin_scores}
+    return sum(1 for key in flagged if (scores.get(key) or 0.0) < options.threshold)
 
 
 def image_summary(images: list[dict[str, Any]]) -> dict[str, Any]:

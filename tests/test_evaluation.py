@@ -71,7 +71,7 @@ def test_evaluate_cli_reports_model_and_baseline(marsice_cli, tmp_path):
     assert 0.0 <= report["baseline_roc_auc"] <= 1.0
     assert "not comparable" in report["paper_context"]
     modes = report["failure_modes"]
-    assert modes["false_flags_with_hot_pixels"] <= chunks["fp"]
+    assert modes["false_flags_caused_by_hot_pixels"] <= modes["false_flags_with_hot_pixels"] <= chunks["fp"]
     assert modes["patches_cut_by_grid"]["patches"] + modes["patches_inside_a_chunk"]["patches"] > 0
     assert "patch recall cut by the grid" in proc.stdout
     assert "brightness baseline: roc_auc=" in proc.stdout
@@ -122,3 +122,33 @@ def test_evaluate_labelled_folders(marsice_cli, tmp_path):
     assert report["chunks"]["n"] == 6 and report["chunks"]["positives"] == 3
     assert report["evaluation_set"] == str(tmp_path / "d") and "images" not in report
     assert report["baseline_roc_auc"] == 1.0  # the bright squares stand far above their chunks' medians
+
+
+def test_hot_pixel_free_twin_differs_only_at_the_hot_pixels(tmp_path):
+    """The twin that tells a hot-pixel false flag from any other is the same product without its hot pixels."""
+    from marsice_plugin.evaluation import render_set, render_without_hot_pixels
+
+    spec = load_spec()
+    spec = {**spec, "products": spec["products"][1:2]}  # one ice-free product with 8 hot pixels planted
+    (sample,) = render_set(spec, tmp_path)
+    twin = render_without_hot_pixels(spec, spec["products"][0], tmp_path)
+    hot = sample.scene.hot
+    assert hot.sum() > 0 and not twin.scene.hot.any()
+    np.testing.assert_array_equal(twin.scene.dn[~hot], sample.scene.dn[~hot])
+    assert (twin.scene.dn[hot] != sample.scene.dn[hot]).mean() > 0.9
+    assert twin.product_id == sample.product_id and twin.label_path != sample.label_path
+
+
+def test_flag_caused_by_hot_pixels_is_counted_only_when_the_twin_is_not_flagged(tmp_path):
+    from marsice_plugin.cnn.model import load_model
+    from marsice_plugin.evaluation import _flags_caused_by_hot_pixels
+    from marsice_plugin.pipeline import DetectOptions
+
+    spec = load_spec()
+    entry = spec["products"][1]
+    keys = [(0, 0), (1, 1)]
+    assert _flags_caused_by_hot_pixels(spec, entry, tmp_path, None, DetectOptions(), []) == 0
+    model = load_model(DEMO_MODEL)
+    high = _flags_caused_by_hot_pixels(spec, entry, tmp_path, model, DetectOptions(threshold=0.0, overlap=0), keys)
+    low = _flags_caused_by_hot_pixels(spec, entry, tmp_path, model, DetectOptions(threshold=1.01, overlap=0), keys)
+    assert (high, low) == (0, 2)  # the twin is flagged at threshold 0 (not caused), never at 1.01 (caused)

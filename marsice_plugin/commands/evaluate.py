@@ -88,7 +88,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         cut, whole = f["patches_cut_by_grid"], f["patches_inside_a_chunk"]
         lines.append(
             f"failure modes (overlap {report['overlap']}, read level {report['read_level']}): "
-            f"{f['false_flags_with_hot_pixels']} ice-free chunks flagged holding hot pixels; "
+            f"{f['false_flags_with_hot_pixels']} ice-free chunks flagged holding hot pixels, "
+            f"{f['false_flags_caused_by_hot_pixels']} of them unflagged without the hot pixels; "
             f"patch recall cut by the grid {cut['found']}/{cut['patches']}, "
             f"inside a chunk {whole['found']}/{whole['patches']}"
         )
