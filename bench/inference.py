@@ -21,7 +21,7 @@ Not a test: it times things and takes a few minutes. It prints
 Usage::
 
     .venv/bin/python bench/inference.py [--model models/X.keras] [--size 4096] [--batch 16] [--repeat 2]
-        [--read-levels 2] [--precision mixed_bfloat16]
+        [--read-levels 2] [--precision mixed_bfloat16] [--overlap auto|0]
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ sys.path.insert(0, str(REPO))
 
 def main() -> int:
     from marsice_plugin.cnn.model import card_read_level, keras_module, load_model, model_input_size, with_precision
+    from marsice_plugin.commands.arguments import overlap_arg
     from marsice_plugin.pipeline import DetectOptions, default_model_path, detect, score_chunks
     from marsice_plugin.product import open_product
     from marsice_plugin.progress import Reporter
@@ -57,6 +58,7 @@ def main() -> int:
     ap.add_argument("--precision", nargs="*", default=[], choices=("mixed_float16", "mixed_bfloat16"))
     ap.add_argument("--read-levels", nargs="*", type=int, default=[], help="JPEG2000 levels to time beside level 0")
     ap.add_argument("--threshold", type=float, default=0.6, help="decision threshold for the agreement figures")
+    ap.add_argument("--overlap", default="auto", help="chunk overlap as 'marsice detect --overlap' takes it")
     args = ap.parse_args()
 
     keras_module()
@@ -87,7 +89,8 @@ def main() -> int:
     model.predict_on_batch(x)  # trace once
     n_batches = max(4, 64 // args.batch)
     rows = []
-    options = DetectOptions(batch_size=args.batch)
+    overlap = overlap_arg(args.overlap)
+    options = DetectOptions(batch_size=args.batch, overlap=overlap)
     for rep in range(args.repeat):
         t = time.perf_counter()
         for _ in range(n_batches):
@@ -113,7 +116,7 @@ def main() -> int:
 
     p32 = np.array([s.probability for s in reference if not s.skipped])
     for level in args.read_levels:
-        level_options = DetectOptions(batch_size=args.batch, read_level=level)
+        level_options = DetectOptions(batch_size=args.batch, read_level=level, overlap=overlap)
         best_rate, scores = 0.0, []
         for _ in range(args.repeat):
             with open_product(sample.label_path) as product:
@@ -151,7 +154,8 @@ def main() -> int:
         )
 
     t = time.perf_counter()
-    result = detect(sample.label_path, work / "bench.gpkg", DetectOptions(batch_size=args.batch, model_path=model_path))
+    end_to_end = DetectOptions(batch_size=args.batch, model_path=model_path, overlap=overlap)
+    result = detect(sample.label_path, work / "bench.gpkg", end_to_end)
     dt = time.perf_counter() - t
     print(
         f"end-to-end detect (model load, chunks, stitching, candidates, GeoPackage): {dt:.1f} s, "
