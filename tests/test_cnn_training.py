@@ -289,3 +289,26 @@ def test_edge_nodata_blacks_out_a_band_and_takes_its_ice_out_of_the_label():
     assert all((dn > 0).all() for dn in never)  # edge_nodata 0: the renderer's chunks, unchanged
     with pytest.raises(ValueError, match="between 0 and 1"):
         synthetic_chunks(2, seed=3200, size=256, input_size=64, workers=1, edge_nodata=1.5)
+
+
+def test_heldout_check_writes_its_figures_into_the_card_beside_the_model(tmp_path):
+    import shutil
+
+    from marsice_plugin.cnn.heldout import HELDOUT_SEED, main
+
+    from .conftest import DEMO_MODEL
+
+    model = tmp_path / "m.keras"
+    shutil.copy(DEMO_MODEL, model)
+    assert main([str(model), "4", "1.0"]) == 0
+    card = json.loads((tmp_path / "m.card.json").read_text())
+    result = card["heldout_evaluation_edge_nodata"]
+    assert result["heldout"] == {
+        "source": "marsice synthetic chunks",
+        "first_seed": HELDOUT_SEED,
+        "count": 4,
+        "read_level": 0,
+        "edge_nodata": 1.0,
+    }
+    assert result["model"]["n"] == 4 and result["model"]["positives"] <= 2  # half planted; a band may hide ice
+    assert "heldout_evaluation" not in card  # the plain check keeps its own entry
