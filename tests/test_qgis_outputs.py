@@ -13,7 +13,7 @@ pytestmark = pytest.mark.qgis
 
 def test_chunks_layer_valid_in_qgis(sample_product, tmp_path):
     gpkg = tmp_path / "chunks.gpkg"
-    detect(sample_product.label_path, gpkg, DetectOptions(model_path=DEMO_MODEL))
+    detect(sample_product.label_path, gpkg, DetectOptions(model_path=DEMO_MODEL, overlap=0))
     code = f"""
 from qgis.core import QgsRasterLayer, QgsUnitTypes, QgsVectorLayer
 layer = QgsVectorLayer("{gpkg}|layername=chunks", "chunks", "ogr")
