@@ -53,7 +53,9 @@ def test_default_model_is_the_shipped_detector_with_its_card():
     with zipfile.ZipFile(path) as saved:
         assert saved.getinfo("model.weights.h5").file_size < 12_000_000  # 2.73 M float32 weights, no Adam moments
     card = json.loads(path.with_suffix(".card.json").read_text())
-    assert card["training"]["init"] == "models/marsice_xception_256.keras" and card["saved_epoch"]["epoch"] == 8
+    # fine-tuned from the previous level-2 model on chunks with strip-edge no-data bands (see the card)
+    assert card["training"]["init"].startswith("models/marsice_xception_256_level2.keras as of commit 8d967ce")
+    assert card["training"]["data"]["edge_nodata"] == 0.5 and card["saved_epoch"]["epoch"] == 6
     report = json.loads(path.with_name("marsice_xception_256_level2.evaluation.json").read_text())
     assert report["evaluation_set"] == "evaluation_set_v1" and report["model"] == path.name
     assert report["read_level"] == 2
