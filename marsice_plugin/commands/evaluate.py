@@ -28,7 +28,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--overlap",
         default="0",
-        help="chunk overlap in pixels when scoring the evaluation set: 0 (the paper's tiling) or 'auto'",
+        help="chunk overlap in pixels when scoring the evaluation set: 0 (default: the paper's tiling, so figures "
+        "compare with the paper's) or 'auto' (what detect and scan use by default)",
     )
     p.add_argument(
         "--read-level",
