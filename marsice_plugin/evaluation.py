@@ -141,7 +141,8 @@ def evaluate(
     JPEG2000 resolution level decoded (see :func:`marsice_plugin.pipeline.read_scale`; None: the
     model card's). Beside the paper's
     metrics the report holds two of its failure modes measured directly: chunks flagged without any
-    ice that contain planted hot pixels, and recall on patches cut by the paper's chunk grid.
+    ice that contain planted hot pixels (and how many of them the hot pixels caused, from the
+    product's hot-pixel-free twin), and recall on patches cut by the paper's chunk grid.
     """
     from .cnn.model import load_model, model_input_size
     from .pipeline import DetectOptions, model_read_level, score_chunks

@@ -18,8 +18,8 @@ With ``edge_nodata`` P > 0 a fraction P of the chunks lose a skewed band along t
 side to no-data (DN 0), as the chunks along a map-projected strip's edges do: every chunk of a product
 whose swath is narrower than its bounding box touches the black margin. The band is drawn from its own
 random stream (``(seed, 1)``), so the scene itself is the one P = 0 renders; ice under the band is
-gone from the label too. Measured on 160 level-2 chunks: the default level-2 model, trained without
-such bands, drops from ROC-AUC 0.962 to 0.937 when they are added.
+gone from the label too. Measured on 160 level-2 chunks: a level-2 model trained without such bands
+(the first stage of the default model) drops from ROC-AUC 0.962 to 0.937 when they are added.
 """
 
 from __future__ import annotations
