@@ -16,7 +16,7 @@ on real HiRISE images and are quoted only as context, never as a like-for-like c
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -75,8 +75,6 @@ def render_without_hot_pixels(spec: dict[str, Any], entry: dict[str, Any], cache
     The renderer plants hot pixels last, from the end of its random stream, so the twin's DNs equal
     the product's everywhere except at the hot pixels, which keep the scene's own values (tested).
     """
-    from dataclasses import replace
-
     from .synthetic.product_writer import write_sample_product
 
     config, geometry = entry_scene(spec, entry)
@@ -156,6 +154,7 @@ def evaluate(
     model = load_model(model_path)
     options = DetectOptions(model_path=Path(model_path), threshold=threshold, overlap=overlap, read_level=read_level)
     read_level = model_read_level(options, model_input_size(model))
+    options = replace(options, read_level=read_level)
     records: list[ChunkRecord] = []
     images = []
     hot_false_flags = 0

@@ -84,7 +84,7 @@ class DetectOptions:
     threshold: float = DEFAULT_THRESHOLD
     chunk_size: int = 1024
     #: None (default): the tiling module's overlap, so every patch up to 32 m lies whole in some chunk and is scored
-    #: whole (the paper's 'cut in half at chunk edges' failure); 0: the paper's tiling
+    #: whole, never "cut in half at chunk edges" as in the paper; 0: the paper's tiling
     overlap: int | None = None
     batch_size: int = 16
     precision: str = "float32"  # or mixed_float16 (GPU), mixed_bfloat16: see cnn.model.with_precision
