@@ -22,17 +22,24 @@ BLOCK_FILTERS = (256, 512, 728)
 
 
 def keras_module() -> Any:
-    """Import Keras (TensorFlow backend) quietly, once."""
+    """Import Keras quietly, once: the TensorFlow backend unless ``KERAS_BACKEND`` names another.
+
+    MarsIce installs and tests TensorFlow; another Keras 3 backend (``torch``, ``jax``) loads the same
+    ``.keras`` files, which lets ``bench/gpu.py`` run on a GPU machine that has PyTorch but no TensorFlow.
+    """
     # TensorFlow's C++ info and warning lines would otherwise reach stderr, where the CLI promises one
     # clear line per error; real failures still raise Python exceptions.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    backend = os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     import warnings
 
     # Debian's mpl_toolkits (visible through --system-site-packages) does not match pip's matplotlib,
     # which Keras imports; only 3-D axes are affected, which MarsIce never uses.
     warnings.filterwarnings("ignore", message="Unable to import Axes3D")
     import keras
+
+    if backend != "tensorflow":
+        return keras
     import tensorflow as tf
 
     # Grappler's remapper fails on this network's residual adds ("remapper failed ... fanout") and logs
