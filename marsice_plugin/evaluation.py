@@ -160,6 +160,7 @@ def evaluate(
     hot_false_flags = 0
     hot_caused = 0
     patches = {"cut": {"found": 0, "patches": 0}, "whole": {"found": 0, "patches": 0}}
+    outlines = {"candidates": 0, "on_ice": 0, "patches": 0, "patches_outlined": 0}
     for i, (entry, sample) in enumerate(zip(spec["products"], products, strict=False), start=1):
         with open_product(sample.label_path) as product:
             scores = score_chunks(product, model, options, Reporter("quiet"))
@@ -178,6 +179,8 @@ def evaluate(
                     with_hot.append((s.chunk_row, s.chunk_col))
             hot_false_flags += len(with_hot)
             hot_caused += _flags_caused_by_hot_pixels(spec, entry, cache, model, options, with_hot)
+            for key, value in candidate_truth(product, sample.scene.ice, scores, threshold).items():
+                outlines[key] += value
             for key, counts in patch_recall(sample.scene.ice, scores, threshold, options.chunk_size).items():
                 patches[key]["found"] += counts["found"]
                 patches[key]["patches"] += counts["patches"]
@@ -204,9 +207,53 @@ def evaluate(
             "patches_inside_a_chunk": {**patches["whole"], "recall": whole},
             "recall_gap_points": 100.0 * (whole - cut),
         },
+        "candidates": {
+            **outlines,
+            "precision": outlines["on_ice"] / outlines["candidates"] if outlines["candidates"] else float("nan"),
+            "patch_recall": outlines["patches_outlined"] / outlines["patches"] if outlines["patches"] else float("nan"),
+        },
         "paper_context": PAPER_CONTEXT,
         "_curve": {"y": y.tolist(), "p": p.tolist(), "baseline": b.tolist()},
     }
+
+
+def candidate_truth(product: Any, ice: np.ndarray, scores: list[Any], threshold: float) -> dict[str, int]:
+    """Candidate outlines (as detect draws them in the flagged chunks) against the truth ice.
+
+    Counts the candidates, those touching at least one truth ice pixel, the truth patches (8-connected)
+    and those touched by a candidate: the polygon-level precision and recall a geologist meets in the
+    ``ice_candidates`` layer, which the chunk metrics do not show.
+    """
+    import shapely
+    from scipy import ndimage
+
+    from .candidates import CandidateOptions, delineate
+    from .stitching import stitch
+
+    flagged = [s.window for s in scores if s.probability is not None and s.probability >= threshold]
+    labels, n_patches = ndimage.label(ice, structure=np.ones((3, 3), bool))
+    counts = {"candidates": 0, "on_ice": 0, "patches": int(n_patches), "patches_outlined": 0}
+    if not flagged:
+        return counts
+    raster = stitch(scores, product.width, product.height, product.transform)
+    candidates = delineate(product, flagged, raster, CandidateOptions(threshold=threshold))
+    inverse = ~product.transform
+    touched: set[int] = set()
+    for candidate in candidates:
+        x0, y0, x1, y1 = candidate.geometry.bounds
+        cols, rows = inverse @ (np.array([x0, x1, x0, x1]), np.array([y0, y0, y1, y1]))
+        r0, r1 = max(0, int(rows.min())), min(ice.shape[0], int(np.ceil(rows.max())) + 1)
+        c0, c1 = max(0, int(cols.min())), min(ice.shape[1], int(np.ceil(cols.max())) + 1)
+        rr, cc = np.mgrid[r0:r1, c0:c1]
+        px, py = product.transform @ (cc + 0.5, rr + 0.5)
+        inside = shapely.contains_xy(candidate.geometry, px, py)
+        hit = np.unique(labels[r0:r1, c0:c1][inside])
+        hit = hit[hit > 0]
+        counts["candidates"] += 1
+        counts["on_ice"] += int(hit.size > 0)
+        touched.update(int(h) for h in hit)
+    counts["patches_outlined"] = len(touched)
+    return counts
 
 
 def _flags_caused_by_hot_pixels(

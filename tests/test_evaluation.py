@@ -73,6 +73,9 @@ def test_evaluate_cli_reports_model_and_baseline(marsice_cli, tmp_path):
     modes = report["failure_modes"]
     assert modes["false_flags_caused_by_hot_pixels"] <= modes["false_flags_with_hot_pixels"] <= chunks["fp"]
     assert modes["patches_cut_by_grid"]["patches"] + modes["patches_inside_a_chunk"]["patches"] > 0
+    outlines = report["candidates"]
+    assert outlines["on_ice"] <= outlines["candidates"] and outlines["patches_outlined"] <= outlines["patches"]
+    assert outlines["patches"] > 0 and "candidate outlines:" in proc.stdout
     assert "patch recall cut by the grid" in proc.stdout
     assert "brightness baseline: roc_auc=" in proc.stdout
     with Image.open(png) as im:
@@ -152,3 +155,28 @@ def test_flag_caused_by_hot_pixels_is_counted_only_when_the_twin_is_not_flagged(
     high = _flags_caused_by_hot_pixels(spec, entry, tmp_path, model, DetectOptions(threshold=0.0, overlap=0), keys)
     low = _flags_caused_by_hot_pixels(spec, entry, tmp_path, model, DetectOptions(threshold=1.01, overlap=0), keys)
     assert (high, low) == (0, 2)  # the twin is flagged at threshold 0 (not caused), never at 1.01 (caused)
+
+
+def test_candidate_truth_counts_outlines_on_planted_ice(tmp_path):
+    """The polygon-level figures: a bright planted patch is outlined and counted on ice; no flag, no outline."""
+    from marsice_plugin.cnn.model import load_model
+    from marsice_plugin.evaluation import candidate_truth
+    from marsice_plugin.pipeline import DetectOptions, score_chunks
+    from marsice_plugin.product import open_product
+    from marsice_plugin.progress import Reporter
+    from marsice_plugin.synthetic.product_writer import write_sample_product
+    from marsice_plugin.synthetic.scene import SceneConfig
+
+    config = SceneConfig(
+        width=1024, height=1024, seed=31, n_craters=0, n_boulders=40, polygons=False, n_ice_boulder=0,
+        n_ice_crater=0, n_dust=0, n_hot_special=0, n_hot_ordinary=0, nodata_margin=0.0,
+        ice_at=((512.0, 512.0, 6.0, 1.5),),
+    )  # fmt: skip
+    sample = write_sample_product(tmp_path, config)
+    with open_product(sample.label_path) as product:
+        scores = score_chunks(product, load_model(DEMO_MODEL), DetectOptions(overlap=0), Reporter("quiet"))
+        flagged = candidate_truth(product, sample.scene.ice, scores, threshold=0.0)  # every chunk flagged
+        unflagged = candidate_truth(product, sample.scene.ice, scores, threshold=1.01)
+    assert flagged["patches"] == unflagged["patches"] == 1
+    assert flagged["patches_outlined"] == 1 and 1 <= flagged["on_ice"] <= flagged["candidates"]
+    assert unflagged == {"candidates": 0, "on_ice": 0, "patches": 1, "patches_outlined": 0}

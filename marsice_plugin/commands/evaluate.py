@@ -94,6 +94,12 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
             f"patch recall cut by the grid {cut['found']}/{cut['patches']}, "
             f"inside a chunk {whole['found']}/{whole['patches']}"
         )
+    if "candidates" in report:
+        c = report["candidates"]
+        lines.append(
+            f"candidate outlines: {c['candidates']}, {c['on_ice']} on planted ice; "
+            f"{c['patches_outlined']} of {c['patches']} planted patches outlined"
+        )
     lines.append(report["paper_context"])
     outputs["report"] = public
     reporter.result(
