@@ -43,6 +43,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+#: detect's default model, named here rather than through ``pipeline.default_model_path()``: that module
+#: pulls in the product readers, which the GPU machine (Keras and numpy only) has no use for.
 DEFAULT_MODEL = REPO / "models" / "marsice_xception_256_level2.keras"
 REFERENCE_SEED = 600_000
 
@@ -61,6 +63,13 @@ def reference(args: argparse.Namespace) -> int:
     np.savez_compressed(args.output, x=x.astype(np.float32), y=y, p=p.astype(np.float64), read_level=level)
     print(f"{args.output}: {len(p)} chunks read at level {level}, {int(y.sum())} with ice; CPU float32 p saved")
     return 0
+
+
+def _probabilities(model: object, x: np.ndarray) -> np.ndarray:
+    """The model's probabilities for ``x`` in four batches, through detect's own ``predict``."""
+    from marsice_plugin.cnn.inference import predict
+
+    return np.concatenate([predict(model, batch) for batch in np.array_split(x, 4)])
 
 
 def _rate(model: object, x: np.ndarray, repeat: int) -> float:
@@ -85,11 +94,11 @@ def run(args: argparse.Namespace) -> int:
     ref = np.load(args.reference)
     x, p_cpu = ref["x"], ref["p"]
     model = load_model(args.model)
-    p32 = np.concatenate([np.asarray(model.predict_on_batch(b)).reshape(-1) for b in np.array_split(x, 4)])
+    p32 = _probabilities(model, x)
     d32 = float(np.abs(p32 - p_cpu).max())
     agree32 = int(((p32 >= args.threshold) == (p_cpu >= args.threshold)).sum())
     mixed = with_precision(model, "mixed_float16")
-    p16 = np.concatenate([np.asarray(mixed.predict_on_batch(b)).reshape(-1) for b in np.array_split(x, 4)])
+    p16 = _probabilities(mixed, x)
     d16 = float(np.abs(p16 - p32).max())
     agree16 = int(((p16 >= args.threshold) == (p32 >= args.threshold)).sum())
     print(f"float32 here vs CPU reference: max |dp| {d32:.2e} (target <= 1e-3), decisions agree {agree32}/{len(x)}")

@@ -227,19 +227,17 @@ def candidate_truth(product: Any, ice: np.ndarray, scores: list[Any], threshold:
     import shapely
     from scipy import ndimage
 
-    from .candidates import CandidateOptions, delineate
-    from .stitching import stitch
+    from .pipeline import DetectResult
 
-    flagged = [s.window for s in scores if s.probability is not None and s.probability >= threshold]
     labels, n_patches = ndimage.label(ice, structure=np.ones((3, 3), bool))
     counts = {"candidates": 0, "on_ice": 0, "patches": int(n_patches), "patches_outlined": 0}
-    if not flagged:
+    result = DetectResult(product.product_id, Path(), threshold, chunks=list(scores))
+    if not result.above:
         return counts
-    raster = stitch(scores, product.width, product.height, product.transform)
-    candidates = delineate(product, flagged, raster, CandidateOptions(threshold=threshold))
+    result.outline_candidates(product)
     inverse = ~product.transform
     touched: set[int] = set()
-    for candidate in candidates:
+    for candidate in result.candidates:
         x0, y0, x1, y1 = candidate.geometry.bounds
         cols, rows = inverse @ (np.array([x0, x1, x0, x1]), np.array([y0, y0, y1, y1]))
         r0, r1 = max(0, int(rows.min())), min(ice.shape[0], int(np.ceil(rows.max())) + 1)

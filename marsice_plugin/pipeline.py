@@ -128,6 +128,17 @@ class DetectResult:
     def above(self) -> list[ChunkScore]:
         return [c for c in self.scored if c.probability is not None and c.probability >= self.threshold]
 
+    def outline_candidates(self, product: Product) -> Any:
+        """Outline bright patches in the chunks at or above the threshold into ``candidates``.
+
+        The one place detect, scan and evaluate turn scored chunks into candidate outlines. Returns the
+        stitched probability raster the outlines were measured on (detect may also write it as a GeoTIFF).
+        """
+        raster = stitch(self.chunks, product.width, product.height, product.transform)
+        flagged = [c.window for c in self.above]
+        self.candidates = delineate(product, flagged, raster, CandidateOptions(threshold=self.threshold))
+        return raster
+
     @property
     def category(self) -> str:
         """The paper's image-level summary: no chunk, exactly one, or several above the threshold."""
@@ -439,9 +450,7 @@ def detect(
         result = DetectResult(product.product_id, Path(output), options.threshold)
         result.chunks = score_chunks(product, model, options, reporter)
         reporter.progress(90, "outlining bright patches in flagged chunks")
-        raster = stitch(result.chunks, product.width, product.height, product.transform)
-        flagged = [c.window for c in result.above]
-        result.candidates = delineate(product, flagged, raster, CandidateOptions(threshold=options.threshold))
+        raster = result.outline_candidates(product)
         if probability_raster:
             result.probability_raster = write_geotiff(raster, product.crs.to_wkt(), Path(probability_raster))
         reporter.progress(94, "writing GeoPackage")

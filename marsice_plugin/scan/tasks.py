@@ -251,12 +251,10 @@ def detect_product(job: ProductJob, downloaded: Downloaded | None = None) -> Pro
 
 def _detect_into(outcome: ProductOutcome, job: ProductJob, label: Path) -> None:
     """What :func:`marsice_plugin.pipeline.detect` does, returning the rows instead of writing them."""
-    from ..candidates import CandidateOptions, delineate
     from ..cnn.model import model_input_size
     from ..pipeline import DetectOptions, DetectResult, result_rows, score_chunks
     from ..product import open_product
     from ..progress import Reporter
-    from ..stitching import stitch
 
     options = DetectOptions(model_path=Path(job.model_path), threshold=job.threshold, overlap=job.overlap)
     model = cached_model(job.model_path, job.threads)
@@ -266,9 +264,7 @@ def _detect_into(outcome: ProductOutcome, job: ProductJob, label: Path) -> None:
     with open_product(label) as product:
         result = DetectResult(product.product_id, label, options.threshold)
         result.chunks = score_chunks(product, model, options, Reporter("quiet"))
-        raster = stitch(result.chunks, product.width, product.height, product.transform)
-        flagged = [c.window for c in result.above]
-        result.candidates = delineate(product, flagged, raster, CandidateOptions(threshold=options.threshold))
+        result.outline_candidates(product)
         outcome.rows = result_rows(product, result, Path(job.model_path).name)
     outcome.label_product_id = result.product_id
     outcome.category = result.category
