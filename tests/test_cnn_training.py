@@ -176,15 +176,17 @@ def test_tiny_model_learns_and_reloads_identically(tmp_path):
     assert card["samples"] == {"train": 18, "validation": 6, "positive_fraction": pytest.approx(float(y.mean()))}
     assert (tmp_path / "tiny.curves.png").stat().st_size > 5000
 
-    # Fine-tuning starts from exactly the saved weights, and refuses a different input size.
+    # Fine-tuning starts from exactly the saved weights, at the saved size or at another one.
+    from marsice_plugin.cnn.model import model_input_size
     from marsice_plugin.cnn.train import initial_model
-    from marsice_plugin.errors import ModelError
 
     start = initial_model(TrainingConfig(input_size=64, init=str(tmp_path / "tiny.keras")))
     for a, b in zip(start.get_weights(), kept["model"].get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ModelError, match="takes 64 px chunks, not 128"):
-        initial_model(TrainingConfig(input_size=128, init=str(tmp_path / "tiny.keras")))
+    larger = initial_model(TrainingConfig(input_size=128, init=str(tmp_path / "tiny.keras")))
+    assert model_input_size(larger) == 128
+    for a, b in zip(larger.get_weights(), kept["model"].get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_keep_best_saves_the_epoch_with_the_lowest_validation_loss(tmp_path):
@@ -239,8 +241,16 @@ def test_train_cli_from_folders(marsice_cli, tmp_path):
     card = json.loads(tuned.with_suffix(".card.json").read_text())
     assert card["training"]["init"] == str(out) and card["training"]["input_size"] == 64
     assert card["training"]["bn_momentum"] == pytest.approx(0.9)  # the started-from net's, not the 0.99 default
-    proc = marsice_cli("train", str(tmp_path / "data"), "-o", str(tuned), "--init", str(out), "--input-size", "128")
-    assert proc.returncode != 0 and "leave out --input-size or pass 64" in proc.stderr.strip().splitlines()[-1]
+    # At another input size the started-from weights carry over to a net of that size.
+    larger = tmp_path / "m" / "larger.keras"
+    proc = marsice_cli(
+        "train", str(tmp_path / "data"), "-o", str(larger), "--init", str(out), "--input-size", "128", "--epochs", "1"
+    )
+    assert proc.returncode == 0, proc.stderr
+    from marsice_plugin.cnn.model import load_model, model_input_size
+
+    assert model_input_size(load_model(larger)) == 128
+    assert json.loads(larger.with_suffix(".card.json").read_text())["training"]["input_size"] == 128
 
     # The card records the read level; starting from a model read at another level is said, not silently mixed.
     assert card["read_level"] == 0

@@ -151,6 +151,26 @@ def with_precision(model: Any, precision: str) -> Any:
     return mixed
 
 
+def at_input_size(model: Any, input_size: int) -> Any:
+    """The same network and weights for ``input_size`` × ``input_size`` chunks.
+
+    The net is fully convolutional up to global average pooling, so no weight depends on the input
+    size: a model trained at 256 px can be fine-tuned at 512 px (chunks read at JPEG2000 level 1, twice
+    the detail) starting from exactly its weights. Objects then span twice the pixels, so the result
+    needs that fine-tuning before use; ``marsice train --init M --input-size N`` does both.
+    """
+    if model_input_size(model) == input_size:
+        return model
+    keras = keras_module()
+    config = model.get_config()
+    for layer in config["layers"]:
+        if layer["class_name"] == "InputLayer":
+            layer["config"]["batch_shape"] = [None, input_size, input_size, 1]
+    resized = keras.Model.from_config(config)
+    resized.set_weights(model.get_weights())
+    return resized
+
+
 def model_input_size(model: Any) -> int:
     """The chunk size (pixels) the model was built for, read from its input shape."""
     return int(model.input_shape[1])

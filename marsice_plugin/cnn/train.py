@@ -77,20 +77,14 @@ def initial_model(config: TrainingConfig) -> Any:
     BatchNormalization momentum are kept; only the optimizer is new).
 
     Fine-tuning is how a geologist adapts the shipped weights to a few hundred chunks labelled in QGIS
-    without paying for a training from scratch.
+    without paying for a training from scratch. When ``config.input_size`` differs from the starting
+    model's, the same weights are carried over to a net for the new size (:func:`.model.at_input_size`).
     """
     if config.init is None:
         return build_model(config.input_size, dropout=config.dropout, bn_momentum=config.bn_momentum)
-    from ..errors import ModelError
-    from .model import load_model, model_input_size
+    from .model import at_input_size, load_model
 
-    model = load_model(config.init)
-    if model_input_size(model) != config.input_size:
-        raise ModelError(
-            f"{config.init} takes {model_input_size(model)} px chunks, not {config.input_size}: "
-            f"train with --input-size {model_input_size(model)} or start from a fresh net"
-        )
-    return model
+    return at_input_size(load_model(config.init), config.input_size)
 
 
 def split_indices(n: int, validation_split: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

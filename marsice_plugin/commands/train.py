@@ -25,7 +25,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--label-field", default="label", help="label column of a tile index (1 ice, 0 none)")
     p.add_argument("--valid-max", type=float, default=None, help="pixel value that maps to 1.0 (default: from file)")
     p.add_argument(
-        "--input-size", type=int, default=None, help="model input size (1024 = full; default 256 or --init's)"
+        "--input-size",
+        type=int,
+        default=None,
+        help="model input size (1024 = full; default 256 or --init's; another size than --init's carries its "
+        "weights over, e.g. 512 with --read-level 1)",
     )
     p.add_argument(
         "--init", type=Path, metavar="MODEL", help="start from this model's weights (fine-tune) instead of a fresh net"
@@ -127,14 +131,12 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
 def resolve_input_size(requested: int | None, init: Path | None) -> int:
     """The chunk size to train at: what was asked, else the starting model's, else 256.
 
-    Checked before any data is read, so a mismatch costs nothing.
+    A starting model of another size is fine (its weights do not depend on the input size); it is
+    loaded here, before any data is read, so a file that is not a model costs nothing.
     """
     if init is None:
         return requested or 256
     from ..cnn.model import load_model, model_input_size
-    from ..errors import ModelError
 
     size = model_input_size(load_model(init))
-    if requested is not None and requested != size:
-        raise ModelError(f"{init} takes {size} px chunks, not {requested}: leave out --input-size or pass {size}")
-    return size
+    return requested or size
