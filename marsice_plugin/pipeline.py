@@ -182,18 +182,24 @@ def model_read_level(options: DetectOptions, input_size: int) -> int:
     """The JPEG2000 level to decode: ``options.read_level``, else the level in the model's card.
 
     The one place where "None" becomes a level: the card of ``options.model_path`` (0 without a
-    model path or a card), so a model is read the way it was trained. The level is checked against
-    the model's input size here, and a level the model cannot take is a :class:`ModelError` naming it.
+    model path or a card), so a model is read the way it was trained. The chunk size and the level
+    are checked against the model's input size here (for detect, scan and evaluate alike), and what
+    the model cannot take is a :class:`ModelError` naming it.
     """
     from .cnn.model import card_read_level
 
+    name = Path(options.model_path).name if options.model_path else "the model"
+    if input_size > options.chunk_size:
+        raise ModelError(
+            f"{name} takes {input_size}-px inputs, larger than the {options.chunk_size}-px chunks; "
+            "use larger chunks (detect --chunk-size) or a model trained for smaller inputs"
+        )
     level = options.read_level
     if level is None:
         level = card_read_level(options.model_path) if options.model_path else 0
     try:
         read_scale(level, options.chunk_size, input_size)
     except ValueError as exc:
-        name = Path(options.model_path).name if options.model_path else "the model"
         raise ModelError(f"{name}: {exc}") from exc
     return level
 
@@ -441,12 +447,7 @@ def detect(
         )
         reporter.progress(2, f"loading model {model_path.name}")
         model = with_precision(load_model(model_path), options.precision)
-        input_size = model_input_size(model)
-        if input_size > options.chunk_size:
-            raise ModelError(
-                f"{model_path.name} takes {input_size}-px inputs, larger than the {options.chunk_size}-px chunks; "
-                "use a larger --chunk-size or a model trained for smaller inputs"
-            )
+        model_read_level(options, model_input_size(model))  # a model the chunks cannot feed fails before any read
         result = DetectResult(product.product_id, Path(output), options.threshold)
         result.chunks = score_chunks(product, model, options, reporter)
         reporter.progress(90, "outlining bright patches in flagged chunks")

@@ -136,6 +136,9 @@ def test_model_read_level_takes_the_card_unless_told_and_names_the_model_it_refu
     assert model_read_level(DetectOptions(), 256) == 0  # no model path, no card: every pixel
     with pytest.raises(ModelError, match=r"^fast\.keras: read level 2 gives 256-px chunks, fewer than .* 512-px"):
         model_read_level(DetectOptions(model_path=model_path), 512)
+    # Larger than the chunk itself: no level helps, so the message says what does (detect and scan share it).
+    with pytest.raises(ModelError, match=r"^fast\.keras takes 2048-px inputs, larger than the 1024-px chunks; use"):
+        model_read_level(DetectOptions(model_path=model_path), 2048)
 
 
 def test_evaluate_reports_the_level_it_read_from_the_model_card(tmp_path):

@@ -251,16 +251,12 @@ def detect_product(job: ProductJob, downloaded: Downloaded | None = None) -> Pro
 
 def _detect_into(outcome: ProductOutcome, job: ProductJob, label: Path) -> None:
     """What :func:`marsice_plugin.pipeline.detect` does, returning the rows instead of writing them."""
-    from ..cnn.model import model_input_size
     from ..pipeline import DetectOptions, DetectResult, result_rows, score_chunks
     from ..product import open_product
     from ..progress import Reporter
 
     options = DetectOptions(model_path=Path(job.model_path), threshold=job.threshold, overlap=job.overlap)
     model = cached_model(job.model_path, job.threads)
-    size = model_input_size(model)
-    if size > options.chunk_size:
-        raise ModelError(f"{Path(job.model_path).name} takes {size}-px inputs, larger than the 1024-px chunks")
     with open_product(label) as product:
         result = DetectResult(product.product_id, label, options.threshold)
         result.chunks = score_chunks(product, model, options, Reporter("quiet"))
