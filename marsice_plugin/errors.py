@@ -38,6 +38,12 @@ class ModelError(MarsIceError):
     exit_code = 2
 
 
+class TrainingMemoryError(MarsIceError):
+    """A training run would need more memory than the machine has (the message names a batch size that fits)."""
+
+    exit_code = 2
+
+
 class OutputError(MarsIceError):
     """An output cannot be written (permissions, disk full, locked by another writer)."""
 

@@ -80,6 +80,11 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
                 f"{args.read_level} (--read-level); the new model will be read at level {args.read_level}",
                 level="warning",
             )
+    from ..cnn.memory import check_training_memory
+
+    # Before any chunk is rendered or read: the chunks are held twice (all, and the training split).
+    chunk_bytes = 4 * args.input_size**2
+    check_training_memory(args.input_size, args.batch_size, 2 * chunk_bytes * (args.synthetic or 0))
     if args.synthetic is not None:
         from ..cnn.training_data import synthetic_chunks
 
