@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -60,6 +62,30 @@ def test_default_model_is_the_shipped_detector_with_its_card():
     assert report["evaluation_set"] == "evaluation_set_v1" and report["model"] == path.name
     assert report["read_level"] == 2
     assert f"{report['chunks']['roc_auc']:.3f}" in path.with_suffix(".md").read_text()
+
+
+def test_finer_model_reads_level_1_at_512_px_and_ranks_held_out_chunks():
+    """models/marsice_xception_512_level1.keras, the option beside the default: 512 px input read at level 1 as
+    its card says, its card's evaluation is the file beside it, and on the first 12 held-out chunks (seeds the
+    training never drew) every ice chunk scores above every ice-free one."""
+    import json
+
+    from marsice_plugin.cnn.heldout import HELDOUT_SEED
+    from marsice_plugin.cnn.training_data import synthetic_chunks
+
+    path = Path(__file__).resolve().parents[1] / "models" / "marsice_xception_512_level1.keras"
+    model = load_model(path)
+    assert model_input_size(model) == 512 and card_read_level(path) == 1
+    card = json.loads(path.with_suffix(".card.json").read_text())
+    assert card["training"]["init"].startswith("models/marsice_xception_256_level2.keras as of commit d9dd93e")
+    assert card["saved_epoch"]["epoch"] == 3 and card["training"]["batch_size"] == 10
+    report = json.loads(path.with_name("marsice_xception_512_level1.evaluation.json").read_text())
+    assert report["model"] == path.name and report["read_level"] == 1
+    assert f"{report['chunks']['roc_auc']:.3f}" in path.with_suffix(".md").read_text()
+
+    x, y, _ = synthetic_chunks(12, seed=HELDOUT_SEED, input_size=512, read_level=1, workers=1)
+    p = np.asarray(model.predict_on_batch(x)).reshape(-1)
+    assert y.sum() == 6 and p[y == 1].min() > p[y == 0].max()
 
 
 def test_non_keras_file_is_refused(tmp_path):
