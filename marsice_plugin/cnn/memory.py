@@ -2,11 +2,11 @@
 
 Training keeps every layer's output of a batch for the backward pass, and this network's outputs grow
 with the square of the input size: about 196 MiB per chunk at 256 px, 782 MiB at 512 px and 3.1 GiB at
-1024 px (float32, summed over the layers). The paper's batch of 25 therefore needs about 5 GiB at
-256 px but about 20 GiB at 512 px, and a CPU machine short of that is killed by the kernel's
-out-of-memory killer after the chunks were rendered, with no message (measured: 512 px, batch 25,
-killed at 24 GB RSS after 7 minutes of rendering). ``marsice train`` asks first and says which batch
-size fits.
+1024 px (float32, summed over the layers). With the measured overhead (:data:`TRAINING_FACTOR`) the
+paper's batch of 25 needs about 7.5 GiB at 256 px but about 25 GiB at 512 px, and a CPU machine short
+of that is killed by the kernel's out-of-memory killer after the chunks were rendered, with no message
+(measured: 512 px, batch 25, killed at 23.2 GiB RSS after 7 minutes of rendering). ``marsice train``
+asks first and says which batch size fits.
 """
 
 from __future__ import annotations
@@ -67,11 +67,10 @@ def check_training_memory(
         available = available_bytes()
     if available is None:
         return None
-    per_chunk = TRAINING_FACTOR * layer_output_bytes(input_size)
-    need = int(per_chunk * batch_size + BASE_BYTES + data_bytes)
+    need = training_bytes(input_size, batch_size, data_bytes)
     if need <= available:
         return need
-    fits = int((available - BASE_BYTES - data_bytes) // per_chunk)
+    fits = int((available - BASE_BYTES - data_bytes) // (TRAINING_FACTOR * layer_output_bytes(input_size)))
     gib = 2**30
     advice = (
         f"use --batch-size {fits} or less" if fits >= 1 else "use a smaller --input-size or a machine with more memory"
