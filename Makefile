@@ -75,7 +75,7 @@ model-level2: setup
 	  --init build/models/level2_stage1.keras --epochs 6 --learning-rate 1e-4 --augment sun --keep-best \
 	  -o models/marsice_xception_256_level2.keras
 
-# The finer read (about 100 minutes on 2 cores; see its model card): the default level-2 weights carried over
+# The finer read (about 95 minutes on 2 cores; see its model card): the default level-2 weights carried over
 # to 512 px inputs and fine-tuned on 1,600 new chunks decoded at JPEG2000 level 1 (twice the detail), half
 # with strip-edge no-data bands. Batches of 10: 512 px in the paper's batches of 25 needs about 25 GiB.
 model-level1: setup
