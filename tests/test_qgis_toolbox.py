@@ -309,7 +309,8 @@ def _recorded_runs(tmp: Path) -> list:
         }),
         ("marsice:train", {
             "TILE_INDEX": "/data/P_tiles.gpkg", "LABEL_FIELD": "ice", "INPUT_SIZE": 128, "EPOCHS": 3,
-            "BATCH_SIZE": 8, "VALIDATION_SPLIT": 0.25, "SEED": 4, "AUGMENT": 1, "OUTPUT": str(tmp / "m.keras"),
+            "BATCH_SIZE": 8, "VALIDATION_SPLIT": 0.25, "SEED": 4, "AUGMENT": 1, "READ_LEVEL": 2,
+            "LEARNING_RATE": 0.0003, "KEEP_BEST": True, "OUTPUT": str(tmp / "m.keras"),
         }),
         ("marsice:train", {"SYNTHETIC": 40, "INIT": "/data/m.keras", "OUTPUT": str(tmp / "s.keras")}),
         ("marsice:evaluate", {
@@ -498,10 +499,12 @@ def test_parameters_map_onto_the_cli_options(toolbox: dict) -> None:
     assert train_index == [
         "train", "/data/P_tiles.gpkg", "-o", str(tmp / "m.keras"), "--label-field", "ice", "--input-size", "128",
         "--epochs", "3", "--batch-size", "8", "--validation-split", "0.25", "--seed", "4", "--augment", "none",
+        "--learning-rate", "0.0003", "--read-level", "2", "--keep-best",
     ]  # fmt: skip
     assert train_synthetic == [
         "train", "-o", str(tmp / "s.keras"), "--synthetic", "40", "--init", "/data/m.keras", "--epochs", "25",
         "--batch-size", "25", "--validation-split", "0.2", "--seed", "0", "--augment", "sun",
+        "--learning-rate", "0.001",
     ]  # fmt: skip
     assert evaluate == [
         "evaluate", "/data/m.keras", "/data/P_tiles.gpkg", "--label-field", "ice", "--set", "evaluation_set_v1",

@@ -10,6 +10,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingOutputFile,
+    QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -21,6 +22,12 @@ from ..compat import DOUBLE, FILE, FOLDER, INTEGER
 from .base import MarsIceAlgorithm
 
 AUGMENTS = ["sun", "none"]
+#: Read level choices, index = the level passed as ``--read-level`` (0 is the CLI's default and is not passed).
+READ_LEVELS = [
+    "0: chunks at full resolution",
+    "1: half resolution",
+    "2: quarter resolution (Tile product at scale 0.25; the shipped default model)",
+]
 
 _HELP = """\
 <p>Trains the small Xception-style network of Gergácz &amp; Kereszturi to tell chunks that hold a <b>remnant \
@@ -47,6 +54,14 @@ learn from.</dd>
 <dt>Start from model</dt><dd>Optional: a <tt>.keras</tt> model (for example the shipped weights) whose \
 weights training starts from instead of a fresh network: fine-tuning, which needs far fewer labelled chunks and \
 epochs. Its input size is used and the size above is ignored.</dd>
+<dt>Read level</dt><dd>How the chunks were made, recorded in the model card so that <i>Detect ice \
+patches</i> reads products the same way: 0 for chunks at full resolution, 2 for chunks exported by <i>Tile \
+product</i> at scale 0.25, which is how the shipped default model reads (fine-tune it with 2). A model read another \
+way than it was trained scores much worse.</dd>
+<dt>Learning rate</dt><dd>Adam's step size: the paper's 0.001 from a fresh network; about 0.0003 when \
+fine-tuning.</dd>
+<dt>Keep the best epoch</dt><dd>Save the epoch with the lowest validation loss instead of the last one (the \
+card records which).</dd>
 <dt>Seed</dt><dd>Fixes the random start, so a run can be repeated exactly.</dd>
 <dt>Augmentation</dt><dd><i>sun</i>: also show the network copies of each chunk mirrored across the sun's \
 direction and turned by a few degrees, so that shadows still fall where the afternoon sun of the paper's band \
@@ -70,6 +85,9 @@ class TrainModelAlgorithm(MarsIceAlgorithm):
     SEED = "SEED"
     AUGMENT = "AUGMENT"
     INIT = "INIT"
+    READ_LEVEL = "READ_LEVEL"
+    LEARNING_RATE = "LEARNING_RATE"
+    KEEP_BEST = "KEEP_BEST"
     OUTPUT = "OUTPUT"
     CURVES = "CURVES"
 
@@ -107,6 +125,15 @@ class TrainModelAlgorithm(MarsIceAlgorithm):
         )
         self.addParameter(QgsProcessingParameterEnum(self.AUGMENT, "Augmentation", options=AUGMENTS, defaultValue=0))
         self.addParameter(
+            QgsProcessingParameterEnum(self.READ_LEVEL, "Read level of the chunks", options=READ_LEVELS, defaultValue=0)
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.LEARNING_RATE, "Learning rate", DOUBLE, defaultValue=1e-3, minValue=1e-6, maxValue=1.0
+            )
+        )
+        self.addParameter(QgsProcessingParameterBoolean(self.KEEP_BEST, "Keep the best epoch", False))
+        self.addParameter(
             QgsProcessingParameterFile(
                 self.INIT, "Start from model (fine-tune)", FILE, extension="keras", optional=True
             )
@@ -132,7 +159,7 @@ class TrainModelAlgorithm(MarsIceAlgorithm):
         args += ["--synthetic", str(synthetic)] if synthetic > 0 else []
         args += ["--init", init] if init else []
         args += ["--label-field", self.parameterAsString(parameters, self.LABEL_FIELD, context)] if index else []
-        sizes = [] if init else [(self.INPUT_SIZE, "--input-size")]  # a start model fixes its own size
+        sizes = [] if init else [(self.INPUT_SIZE, "--input-size")]  # a start model keeps its own size here
         for key, option in (
             *sizes,
             (self.EPOCHS, "--epochs"),
@@ -142,6 +169,10 @@ class TrainModelAlgorithm(MarsIceAlgorithm):
         args += ["--validation-split", str(self.parameterAsDouble(parameters, self.VALIDATION_SPLIT, context))]
         args += ["--seed", str(self.parameterAsInt(parameters, self.SEED, context))]
         args += ["--augment", AUGMENTS[self.parameterAsEnum(parameters, self.AUGMENT, context)]]
+        args += ["--learning-rate", str(self.parameterAsDouble(parameters, self.LEARNING_RATE, context))]
+        read_level = self.parameterAsEnum(parameters, self.READ_LEVEL, context)
+        args += ["--read-level", str(read_level)] if read_level else []
+        args += ["--keep-best"] if self.parameterAsBool(parameters, self.KEEP_BEST, context) else []
 
         outputs = self.run_cli(args, feedback)
         model = str(outputs.get("MODEL", output))
