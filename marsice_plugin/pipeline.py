@@ -428,7 +428,7 @@ def detect(
     probability_raster: str | Path | None = None,
 ) -> DetectResult:
     """Score every chunk of a product and write the ``chunks`` layer (and optionally a quick-look PNG)."""
-    from .cnn.model import load_model, model_input_size, with_precision
+    from .cnn.model import load_model, with_precision
 
     options = options or DetectOptions()
     reporter = reporter or Reporter("quiet")
@@ -447,7 +447,6 @@ def detect(
         )
         reporter.progress(2, f"loading model {model_path.name}")
         model = with_precision(load_model(model_path), options.precision)
-        model_read_level(options, model_input_size(model))  # a model the chunks cannot feed fails before any read
         result = DetectResult(product.product_id, Path(output), options.threshold)
         result.chunks = score_chunks(product, model, options, reporter)
         reporter.progress(90, "outlining bright patches in flagged chunks")

@@ -11,6 +11,7 @@ asks first and says which batch size fits.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 from ..errors import TrainingMemoryError
@@ -30,8 +31,12 @@ BASE_BYTES = 1.5 * 2**30
 MEASURED = ((512, 10, 3.1, 12.95, "trained"), (512, 25, 3.1, 23.2, "killed by the out-of-memory killer"))
 
 
+@lru_cache(maxsize=8)
 def layer_output_bytes(input_size: int) -> int:
-    """Bytes of all layer outputs of one chunk through the paper's net at ``input_size`` (float32)."""
+    """Bytes of all layer outputs of one chunk through the paper's net at ``input_size`` (float32).
+
+    Cached: it builds a throw-away Keras net, and the check asks twice when it refuses (the estimate,
+    then the batch size that fits)."""
     from math import prod
 
     from .model import build_model
