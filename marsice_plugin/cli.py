@@ -17,7 +17,21 @@ import traceback
 from typing import Any
 
 from . import __version__
-from .commands import demo, detect, download, evaluate, export, sample, scan, search, sites, terrain, tile, train
+from .commands import (
+    demo,
+    detect,
+    download,
+    ensemble,
+    evaluate,
+    export,
+    sample,
+    scan,
+    search,
+    sites,
+    terrain,
+    tile,
+    train,
+)
 from .errors import CancelledError, MarsIceError
 from .progress import Reporter, quiet_swallowed_cancel, request_cancel
 
@@ -27,6 +41,7 @@ COMMAND_MODULES = {
     "detect": detect,
     "sample": sample,
     "train": train,
+    "ensemble": ensemble,
     "search": search,
     "download": download,
     "tile": tile,

@@ -31,20 +31,28 @@ from .vectors import transform_geometry, window_footprint
 #: Threshold on chunk probability; the paper counted chunks "higher than 60%".
 DEFAULT_THRESHOLD = 0.6
 
-#: The model ``marsice detect`` uses when none is given (trained on generated scenes only; its card is
-#: models/marsice_xception_256_level2.md): it reads products at JPEG2000 level 2, three times faster than a
-#: full decode. The full-read model and the demo weights it descends from stay in models/ (the tests use the latter).
-DEFAULT_MODEL_NAME = "marsice_xception_256_level2.keras"
+#: The model ``marsice detect`` and ``scan`` use when none is given (trained on generated scenes only; its card
+#: is models/marsice_ensemble_512_level1.md): the mean of the 512-px level-1 and the 256-px level-2 models, read
+#: at JPEG2000 level 1. It ranks held-out chunks better than either member; ``FAST_MODEL_NAME`` (the level-2
+#: member alone) is about 4.5x faster per chunk, for surveys of many products. The full-read model and the demo
+#: weights they descend from stay in models/ (the tests use the latter).
+DEFAULT_MODEL_NAME = "marsice_ensemble_512_level1.keras"
+FAST_MODEL_NAME = "marsice_xception_256_level2.keras"
 
 
 def default_model_path() -> Path:
-    """The shipped model: ``$MARSICE_MODEL`` or ``models/marsice_xception_256_level2.keras`` of this checkout."""
+    """The shipped model: ``$MARSICE_MODEL`` or ``models/marsice_ensemble_512_level1.keras`` of this checkout."""
     import os
 
     env = os.environ.get("MARSICE_MODEL")
     if env:
         return Path(env)
     return Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL_NAME
+
+
+def fast_model_path() -> Path:
+    """The shipped fast model (``--fast``): ``models/marsice_xception_256_level2.keras`` of this checkout."""
+    return Path(__file__).resolve().parents[1] / "models" / FAST_MODEL_NAME
 
 
 #: Attribute columns of the ``chunks`` layer (documented in the README).
@@ -159,7 +167,7 @@ def read_scale(read_level: int, chunk_size: int, input_size: int) -> float:
     """The chunk reader's ``scale`` for a JPEG2000 resolution level to decode (0: every pixel).
 
     Level 0 decodes every pixel, repairs special values and outliers at full resolution, then
-    block-averages to the model's input (what ``marsice_xception_256.keras`` was trained on; the default
+    block-averages to the model's input (what ``marsice_xception_256.keras`` was trained on;
     ``marsice_xception_256_level2.keras`` was trained at level 2, as its card says). Level ``L`` asks
     the decoder for the image at 1/2**L of the resolution (a quarter of the pixels per level, so the
     reader keeps pace with the model on two cores), repairs there and block-averages the rest of the

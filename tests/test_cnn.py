@@ -40,15 +40,16 @@ def test_shipped_demo_model_loads_safely_and_predicts_in_range():
     np.testing.assert_array_equal(p, again)
 
 
-def test_default_model_is_the_shipped_detector_with_its_card():
-    """detect's default is models/marsice_xception_256_level2.keras: safe to load, 256 px input, inference-only
-    weights, read at JPEG2000 level 2 as its card says, and its card's evaluation is the file beside it."""
+def test_fast_model_is_the_shipped_level_2_detector_with_its_card():
+    """--fast (and the default ensemble's coarse member) is models/marsice_xception_256_level2.keras: safe to load,
+    256 px input, inference-only weights, read at JPEG2000 level 2 as its card says, and its card's evaluation is the
+    file beside it."""
     import json
     import zipfile
 
-    from marsice_plugin.pipeline import default_model_path
+    from marsice_plugin.pipeline import fast_model_path
 
-    path = default_model_path()
+    path = fast_model_path()
     assert path.name == "marsice_xception_256_level2.keras" and path.parent.name == "models"
     assert card_read_level(path) == 2
     assert model_input_size(load_model(path)) == 256

@@ -327,6 +327,11 @@ def _recorded_runs(tmp: Path) -> list:
             "INPUT": "/data/P.LBL", "MODEL": "/data/m.keras", "THRESHOLD": 0.5, "OVERLAP": False, "PRECISION": 1,
             "READ_LEVEL": 3, "PROBABILITY": str(tmp / "p.tif"), "OUTPUT": str(tmp / "d.gpkg"),
         }),
+        ("marsice:detect", {"INPUT": "/data/P.LBL", "FAST": True, "OUTPUT": str(tmp / "f.gpkg")}),
+        ("marsice:scan", {
+            "LAT_MIN": -55, "LAT_MAX": -45, "LS_FROM": 340, "LS_TO": 20, "MODEL": "/data/m.keras", "FAST": True,
+            "OUTPUT": str(tmp / "scan2.gpkg"),
+        }),
     ]  # fmt: skip
 
 
@@ -490,7 +495,7 @@ def test_missing_venv_gives_the_fix(toolbox: dict) -> None:
 
 def test_parameters_map_onto_the_cli_options(toolbox: dict) -> None:
     tmp = Path(toolbox["params"]["record"]).parent / "recorded"
-    tile, train_index, train_synthetic, evaluate, scan, detect = toolbox["recorded_argv"]
+    tile, train_index, train_synthetic, evaluate, scan, detect, fast, scan_model = toolbox["recorded_argv"]
     assert tile == [
         "tile", "/data/P.LBL", "-o", str(tmp / "tiles"), "--size", "512", "--overlap", "16", "--scale", "0.5",
         "--chunk-m", "200.0", "--model-scale", "0.3", "--max-center-nodata", "0.05", "--max-nodata", "0.4",
@@ -522,5 +527,8 @@ def test_parameters_map_onto_the_cli_options(toolbox: dict) -> None:
         "--overlap", "0", "--probability-raster", str(tmp / "p.tif"), "--precision", "mixed_float16",
         "--read-level", "2",
     ]  # fmt: skip
+    # the shipped fast model when no model is given; a given model wins over the tick
+    assert fast == ["detect", "/data/P.LBL", "-o", str(tmp / "f.gpkg"), "--threshold", "0.6", "--fast"]
+    assert "--model" in scan_model and "--fast" not in scan_model
     assert toolbox["recorded_results"][1]["OUTPUT"] == str(tmp / "m.keras")
     assert "not both" in toolbox["both_data"]

@@ -111,15 +111,19 @@ def test_detect_refuses_a_read_level_below_the_model_input(sample_product, tmp_p
     assert not (tmp_path / "o.gpkg").exists()
 
 
-def test_default_model_read_at_level_two_ranks_ice_chunks_above_ice_free_ones(sample_product, tmp_path):
-    """The shipped default, read as its card says, on a known scene: every chunk without planted ice scores below
-    every chunk with some, and every chunk it flags (>= 0.6) holds ice (the paper's image-level failure was the
-    opposite: flags without ice)."""
-    from marsice_plugin.pipeline import default_model_path
+@pytest.mark.parametrize("which, level", [("default", 1), ("fast", 2)])
+def test_shipped_models_read_at_their_card_level_rank_ice_chunks_above_ice_free_ones(
+    sample_product, tmp_path, which, level
+):
+    """The shipped default (the ensemble, level 1) and --fast (level 2), each read as its card says, on a known
+    scene: every chunk without planted ice scores below every chunk with some, and every chunk flagged (>= 0.6)
+    holds ice (the paper's image-level failure was the opposite: flags without ice)."""
+    from marsice_plugin.pipeline import default_model_path, fast_model_path
     from marsice_plugin.truth import chunk_truth
 
-    assert card_read_level(default_model_path()) == 2
-    result = detect(sample_product.label_path, tmp_path / "o.gpkg", DetectOptions(overlap=None))
+    model = default_model_path() if which == "default" else fast_model_path()
+    assert card_read_level(model) == level
+    result = detect(sample_product.label_path, tmp_path / "o.gpkg", DetectOptions(model_path=model, overlap=None))
     truth = chunk_truth(sample_product.scene.ice, result.chunks)
     ice = [c.probability for c in result.chunks if truth[(c.chunk_row, c.chunk_col)]]
     free = [c.probability for c in result.chunks if not truth[(c.chunk_row, c.chunk_col)]]

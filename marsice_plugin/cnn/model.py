@@ -128,10 +128,11 @@ def with_precision(model: Any, precision: str) -> Any:
     """The same network and weights computing in ``precision`` (the model itself for float32).
 
     A saved model records float32 policies per layer, so a global Keras policy would not change it:
-    the layers are rebuilt from their configs with the mixed policy, except the last one, which
-    stays float32 so the sigmoid and its probabilities are computed at full precision (Keras's
-    advice for mixed precision). Agreement with float32 is reported by ``bench/inference.py`` on
-    the thresholded decisions, since that is what a user acts on.
+    the layers are rebuilt from their configs with the mixed policy, except the output layers (the
+    last one, and each ensemble member's ``ice_probability``), which stay float32 so the sigmoid and
+    the probabilities are computed at full precision (Keras's advice for mixed precision). Members
+    of an ensemble (:mod:`.ensemble`) are rebuilt the same way. Agreement with float32 is reported
+    by ``bench/inference.py`` on the thresholded decisions, since that is what a user acts on.
     """
     if precision not in PRECISIONS:
         raise ModelError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
@@ -142,11 +143,12 @@ def with_precision(model: Any, precision: str) -> Any:
 
     def rebuild(layer: Any) -> Any:
         config = layer.get_config()
-        if layer is not last and not isinstance(layer, keras.layers.InputLayer):
+        keep = layer is last or layer.name == "ice_probability" or isinstance(layer, keras.layers.InputLayer)
+        if not keep:
             config["dtype"] = precision
         return layer.__class__.from_config(config)
 
-    mixed = keras.models.clone_model(model, clone_function=rebuild)
+    mixed = keras.models.clone_model(model, clone_function=rebuild, recursive=True)
     mixed.set_weights(model.get_weights())
     return mixed
 

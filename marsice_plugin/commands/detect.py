@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import Reporter
-from .arguments import overlap_arg
+from .arguments import add_model_args, chosen_model, overlap_arg
 
 
 def add_parser(sub: Any) -> None:
@@ -21,9 +21,7 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("product", type=Path, help="HiRISE PDS3 label (.LBL beside its .JP2) or a GDAL raster in a Mars CRS")
     p.add_argument("-o", "--output", type=Path, required=True, help="output GeoPackage (.gpkg)")
-    p.add_argument(
-        "--model", type=Path, default=None, help="Keras model (default: models/marsice_xception_256_level2.keras)"
-    )
+    add_model_args(p)
     p.add_argument("--threshold", type=float, default=0.6, help="probability threshold (paper: 0.6)")
     p.add_argument("--chunk-size", type=int, default=1024, help="chunk size in pixels (paper: 1024)")
     p.add_argument(
@@ -56,7 +54,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..pipeline import DetectOptions, detect
 
     options = DetectOptions(
-        model_path=args.model,
+        model_path=chosen_model(args),
         threshold=args.threshold,
         chunk_size=args.chunk_size,
         overlap=overlap_arg(args.overlap),

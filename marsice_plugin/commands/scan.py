@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import Reporter
-from .arguments import overlap_arg
+from .arguments import add_model_args, chosen_model, overlap_arg
 
 #: What a cancelled scan leaves: every product committed before the cancel, and the manifest to resume.
 CANCEL_MESSAGE = (
@@ -43,9 +43,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes of the local cluster")
     p.add_argument("--threads-per-worker", type=int, default=1, help="threads per worker (TensorFlow pools too)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this running Dask scheduler instead")
-    p.add_argument(
-        "--model", type=Path, default=None, help="Keras model (default: models/marsice_xception_256_level2.keras)"
-    )
+    add_model_args(p)
     p.add_argument("--threshold", type=float, default=0.6, help="probability threshold (paper: 0.6)")
     p.add_argument(
         "--overlap",
@@ -107,7 +105,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     if args.workers < 1 or args.threads_per_worker < 1:
         raise ValueError("--workers and --threads-per-worker must be at least 1")
     cache = (args.cache or default_folder()).resolve()
-    model = (args.model or default_model_path()).resolve()
+    model = (chosen_model(args) or default_model_path()).resolve()
     reporter.progress(0, f"searching ({args.source})")
     products, used, dtms = _search(args, reporter)
     options = JobOptions(

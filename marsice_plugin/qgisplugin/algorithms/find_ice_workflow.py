@@ -44,8 +44,9 @@ shipped with MarsIce; <i>auto</i>: ODE, or the bundled one when offline.</dd>
 <dt>Dry run</dt><dd>Only list what would be downloaded and its size; nothing is fetched or written.</dd>
 <dt>Download cap</dt><dd>Refuse to start when the run would download more than this (GB; 0 = no cap).</dd>
 <dt>Products at most</dt><dd>Scan only the first N products found (0 = all): try a few before a long run.</dd>
-<dt>CNN model, probability threshold</dt><dd>As in <i>Detect ice patches</i> (empty model = the model \
-shipped with MarsIce; 0.6 is the paper's threshold).</dd>
+<dt>CNN model, fast model, probability threshold</dt><dd>As in <i>Detect ice patches</i> (empty model = the \
+model shipped with MarsIce; the fast model is about 4.5× faster per chunk, worth it for many images; 0.6 is the \
+paper's threshold).</dd>
 <dt>Terrain attributes</dt><dd>Look for a HiRISE DTM of each product (ODE only) and rank candidates by the \
 shade and slope around them.</dd>
 <dt>Download cache</dt><dd>Folder for the downloaded images, kept below its size limit by removing the least \
@@ -68,6 +69,7 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
     MAX_GB = "MAX_GB"
     LIMIT = "LIMIT"
     MODEL = "MODEL"
+    FAST = "FAST"
     THRESHOLD = "THRESHOLD"
     TERRAIN = "TERRAIN"
     CACHE = "CACHE"
@@ -115,6 +117,7 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
                 self.MODEL, "CNN model (.keras; empty = the shipped model)", FILE, extension="keras", optional=True
             )
         )
+        self.addParameter(QgsProcessingParameterBoolean(self.FAST, "Fast model (shipped model only)", False))
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.THRESHOLD, "Probability threshold for candidates", DOUBLE, 0.6, minValue=0.0, maxValue=1.0
@@ -177,7 +180,8 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
         args += ["--dry-run"] if dry_run else []
         args += ["--limit", str(limit)] if limit > 0 else []
         args += ["--workers", str(self.parameterAsInt(parameters, self.WORKERS, context))]
-        args += ["--model", model] if model else []
+        fast = self.parameterAsBoolean(parameters, self.FAST, context)
+        args += ["--model", model] if model else ["--fast"] if fast else []
         args += ["--threshold", str(self.parameterAsDouble(parameters, self.THRESHOLD, context))]
         args += [] if self.parameterAsBoolean(parameters, self.TERRAIN, context) else ["--no-terrain"]
         args += ["--keep-downloads"] if self.parameterAsBoolean(parameters, self.KEEP_DOWNLOADS, context) else []
