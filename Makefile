@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 comma := ,
 DEMO_DIR ?= demo_output
 
-.PHONY: setup apt demo test lint format zip demo-model model model-level2 model-level1 clean
+.PHONY: setup apt demo test lint format zip demo-model model model-level2 model-level1 model-ensemble clean
 
 setup: apt $(STAMP)
 
@@ -82,6 +82,12 @@ model-level1: setup
 	$(VENV)/bin/marsice train --synthetic 1600 --data-seed 40000 --edge-nodata 0.5 --read-level 1 --input-size 512 \
 	  --init models/marsice_xception_256_level2.keras --epochs 5 --batch-size 10 --learning-rate 2e-4 --augment sun \
 	  --keep-best -o models/marsice_xception_512_level1.keras
+
+# The default detector, in seconds (no training): the two models above as one Keras model that averages their
+# probabilities, read at level 1 (see its card; chosen on 800 held-out chunks with bench/heldout_compare.py).
+model-ensemble: setup
+	$(VENV)/bin/marsice ensemble models/marsice_xception_512_level1.keras models/marsice_xception_256_level2.keras \
+	  -o models/marsice_ensemble_512_level1.keras
 
 # An installable plugin zip: the package folder with metadata.txt inside (symlinks resolved).
 zip:

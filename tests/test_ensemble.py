@@ -136,3 +136,17 @@ def test_shipped_default_ensemble_is_the_two_shipped_models():
     for member, name in zip(member_models(ensemble), members, strict=True):
         for w_in, w_file in zip(member.get_weights(), load_model(REPO / "models" / name).get_weights(), strict=True):
             np.testing.assert_array_equal(w_in, w_file)
+
+
+def test_training_from_an_ensemble_is_refused_with_what_to_do_instead(tmp_path):
+    """An ensemble's members read at different levels, so one training set cannot fine-tune it: train refuses it
+    before reading any data and names a member to fine-tune; a single model is taken as before."""
+    from marsice_plugin.commands.train import resolve_input_size
+
+    a = saved(tmp_path, "fine", 32, 1, seed=1)
+    b = saved(tmp_path, "coarse", 16, 2, seed=2)
+    both = tmp_path / "both.keras"
+    combine([a, b], both)
+    with pytest.raises(ModelError, match="both.keras is an ensemble of 2 models .* fine-tune a member instead"):
+        resolve_input_size(None, both)
+    assert resolve_input_size(None, b) == 16 and resolve_input_size(64, b) == 64

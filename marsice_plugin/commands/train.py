@@ -137,11 +137,20 @@ def resolve_input_size(requested: int | None, init: Path | None) -> int:
     """The chunk size to train at: what was asked, else the starting model's, else 256.
 
     A starting model of another size is fine (its weights do not depend on the input size); it is
-    loaded here, before any data is read, so a file that is not a model costs nothing.
+    loaded here, before any data is read, so a file that is not a model costs nothing. An ensemble is
+    refused: its members read at different levels, which one training set cannot serve.
     """
     if init is None:
         return requested or 256
+    from ..cnn.ensemble import member_models
     from ..cnn.model import load_model, model_input_size
+    from ..errors import ModelError
 
-    size = model_input_size(load_model(init))
-    return requested or size
+    model = load_model(init)
+    members = member_models(model)
+    if members:
+        raise ModelError(
+            f"{init.name} is an ensemble of {len(members)} models (see its card); fine-tune a member instead, e.g. "
+            "models/marsice_xception_256_level2.keras, and combine the result with 'marsice ensemble'"
+        )
+    return requested or model_input_size(model)
