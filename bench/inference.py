@@ -20,7 +20,7 @@ Not a test: it times things and takes a few minutes. It prints
 
 Usage::
 
-    .venv/bin/python bench/inference.py [--model models/X.keras] [--size 4096] [--batch 16] [--repeat 2]
+    .venv/bin/python bench/inference.py [--model models/X.keras] [--size 4096] [--batch 8] [--repeat 2]
         [--read-levels 2] [--precision mixed_bfloat16] [--overlap auto|0]
 """
 
@@ -52,7 +52,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--size", type=int, default=4096, help="side of the generated product (px)")
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--precision", nargs="*", default=[], choices=("mixed_float16", "mixed_bfloat16"))

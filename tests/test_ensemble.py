@@ -132,6 +132,15 @@ def test_shipped_default_ensemble_is_the_two_shipped_models():
     assert path.name == "marsice_ensemble_512_level1.keras" and card["read_level"] == 1
     members = [m["model"] for m in card["ensemble"]["members"]]
     assert members == ["marsice_xception_512_level1.keras", "marsice_xception_256_level2.keras"]
+    # the choice on held-out chunks: the file beside the model says the ensemble ranks them best, ahead of each
+    # member in a paired bootstrap, and the card quotes its figure
+    compare = json.loads(path.with_name("marsice_ensemble_512_level1.heldout_compare.json").read_text())
+    assert compare["count"] == 1600 and compare["first_seed"] == 500_000
+    aucs = {name: entry["roc_auc"] for name, entry in compare["models"].items()}
+    assert max(aucs, key=aucs.get) == path.name
+    ahead = [d for d in compare["differences"] if d["model"] == path.name]
+    assert {d["minus"] for d in ahead} == set(members) and all(d["ci95"][0] > 0 for d in ahead)
+    assert f"**{aucs[path.name]:.3f}**" in path.with_suffix(".md").read_text()
     ensemble = load_model(path)
     for member, name in zip(member_models(ensemble), members, strict=True):
         for w_in, w_file in zip(member.get_weights(), load_model(REPO / "models" / name).get_weights(), strict=True):
