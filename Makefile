@@ -84,7 +84,7 @@ model-level1: setup
 	  --keep-best -o models/marsice_xception_512_level1.keras
 
 # The default detector, in seconds (no training): the two models above as one Keras model that averages their
-# probabilities, read at level 1 (see its card; chosen on 800 held-out chunks with bench/heldout_compare.py).
+# probabilities, read at level 1 (chosen on held-out chunks, bench/heldout_compare.py; see its card).
 model-ensemble: setup
 	$(VENV)/bin/marsice ensemble models/marsice_xception_512_level1.keras models/marsice_xception_256_level2.keras \
 	  -o models/marsice_ensemble_512_level1.keras

@@ -159,3 +159,25 @@ def test_training_from_an_ensemble_is_refused_with_what_to_do_instead(tmp_path):
     with pytest.raises(ModelError, match="both.keras is an ensemble of 2 models .* fine-tune a member instead"):
         resolve_input_size(None, both)
     assert resolve_input_size(None, b) == 16 and resolve_input_size(64, b) == 64
+
+
+def test_fast_flag_picks_the_shipped_level_2_model_and_excludes_model():
+    """--fast is the shipped level-2 model alone, for detect and scan; with --model it is an argument error."""
+    from marsice_plugin.cli import build_parser
+    from marsice_plugin.commands.arguments import chosen_model
+    from marsice_plugin.pipeline import fast_model_path
+
+    parser = build_parser()
+    fast = parser.parse_args(["detect", "P.LBL", "-o", "o.gpkg", "--fast"])
+    assert chosen_model(fast) == fast_model_path() and fast_model_path().name == "marsice_xception_256_level2.keras"
+    assert chosen_model(parser.parse_args(["detect", "P.LBL", "-o", "o.gpkg"])) is None  # the default decides
+    given = parser.parse_args(
+        ["scan", "--lat", "-60", "-40", "--ls", "140", "200", "-o", "s.gpkg", "--model", "m.keras"]
+    )
+    assert str(chosen_model(given)) == "m.keras"
+    assert (
+        chosen_model(parser.parse_args(["scan", "--lat", "-60", "-40", "--ls", "140", "200", "-o", "s.gpkg", "--fast"]))
+        == fast_model_path()
+    )
+    with pytest.raises(SystemExit):
+        parser.parse_args(["detect", "P.LBL", "-o", "o.gpkg", "--fast", "--model", "m.keras"])

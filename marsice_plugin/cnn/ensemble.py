@@ -106,8 +106,9 @@ def combine(model_paths: Sequence[Path], out_path: Path) -> dict:
         member = {"model": Path(path).name, "input_size": size, "read_level": lv, "parameters": model.count_params()}
         card = card_path(path)
         heldout = json.loads(card.read_text()).get("heldout_evaluation") if card.exists() else None
-        if heldout:
-            member["heldout_roc_auc"] = heldout["model"]["roc_auc"]
+        auc = (heldout or {}).get("model", {}).get("roc_auc")
+        if auc is not None:
+            member["heldout_roc_auc"] = auc
         members.append(member)
     card = {
         "model": Path(out_path).name,
