@@ -98,11 +98,13 @@ def test_detect_parameters_match_the_cli_options(qgis_home: Path) -> None:
     help_ = json.loads(proc.stdout)
     params = help_["parameters"]
     assert set(params) == {
-        "INPUT", "MODEL", "THRESHOLD", "OVERLAP", "PRECISION", "READ_LEVEL", "OUTPUT", "PROBABILITY", "QUICKLOOK"
+        "INPUT", "MODEL", "FAST", "THRESHOLD", "OVERLAP", "PRECISION", "READ_LEVEL", "OUTPUT", "PROBABILITY",
+        "QUICKLOOK",
     }  # fmt: skip
     assert params["INPUT"]["optional"] is False
     assert params["MODEL"]["optional"] is True
     assert params["MODEL"]["raw_definition"]["extension"] == "keras"
+    assert params["FAST"]["raw_definition"]["default"] is False  # the shipped ensemble unless asked
     threshold = params["THRESHOLD"]["raw_definition"]
     assert (threshold["default"], threshold["min"], threshold["max"]) == (0.6, 0.0, 1.0)
     assert params["OUTPUT"]["raw_definition"]["parameter_type"] == "vectorDestination"
