@@ -304,13 +304,15 @@ def evaluate_labelled(
     """
     from .cnn.chunk_data import load_labelled
     from .cnn.model import load_model, model_input_size
+    from .pipeline import DetectOptions
 
     reporter = reporter or Reporter("quiet")
     model = load_model(model_path)
     reporter.progress(5, f"reading labelled chunks from {data}")
     chunks = load_labelled(Path(data), model_input_size(model), label_field)
     reporter.progress(40, f"scoring {len(chunks.y)} chunks")
-    p = np.asarray(model.predict(chunks.x, batch_size=16, verbose=0)).reshape(-1)
+    batch_size = DetectOptions().batch_size  # detect's batch: as fast, and the memory bench/inference.py measured
+    p = np.asarray(model.predict(chunks.x, batch_size=batch_size, verbose=0)).reshape(-1)
     b = brightness_baseline(chunks.x)
     y = chunks.y.astype(bool)
     report: dict[str, Any] = {
