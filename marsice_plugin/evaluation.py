@@ -311,8 +311,8 @@ def evaluate_labelled(
     reporter.progress(5, f"reading labelled chunks from {data}")
     chunks = load_labelled(Path(data), model_input_size(model), label_field)
     reporter.progress(40, f"scoring {len(chunks.y)} chunks")
-    batch_size = DetectOptions().batch_size  # detect's batch: as fast, and the memory bench/inference.py measured
-    p = np.asarray(model.predict(chunks.x, batch_size=batch_size, verbose=0)).reshape(-1)
+    # detect's batch size: as fast, and the memory bench/inference.py measured
+    p = np.asarray(model.predict(chunks.x, batch_size=DetectOptions.batch_size, verbose=0)).reshape(-1)
     b = brightness_baseline(chunks.x)
     y = chunks.y.astype(bool)
     report: dict[str, Any] = {

@@ -38,6 +38,8 @@ DEFAULT_THRESHOLD = 0.6
 #: weights they descend from stay in models/ (the tests use the latter).
 DEFAULT_MODEL_NAME = "marsice_ensemble_512_level1.keras"
 FAST_MODEL_NAME = "marsice_xception_256_level2.keras"
+#: The shipped models of this checkout.
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 
 
 def default_model_path() -> Path:
@@ -47,12 +49,12 @@ def default_model_path() -> Path:
     env = os.environ.get("MARSICE_MODEL")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[1] / "models" / DEFAULT_MODEL_NAME
+    return MODELS_DIR / DEFAULT_MODEL_NAME
 
 
 def fast_model_path() -> Path:
     """The shipped fast model (``--fast``): ``models/marsice_xception_256_level2.keras`` of this checkout."""
-    return Path(__file__).resolve().parents[1] / "models" / FAST_MODEL_NAME
+    return MODELS_DIR / FAST_MODEL_NAME
 
 
 #: Attribute columns of the ``chunks`` layer (documented in the README).

@@ -26,7 +26,7 @@ AUGMENTS = ["sun", "none"]
 READ_LEVELS = [
     "0: chunks at full resolution",
     "1: half resolution",
-    "2: quarter resolution (Tile product at scale 0.25; the shipped default model)",
+    "2: quarter resolution (Tile product at scale 0.25; the shipped fast model)",
 ]
 
 _HELP = """\
@@ -56,8 +56,9 @@ weights training starts from instead of a fresh network: fine-tuning, which need
 epochs. Its input size is used and the size above is ignored.</dd>
 <dt>Read level</dt><dd>How the chunks were made, recorded in the model card so that <i>Detect ice \
 patches</i> reads products the same way: 0 for chunks at full resolution, 2 for chunks exported by <i>Tile \
-product</i> at scale 0.25, which is how the shipped default model reads (fine-tune it with 2). A model read another \
-way than it was trained scores much worse.</dd>
+product</i> at scale 0.25, which is how the shipped fast model (models/marsice_xception_256_level2.keras) reads \
+(fine-tune it with 2; the shipped default averages two networks and cannot be fine-tuned as one). A model read \
+another way than it was trained scores much worse.</dd>
 <dt>Learning rate</dt><dd>Adam's step size: the paper's 0.001 from a fresh network; about 0.0003 when \
 fine-tuning.</dd>
 <dt>Keep the best epoch</dt><dd>Save the epoch with the lowest validation loss instead of the last one (the \
