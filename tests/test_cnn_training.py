@@ -301,6 +301,41 @@ def test_edge_nodata_blacks_out_a_band_and_takes_its_ice_out_of_the_label():
         synthetic_chunks(2, seed=3200, size=256, input_size=64, workers=1, edge_nodata=1.5)
 
 
+def test_hard_ice_gives_ice_chunks_small_faint_patches_and_leaves_the_rest_of_the_scene():
+    from scipy import ndimage
+
+    from marsice_plugin.cnn.training_data import (
+        HARD_ICE_CONTRAST,
+        HARD_ICE_RADIUS_M,
+        chunk_config,
+        synthetic_chunks,
+    )
+    from marsice_plugin.synthetic.scene import render
+
+    for seed in range(3300, 3306, 2):  # chunks planted with ice
+        plain, hard = render(chunk_config(seed, 256, True)), render(chunk_config(seed, 256, True, hard_ice=1.0))
+        boulder_patches = [p for p in hard.ice_patches if p["kind"] == "boulder"]
+        assert boulder_patches
+        for p in boulder_patches:
+            assert HARD_ICE_RADIUS_M[0] <= p["radius_m"] <= HARD_ICE_RADIUS_M[1]
+            assert HARD_ICE_CONTRAST[0] <= p["contrast"] <= HARD_ICE_CONTRAST[1]
+        assert len(hard.ice_patches) == len(plain.ice_patches)
+        # same terrain, decoys and instrument: away from the ice the pixels are the plain scene's up to the
+        # renderer's percentile stretch (a linear map of DN, which fainter ice moves a little, up to the clip
+        # at DN 1021)
+        away = ~ndimage.binary_dilation(plain.ice | hard.ice, iterations=12) & ~plain.hot
+        away &= (plain.dn < 950) & (hard.dn < 950)
+        gain, offset = np.polyfit(plain.dn[away].astype(float), hard.dn[away].astype(float), 1)
+        residual = hard.dn[away] - (gain * plain.dn[away] + offset)
+        assert np.abs(residual).max() <= 1.5  # the two scenes' DN rounding only
+        np.testing.assert_array_equal(hard.hot, plain.hot)
+    # chunks without ice, and hard_ice 0, are the renderer's chunks unchanged
+    assert chunk_config(3301, 256, False, hard_ice=1.0) == chunk_config(3301, 256, False)
+    assert chunk_config(3300, 256, True, hard_ice=0.0).ice_radius_m == (1.0, 6.0)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        synthetic_chunks(2, seed=3300, size=256, input_size=64, workers=1, hard_ice=-0.1)
+
+
 def test_heldout_check_writes_its_figures_into_the_card_beside_the_model(tmp_path):
     import shutil
 

@@ -54,6 +54,14 @@ def add_parser(sub: Any) -> None:
         "black margins have (0.5 for the shipped level-2 model)",
     )
     p.add_argument(
+        "--hard-ice",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="fraction of --synthetic ice chunks given only small, faint patches (radius 1-2.5 m, contrast "
+        "0.25-0.6), the ones models miss most",
+    )
+    p.add_argument(
         "--read-level",
         type=int,
         default=0,
@@ -95,10 +103,13 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
             input_size=args.input_size,
             read_level=args.read_level,
             edge_nodata=args.edge_nodata,
+            hard_ice=args.hard_ice,
         )
         data = {"source": "marsice synthetic chunks", "chunks": args.synthetic, "first_seed": args.data_seed}
         if args.edge_nodata:
             data["edge_nodata"] = args.edge_nodata
+        if args.hard_ice:
+            data["hard_ice"] = args.hard_ice
     else:
         reporter.progress(0, f"reading labelled chunks from {args.data}")
         chunks = load_labelled(args.data, args.input_size, args.label_field, args.valid_max)

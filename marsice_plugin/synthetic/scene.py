@@ -43,6 +43,9 @@ class SceneConfig:
     n_ice_boulder: int = 6
     n_ice_crater: int = 1
     ice_contrast: tuple[float, float] = (0.4, 1.5)
+    #: radius range (metres) of the patches poleward of boulders; one draw per patch whatever the range,
+    #: so a narrower range changes those patches' sizes and nothing else of the scene
+    ice_radius_m: tuple[float, float] = (1.0, 6.0)
     n_dust: int = 2
     n_dark_spots: int = 2
     n_hot_special: int = 12
@@ -136,7 +139,7 @@ def render(config: SceneConfig) -> Scene:
     patches: list[dict] = []
     big = [b for b in boulders if b.radius_m >= 0.7 and 20 < b.row < shape[0] - 20 and 20 < b.col < shape[1] - 20]
     for b in rng.permutation(np.array(big, dtype=object))[: config.n_ice_boulder] if big else []:
-        radius_m = float(rng.uniform(1.0, 6.0))
+        radius_m = float(rng.uniform(*config.ice_radius_m))
         bearing = math.radians(float(rng.uniform(-40, 40)))  # around due poleward
         dist_px = (b.radius_m + 0.5 * radius_m) / s
         row = b.row + pole * dist_px * math.cos(bearing)
