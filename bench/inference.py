@@ -43,6 +43,7 @@ sys.path.insert(0, str(REPO))
 def main() -> int:
     from marsice_plugin.cnn.model import card_read_level, keras_module, load_model, model_input_size, with_precision
     from marsice_plugin.commands.arguments import overlap_arg
+    from marsice_plugin.detect_defaults import DEFAULT_BATCH_SIZE
     from marsice_plugin.pipeline import DetectOptions, default_model_path, detect, score_chunks
     from marsice_plugin.product import open_product
     from marsice_plugin.progress import Reporter
@@ -52,7 +53,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--size", type=int, default=4096, help="side of the generated product (px)")
-    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=DEFAULT_BATCH_SIZE)
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--precision", nargs="*", default=[], choices=("mixed_float16", "mixed_bfloat16"))

@@ -304,7 +304,7 @@ def evaluate_labelled(
     """
     from .cnn.chunk_data import load_labelled
     from .cnn.model import load_model, model_input_size
-    from .pipeline import DetectOptions
+    from .detect_defaults import DEFAULT_BATCH_SIZE
 
     reporter = reporter or Reporter("quiet")
     model = load_model(model_path)
@@ -312,7 +312,7 @@ def evaluate_labelled(
     chunks = load_labelled(Path(data), model_input_size(model), label_field)
     reporter.progress(40, f"scoring {len(chunks.y)} chunks")
     # detect's batch size: as fast, and the memory bench/inference.py measured
-    p = np.asarray(model.predict(chunks.x, batch_size=DetectOptions.batch_size, verbose=0)).reshape(-1)
+    p = np.asarray(model.predict(chunks.x, batch_size=DEFAULT_BATCH_SIZE, verbose=0)).reshape(-1)
     b = brightness_baseline(chunks.x)
     y = chunks.y.astype(bool)
     report: dict[str, Any] = {

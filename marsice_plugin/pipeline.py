@@ -19,6 +19,7 @@ import numpy as np
 
 from . import __version__
 from .candidates import DESCRIPTION, Candidate, CandidateOptions, delineate
+from .detect_defaults import DEFAULT_BATCH_SIZE, DEFAULT_THRESHOLD
 from .errors import ModelError, OutputError
 from .gpkg import Field
 from .product import Product, open_product
@@ -27,9 +28,6 @@ from .results import LayerSpec, ResultsWriter, Row
 from .stitching import stitch, write_geotiff
 from .tiling import ChunkReader, Window
 from .vectors import transform_geometry, window_footprint
-
-#: Threshold on chunk probability; the paper counted chunks "higher than 60%".
-DEFAULT_THRESHOLD = 0.6
 
 #: The model ``marsice detect`` and ``scan`` use when none is given (trained on generated scenes only; its card
 #: is models/marsice_ensemble_512_level1.md): the mean of the 512-px level-1 and the 256-px level-2 models, read
@@ -96,10 +94,7 @@ class DetectOptions:
     #: None (default): the tiling module's overlap, so every patch up to 32 m lies whole in some chunk and is scored
     #: whole, never "cut in half at chunk edges" as in the paper; 0: the paper's tiling
     overlap: int | None = None
-    #: chunks per CNN batch. 8, not 16: measured with bench/inference.py on 2 cores, the default ensemble (512 px
-    #: inputs) ran at 6.2 chunks/s either way with peak RSS 3.4 GB instead of 5.5 GB, and --fast at 28.0 against
-    #: 26.8 chunks/s (batch 4: 5.8 chunks/s, 2.5 GB)
-    batch_size: int = 8
+    batch_size: int = DEFAULT_BATCH_SIZE  # why 8: detect_defaults
     precision: str = "float32"  # or mixed_float16 (GPU), mixed_bfloat16: see cnn.model.with_precision
     read_level: int | None = None  # JPEG2000 level to decode (0 every pixel, 1 half, ...); None: the model card's
     max_center_nodata: float = 0.01

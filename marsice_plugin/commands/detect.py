@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from ..detect_defaults import DEFAULT_BATCH_SIZE, DEFAULT_THRESHOLD
 from ..progress import Reporter
 from .arguments import add_model_args, chosen_model, overlap_arg
 
@@ -22,7 +23,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("product", type=Path, help="HiRISE PDS3 label (.LBL beside its .JP2) or a GDAL raster in a Mars CRS")
     p.add_argument("-o", "--output", type=Path, required=True, help="output GeoPackage (.gpkg)")
     add_model_args(p)
-    p.add_argument("--threshold", type=float, default=0.6, help="probability threshold (paper: 0.6)")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="probability threshold (paper: 0.6)")
     p.add_argument("--chunk-size", type=int, default=1024, help="chunk size in pixels (paper: 1024)")
     p.add_argument(
         "--overlap",
@@ -31,7 +32,10 @@ def add_parser(sub: Any) -> None:
         "a chunk, so none is cut in half at a chunk edge); 0 is the paper's tiling",
     )
     p.add_argument(
-        "--batch-size", type=int, default=8, help="chunks per CNN batch (memory grows with it; 8 is as fast as 16)"
+        "--batch-size",
+        type=int,
+        default=DEFAULT_BATCH_SIZE,
+        help="chunks per CNN batch (memory grows with it; 8 is as fast as 16)",
     )
     p.add_argument(
         "--precision",

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..detect_defaults import DEFAULT_THRESHOLD
 from ..progress import Reporter
 from .arguments import add_model_args, chosen_model, overlap_arg
 
@@ -44,7 +45,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--threads-per-worker", type=int, default=1, help="threads per worker (TensorFlow pools too)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this running Dask scheduler instead")
     add_model_args(p)
-    p.add_argument("--threshold", type=float, default=0.6, help="probability threshold (paper: 0.6)")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="probability threshold (paper: 0.6)")
     p.add_argument(
         "--overlap",
         default="auto",
