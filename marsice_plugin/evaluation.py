@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .cnn.metrics import brightness_baseline, summary
+from .cnn.metrics import brightness_baseline, roc_auc_interval, summary, wilson_interval
 from .progress import Reporter
 
 SPEC_DIR = Path(__file__).resolve().parent / "data"
@@ -197,7 +197,7 @@ def evaluate(
         "threshold": threshold,
         "overlap": "auto" if overlap is None else overlap,
         "read_level": read_level,
-        "chunks": summary(y, p, threshold),
+        "chunks": chunk_summary(y, p, threshold, np.array([r.product_id for r in records])),
         "baseline_roc_auc": summary(y, b, 0.5)["roc_auc"],
         "images": image_summary(images),
         "failure_modes": {
@@ -275,6 +275,18 @@ def _flags_caused_by_hot_pixels(
     return sum(1 for key in flagged if (scores.get(key) or 0.0) < options.threshold)
 
 
+def chunk_summary(y: np.ndarray, p: np.ndarray, threshold: float, products: np.ndarray | None) -> dict[str, Any]:
+    """Chunk-level metrics with a 95 % interval of ROC-AUC, bootstrapped over products when known.
+
+    The interval resamples whole products (their chunks are not independent; see
+    :func:`marsice_plugin.cnn.metrics.roc_auc_interval`) and is recorded with what it resampled.
+    """
+    report: dict[str, Any] = summary(y, p, threshold)
+    report["roc_auc_ci95"] = list(roc_auc_interval(y, p, products))
+    report["roc_auc_ci95_resamples"] = "chunks" if products is None else "products"
+    return report
+
+
 def image_summary(images: list[dict[str, Any]]) -> dict[str, Any]:
     """The paper's image-level summary: categories by chunks above the threshold, precision and NPV."""
     category = {"none": 0, "one": 0, "several": 0}
@@ -292,6 +304,13 @@ def image_summary(images: list[dict[str, Any]]) -> dict[str, Any]:
         "categories": category,
         "precision": tp / (tp + fp) if tp + fp else float("nan"),
         "npv": tn / (tn + fn) if tn + fn else float("nan"),
+        "flagged": tp + fp,
+        "flagged_with_ice": tp,
+        "called_ice_free": tn + fn,
+        "called_ice_free_right": tn,
+        # a dozen images pin these down only loosely: say how loosely (Wilson, 95 %)
+        "precision_ci95": list(wilson_interval(tp, tp + fp)),
+        "npv_ci95": list(wilson_interval(tn, tn + fn)),
     }
 
 
@@ -315,16 +334,16 @@ def evaluate_labelled(
     p = np.asarray(model.predict(chunks.x, batch_size=DEFAULT_BATCH_SIZE, verbose=0)).reshape(-1)
     b = brightness_baseline(chunks.x)
     y = chunks.y.astype(bool)
+    products = _products_of(chunks.files, Path(data))
     report: dict[str, Any] = {
         "evaluation_set": str(data),
         "model": Path(model_path).name,
         "threshold": threshold,
-        "chunks": summary(y, p, threshold),
+        "chunks": chunk_summary(y, p, threshold, np.array(products) if products else None),
         "baseline_roc_auc": summary(y, b, 0.5)["roc_auc"],
         "paper_context": PAPER_CONTEXT,
         "_curve": {"y": y.tolist(), "p": p.tolist(), "baseline": b.tolist()},
     }
-    products = _products_of(chunks.files, Path(data))
     if products:
         images = []
         for pid in sorted(set(products)):

@@ -7,7 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from marsice_plugin.cnn.metrics import brightness_baseline, confusion, roc_auc, summary
+from marsice_plugin.cnn.metrics import (
+    brightness_baseline,
+    confusion,
+    roc_auc,
+    roc_auc_interval,
+    summary,
+    wilson_interval,
+)
 from marsice_plugin.cnn.model import build_model, card_read_level, load_model, model_input_size
 from marsice_plugin.cnn.preprocess import prepare, reduce
 from marsice_plugin.errors import ModelError
@@ -123,3 +130,35 @@ def test_metrics():
     x = np.zeros((2, 8, 8))
     x[1, 3, 3] = 1.0
     assert brightness_baseline(x)[1] > brightness_baseline(x)[0]
+
+
+def test_wilson_interval_says_what_a_few_images_can_show():
+    """Textbook Wilson 95 % bounds: 6 of 7 right is 0.487-0.974; 7 of 7 right cannot show more than
+    n / (n + z^2) = 0.646; 0 of 10 is 0-0.278; no images, no interval."""
+    lo, hi = wilson_interval(6, 7)
+    assert abs(lo - 0.4869) < 1e-3 and abs(hi - 0.9743) < 1e-3
+    lo, hi = wilson_interval(7, 7)
+    assert abs(lo - 7 / (7 + 1.959964**2)) < 1e-6 and hi == 1.0
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and abs(hi - 0.2775) < 1e-3
+    assert all(v != v for v in wilson_interval(0, 0))
+    # an NPV of at least 0.99 is only shown (lower bound) by about 380 right calls in a row
+    assert wilson_interval(379, 379)[0] < 0.99 <= wilson_interval(381, 381)[0]
+
+
+def test_roc_auc_interval_resamples_whole_products():
+    """Ten copies of each of 20 chunks, grouped by the chunk they copy: resampling groups draws the same
+    indices as resampling the 20 chunks, so the interval is theirs exactly; resampling the 200 copies one
+    by one pretends to ten times the data and is narrower."""
+    rng = np.random.default_rng(3)
+    y = np.array([0, 1] * 10)
+    p = np.clip(0.3 * y + rng.normal(0.35, 0.2, 20), 0, 1)
+    single = roc_auc_interval(y, p)
+    copies = roc_auc_interval(np.repeat(y, 10), np.repeat(p, 10), groups=np.repeat(np.arange(20), 10))
+    assert copies == single
+    lo, hi = single
+    assert lo < roc_auc(y, p) < hi
+    naive = roc_auc_interval(np.repeat(y, 10), np.repeat(p, 10))
+    assert naive[1] - naive[0] < 0.6 * (hi - lo)
+    assert roc_auc_interval(y, y.astype(float)) == (1.0, 1.0)  # perfect ranking stays perfect
+    assert all(v != v for v in roc_auc_interval(np.ones(5), np.ones(5)))  # one class: no interval

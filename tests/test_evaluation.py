@@ -45,6 +45,34 @@ def test_cut_patch_set_plants_as_many_cut_as_whole_patches():
     assert counts == {"cut": {"found": 0, "patches": 2}, "whole": {"found": 0, "patches": 2}}
 
 
+def test_larger_set_v3_is_v1s_kind_of_products_as_its_script_draws_them(capsys):
+    """evaluation_set_v3 is v1's kind of products, five times as many, so its figures carry narrower
+    intervals: the frozen file is exactly what bench/make_evaluation_set_v3.py draws, its seeds are
+    reserved and disjoint from v1 and v2, and every product lies in v1's ranges."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "bench" / "make_evaluation_set_v3.py"
+    module_spec = importlib.util.spec_from_file_location("make_evaluation_set_v3", script)
+    maker = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(maker)
+    maker.main()
+    v1, v2, v3 = load_spec(), load_spec("evaluation_set_v2"), load_spec("evaluation_set_v3")
+    assert json.loads(capsys.readouterr().out) == v3
+    seeds = [p["seed"] for p in v3["products"]]
+    assert len(set(seeds)) == 60 and min(seeds) >= EVALUATION_SEED_BASE
+    assert not set(seeds) & {p["seed"] for p in v1["products"] + v2["products"]}
+    assert sum(p["with_planted_ice"] for p in v3["products"]) == 30
+    assert v3["scene_defaults"] == v1["scene_defaults"]
+    for p in v3["products"]:
+        scene = p["scene"]
+        assert set(scene) == set(v1["products"][0]["scene"])  # the same knobs as v1, nothing else
+        assert 290 <= scene["sun_azimuth"] <= 303 and scene["scale_m"] in (0.25, 0.5)
+        assert (2 <= scene["n_ice_boulder"] <= 4) if p["with_planted_ice"] else scene["n_ice_boulder"] == 0
+        assert -60 <= p["geometry"]["center_latitude"] <= -40
+        assert 140 <= p["geometry"]["solar_longitude"] <= 200
+
+
 def test_evaluate_cli_reports_model_and_baseline(marsice_cli, tmp_path):
     out = tmp_path / "report.json"
     png = tmp_path / "pr.png"
@@ -68,6 +96,18 @@ def test_evaluate_cli_reports_model_and_baseline(marsice_cli, tmp_path):
     assert chunks["tp"] + chunks["fp"] + chunks["tn"] + chunks["fn"] == chunks["n"]
     assert images["count"] == 2 and images["with_ice"] == 1
     assert sum(images["categories"].values()) == 2
+    # intervals: ROC-AUC resampled by product, image precision/NPV from their counts (Wilson)
+    assert chunks["roc_auc_ci95_resamples"] == "products"
+    lo, hi = chunks["roc_auc_ci95"]
+    assert (lo != lo and hi != hi) or 0.0 <= lo <= chunks["roc_auc"] <= hi <= 1.0
+    assert images["flagged"] + images["called_ice_free"] == 2
+    assert images["called_ice_free_right"] <= images["called_ice_free"]
+    if images["called_ice_free"]:
+        lo, hi = images["npv_ci95"]
+        assert lo <= images["npv"] <= hi and hi - lo > 0.5  # one or two images show little
+        assert f"npv={images['npv']:.3f} ({images['called_ice_free_right']}/{images['called_ice_free']}; 95% " in (
+            proc.stdout
+        )
     assert 0.0 <= report["baseline_roc_auc"] <= 1.0
     assert "not comparable" in report["paper_context"]
     modes = report["failure_modes"]
@@ -124,6 +164,8 @@ def test_evaluate_labelled_folders(marsice_cli, tmp_path):
     report = json.loads(out.read_text())
     assert report["chunks"]["n"] == 6 and report["chunks"]["positives"] == 3
     assert report["evaluation_set"] == str(tmp_path / "d") and "images" not in report
+    assert report["chunks"]["roc_auc_ci95_resamples"] == "chunks"  # folders name no products
+    assert "resampling chunks" in proc.stdout
     assert report["baseline_roc_auc"] == 1.0  # the bright squares stand far above their chunks' medians
 
 

@@ -75,7 +75,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     lines = [
         f"{report['model']} on {report['evaluation_set']} (threshold {report['threshold']:.2f})",
         f"chunks: n={c['n']} with ice={c['positives']} accuracy={c['accuracy']:.3f} precision={c['precision']:.3f} "
-        f"recall={c['recall']:.3f} npv={c['npv']:.3f} roc_auc={c['roc_auc']:.3f}",
+        f"recall={c['recall']:.3f} npv={c['npv']:.3f} roc_auc={c['roc_auc']:.3f} "
+        f"(95% {_interval(c['roc_auc_ci95'])}, resampling {c['roc_auc_ci95_resamples']})",
         f"brightness baseline: roc_auc={report['baseline_roc_auc']:.3f}",
     ]
     if "images" in report:
@@ -83,7 +84,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         lines.append(
             f"images: n={im['count']} with ice={im['with_ice']} none/one/several="
             f"{im['categories']['none']}/{im['categories']['one']}/{im['categories']['several']} "
-            f"precision={im['precision']:.3f} npv={im['npv']:.3f}"
+            f"precision={im['precision']:.3f} ({im['flagged_with_ice']}/{im['flagged']}; 95% "
+            f"{_interval(im['precision_ci95'])}) npv={im['npv']:.3f} ({im['called_ice_free_right']}/"
+            f"{im['called_ice_free']}; 95% {_interval(im['npv_ci95'])})"
         )
     if "failure_modes" in report:
         f = report["failure_modes"]
@@ -106,3 +109,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     reporter.result(
         outputs if reporter.mode == "json" else {k: v for k, v in outputs.items() if k != "report"}, "\n".join(lines)
     )
+
+
+def _interval(bounds: list[float]) -> str:
+    """A 95 % interval as ``0.487-0.974`` (``n/a`` where the set cannot give one)."""
+    lo, hi = bounds
+    return "n/a" if lo != lo or hi != hi else f"{lo:.3f}-{hi:.3f}"
