@@ -29,15 +29,18 @@ learnt brightness, not ice.</p>
 products with planted ice and exact truth, never used for training. Reported: chunk-level accuracy, \
 <b>precision</b> (of the chunks flagged, how many hold ice), <b>recall</b> (of the chunks with ice, how many are \
 flagged), NPV (of the chunks not flagged, how many are truly free of ice), ROC-AUC, and the paper's image-level \
-summary (images with no, one or several flagged chunks). The paper's figures come from real images and are \
-quoted for context only.</p>
+summary (images with no, one or several flagged chunks), each with a 95 % interval: the sets are small, and \
+the interval says how far a figure could move on another set drawn the same way. The paper's figures come from \
+real images and are quoted for context only.</p>
 <h3>Parameters</h3>
 <dl>
 <dt>CNN model</dt><dd>The <tt>.keras</tt> file to judge.</dd>
 <dt>Labelled chunks folder / tile index</dt><dd>Optional: your own labelled chunks instead of the evaluation set \
 (a folder with <tt>0</tt> and <tt>1</tt> sub-folders, or a tile index from <i>Tile product</i> with a \
 label column, named in <i>Label field</i>). Never evaluate on the chunks the model was trained on.</dd>
-<dt>Evaluation set</dt><dd>Name of a frozen set shipped with MarsIce.</dd>
+<dt>Evaluation set</dt><dd>Name of a frozen set shipped with MarsIce: <tt>evaluation_set_v1</tt> (12 \
+products, the default), <tt>evaluation_set_v2</tt> (8 products with patches cut by the chunk grid) or \
+<tt>evaluation_set_v3</tt> (60 products of v1's kind: narrower intervals, a few minutes longer).</dd>
 <dt>Products to use</dt><dd>Only the first N products of the set (0 = all): for a quick check.</dd>
 <dt>Probability threshold</dt><dd>Chunks at or above it count as flagged (0.6 in the paper).</dd>
 <dt>Rendered products folder</dt><dd>Where the evaluation set's products are generated once and reused. Empty: a \
