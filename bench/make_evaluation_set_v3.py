@@ -29,17 +29,30 @@ FIRST_SEED = 1_002_000  # above EVALUATION_SEED_BASE and clear of v1 (1_000_000.
 PRODUCTS = 60
 
 
-def main() -> None:
+PURPOSE = (
+    "evaluation_set_v1's kind of products, 60 instead of 12, so its figures carry narrower intervals; "
+    "frozen before any model scored it; never used for training or tuning"
+)
+
+
+def draw_spec(
+    first_seed: int = FIRST_SEED, count: int = PRODUCTS, name: str = "evaluation_set_v3", purpose: str = PURPOSE
+) -> dict:
+    """A set specification of ``count`` products of v1's kind from seeds ``first_seed`` and up.
+
+    bench/choose_threshold.py draws its tuning products with it from other seeds, so the products a
+    threshold is chosen on and those it is judged on are of one kind and never the same.
+    """
     from marsice_plugin.synthetic.geometry import sample_geometry
 
-    rng = np.random.default_rng(FIRST_SEED)
+    rng = np.random.default_rng(first_seed)
     products = []
-    for i in range(PRODUCTS):
+    for i in range(count):
         with_ice = i % 2 == 0
         g = sample_geometry(rng)
         products.append(
             {
-                "seed": FIRST_SEED + i,
+                "seed": first_seed + i,
                 "with_planted_ice": with_ice,
                 "scene": {
                     "scale_m": float(rng.choice([0.25, 0.5])),
@@ -63,18 +76,20 @@ def main() -> None:
                 },
             }
         )
-    spec = {
-        "name": "evaluation_set_v3",
+    return {
+        "name": name,
         "frozen": "2026-11-29",
-        "purpose": "evaluation_set_v1's kind of products, 60 instead of 12, so its figures carry narrower intervals; "
-        "frozen before any model scored it; never used for training or tuning",
+        "purpose": purpose,
         "renderer": "marsice_plugin.synthetic.scene.render as of MarsIce 0.1.0",
         "scene_defaults": {"width": 2048, "height": 2048, "nodata_margin": 0.08, "ice_contrast": [0.25, 1.5]},
         "chunk_truth": "a chunk holds ice when it contains at least 16 truth ice pixels "
         "(marsice_plugin.truth.chunk_truth)",
         "products": products,
     }
-    json.dump(spec, sys.stdout, indent=1)
+
+
+def main() -> None:
+    json.dump(draw_spec(), sys.stdout, indent=1)
     sys.stdout.write("\n")
 
 
