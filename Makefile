@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 comma := ,
 DEMO_DIR ?= demo_output
 
-.PHONY: setup apt demo test lint format zip demo-model model model-level2 model-level1 model-ensemble clean
+.PHONY: setup apt demo test lint format zip demo-model model model-level2 model-level1 model-ensemble model-threshold clean
 
 setup: apt $(STAMP)
 
@@ -88,6 +88,14 @@ model-level1: setup
 model-ensemble: setup
 	$(VENV)/bin/marsice ensemble models/marsice_xception_512_level1.keras models/marsice_xception_256_level2.keras \
 	  -o models/marsice_ensemble_512_level1.keras
+
+# detect's default threshold of the shipped models, chosen on tuning products and written into their cards
+# (bench/choose_threshold.py; about 8 minutes for the ensemble, 3 for the fast model, on 2 cores)
+model-threshold: setup
+	$(VENV)/bin/python bench/choose_threshold.py models/marsice_ensemble_512_level1.keras --write-card \
+	  -o models/marsice_ensemble_512_level1.threshold.json
+	$(VENV)/bin/python bench/choose_threshold.py models/marsice_xception_256_level2.keras --write-card \
+	  -o models/marsice_xception_256_level2.threshold.json
 
 # An installable plugin zip: the package folder with metadata.txt inside (symlinks resolved).
 zip:

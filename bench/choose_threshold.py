@@ -13,9 +13,13 @@ The rule, fixed before the first run: among thresholds whose image-level precisi
 products is at least 0.9 (issue 6's target), take the one with the highest image-level NPV; on a tie
 the highest threshold (fewest flags to look at).
 
+``--write-card`` records the choice in the model's card (``threshold``, and ``threshold_chosen`` saying
+how), which is where detect, scan and evaluate take their default threshold from (``make
+model-threshold`` does this for the shipped models).
+
 Usage::
 
-    python bench/choose_threshold.py [MODEL] [--count 40] [-o out.json]
+    python bench/choose_threshold.py [MODEL] [--count 40] [-o out.json] [--write-card]
 """
 
 from __future__ import annotations
@@ -88,12 +92,47 @@ def choose(rows: list[dict], min_precision: float = 0.9) -> dict:
     return max(allowed, key=lambda r: (r["npv"], r["threshold"]))
 
 
+def write_card(model_path: Path, chosen: dict, at_paper: dict, count: int, output: Path | None) -> Path:
+    """Record the chosen threshold (and how it was chosen) in the model's card, atomically."""
+    import os
+
+    from marsice_plugin.cnn.model import card_path
+
+    path = card_path(model_path)
+    card = json.loads(path.read_text()) if path.exists() else {"model": model_path.name}
+
+    def figures(row: dict) -> dict:
+        return {
+            "image_precision": f"{row['tp']}/{row['tp'] + row['fp']}",
+            "image_npv": f"{row['tn']}/{row['tn'] + row['fn']}",
+            "chunk_precision": round(row["chunk_precision"], 3),
+            "chunk_recall": round(row["chunk_recall"], 3),
+        }
+
+    card["threshold"] = chosen["threshold"]
+    card["threshold_chosen"] = {
+        "how": "bench/choose_threshold.py: among thresholds with image-level precision >= 0.9 on the tuning "
+        "products, the highest image-level NPV (ties: the highest threshold); rule fixed before the first run",
+        "tuning_products": f"{count} generated products of evaluation_set_v1's kind, seeds {TUNING_SEED}-"
+        f"{TUNING_SEED + count - 1} (no evaluation set)",
+        "scored_as": "detect's defaults: the card's read level, overlap auto",
+        "at_threshold": figures(chosen),
+        "at_0.6": figures(at_paper),
+        **({"file": output.name} if output else {}),
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(json.dumps(card, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", type=Path, nargs="?", default=MODELS / "marsice_ensemble_512_level1.keras")
     parser.add_argument("--count", type=int, default=40)
     parser.add_argument("--cache", type=Path, default=Path(".marsice-eval"))
     parser.add_argument("-o", "--output", type=Path)
+    parser.add_argument("--write-card", action="store_true", help="record the chosen threshold in the model card")
     args = parser.parse_args()
     t0 = time.perf_counter()
     images, y, p = score_products(args.model, args.count, args.cache)
@@ -115,6 +154,9 @@ def main() -> int:
     if args.output:
         report = {"model": args.model.name, "tuning_seed": TUNING_SEED, "count": args.count, "rows": rows}
         args.output.write_text(json.dumps({**report, "chosen": chosen["threshold"]}, indent=1) + "\n")
+    if args.write_card:
+        at_paper = next(r for r in rows if r["threshold"] == 0.6)
+        print(f"recorded in {write_card(args.model, chosen, at_paper, args.count, args.output)}")
     return 0
 
 

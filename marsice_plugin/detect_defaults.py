@@ -5,7 +5,8 @@ A module of its own, importing nothing, so the ``marsice`` sub-commands can show
 (numpy and the raster stack) just to build their parsers.
 """
 
-#: Threshold on chunk probability; the paper counted chunks "higher than 60%".
+#: Threshold on chunk probability for a model whose card names none: the paper counted chunks "higher than 60%".
+#: A card's own ``threshold`` (chosen on tuning products; cnn.model.card_threshold) comes first.
 DEFAULT_THRESHOLD = 0.6
 
 #: Chunks per CNN batch. 8, not 16: measured with bench/inference.py on 2 cores, the default ensemble (512 px

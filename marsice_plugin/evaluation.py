@@ -126,7 +126,7 @@ def evaluate(
     model_path: Path,
     cache: Path,
     spec_name: str = DEFAULT_SET,
-    threshold: float = 0.6,
+    threshold: float | None = None,
     limit: int | None = None,
     reporter: Reporter | None = None,
     overlap: int | None = 0,
@@ -134,20 +134,21 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score every chunk of the evaluation set with the model and the baseline; return the report.
 
-    ``overlap`` is the chunk overlap used for scoring (0: the paper's tiling; None: the tiling
-    module's default, which keeps every patch up to 32 m whole in some chunk); ``read_level`` is the
-    JPEG2000 resolution level decoded (see :func:`marsice_plugin.pipeline.read_scale`; None: the
-    model card's). Beside the paper's
-    metrics the report holds two of its failure modes measured directly: chunks flagged without any
+    ``threshold`` None is the model card's, as detect (0.6 without one). ``overlap`` is the chunk
+    overlap used for scoring (0: the paper's tiling; None: the tiling module's default, which keeps
+    every patch up to 32 m whole in some chunk); ``read_level`` is the JPEG2000 resolution level
+    decoded (see :func:`marsice_plugin.pipeline.read_scale`; None: the model card's). Beside the
+    paper's metrics the report holds two of its failure modes measured directly: chunks flagged without any
     ice that contain planted hot pixels (and how many of them the hot pixels caused, from the
     product's hot-pixel-free twin), and recall on patches cut by the paper's chunk grid.
     """
     from .cnn.model import load_model, model_input_size
-    from .pipeline import DetectOptions, model_read_level, score_chunks
+    from .pipeline import DetectOptions, model_read_level, model_threshold, score_chunks
     from .product import open_product
     from .truth import chunk_truth
 
     reporter = reporter or Reporter("quiet")
+    threshold = model_threshold(threshold, model_path)
     spec = load_spec(spec_name)
     reporter.progress(0, f"rendering {spec['name']}")
     products = render_set(spec, cache, limit)
@@ -315,7 +316,11 @@ def image_summary(images: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def evaluate_labelled(
-    model_path: Path, data: Path, threshold: float = 0.6, label_field: str = "label", reporter: Reporter | None = None
+    model_path: Path,
+    data: Path,
+    threshold: float | None = None,
+    label_field: str = "label",
+    reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """The same chunk-level report on labelled chunks (folders ``0/`` + ``1/`` or a labelled tile index).
 
@@ -324,8 +329,10 @@ def evaluate_labelled(
     from .cnn.chunk_data import load_labelled
     from .cnn.model import load_model, model_input_size
     from .detect_defaults import DEFAULT_BATCH_SIZE
+    from .pipeline import model_threshold
 
     reporter = reporter or Reporter("quiet")
+    threshold = model_threshold(threshold, model_path)
     model = load_model(model_path)
     reporter.progress(5, f"reading labelled chunks from {data}")
     chunks = load_labelled(Path(data), model_input_size(model), label_field)

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import __version__
 from .candidates import DESCRIPTION, Candidate, CandidateOptions, delineate
-from .detect_defaults import DEFAULT_BATCH_SIZE, DEFAULT_THRESHOLD
+from .detect_defaults import DEFAULT_BATCH_SIZE
 from .errors import ModelError, OutputError
 from .gpkg import Field
 from .product import Product, open_product
@@ -89,7 +89,8 @@ class DetectOptions:
     """Parameters of a detection run."""
 
     model_path: Path | None = None
-    threshold: float = DEFAULT_THRESHOLD
+    #: None (default): the model card's threshold (cnn.model.card_threshold), else the paper's 0.6
+    threshold: float | None = None
     chunk_size: int = 1024
     #: None (default): the tiling module's overlap, so every patch up to 32 m lies whole in some chunk and is scored
     #: whole, never "cut in half at chunk edges" as in the paper; 0: the paper's tiling
@@ -184,6 +185,16 @@ def read_scale(read_level: int, chunk_size: int, input_size: int) -> float:
             f"input; use a level of at most {max(0, (chunk_size // input_size).bit_length() - 1)}"
         )
     return 1.0 / f
+
+
+def model_threshold(threshold: float | None, model_path: str | Path | None) -> float:
+    """The threshold of a run: the one given, else the model card's, else the paper's 0.6; checked to be 0..1."""
+    from .cnn.model import card_threshold
+
+    value = card_threshold(model_path) if threshold is None else threshold
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"threshold must be within 0..1, got {value}")
+    return float(value)
 
 
 def model_read_level(options: DetectOptions, input_size: int) -> int:
@@ -442,10 +453,8 @@ def detect(
     reporter = reporter or Reporter("quiet")
     if Path(output).suffix.lower() != ".gpkg":
         raise OutputError(f"{output}: results are written as a GeoPackage; give an output name ending in .gpkg")
-    if not 0.0 <= options.threshold <= 1.0:
-        raise ValueError(f"threshold must be within 0..1, got {options.threshold}")
     model_path = Path(options.model_path) if options.model_path else default_model_path()
-    options = replace(options, model_path=model_path)
+    options = replace(options, model_path=model_path, threshold=model_threshold(options.threshold, model_path))
     reporter.progress(0, f"opening {Path(product_path).name}")
     with open_product(product_path) as product:
         reporter.log(

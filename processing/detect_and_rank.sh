@@ -11,7 +11,8 @@ listing="$("$repo/.venv/bin/marsice" --progress quiet sample -o "$out" --seed 7 
 label="$(sed -n 's/^  LABEL: //p' <<<"$listing")"
 dtm="$(sed -n 's/^  DTM: //p' <<<"$listing")"
 /usr/bin/qgis_process.bin plugins enable marsice_plugin >/dev/null 2>&1 || true  # fails when already enabled
-# Model parameters: inputs by name, outputs as CHILD_ID:OUTPUT_NAME.
+# Model parameters: inputs by name, outputs as CHILD_ID:OUTPUT_NAME (threshold=0.6 for the paper's; left out:
+# the model card's).
 /usr/bin/qgis_process.bin run "$repo/processing/detect_and_rank.model3" -- \
-  product="$label" dtm="$dtm" threshold=0.6 \
+  product="$label" dtm="$dtm" \
   "detect:results=$out/results.gpkg" "terrain:terrain=$out/terrain"

@@ -106,7 +106,8 @@ def test_detect_parameters_match_the_cli_options(qgis_home: Path) -> None:
     assert params["MODEL"]["raw_definition"]["extension"] == "keras"
     assert params["FAST"]["raw_definition"]["default"] is False  # the shipped ensemble unless asked
     threshold = params["THRESHOLD"]["raw_definition"]
-    assert (threshold["default"], threshold["min"], threshold["max"]) == (0.6, 0.0, 1.0)
+    assert (threshold["default"], threshold["min"], threshold["max"]) == (None, 0.0, 1.0)
+    assert params["THRESHOLD"]["optional"] is True  # empty: the model card's threshold, as the CLI
     assert params["OUTPUT"]["raw_definition"]["parameter_type"] == "vectorDestination"
     assert params["QUICKLOOK"]["optional"] is True and params["PROBABILITY"]["optional"] is True
     assert params["OVERLAP"]["raw_definition"]["default"] is True  # patches on chunk edges seen whole by default
@@ -233,7 +234,8 @@ def test_optional_parameters_are_left_out_of_the_command(
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     argv = json.loads(record.read_text())["argv"]
-    assert argv[4:] == ["detect", str(tmp_path / "P.LBL"), "-o", str(tmp_path / "out.gpkg"), "--threshold", "0.6"]
+    # no threshold given: none passed, so the CLI takes the model card's
+    assert argv[4:] == ["detect", str(tmp_path / "P.LBL"), "-o", str(tmp_path / "out.gpkg")]
 
 
 def test_cli_error_becomes_a_processing_error_with_its_message(

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import rasterio
 
+from marsice_plugin.cnn.model import card_threshold
+from marsice_plugin.pipeline import default_model_path
 from marsice_plugin.synthetic.product_writer import SampleProduct, write_sample_product
 from marsice_plugin.synthetic.scene import SceneConfig
 
@@ -152,7 +154,7 @@ def test_graphical_model_detects_then_ranks_with_terrain(home: Path, product: Sa
     # (``qgis_process.bin help MODEL.model3`` crashes QGIS 3.22 itself; running the model is the load test)
     results = tmp_path / "results.gpkg"
     answer = run_json(
-        home, str(MODEL3), f"product={product.label_path}", f"dtm={product.dtm_path}", "threshold=0.6",
+        home, str(MODEL3), f"product={product.label_path}", f"dtm={product.dtm_path}",
         f"detect:results={results}", f"terrain:terrain={tmp_path / 'terrain'}",
     )  # fmt: skip
     assert answer["results"] == {"detect:results": str(results), "terrain:terrain": str(tmp_path / "terrain")}
@@ -160,6 +162,8 @@ def test_graphical_model_detects_then_ranks_with_terrain(home: Path, product: Sa
     assert log.index("marsice detect") < log.index("marsice terrain") and "Executed 2 algorithms" in log
     with sqlite3.connect(results) as db:
         rows = db.execute("SELECT max_probability, terrain_rank_value FROM ice_candidates").fetchall()
+        # the model's threshold left empty: detect ran at the shipped model card's
+        assert db.execute("SELECT threshold FROM products").fetchall() == [(card_threshold(default_model_path()),)]
     assert rows and all(rank is not None and 0.0 <= rank <= probability for probability, rank in rows)
     with rasterio.open(tmp_path / "terrain" / f"{product.product_id}_slope.tif") as slope:
         assert (slope.width, slope.height) == (1024, 1024)

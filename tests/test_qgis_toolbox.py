@@ -528,7 +528,7 @@ def test_parameters_map_onto_the_cli_options(toolbox: dict) -> None:
         "--read-level", "2",
     ]  # fmt: skip
     # the shipped fast model when no model is given; a given model wins over the tick
-    assert fast == ["detect", "/data/P.LBL", "-o", str(tmp / "f.gpkg"), "--threshold", "0.6", "--fast"]
+    assert fast == ["detect", "/data/P.LBL", "-o", str(tmp / "f.gpkg"), "--fast"]  # threshold: the card's
     assert "--model" in scan_model and "--fast" not in scan_model
     assert toolbox["recorded_results"][1]["OUTPUT"] == str(tmp / "m.keras")
     assert "not both" in toolbox["both_data"]

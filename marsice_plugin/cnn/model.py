@@ -202,3 +202,29 @@ def card_read_level(model_path: str | Path) -> int:
     if not isinstance(level, int) or level < 0:
         raise ModelError(f"{path}: read_level must be 0, 1, 2, ..., not {level!r}; fix the card or pass --read-level")
     return level
+
+
+def card_threshold(model_path: str | Path | None) -> float:
+    """The probability threshold to flag chunks at: the model card's ``threshold``, else the paper's 0.6.
+
+    A model's probabilities are only as calibrated as its training made them (the shipped ensemble is a
+    mean of two networks), so the threshold that serves a geologist belongs to the model: the card
+    records one chosen on tuning products (bench/choose_threshold.py), and detect, scan and evaluate
+    use it unless given ``--threshold``. A model without one keeps the paper's figure.
+    """
+    import json
+
+    from ..detect_defaults import DEFAULT_THRESHOLD
+
+    path = card_path(model_path) if model_path else None
+    if path is None or not path.exists():
+        return DEFAULT_THRESHOLD
+    try:
+        value = json.loads(path.read_text()).get("threshold", DEFAULT_THRESHOLD)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{path}: unreadable model card ({exc}); fix or remove it, or pass --threshold") from exc
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+        raise ModelError(
+            f"{path}: threshold must be a number from 0 to 1, not {value!r}; fix the card or pass --threshold"
+        )
+    return float(value)

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..detect_defaults import DEFAULT_THRESHOLD
 from ..progress import Reporter
 from .arguments import overlap_arg
 
@@ -40,7 +39,13 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--set", default="evaluation_set_v1", help="evaluation set name (default: evaluation_set_v1)")
     p.add_argument("--cache", type=Path, default=Path(".marsice-eval"), help="folder for the rendered products")
-    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD)
+    p.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="probability threshold to flag a chunk (default: the model card's, as detect; 0.6 for the paper's "
+        "image-level summary)",
+    )
     p.add_argument("--limit", type=int, default=None, help="use only the first N products (quick checks)")
     p.add_argument("-o", "--output", type=Path, default=None, help="write the report as JSON here")
     p.add_argument("--pr-curve", type=Path, default=None, help="write the precision-recall curves as PNG here")

@@ -42,7 +42,8 @@ label column, named in <i>Label field</i>). Never evaluate on the chunks the mod
 products, the default), <tt>evaluation_set_v2</tt> (8 products with patches cut by the chunk grid) or \
 <tt>evaluation_set_v3</tt> (60 products of v1's kind: narrower intervals, a few minutes longer).</dd>
 <dt>Products to use</dt><dd>Only the first N products of the set (0 = all): for a quick check.</dd>
-<dt>Probability threshold</dt><dd>Chunks at or above it count as flagged (0.6 in the paper).</dd>
+<dt>Probability threshold</dt><dd>Chunks at or above it count as flagged. Empty: the model's own, as \
+<i>Detect ice patches</i> uses it; 0.6 gives the paper's image-level summary.</dd>
 <dt>Rendered products folder</dt><dd>Where the evaluation set's products are generated once and reused. Empty: a \
 folder in your QGIS profile.</dd>
 <dt>Report</dt><dd>All figures as JSON.</dd>
@@ -118,7 +119,13 @@ class EvaluateModelAlgorithm(MarsIceAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.THRESHOLD, "Probability threshold", DOUBLE, defaultValue=0.6, minValue=0.0, maxValue=1.0
+                self.THRESHOLD,
+                "Probability threshold (empty: the model's own)",
+                DOUBLE,
+                defaultValue=None,
+                optional=True,
+                minValue=0.0,
+                maxValue=1.0,
             )
         )
         self.addParameter(
@@ -157,7 +164,8 @@ class EvaluateModelAlgorithm(MarsIceAlgorithm):
         args += ["--label-field", self.parameterAsString(parameters, self.LABEL_FIELD, context)] if index else []
         args += ["--set", self.parameterAsString(parameters, self.SET, context)]
         args += ["--limit", str(limit)] if limit > 0 else []
-        args += ["--threshold", str(self.parameterAsDouble(parameters, self.THRESHOLD, context))]
+        threshold = self.optional_double(parameters, self.THRESHOLD, context)
+        args += ["--threshold", str(threshold)] if threshold is not None else []
         args += ["--cache", cache, "-o", output]
         args += ["--pr-curve", pr_curve] if pr_curve else []
 

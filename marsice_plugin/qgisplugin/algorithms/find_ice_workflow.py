@@ -45,8 +45,8 @@ shipped with MarsIce; <i>auto</i>: ODE, or the bundled one when offline.</dd>
 <dt>Download cap</dt><dd>Refuse to start when the run would download more than this (GB; 0 = no cap).</dd>
 <dt>Products at most</dt><dd>Scan only the first N products found (0 = all): try a few before a long run.</dd>
 <dt>CNN model, fast model, probability threshold</dt><dd>As in <i>Detect ice patches</i> (empty model = the \
-model shipped with MarsIce; the fast model is about 4.5× faster per chunk, worth it for many images; 0.6 is the \
-paper's threshold).</dd>
+model shipped with MarsIce; the fast model is about 4.5× faster per chunk, worth it for many images; empty \
+threshold = the model's own, from its card; 0.6, the paper's, for a model whose card names none).</dd>
 <dt>Terrain attributes</dt><dd>Look for a HiRISE DTM of each product (ODE only) and rank candidates by the \
 shade and slope around them.</dd>
 <dt>Download cache</dt><dd>Folder for the downloaded images, kept below its size limit by removing the least \
@@ -120,7 +120,13 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
         self.addParameter(QgsProcessingParameterBoolean(self.FAST, "Fast model (shipped model only)", False))
         self.addParameter(
             QgsProcessingParameterNumber(
-                self.THRESHOLD, "Probability threshold for candidates", DOUBLE, 0.6, minValue=0.0, maxValue=1.0
+                self.THRESHOLD,
+                "Probability threshold for candidates (empty: the model's own)",
+                DOUBLE,
+                None,
+                optional=True,
+                minValue=0.0,
+                maxValue=1.0,
             )
         )
         self.addParameter(QgsProcessingParameterBoolean(self.TERRAIN, "Terrain attributes from HiRISE DTMs", True))
@@ -182,7 +188,8 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
         args += ["--workers", str(self.parameterAsInt(parameters, self.WORKERS, context))]
         fast = self.parameterAsBoolean(parameters, self.FAST, context)
         args += ["--model", model] if model else ["--fast"] if fast else []
-        args += ["--threshold", str(self.parameterAsDouble(parameters, self.THRESHOLD, context))]
+        threshold = self.optional_double(parameters, self.THRESHOLD, context)
+        args += ["--threshold", str(threshold)] if threshold is not None else []
         args += [] if self.parameterAsBoolean(parameters, self.TERRAIN, context) else ["--no-terrain"]
         args += ["--keep-downloads"] if self.parameterAsBoolean(parameters, self.KEEP_DOWNLOADS, context) else []
 
