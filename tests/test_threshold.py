@@ -94,3 +94,29 @@ def test_scan_reads_the_models_card_threshold_before_searching(tmp_path, marsice
     assert done.returncode != 0 and "threshold must be a number from 0 to 1, not 7" in done.stderr
     assert not (tmp_path / "cache").exists() and not (tmp_path / "scan.gpkg").exists()
     assert marsice_cli(*args, "--threshold", "0.5").returncode == 0, done.stderr
+
+
+def test_site_plots_draw_the_threshold_the_results_were_made_with(tmp_path, monkeypatch):
+    """The dashed line of a site's probability plot is the runs' threshold (from the products layer), the
+    paper's 0.6 only when the results do not say."""
+    from marsice_plugin.sites import plots
+    from marsice_plugin.sites.build import build_sites
+
+    from .test_sites import write_catalogue, write_results
+
+    drawn: list[float] = []
+
+    def record(site_id, rows, path, threshold=0.6):
+        drawn.append(threshold)
+        return path
+
+    monkeypatch.setattr(plots, "plot_site", record)
+    results = write_results(tmp_path / "results.gpkg")
+    catalogue = write_catalogue(tmp_path / "footprints.gpkg")
+    build_sites([results], tmp_path / "a.gpkg", footprints=catalogue, plots_dir=tmp_path / "plots")
+    assert drawn and set(drawn) == {0.6}  # the products layer's threshold is empty
+    with sqlite3.connect(results) as db:
+        db.execute("UPDATE products SET threshold = 0.35")
+    drawn.clear()
+    build_sites([results], tmp_path / "b.gpkg", footprints=catalogue, plots_dir=tmp_path / "plots")
+    assert drawn and set(drawn) == {0.35}

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..catalogue.mars_time import mars_year
 from ..catalogue.records import CatalogueProduct
+from ..detect_defaults import DEFAULT_THRESHOLD
 from ..errors import OutputError
 from ..gpkg import Field, GeoPackage, write_new
 from ..mars_crs import COMMON_CRS, common_crs
@@ -276,9 +277,12 @@ def build_sites(
     if plots_dir is not None:
         from .plots import plot_site
 
+        # the runs' own threshold (a model card's, or --threshold); the highest when the runs differ
+        thresholds = {p.get("threshold") for p in data.products.values()} - {None}
+        line = max(thresholds) if thresholds else DEFAULT_THRESHOLD
         for k, site in enumerate(sites, start=1):
             result.plots[site.site_id] = plot_site(
-                site.site_id, observations[site.site_id], Path(plots_dir) / f"{site.site_id}.png"
+                site.site_id, observations[site.site_id], Path(plots_dir) / f"{site.site_id}.png", float(line)
             )
             reporter.progress(70 + 20 * k / max(1, len(sites)), f"plot {k}/{len(sites)}")
     reporter.progress(92, "writing GeoPackage")

@@ -3,7 +3,7 @@
 Filled markers: the patch was outlined (a candidate in the site); open markers: processed, not outlined (the
 probability is then that of the product's chunks over the site); crosses over a marker: dusty or low-contrast
 observation (absence there is not melt); ticks along the bottom: catalogue observations not processed yet. The
-dashed line is the detection threshold.
+dashed line is the detection threshold the results were made with.
 """
 
 from __future__ import annotations
