@@ -94,17 +94,18 @@ def roc_auc_interval(
     """
     y = np.asarray(y).astype(bool)
     p = np.asarray(p, dtype=float)
-    if groups is None:
-        members = [np.array([i]) for i in range(len(y))]
-    else:
+    members = []
+    if groups is not None:
         keys = np.asarray(groups)
         members = [np.flatnonzero(keys == k) for k in dict.fromkeys(keys.tolist())]
     if y.all() or not y.any():
         return float("nan"), float("nan")
     rng = np.random.default_rng(seed)
+    count = len(members) if groups is not None else len(y)
     values = []
     for _ in range(rounds):
-        pick = np.concatenate([members[j] for j in rng.integers(0, len(members), len(members))])
+        draw = rng.integers(0, count, count)  # the same draw either way: groups of one chunk are chunks
+        pick = draw if groups is None else np.concatenate([members[j] for j in draw])
         if y[pick].all() or not y[pick].any():
             continue
         values.append(roc_auc(y[pick], p[pick]))
