@@ -88,8 +88,10 @@ def test_scan_reads_the_models_card_threshold_before_searching(tmp_path, marsice
     model = tmp_path / "m.keras"
     shutil.copy(DEMO_MODEL, model)
     (tmp_path / "m.card.json").write_text(json.dumps({"model": "m.keras", "threshold": 7}))
-    args = ["scan", "--lat", "-60", "-40", "--ls", "140", "200", "--source", "bundled", "--dry-run", "--model",
-            str(model), "--cache", str(tmp_path / "cache"), "-o", str(tmp_path / "scan.gpkg")]  # fmt: skip
+    # --no-terrain: the DTM search goes to ODE, which these machines cannot reach
+    args = ["scan", "--lat", "-60", "-40", "--ls", "140", "200", "--source", "bundled", "--dry-run", "--no-terrain",
+            "--limit", "1", "--model", str(model), "--cache", str(tmp_path / "cache"), "-o",
+            str(tmp_path / "scan.gpkg")]  # fmt: skip
     done = marsice_cli(*args)
     assert done.returncode != 0 and "threshold must be a number from 0 to 1, not 7" in done.stderr
     assert not (tmp_path / "cache").exists() and not (tmp_path / "scan.gpkg").exists()
