@@ -88,7 +88,7 @@ def test_scan_reads_the_models_card_threshold_before_searching(tmp_path, marsice
     model = tmp_path / "m.keras"
     shutil.copy(DEMO_MODEL, model)
     (tmp_path / "m.card.json").write_text(json.dumps({"model": "m.keras", "threshold": 7}))
-    # --no-terrain: the DTM search goes to ODE, which these machines cannot reach
+    # --limit 1: a dry run over the whole band works through thousands of bundled products (about 10 minutes here)
     args = ["scan", "--lat", "-60", "-40", "--ls", "140", "200", "--source", "bundled", "--dry-run", "--no-terrain",
             "--limit", "1", "--model", str(model), "--cache", str(tmp_path / "cache"), "-o",
             str(tmp_path / "scan.gpkg")]  # fmt: skip
