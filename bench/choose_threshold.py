@@ -36,7 +36,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.make_evaluation_set_v3 import draw_spec
-from marsice_plugin.cnn.metrics import summary, wilson_interval
+from marsice_plugin.cnn.metrics import summary
 
 TUNING_SEED = 1_100_000  # reserved (>= EVALUATION_SEED_BASE) and clear of every evaluation set
 THRESHOLDS = [round(float(t), 2) for t in np.arange(0.05, 0.951, 0.05)]
@@ -44,7 +44,7 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
 def score_products(model_path: Path, count: int, cache: Path) -> tuple[list[dict], np.ndarray, np.ndarray]:
-    """Per image (truth, highest chunk probability) and every chunk's truth and probability."""
+    """Per image (truth, its chunks' probabilities) and every chunk's truth and probability."""
     from marsice_plugin.cnn.model import load_model, model_input_size
     from marsice_plugin.evaluation import render_set
     from marsice_plugin.pipeline import DetectOptions, model_read_level, score_chunks
@@ -63,26 +63,26 @@ def score_products(model_path: Path, count: int, cache: Path) -> tuple[list[dict
         truth = chunk_truth(sample.scene.ice, scores)
         y += [truth[(s.chunk_row, s.chunk_col)] for s in scores]
         p += [s.probability for s in scores]
-        top = max((float(s.probability) for s in scores), default=0.0)
-        images.append({"truth": bool(any(truth.values())), "top": top})
+        images.append({"truth": bool(any(truth.values())), "probabilities": [float(s.probability) for s in scores]})
     return images, np.array(y), np.array(p)
 
 
 def image_figures(images: list[dict], threshold: float) -> dict:
-    """Image-level precision and NPV (with counts) when an image is flagged by any chunk at ``threshold``."""
-    tp = int(sum(im["truth"] and im["top"] >= threshold for im in images))
-    fp = int(sum(not im["truth"] and im["top"] >= threshold for im in images))
-    tn = int(sum(not im["truth"] and im["top"] < threshold for im in images))
-    fn = int(sum(im["truth"] and im["top"] < threshold for im in images))
+    """Image-level precision and NPV (with counts) at ``threshold``, as ``marsice evaluate`` counts them."""
+    from marsice_plugin.evaluation import image_summary
+
+    im = image_summary(
+        [{"truth": i["truth"], "above": sum(p >= threshold for p in i["probabilities"])} for i in images]
+    )
     return {
         "threshold": threshold,
-        "precision": tp / (tp + fp) if tp + fp else float("nan"),
-        "npv": tn / (tn + fn) if tn + fn else float("nan"),
-        "tp": tp,
-        "fp": fp,
-        "tn": tn,
-        "fn": fn,
-        "npv_ci95": list(wilson_interval(tn, tn + fn)),
+        "precision": im["precision"],
+        "npv": im["npv"],
+        "tp": im["flagged_with_ice"],
+        "fp": im["flagged"] - im["flagged_with_ice"],
+        "tn": im["called_ice_free_right"],
+        "fn": im["called_ice_free"] - im["called_ice_free_right"],
+        "npv_ci95": im["npv_ci95"],
     }
 
 

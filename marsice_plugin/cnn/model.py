@@ -183,6 +183,20 @@ def card_path(model_path: str | Path) -> Path:
     return Path(model_path).with_suffix("").with_suffix(".card.json")
 
 
+def _card_field(model_path: str | Path, key: str, default: Any, option: str) -> tuple[Path, Any]:
+    """The card's path and its ``key`` (``default`` without a card or the key); an unreadable card is a
+    :class:`ModelError` that names the card and the ``option`` that overrides it."""
+    import json
+
+    path = card_path(model_path)
+    if not path.exists():
+        return path, default
+    try:
+        return path, json.loads(path.read_text()).get(key, default)
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ModelError(f"{path}: unreadable model card ({exc}); fix or remove it, or pass {option}") from exc
+
+
 def card_read_level(model_path: str | Path) -> int:
     """The JPEG2000 resolution level the model's training chunks were decoded at (its card; 0 without one).
 
@@ -190,15 +204,7 @@ def card_read_level(model_path: str | Path) -> int:
     right when products are read the same way, so ``detect`` and ``evaluate`` take the level from here
     unless told otherwise.
     """
-    import json
-
-    path = card_path(model_path)
-    if not path.exists():
-        return 0
-    try:
-        level = json.loads(path.read_text()).get("read_level", 0)
-    except (OSError, ValueError, AttributeError) as exc:
-        raise ModelError(f"{path}: unreadable model card ({exc}); fix or remove it, or pass --read-level") from exc
+    path, level = _card_field(model_path, "read_level", 0, "--read-level")
     if not isinstance(level, int) or level < 0:
         raise ModelError(f"{path}: read_level must be 0, 1, 2, ..., not {level!r}; fix the card or pass --read-level")
     return level
@@ -212,17 +218,11 @@ def card_threshold(model_path: str | Path | None) -> float:
     records one chosen on tuning products (bench/choose_threshold.py), and detect, scan and evaluate
     use it unless given ``--threshold``. A model without one keeps the paper's figure.
     """
-    import json
-
     from ..detect_defaults import DEFAULT_THRESHOLD
 
-    path = card_path(model_path) if model_path else None
-    if path is None or not path.exists():
+    if not model_path:
         return DEFAULT_THRESHOLD
-    try:
-        value = json.loads(path.read_text()).get("threshold", DEFAULT_THRESHOLD)
-    except (OSError, ValueError, AttributeError) as exc:
-        raise ModelError(f"{path}: unreadable model card ({exc}); fix or remove it, or pass --threshold") from exc
+    path, value = _card_field(model_path, "threshold", DEFAULT_THRESHOLD, "--threshold")
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
         raise ModelError(
             f"{path}: threshold must be a number from 0 to 1, not {value!r}; fix the card or pass --threshold"

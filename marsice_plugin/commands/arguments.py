@@ -24,7 +24,8 @@ def overlap_arg(value: str | int) -> int | None:
 
 
 def add_model_args(parser: Any) -> None:
-    """``--model PATH`` or ``--fast``: the CNN to score chunks with (default: the shipped ensemble)."""
+    """``--model PATH`` or ``--fast``: the CNN to score chunks with (default: the shipped ensemble), and
+    ``--threshold``, which belongs to the model: None leaves it to the model card (pipeline.model_threshold)."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--model",
@@ -38,6 +39,13 @@ def add_model_args(parser: Any) -> None:
         action="store_true",
         help="use the shipped 256-px level-2 model alone: about 4.5x faster per chunk, ranks chunks a little "
         "less well (models/marsice_xception_256_level2.md); for surveys of many products",
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="probability threshold to flag a chunk (default: the model card's, chosen on tuning products: 0.35 "
+        "for the default model; a model whose card names none: the paper's 0.6)",
     )
 
 

@@ -23,13 +23,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("product", type=Path, help="HiRISE PDS3 label (.LBL beside its .JP2) or a GDAL raster in a Mars CRS")
     p.add_argument("-o", "--output", type=Path, required=True, help="output GeoPackage (.gpkg)")
     add_model_args(p)
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="probability threshold to flag a chunk (default: the model card's, chosen on tuning products: 0.35 "
-        "for the default model; a model whose card names none: the paper's 0.6)",
-    )
     p.add_argument("--chunk-size", type=int, default=1024, help="chunk size in pixels (paper: 1024)")
     p.add_argument(
         "--overlap",

@@ -45,13 +45,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this running Dask scheduler instead")
     add_model_args(p)
     p.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="probability threshold to flag a chunk (default: the model card's, chosen on tuning products: 0.35 "
-        "for the default model; a model whose card names none: the paper's 0.6)",
-    )
-    p.add_argument(
         "--overlap",
         default="auto",
         help="chunk overlap in pixels, or 'auto' (default: patches up to 32 m lie whole in a chunk); 0 is the "
