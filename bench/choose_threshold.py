@@ -46,8 +46,9 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 def score_products(model_path: Path, count: int, cache: Path) -> tuple[list[dict], np.ndarray, np.ndarray]:
     """Per image (truth, its chunks' probabilities) and every chunk's truth and probability."""
     from marsice_plugin.cnn.model import load_model, model_input_size
+    from marsice_plugin.detection import DetectOptions, score_chunks
     from marsice_plugin.evaluation import render_set
-    from marsice_plugin.pipeline import DetectOptions, model_read_level, score_chunks
+    from marsice_plugin.model_registry import model_read_level
     from marsice_plugin.product import open_product
     from marsice_plugin.progress import Reporter
     from marsice_plugin.truth import chunk_truth
@@ -96,7 +97,7 @@ def write_card(model_path: Path, chosen: dict, at_paper: dict, count: int, outpu
     """Record the chosen threshold (and how it was chosen) in the model's card, atomically."""
     import os
 
-    from marsice_plugin.cnn.model import card_path
+    from marsice_plugin.model_registry import card_path
 
     path = card_path(model_path)
     card = json.loads(path.read_text()) if path.exists() else {"model": model_path.name}

@@ -43,7 +43,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-#: detect's default model, named here rather than through ``pipeline.default_model_path()``: that module
+#: detect's default model, named here rather than through ``model_registry.default_model_path()``: that module
 #: pulls in the product readers, which the GPU machine (Keras and numpy only) has no use for.
 DEFAULT_MODEL = REPO / "models" / "marsice_xception_256_level2.keras"
 REFERENCE_SEED = 600_000
@@ -51,8 +51,9 @@ REFERENCE_SEED = 600_000
 
 def reference(args: argparse.Namespace) -> int:
     """Inputs and CPU float32 probabilities of the default model, saved for the GPU run."""
-    from marsice_plugin.cnn.model import card_read_level, load_model, model_input_size
+    from marsice_plugin.cnn.model import load_model, model_input_size
     from marsice_plugin.cnn.training_data import synthetic_chunks
+    from marsice_plugin.model_registry import card_read_level
 
     model = load_model(args.model)
     level = card_read_level(args.model)

@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from marsice_plugin.cnn.heldout import HELDOUT_SEED
 from marsice_plugin.cnn.metrics import roc_auc, summary
-from marsice_plugin.cnn.model import card_read_level, load_model, model_input_size
+from marsice_plugin.cnn.model import load_model, model_input_size
 from marsice_plugin.cnn.training_data import synthetic_chunks
+from marsice_plugin.model_registry import card_read_level
 
 
 def paired_bootstrap(y: np.ndarray, p: np.ndarray, base: np.ndarray, rounds: int = 2000) -> tuple[float, float, float]:

@@ -10,7 +10,7 @@ Not a test: it times things and takes a few minutes. It prints
 * one end-to-end ``detect`` of the product at the level the model's card names (stitching,
   candidates, GeoPackage included) in megapixels/s and chunks/s, and the peak RSS of the process;
 * with ``--read-levels 1 2``: the overlapped rate when the reader decodes that JPEG2000 resolution
-  level instead of every pixel (:func:`marsice_plugin.pipeline.read_scale`), its ratio to the bare
+  level instead of every pixel (:func:`marsice_plugin.model_registry.read_scale`), its ratio to the bare
   model and its agreement with level 0 on the product's chunks;
 * with ``--precision mixed_float16`` (a GPU) or ``mixed_bfloat16`` (CPUs with AVX-512 BF16): the
   bare and overlapped rates in that precision and its agreement with float32 on the product's chunks
@@ -41,10 +41,12 @@ sys.path.insert(0, str(REPO))
 
 
 def main() -> int:
-    from marsice_plugin.cnn.model import card_read_level, keras_module, load_model, model_input_size, with_precision
+    from marsice_plugin.cnn.model import keras_module, load_model, model_input_size, with_precision
     from marsice_plugin.commands.arguments import overlap_arg
     from marsice_plugin.detect_defaults import DEFAULT_BATCH_SIZE
-    from marsice_plugin.pipeline import DetectOptions, default_model_path, detect, score_chunks
+    from marsice_plugin.detection import DetectOptions, score_chunks
+    from marsice_plugin.model_registry import card_read_level, default_model_path
+    from marsice_plugin.pipeline import detect
     from marsice_plugin.product import open_product
     from marsice_plugin.progress import Reporter
     from marsice_plugin.synthetic.product_writer import ProductGeometry, write_sample_product

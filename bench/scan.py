@@ -97,7 +97,7 @@ def run_once(
 
 def main() -> int:
     from marsice_plugin.commands.arguments import overlap_arg
-    from marsice_plugin.pipeline import default_model_path
+    from marsice_plugin.model_registry import default_model_path
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--products", type=int, default=8)

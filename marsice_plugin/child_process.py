@@ -110,12 +110,25 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def _error_class(name: object) -> type[MarsIceError]:
-    """The MarsIceError subclass the child named, or MarsIceError for anything unknown."""
+def error_class(name: object) -> type[MarsIceError]:
+    """The MarsIceError subclass the child named, or MarsIceError for anything unknown.
+
+    Looked up in :mod:`marsice_plugin.errors` only, which holds every MarsIce error class (a test walks the
+    package to keep it so): a class defined elsewhere would arrive in QGIS as a plain MarsIceError.
+    """
     cls = getattr(errors, name, None) if isinstance(name, str) else None
     if isinstance(cls, type) and issubclass(cls, MarsIceError):
         return cls
     return MarsIceError
+
+
+def error_text(exc: MarsIceError) -> str:
+    """What QGIS shows for a failed run: the error's class name, then the CLI's own message unchanged.
+
+    ``ProductError: X.LBL does not exist``: the name tells bad input from a missing set-up or a server
+    failure at a glance, and is the word to look up in docs/errors.md; the message says what to do.
+    """
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _parse_line(line: str) -> dict[str, Any]:
@@ -267,7 +280,7 @@ def run_marsice(
 
     if proc.returncode != 0:
         if error_event is not None:
-            raise _error_class(error_event.get("error"))(str(error_event.get("message", "")))
+            raise error_class(error_event.get("error"))(str(error_event.get("message", "")))
         tail = "\n".join(list(stderr_tail)[-20:]) or "(nothing on stderr)"
         raise MarsIceError(f"MarsIce stopped with exit code {proc.returncode}:\n{tail}")
     if result is None:

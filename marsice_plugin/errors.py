@@ -3,6 +3,10 @@
 Every error MarsIce raises on purpose derives from :class:`MarsIceError`; its message says what went
 wrong *and what to do about it*, because the same text reaches a shell user (one line on stderr) and a
 QGIS user (a ``QgsProcessingException`` raised by the thin algorithm layer).
+
+Every class lives in this module, also those only one part of MarsIce raises: the QGIS side gets the
+error's class *name* from the CLI's child process and looks it up here, so a class defined elsewhere
+would reach the QGIS log as a plain ``MarsIceError``.
 """
 
 from __future__ import annotations
@@ -40,6 +44,18 @@ class ModelError(MarsIceError):
 
 class TrainingMemoryError(MarsIceError):
     """A training run would need more memory than the machine has (the message names a batch size that fits)."""
+
+    exit_code = 2
+
+
+class TilingError(MarsIceError):
+    """Chunking options that cannot work together or with this product (chunk size, overlap, read scale)."""
+
+    exit_code = 2
+
+
+class TrainingDataError(MarsIceError):
+    """Training or evaluation data that cannot be used as given (missing class folder, bad labels, no chunk)."""
 
     exit_code = 2
 

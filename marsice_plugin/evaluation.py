@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from .cnn.metrics import brightness_baseline, roc_auc_interval, summary, wilson_interval
+from .detect_defaults import is_flagged
 from .progress import Reporter
 
 SPEC_DIR = Path(__file__).resolve().parent / "data"
@@ -96,7 +97,7 @@ def patch_recall(
     from scipy import ndimage
 
     labels, n = ndimage.label(ice, structure=np.ones((3, 3), bool))
-    flagged = [s.window for s in scores if s.probability is not None and s.probability >= threshold]
+    flagged = [s.window for s in scores if is_flagged(s.probability, threshold)]
     found = {"cut": [0, 0], "whole": [0, 0]}
     for k, sl in enumerate(ndimage.find_objects(labels), start=1):
         if sl is None:
@@ -137,13 +138,14 @@ def evaluate(
     ``threshold`` None is the model card's, as detect (0.6 without one). ``overlap`` is the chunk
     overlap used for scoring (0: the paper's tiling; None: the tiling module's default, which keeps
     every patch up to 32 m whole in some chunk); ``read_level`` is the JPEG2000 resolution level
-    decoded (see :func:`marsice_plugin.pipeline.read_scale`; None: the model card's). Beside the
+    decoded (see :func:`marsice_plugin.model_registry.read_scale`; None: the model card's). Beside the
     paper's metrics the report holds two of its failure modes measured directly: chunks flagged without any
     ice that contain planted hot pixels (and how many of them the hot pixels caused, from the
     product's hot-pixel-free twin), and recall on patches cut by the paper's chunk grid.
     """
     from .cnn.model import load_model, model_input_size
-    from .pipeline import DetectOptions, model_read_level, model_threshold, score_chunks
+    from .detection import DetectOptions, detect_product
+    from .model_registry import model_read_level, model_threshold
     from .product import open_product
     from .truth import chunk_truth
 
@@ -164,7 +166,8 @@ def evaluate(
     outlines = {"candidates": 0, "on_ice": 0, "patches": 0, "patches_outlined": 0}
     for i, (entry, sample) in enumerate(zip(spec["products"], products, strict=False), start=1):
         with open_product(sample.label_path) as product:
-            scores = score_chunks(product, model, options, Reporter("quiet"))
+            found = detect_product(product, model, options)
+            scores = found.chunks
             truth = chunk_truth(sample.scene.ice, scores)
             with_hot: list[tuple[int, int]] = []
             for s in scores:
@@ -176,17 +179,16 @@ def evaluate(
                 base = float(brightness_baseline(grey[None] / product.valid_max)[0])
                 is_ice = truth[(s.chunk_row, s.chunk_col)]
                 records.append(ChunkRecord(sample.product_id, is_ice, s.probability, base))
-                if s.probability >= threshold and not is_ice and sample.scene.hot[rows, cols].any():
+                if is_flagged(s.probability, threshold) and not is_ice and sample.scene.hot[rows, cols].any():
                     with_hot.append((s.chunk_row, s.chunk_col))
             hot_false_flags += len(with_hot)
             hot_caused += _flags_caused_by_hot_pixels(spec, entry, cache, model, options, with_hot)
-            for key, value in candidate_truth(product, sample.scene.ice, scores, threshold).items():
+            for key, value in candidate_truth(product, sample.scene.ice, found.candidates).items():
                 outlines[key] += value
             for key, counts in patch_recall(sample.scene.ice, scores, threshold, options.chunk_size).items():
                 patches[key]["found"] += counts["found"]
                 patches[key]["patches"] += counts["patches"]
-            above = sum(1 for s in scores if s.probability is not None and s.probability >= threshold)
-            images.append({"product_id": sample.product_id, "truth": any(truth.values()), "above": above})
+            images.append({"product_id": sample.product_id, "truth": any(truth.values()), "above": len(found.above)})
         reporter.progress(100 * i / len(products), f"product {i}/{len(products)}")
     y = np.array([r.truth for r in records])
     p = np.array([r.probability for r in records])
@@ -218,7 +220,7 @@ def evaluate(
     }
 
 
-def candidate_truth(product: Any, ice: np.ndarray, scores: list[Any], threshold: float) -> dict[str, int]:
+def candidate_truth(product: Any, ice: np.ndarray, candidates: list[Any]) -> dict[str, int]:
     """Candidate outlines (as detect draws them in the flagged chunks) against the truth ice.
 
     Counts the candidates, those touching at least one truth ice pixel, the truth patches (8-connected)
@@ -228,17 +230,11 @@ def candidate_truth(product: Any, ice: np.ndarray, scores: list[Any], threshold:
     import shapely
     from scipy import ndimage
 
-    from .pipeline import DetectResult
-
     labels, n_patches = ndimage.label(ice, structure=np.ones((3, 3), bool))
     counts = {"candidates": 0, "on_ice": 0, "patches": int(n_patches), "patches_outlined": 0}
-    result = DetectResult(product.product_id, Path(), threshold, chunks=list(scores))
-    if not result.above:
-        return counts
-    result.outline_candidates(product)
     inverse = ~product.transform
     touched: set[int] = set()
-    for candidate in result.candidates:
+    for candidate in candidates:
         x0, y0, x1, y1 = candidate.geometry.bounds
         cols, rows = inverse @ (np.array([x0, x1, x0, x1]), np.array([y0, y0, y1, y1]))
         r0, r1 = max(0, int(rows.min())), min(ice.shape[0], int(np.ceil(rows.max())) + 1)
@@ -266,7 +262,7 @@ def _flags_caused_by_hot_pixels(
     """
     if not flagged:
         return 0
-    from .pipeline import score_chunks
+    from .detection import score_chunks
     from .product import open_product
 
     twin = render_without_hot_pixels(spec, entry, cache)
@@ -329,7 +325,7 @@ def evaluate_labelled(
     from .cnn.chunk_data import load_labelled
     from .cnn.model import load_model, model_input_size
     from .detect_defaults import DEFAULT_BATCH_SIZE
-    from .pipeline import model_threshold
+    from .model_registry import model_threshold
 
     reporter = reporter or Reporter("quiet")
     threshold = model_threshold(threshold, model_path)
@@ -355,7 +351,9 @@ def evaluate_labelled(
         images = []
         for pid in sorted(set(products)):
             sel = [i for i, q in enumerate(products) if q == pid]
-            images.append({"product_id": pid, "truth": bool(y[sel].any()), "above": int((p[sel] >= threshold).sum())})
+            images.append(
+                {"product_id": pid, "truth": bool(y[sel].any()), "above": int(is_flagged(p[sel], threshold).sum())}
+            )
         report["images"] = image_summary(images)
     return report
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import OutputError
+from .outputs import publish
 from .progress import raise_if_cancelled
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -304,7 +305,7 @@ def write_new(path: str | Path, build: Any) -> Path:
         gpkg.close()
         gpkg = None
         raise_if_cancelled()  # last chance before the file appears
-        os.replace(tmp, path)
+        publish(tmp, path)  # SQLite creates 0644 whatever the umask: give it the mode of a plain new file
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     except sqlite3.Error as exc:

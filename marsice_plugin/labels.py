@@ -29,6 +29,12 @@ from .errors import CancelledError, LabelError
 #: Labels are read up to their END statement or this many bytes (real RDR labels are ~10 KB).
 MAX_LABEL_BYTES = 4 * 1024 * 1024
 
+#: PRODUCT_ID of a HiRISE DTM: DTEEC_/DTEPC_/... followed by the stereo pair's observations.
+DTM_PRODUCT_ID = re.compile(r"^DTE[A-Z]{2}_")
+
+#: UNIT values (upper case) that make real-valued samples elevations.
+LENGTH_UNITS = frozenset({"M", "METER", "METERS", "METRE", "METRES", "KM", "KILOMETER", "KILOMETERS"})
+
 #: Keywords of the IMAGE object that mark special (non-surface) pixels in HiRISE RDRs.
 SPECIAL_PIXEL_KEYS = (
     "CORE_NULL",
@@ -86,6 +92,31 @@ class ProductLabel:
     north_azimuth: float | None = None
     start_time: dt.datetime | None = None
     binning: tuple[int, ...] = ()
+    sample_type: str | None = None  # IMAGE SAMPLE_TYPE, e.g. MSB_UNSIGNED_INTEGER, PC_REAL
+    unit: str | None = None  # IMAGE UNIT (DTMs: METER)
+    product_type: str | None = None
+
+    def dtm_evidence(self) -> str | None:
+        """Why this label describes a DTM (elevations) rather than an image, or None when it does not.
+
+        The rule, from what HiRISE DTM labels carry and image labels never do:
+
+        * a ``PRODUCT_ID`` of the DTM family, ``DTE..._`` (DTEEC, DTEPC: the stereo pair's two observations);
+        * a ``PRODUCT_TYPE`` that says DTM / digital terrain model;
+        * real-valued samples (``SAMPLE_TYPE`` PC_REAL, IEEE_REAL, ...) whose ``UNIT`` is a length (METER, M, KM).
+
+        ``DATA_SET_ID`` alone is not enough: the HiRISE DTM data set (``MRO-M-HIRISE-5-DTM-V1.0``) also holds the
+        orthoimages, which are images. Real-valued samples alone are not enough either: an ISIS cube of I/F
+        reflectance is a float image (its UNIT, when present, is not a length).
+        """
+        if DTM_PRODUCT_ID.match(self.product_id.upper()):
+            return f"its PRODUCT_ID {self.product_id} is a HiRISE DTM id"
+        if re.search(r"\bDTM\b|DIGITAL TERRAIN", (self.product_type or "").upper().replace("_", " ")):
+            return f"its PRODUCT_TYPE is {self.product_type}"
+        sample_type = (self.sample_type or "").upper()
+        if "REAL" in sample_type and (self.unit or "").upper() in LENGTH_UNITS:
+            return f"its samples are {self.sample_type} in {self.unit}"
+        return None
 
     @property
     def sun_azimuth_from_north(self) -> float | None:
@@ -317,7 +348,18 @@ def _build_record(label: Any, path: Path) -> ProductLabel:
         north_azimuth=_float(viewing, "NORTH_AZIMUTH", required=False),
         start_time=start if isinstance(start, dt.datetime) else None,
         binning=tuple(int(_value(b)) for b in binning),
+        sample_type=_text(image.get("SAMPLE_TYPE")),
+        unit=_text(image.get("UNIT")),
+        product_type=_text(label.get("PRODUCT_TYPE")),
     )
+
+
+def _text(raw: Any) -> str | None:
+    """A keyword's value as stripped text, None when absent or empty."""
+    if raw is None:
+        return None
+    text = str(_value(raw)).strip().strip('"').strip()
+    return text or None
 
 
 def _image_object(label: Any, path: Path) -> tuple[Any, str]:

@@ -9,16 +9,19 @@ ramp by probability, skipped chunks in grey; ice candidates are outlined in mage
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .detect_defaults import is_flagged
 from .errors import OutputError
+from .outputs import publish
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .pipeline import DetectResult
     from .product import Product
+    from .result_layers import Detections
 
 
 def _colour(p: float | None, above: bool) -> tuple[int, int, int]:
@@ -29,8 +32,18 @@ def _colour(p: float | None, above: bool) -> tuple[int, int, int]:
     return (int(40 + 215 * p), int(90 + 150 * p), int(230 - 200 * p))
 
 
-def render_quicklook(product: Product, result: DetectResult, path: Path, max_size: int = 1400) -> Path:
-    """Draw the quick-look and write it atomically to ``path``."""
+def render_quicklook(
+    product: Product,
+    result: Detections,
+    path: Path,
+    max_size: int = 1400,
+    finish: Callable[[Path, Path], Any] | None = None,
+) -> Path:
+    """Draw the quick-look and write it atomically to ``path``.
+
+    The PNG is written under a temporary name beside ``path``; ``finish(tmp, path)`` puts it in place
+    (default: :func:`~marsice_plugin.outputs.publish`, at once; detect defers it until its GeoPackage is committed).
+    """
     from PIL import Image, ImageDraw
 
     factor = max(1.0, max(product.width, product.height) / max_size)
@@ -47,7 +60,7 @@ def render_quicklook(product: Product, result: DetectResult, path: Path, max_siz
     for c in result.chunks:
         w = c.window
         box = (w.col_off * sx, w.row_off * sy, (w.col_off + w.width) * sx - 1, (w.row_off + w.height) * sy - 1)
-        above = c.probability is not None and c.probability >= result.threshold
+        above = is_flagged(c.probability, result.threshold)
         draw.rectangle(box, outline=_colour(c.probability, above), width=3 if above else 1)
         text = "skip" if c.skipped else f"{c.probability:.2f}"
         draw.text((box[0] + 4, box[1] + 3), text, fill=_colour(c.probability, above))
@@ -57,12 +70,15 @@ def render_quicklook(product: Product, result: DetectResult, path: Path, max_siz
         cols, rows = inv @ (np.asarray(xs), np.asarray(ys))
         draw.line(list(zip(cols * sx, rows * sy, strict=True)), fill=(255, 0, 255), width=2)
     draw.text((6, out_h - 14), f"{result.product_id}  {result.summary().split(': ', 1)[1]}", fill=(255, 255, 255))
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         image.save(tmp, format="PNG")
-        os.replace(tmp, path)
+        (finish or publish)(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

@@ -9,8 +9,11 @@ through :class:`ResultsWriter`, so the file's behaviour is the same everywhere:
   re-runs never duplicate and a crash, a kill or a full disk mid-write leaves the file exactly as it
   was before that product (SQLite's rollback journal). The file itself is never copied or replaced
   once it exists: that would rewrite gigabytes and break a file QGIS holds open.
-* A lock file ``NAME.gpkg.lock`` (holding the writer's pid) makes a second concurrent writer wait up
-  to ``wait_s`` seconds and then refuse with a clear message; a lock left by a dead process is taken over.
+* A lock file ``NAME.gpkg.lock`` makes a second concurrent writer wait up to ``wait_s`` seconds and then
+  refuse with a clear message. It holds the writer's pid, host, process start time (``/proc/PID/stat`` field
+  22, in clock ticks since boot) and boot id: a lock whose pid is dead, or alive but started at another time
+  or in another boot (the pid was reused by an unrelated process after a crash or a reboot), is stale and
+  taken over. A pid alone would make such a lock block every later run for good.
 """
 
 from __future__ import annotations
@@ -64,13 +67,19 @@ class ResultsWriter:
         self._release()
 
     def _acquire(self) -> None:
+        try:
+            self._acquire_lock()
+        except OSError as exc:  # an unwritable folder: an output problem, not an internal error
+            raise OutputError(f"cannot write {self.path}: {exc.strerror or exc}; the file is unchanged") from exc
+
+    def _acquire_lock(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + self.wait_s
         while True:
             # the lock appears with its holder's pid already in it (written under a temporary name, then
             # hard-linked into place, which fails if the lock exists): never an empty, unattributable lock
             tmp = self.lock_path.with_name(f".{self.lock_path.name}.{os.getpid()}")
-            tmp.write_text(f"{os.getpid()} {socket.gethostname()}\n")
+            tmp.write_text(lock_record())
             try:
                 try:
                     os.link(tmp, self.lock_path)
@@ -82,7 +91,7 @@ class ResultsWriter:
                         handle.write(tmp.read_text())
             except FileExistsError:
                 holder = _lock_holder(self.lock_path)
-                if holder is not None and not _pid_alive(holder):
+                if holder is not None and lock_is_stale(self.lock_path):
                     self.lock_path.unlink(missing_ok=True)  # stale lock of a dead writer
                     continue
                 if time.monotonic() >= deadline:
@@ -159,6 +168,55 @@ class ResultsWriter:
             for spec in missing:
                 gpkg.create_layer(spec.name, spec.fields, spec.geometry_type, srs, spec.description)
                 write_default_style(gpkg.conn, spec.name)
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/PID/stat`` field 22); None if unknown.
+
+    The command name (field 2) may hold spaces and parentheses, so fields are counted after its last ``)``.
+    """
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return text[text.rindex(")") + 1 :].split()[19]
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def boot_id() -> str | None:
+    """This boot's id (``/proc/sys/kernel/random/boot_id``): start times count from a boot, pids restart at one."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip() or None
+    except OSError:
+        return None
+
+
+def lock_record(pid: int | None = None) -> str:
+    """The lock file's line: ``PID HOST START BOOT_ID`` (``-`` for what this system does not tell)."""
+    pid = os.getpid() if pid is None else pid
+    return f"{pid} {socket.gethostname()} {process_start(pid) or '-'} {boot_id() or '-'}\n"
+
+
+def lock_is_stale(path: Path) -> bool:
+    """Whether the lock at ``path`` was left by a writer that is gone.
+
+    Gone: its pid is dead; or its boot id is not this boot's; or its pid is alive but started at another
+    time (the pid now belongs to another process). A lock of an older MarsIce (pid and host only) is
+    judged by its pid alone. An unreadable lock is not stale: it may be one being written.
+    """
+    try:
+        fields = path.read_text().split()
+        pid = int(fields[0])
+    except (OSError, ValueError, IndexError):
+        return False
+    start = fields[2] if len(fields) > 2 and fields[2] != "-" else None
+    boot = fields[3] if len(fields) > 3 and fields[3] != "-" else None
+    current_boot = boot_id()
+    if boot is not None and current_boot is not None and boot != current_boot:
+        return True
+    if not _pid_alive(pid):
+        return True
+    now = process_start(pid)
+    return start is not None and now is not None and now != start
 
 
 def _lock_holder(path: Path) -> int | None:

@@ -14,7 +14,7 @@ chunk probabilities carry no finer information.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -71,29 +71,47 @@ def stitch(
     return ProbabilityRaster(values, cell, transform @ Affine.scale(cell))
 
 
-def write_geotiff(raster: ProbabilityRaster, crs_wkt: str, path: Path) -> Path:
-    """Write the probability raster as a georeferenced float32 GeoTIFF (NaN = no data), atomically."""
+def write_geotiff(
+    raster: ProbabilityRaster, crs_wkt: str, path: Path, finish: Callable[[Path, Path], Any] | None = None
+) -> Path:
+    """Write the probability raster as a georeferenced float32 GeoTIFF (NaN = no data), atomically.
+
+    The file is written under a temporary name beside ``path``, then ``finish(tmp, path)`` puts it in place
+    (default: :func:`~marsice_plugin.outputs.publish`, at once; detect defers it until its GeoPackage is
+    committed). A failed write (a full disk: GDAL's "Write failed") leaves no file and is an :class:`OutputError`.
+    """
     import os
 
     import rasterio
     from rasterio.crs import CRS
+    from rasterio.errors import RasterioError
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from .errors import OutputError
+    from .outputs import publish
+
     tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    with rasterio.open(
-        tmp,
-        "w",
-        driver="GTiff",
-        width=raster.values.shape[1],
-        height=raster.values.shape[0],
-        count=1,
-        dtype="float32",
-        crs=CRS.from_wkt(crs_wkt),
-        transform=raster.transform,
-        nodata=float("nan"),
-        compress="deflate",
-    ) as ds:
-        ds.write(raster.values, 1)
-        ds.set_band_description(1, "probability of a bright patch consistent with remnant ice")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with rasterio.open(
+            tmp,
+            "w",
+            driver="GTiff",
+            width=raster.values.shape[1],
+            height=raster.values.shape[0],
+            count=1,
+            dtype="float32",
+            crs=CRS.from_wkt(crs_wkt),
+            transform=raster.transform,
+            nodata=float("nan"),
+            compress="deflate",
+        ) as ds:
+            ds.write(raster.values, 1)
+            ds.set_band_description(1, "probability of a bright patch consistent with remnant ice")
+        (finish or publish)(tmp, path)
+    except (OSError, RasterioError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

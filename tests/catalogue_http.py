@@ -11,6 +11,7 @@ re-filtering is what the tests observe.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import threading
 import time
@@ -216,6 +217,10 @@ class LocalServer:
             return self.send(h, 200, b'{"ODEResults": {"Products": {"Product": [{"pdsid": "ESP_0', js)
         if scenario == "slow":
             time.sleep(self.slow_s)
+        if scenario in ("redirect", "redirect_here"):  # to another host name of this machine, or to this one
+            host = "localhost" if scenario == "redirect" else "127.0.0.1"
+            target = f"http://{host}:{self.port}/many/live2/?{urllib.parse.urlencode(params)}"
+            return self.send(h, 302, b"", {"Location": target})
         if scenario == "byid":
             found = [p for p in self.products if p["pdsid"] == params.get("pdsid", "").upper()]
             return self.send(h, 200, json.dumps(ode_envelope(found or "No Products Found", params)).encode(), js)
@@ -224,22 +229,39 @@ class LocalServer:
         return self.send(h, 200, json.dumps(ode_envelope(page or "No Products Found", params)).encode(), js)
 
     # -- files ----------------------------------------------------------------------------------
+    @staticmethod
+    def etag(data: bytes) -> str:
+        """A strong ETag for one version of a file (its content hash, as many servers derive it)."""
+        return '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
+
+    def validators(self, data: bytes, scenario: str) -> dict[str, str]:
+        """ETag and Last-Modified of a served file; none under ``/novalidator/`` (the download must not resume)."""
+        if scenario == "novalidator":
+            return {}
+        return {"ETag": self.etag(data), "Last-Modified": "Tue, 15 Sep 2020 08:00:00 GMT"}
+
     def serve_file(self, h: BaseHTTPRequestHandler, scenario: str, name: str, head: bool) -> None:
         data = self.files.get(name)
         if data is None:
             return self.send(h, 404, b"no such file")
         start = 0
         rng = h.headers.get("Range")
+        if_range = h.headers.get("If-Range")
+        current = self.validators(data, scenario)
+        if if_range is not None and if_range not in current.values():
+            rng = None  # RFC 9110 If-Range: the file changed since, so the whole new version (200)
         if rng and rng.startswith("bytes=") and scenario != "norange":
             start = int(rng[6:].split("-")[0])
         if scenario == "redirect":
             return self.send(h, 302, b"", {"Location": f"http://localhost:{self.port}/files/{name}"}, head)
         if scenario == "error500" and self.count("error500:" + name) <= 1:
             return self.send(h, 500, b"oops")
-        if scenario == "drop" and self.count("drop:" + name) == 1 and not head:
+        if scenario in ("drop", "novalidator") and self.count("drop:" + name) == 1 and not head:
             # Announce the whole file, send 40 % of it, then close the connection.
             h.send_response(200)
             h.send_header("Content-Length", str(len(data)))
+            for k, v in current.items():
+                h.send_header(k, v)
             h.end_headers()
             h.wfile.write(data[: len(data) * 2 // 5])
             h.wfile.flush()
@@ -249,6 +271,8 @@ class LocalServer:
             # Always announces more than it has, then closes: the size can never be satisfied.
             h.send_response(200)
             h.send_header("Content-Length", str(len(data) + 5000))
+            for k, v in current.items():
+                h.send_header(k, v)
             h.end_headers()
             h.wfile.write(data)
             h.wfile.flush()
@@ -256,6 +280,6 @@ class LocalServer:
             return None
         if start:
             body = data[start:]
-            headers = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}
+            headers = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}", **current}
             return self.send(h, 206, body, headers, head)
-        return self.send(h, 200, data, {"Content-Type": "application/octet-stream"}, head)
+        return self.send(h, 200, data, {"Content-Type": "application/octet-stream", **current}, head)

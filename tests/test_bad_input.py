@@ -43,8 +43,55 @@ def test_truncated_jpeg2000(small_product, tmp_path):
     image.write_bytes(image.read_bytes()[: image.stat().st_size // 3])
     proc = _detect(str(label), "-o", str(tmp_path / "o.gpkg"), "--model", str(DEMO_MODEL))
     assert proc.returncode == 2
-    _one_error_line(proc, image.name)
+    _one_error_line(
+        proc, f"{image}: the JPEG2000 file is truncated or corrupt (the data of tile 0, image rows 0-499 is cut off"
+    )
+    assert proc.stderr.rstrip().endswith("download it again")
     assert not (tmp_path / "o.gpkg").exists()
+
+
+@pytest.mark.parametrize(
+    ("command", "options", "message"),
+    [
+        (
+            "detect",
+            ["--chunk-size", "256", "--overlap", "129"],
+            "0..128 pixels (at most half the 256-px chunk), not 129",
+        ),
+        ("tile", ["--size", "256", "--overlap", "255"], "0..128 pixels (at most half the 256-px chunk), not 255"),
+        ("scan", ["--overlap", "1023"], "0..512 pixels (at most half the 1024-px chunk), not 1023"),
+    ],
+)
+def test_overlap_over_half_a_chunk_is_refused_before_anything_is_read(
+    small_product, tmp_path, command, options, message
+):
+    """Up to chunk - 1 used to be accepted: a chunk per pixel. The bound is the default overlap's cap, size/2."""
+    out = tmp_path / "out" / ("o.gpkg" if command != "tile" else "tiles")
+    scan_band = ["--lat", "-50", "-40", "--ls", "0", "10", "--source", "bundled"]
+    target = scan_band if command == "scan" else [str(small_product.label_path)]
+    proc = subprocess.run(
+        [sys.executable, "-m", "marsice_plugin", command, *target, "-o", str(out), *options],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"marsice: error: --overlap must be within {message}"]
+    assert not (tmp_path / "out").exists()
+
+
+def test_overlap_over_half_a_metre_sized_chunk_is_refused_by_the_reader(small_product, tmp_path):
+    """With --chunk-m the chunk's pixel size comes from the product (64 m at 0.5 m/px: 128 px)."""
+    out = tmp_path / "tiles"
+    proc = subprocess.run(
+        [sys.executable, "-m", "marsice_plugin", "tile", str(small_product.label_path), "-o", str(out),
+         "--chunk-m", "64", "--overlap", "65"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    _one_error_line(proc, "overlap 65 px is outside 0..64 px: at most half the 128-px chunk")
+    assert not out.exists()
 
 
 def test_label_and_image_sizes_disagree(small_product, tmp_path):

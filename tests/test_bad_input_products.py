@@ -130,3 +130,136 @@ def test_one_pixel_image_is_refused_by_terrain(tmp_path):
     assert proc.returncode == 2, proc.stderr
     _one_error_line(proc, "one.tif is 1x1 px, too small for slopes and co-registration (at least 8 px on each side)")
     assert not out.exists()
+
+
+# -- a DTM given as the image, and rasters larger than any product (issue 26, item 7) ---------------------
+
+
+@pytest.fixture(scope="module")
+def product_with_dtm(tmp_path_factory):
+    """What ``marsice sample --dtm`` writes: a 256 x 256 px image and its 64 x 64 post DTEEC_...IMG (PC_REAL)."""
+    from marsice_plugin.synthetic.product_writer import write_sample_product
+    from marsice_plugin.synthetic.scene import SceneConfig
+
+    config = SceneConfig(width=256, height=256, seed=4, n_craters=1, n_boulders=20)
+    return write_sample_product(tmp_path_factory.mktemp("with_dtm"), config, dtm_factor=4)
+
+
+@pytest.mark.parametrize("command", ["detect", "tile"])
+def test_dtm_given_as_the_image_is_refused(product_with_dtm, tmp_path, command):
+    dtm = product_with_dtm.dtm_path
+    out = tmp_path / ("o.gpkg" if command == "detect" else "tiles")
+    proc = _marsice(command, str(dtm), "-o", str(out), *(["--model", str(DEMO_MODEL)] if command == "detect" else []))
+    assert proc.returncode == 2, proc.stderr
+    _one_error_line(
+        proc,
+        f"{dtm} looks like a DTM (elevations), not an image: pass it to marsice terrain --dtm "
+        f"(its PRODUCT_ID {dtm.stem} is a HiRISE DTM id)",
+    )
+    assert not out.exists()
+    # the same file is what terrain --dtm reads: the refusal points to a command that takes it
+    from marsice_plugin.terrain.dem import read_dtm
+
+    heights, _, _ = read_dtm(dtm)
+    assert heights.shape == (64, 64) and np.isfinite(heights).any()
+
+
+def test_dtm_label_is_refused_before_its_image_is_looked_for():
+    """A detached DTM label (its ^IMAGE file absent here): the label's PRODUCT_ID decides."""
+    from marsice_plugin.errors import ProductError
+    from marsice_plugin.product import open_product
+
+    from .conftest import DATA
+
+    label = DATA / "DTEEC_008669_1705_009025_1705_A01.partial.lbl"
+    with pytest.raises(ProductError, match="looks like a DTM \\(elevations\\), not an image: pass it to marsice"):
+        open_product(label)
+
+
+def _float_raster(path, values, unit=None, nodata=None):
+    import rasterio
+    from affine import Affine
+
+    with rasterio.open(
+        path, "w", driver="GTiff", width=values.shape[1], height=values.shape[0], count=1, dtype="float32",
+        crs=MARS_EQC, transform=Affine(0.5, 0, 1000.0, 0, -0.5, -2000.0), nodata=nodata,
+    ) as ds:  # fmt: skip
+        ds.write(values.astype(np.float32), 1)
+        if unit:
+            ds.update_tags(1, UNIT=unit)
+            ds.units = (unit,)
+    return path
+
+
+def _relief(low, high, shape=(300, 400)):
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return low + (high - low) * (0.5 + 0.5 * np.sin(xx / 37.0) * np.cos(yy / 53.0))
+
+
+@pytest.mark.parametrize(
+    ("values", "unit", "evidence"),
+    [
+        (_relief(-2500.0, -2400.0), None, "it holds values down to -2500, below anything an image holds"),
+        (_relief(1200.0, 1300.0), "metre", "its band unit is 'metre'"),
+        (
+            _relief(3_389_000.0, 3_390_000.0),
+            None,
+            "it holds values up to 3.39e+06, a height or radius in metres rather than I/F or DNs",
+        ),
+    ],
+)
+def test_float_elevation_rasters_are_refused(tmp_path, values, unit, evidence):
+    from marsice_plugin.errors import ProductError
+    from marsice_plugin.product import open_product
+
+    path = _float_raster(tmp_path / "heights.tif", values, unit)
+    with pytest.raises(ProductError) as caught:
+        open_product(path)
+    assert str(caught.value) == (
+        f"{path} looks like a DTM (elevations), not an image: pass it to marsice terrain --dtm ({evidence})"
+    )
+
+
+def test_float_reflectance_and_dn_rasters_are_images(tmp_path):
+    """I/F (0..~1, ISIS special values and NaN no-data among it) and DNs stored as floats are read as images."""
+    from marsice_plugin.product import open_product
+
+    reflectance = _relief(0.02, 0.3)
+    reflectance[:, :40] = np.nan
+    reflectance[100:110, 200:210] = -3.4028226550889045e38  # ISIS NULL
+    reflectance[5, 5] = -0.004  # calibration noise around zero
+    dn = np.rint(_relief(3.0, 1021.0))
+    for name, values, nodata in (("iof.tif", reflectance, float("nan")), ("dn.tif", dn, 0.0)):
+        path = _float_raster(tmp_path / name, values, nodata=nodata)
+        with open_product(path) as product:
+            assert np.array_equal(product.read(0, 0, 300, 400), values.astype(np.float32), equal_nan=True)
+
+
+@pytest.mark.parametrize("command", ["detect", "tile"])
+def test_raster_claiming_a_million_pixels_a_side_is_refused_before_any_allocation(tmp_path, command):
+    """It ended in 'internal error: MemoryError' while reading its first band of rows (1024 x 10^6 px)."""
+    vrt = tmp_path / "huge.vrt"
+    vrt.write_text(
+        f'<VRTDataset rasterXSize="1000000" rasterYSize="1000000"><SRS>{MARS_EQC}</SRS>'
+        "<GeoTransform>1000, 0.5, 0, -2000, 0, -0.5</GeoTransform>"
+        '<VRTRasterBand dataType="UInt16" band="1"/></VRTDataset>'
+    )
+    out = tmp_path / ("o.gpkg" if command == "detect" else "tiles")
+    proc = _marsice(command, str(vrt), "-o", str(out), *(["--model", str(DEMO_MODEL)] if command == "detect" else []))
+    assert proc.returncode == 2, proc.stderr
+    _one_error_line(
+        proc, f"{vrt} claims 1000000x1000000 px, more than any HiRISE product (at most 200,000 px a side, about 40 Gpx)"
+    )
+    assert not out.exists()
+
+
+def test_label_claiming_more_than_the_limit_is_refused_before_its_image_is_opened(small_product, tmp_path):
+    from marsice_plugin.errors import ProductError
+    from marsice_plugin.product import open_product
+
+    label, image = _copy_product(small_product, tmp_path / "p")
+    text = label.read_text()
+    label.write_text(text.replace("LINES                      = 500", "LINES                      = 250000"))
+    image.unlink()  # never looked at: the size is refused first
+    with pytest.raises(ProductError, match=r"claims 700x250000 px, more than any HiRISE product"):
+        open_product(label)

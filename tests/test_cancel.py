@@ -180,7 +180,7 @@ def _existing_results(path: Path, product_id: str) -> None:
     """A results file holding an earlier run of ``product_id`` and another product."""
     import shapely
 
-    from marsice_plugin.pipeline import RESULT_LAYERS
+    from marsice_plugin.result_layers import RESULT_LAYERS
     from marsice_plugin.results import ResultsWriter
 
     for pid, lon in ((product_id, 30.0), ("ESP_000001_1300_RED", 31.0)):
@@ -342,6 +342,7 @@ class TrickleServer(LocalServer):
 
         h.send_response(200)
         h.send_header("Content-Length", str(len(data)))
+        h.send_header("ETag", self.etag(data))  # a validator: what makes the partial file resumable
         h.end_headers()
         try:
             for i in range(0, len(data), 16384):
@@ -354,6 +355,8 @@ class TrickleServer(LocalServer):
 
 
 def test_download_cancelled_mid_file_keeps_only_the_resumable_part(tmp_path):
+    from marsice_plugin.catalogue.download import CacheRecords
+
     with TrickleServer() as server:
         product = southern_product(real_products()[1], 11319, -49.0, 298.95, 150.0, server.base)
         for f in product["Product_files"]["Product_file"]:
@@ -367,8 +370,10 @@ def test_download_cancelled_mid_file_keeps_only_the_resumable_part(tmp_path):
         stage = _progress(f"{pid}.JP2: ")  # the first block of the JP2 has arrived
         code, events, stderr = _run_and_cancel(args, stage, tmp_path)
     _assert_cancelled(code, events, stderr)
-    # no file under its real name; the bytes received so far wait in the partial file for a resume
-    assert [p.name for p in out.iterdir()] == [f".{pid}.JP2.partial"]
+    # no file under its real name; the bytes received so far wait in the partial file for a resume, its
+    # record in .marsice/ holding the server's ETag that the resume will send in If-Range
+    assert sorted(p.name for p in out.iterdir()) == [f".{pid}.JP2.partial", ".marsice"]
+    assert CacheRecords(out).validator(f".{pid}.JP2.partial").etag == server.etag(data)
     partial = (out / f".{pid}.JP2.partial").read_bytes()
     assert 0 < len(partial) < len(data) and data.startswith(partial)
 
@@ -419,7 +424,7 @@ def test_a_cancel_swallowed_by_a_weakref_callback_prints_nothing_but_other_unrai
 COMMIT_AFTER_CANCEL = r"""
 import sys
 import shapely
-from marsice_plugin.pipeline import RESULT_LAYERS
+from marsice_plugin.result_layers import RESULT_LAYERS
 from marsice_plugin.progress import request_cancel
 from marsice_plugin.results import ResultsWriter
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -43,7 +44,9 @@ def test_plain_download_checks_size_and_renames(server, tmp_path):
     path = d.fetch(FileRequest.from_url(PID, f"{server.base}/files/{PID}.JP2", 150_000 // 1024))
     assert path == tmp_path / f"{PID}.JP2"
     assert path.read_bytes() == server.files[f"{PID}.JP2"]
-    assert leftovers(tmp_path) == [f"{PID}.JP2"]
+    assert leftovers(tmp_path) == [".marsice", f"{PID}.JP2"]  # the file and MarsIce's record of it
+    record = json.loads((tmp_path / ".marsice" / f"{PID}.JP2.json").read_text())
+    assert record["size"] == 150_000 and record["etag"] == server.etag(server.files[f"{PID}.JP2"])
     assert seen[-1] == (150_000, 150_000) and len(seen) == -(-150_000 // 8192)
     # a second fetch is a cache hit: no request
     before = len(server.requests)
@@ -55,10 +58,11 @@ def test_dropped_connection_resumes_with_range(server, tmp_path):
     d = downloader(tmp_path)
     path = d.fetch(FileRequest.from_url(PID, f"{server.base}/drop/{PID}.JP2"))
     assert path.read_bytes() == server.files[f"{PID}.JP2"]
-    ranges = [headers.get("Range") for _, _, headers in server.requests]
-    assert ranges == [None, f"bytes={150_000 * 2 // 5}-"]
+    ranges = [(headers.get("Range"), headers.get("If-Range")) for _, _, headers in server.requests]
+    assert ranges == [(None, None), (f"bytes={150_000 * 2 // 5}-", server.etag(server.files[f"{PID}.JP2"]))]
     assert d.sleeps == [0.25]
-    assert leftovers(tmp_path) == [f"{PID}.JP2"]
+    assert leftovers(tmp_path) == [".marsice", f"{PID}.JP2"]
+    assert leftovers(tmp_path / ".marsice") == [f"{PID}.JP2.json"]  # the partial's record went with it
 
 
 def test_server_that_never_delivers_the_announced_size_fails_cleanly(server, tmp_path):
@@ -119,15 +123,24 @@ def test_traversal_in_urls_and_ids_is_refused(server, tmp_path):
     assert validate_product_id(" esp_011319_1390_red ") == PID
 
 
-def test_cache_evicts_least_recently_used_files(server, tmp_path):
-    old, recent = tmp_path / "OLD.JP2", tmp_path / "RECENT.JP2"
-    old.write_bytes(b"o" * 100_000)
-    recent.write_bytes(b"r" * 100_000)
+def test_cache_evicts_only_marsices_own_files_least_recently_used_first(server, tmp_path):
+    """Eviction deletes MarsIce's downloads, oldest use first, says so, and leaves every other file as it was."""
+    server.files.update({"OLD.JP2": b"o" * 100_000, "RECENT.JP2": b"r" * 100_000})
+    said: list[str] = []
+    d = downloader(tmp_path, log=said.append)
+    old, recent = (d.fetch(FileRequest.from_url(PID, f"{server.base}/files/{n}")) for n in ("OLD.JP2", "RECENT.JP2"))
     os.utime(old, (1_000_000, 1_000_000))
-    d = downloader(tmp_path, max_cache_bytes=260_000)
+    os.utime(recent, (2_000_000, 2_000_000))
+    mine = tmp_path / "my_notes.txt"  # the user's, and the oldest file of all
+    mine.write_bytes(b"n" * 10_000)
+    os.utime(mine, (1, 1))
+    d = downloader(tmp_path, max_cache_bytes=270_000, log=said.append)
     d.fetch(FileRequest.from_url(PID, f"{server.base}/files/{PID}.JP2"))
-    assert leftovers(tmp_path) == [f"{PID}.JP2", "RECENT.JP2"]
-    assert d.cache_bytes() == 250_000
+    assert leftovers(tmp_path) == [".marsice", f"{PID}.JP2", "RECENT.JP2", "my_notes.txt"]
+    assert mine.read_bytes() == b"n" * 10_000 and mine.stat().st_mtime == 1
+    assert d.cache_bytes() == 260_000
+    assert len(said) == 1 and said[0].startswith("cache: evicted OLD.JP2 (0.1 MB, downloaded by MarsIce")
+    assert not (tmp_path / ".marsice" / "OLD.JP2.json").exists()
     with pytest.raises(DownloadError, match="does not fit the cache limit"):
         downloader(tmp_path / "small", max_cache_bytes=100_000).fetch(
             FileRequest.from_url(PID, f"{server.base}/files/{PID}.JP2")
@@ -173,7 +186,7 @@ def test_cli_search_then_download_from_the_footprints(server, tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert (out / f"{pid}.JP2").read_bytes() == server.files[f"{pid}.JP2"]
     assert (out / f"{pid}.LBL").read_bytes() == server.files[f"{pid}.LBL"]
-    assert sorted(p.name for p in out.iterdir()) == [f"{pid}.JP2", f"{pid}.LBL"]
+    assert sorted(p.name for p in out.iterdir()) == [".marsice", f"{pid}.JP2", f"{pid}.LBL"]
 
 
 def test_cli_download_by_id_and_browse_through_ode(server, tmp_path):

@@ -138,6 +138,18 @@ def test_slow_answer_times_out_and_is_retried(server):
     assert len(server.requests) == 2
 
 
+def test_redirect_to_another_host_is_refused_and_within_the_host_followed(server):
+    """As for downloads: the answer decides what is downloaded next, so it must come from the --ode-url host."""
+    server.products = band_products(server)
+    query = SearchQuery(lat=(-60, -40), ls=(140, 200))
+    with pytest.raises(ODEError, match=r"redirected the query from 127.0.0.1 to http://localhost; refusing it"):
+        client(server, "redirect", retries=2).search(query)
+    # localhost is this same server: had the redirect been followed, it would have seen a request for /many/
+    assert [path for path, _, _ in server.requests] == ["/redirect/live2/"]  # and not retried
+    assert len(client(server, "redirect_here").search(query)) == 3
+    assert [path for path, _, _ in server.requests][1:] == ["/redirect_here/live2/", "/many/live2/"]
+
+
 def test_product_by_id(server):
     server.products = band_products(server)
     p = client(server, "byid").product("esp_011319_1390_red")

@@ -15,9 +15,10 @@ from marsice_plugin.cnn.metrics import (
     summary,
     wilson_interval,
 )
-from marsice_plugin.cnn.model import build_model, card_read_level, load_model, model_input_size
+from marsice_plugin.cnn.model import build_model, load_model, model_input_size
 from marsice_plugin.cnn.preprocess import prepare, reduce
 from marsice_plugin.errors import ModelError
+from marsice_plugin.model_registry import card_read_level
 
 from .conftest import DEMO_MODEL
 
@@ -54,7 +55,7 @@ def test_fast_model_is_the_shipped_level_2_detector_with_its_card():
     import json
     import zipfile
 
-    from marsice_plugin.pipeline import fast_model_path
+    from marsice_plugin.model_registry import fast_model_path
 
     path = fast_model_path()
     assert path.name == "marsice_xception_256_level2.keras" and path.parent.name == "models"

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from marsice_plugin.cnn.ensemble import build_ensemble, combine, ensemble_read_level, member_models
-from marsice_plugin.cnn.model import build_model, card_path, card_read_level, load_model, model_input_size
+from marsice_plugin.cnn.model import build_model, load_model, model_input_size
 from marsice_plugin.cnn.train import save_for_inference
 from marsice_plugin.errors import ModelError
+from marsice_plugin.model_registry import card_path, card_read_level
 
 from .conftest import REPO
 
@@ -125,7 +126,7 @@ def test_cli_combines_models_and_reports_the_read_level(tmp_path, marsice_cli):
 
 def test_shipped_default_ensemble_is_the_two_shipped_models():
     """The default model file is the mean of the two single models shipped beside it, read at level 1."""
-    from marsice_plugin.pipeline import default_model_path
+    from marsice_plugin.model_registry import default_model_path
 
     path = default_model_path()
     card = json.loads(card_path(path).read_text())
@@ -165,7 +166,7 @@ def test_fast_flag_picks_the_shipped_level_2_model_and_excludes_model():
     """--fast is the shipped level-2 model alone, for detect and scan; with --model it is an argument error."""
     from marsice_plugin.cli import build_parser
     from marsice_plugin.commands.arguments import chosen_model
-    from marsice_plugin.pipeline import fast_model_path
+    from marsice_plugin.model_registry import fast_model_path
 
     parser = build_parser()
     fast = parser.parse_args(["detect", "P.LBL", "-o", "o.gpkg", "--fast"])

@@ -124,7 +124,7 @@ def test_evaluate_cli_reports_model_and_baseline(marsice_cli, tmp_path):
 
 def test_patch_recall_separates_patches_cut_by_the_paper_grid():
     from marsice_plugin.evaluation import patch_recall
-    from marsice_plugin.pipeline import ChunkScore
+    from marsice_plugin.result_layers import ChunkScore
     from marsice_plugin.tiling import Window
 
     ice = np.zeros((2048, 2048), bool)
@@ -186,8 +186,8 @@ def test_hot_pixel_free_twin_differs_only_at_the_hot_pixels(tmp_path):
 
 def test_flag_caused_by_hot_pixels_is_counted_only_when_the_twin_is_not_flagged(tmp_path):
     from marsice_plugin.cnn.model import load_model
+    from marsice_plugin.detection import DetectOptions
     from marsice_plugin.evaluation import _flags_caused_by_hot_pixels
-    from marsice_plugin.pipeline import DetectOptions
 
     spec = load_spec()
     entry = spec["products"][1]
@@ -202,8 +202,8 @@ def test_flag_caused_by_hot_pixels_is_counted_only_when_the_twin_is_not_flagged(
 def test_candidate_truth_counts_outlines_on_planted_ice(tmp_path):
     """The polygon-level figures: a bright planted patch is outlined and counted on ice; no flag, no outline."""
     from marsice_plugin.cnn.model import load_model
+    from marsice_plugin.detection import DetectOptions, detections_from_scores, score_chunks
     from marsice_plugin.evaluation import candidate_truth
-    from marsice_plugin.pipeline import DetectOptions, score_chunks
     from marsice_plugin.product import open_product
     from marsice_plugin.progress import Reporter
     from marsice_plugin.synthetic.product_writer import write_sample_product
@@ -217,8 +217,10 @@ def test_candidate_truth_counts_outlines_on_planted_ice(tmp_path):
     sample = write_sample_product(tmp_path, config)
     with open_product(sample.label_path) as product:
         scores = score_chunks(product, load_model(DEMO_MODEL), DetectOptions(overlap=0), Reporter("quiet"))
-        flagged = candidate_truth(product, sample.scene.ice, scores, threshold=0.0)  # every chunk flagged
-        unflagged = candidate_truth(product, sample.scene.ice, scores, threshold=1.01)
+        every = detections_from_scores(product, scores, 0.0).candidates  # every chunk flagged
+        none = detections_from_scores(product, scores, 1.01).candidates
+        flagged = candidate_truth(product, sample.scene.ice, every)
+        unflagged = candidate_truth(product, sample.scene.ice, none)
     assert flagged["patches"] == unflagged["patches"] == 1
     assert flagged["patches_outlined"] == 1 and 1 <= flagged["on_ice"] <= flagged["candidates"]
     assert unflagged == {"candidates": 0, "on_ice": 0, "patches": 1, "patches_outlined": 0}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import shapely
 
-from marsice_plugin.pipeline import RESULT_LAYERS
+from marsice_plugin.result_layers import RESULT_LAYERS
 from marsice_plugin.results import ResultsWriter
 from marsice_plugin.sites.build import OBSERVATION_FIELDS, SITE_FIELDS, build_sites
 from marsice_plugin.sites.export import CSV_COLUMNS, export_sites
@@ -115,3 +116,38 @@ def test_export_cli_and_observations_csv(sites_gpkg: Path, tmp_path: Path, marsi
     assert {r["transition"] for r in rows} >= {"persisted", "disappeared", "not yet processed"}
     bad = marsice_cli("export", str(tmp_path / "missing.gpkg"), "--format", "kml")
     assert bad.returncode == 2 and "marsice sites" in bad.stderr
+
+
+def test_exports_get_the_mode_of_a_plain_new_file(sites_gpkg: Path, tmp_path: Path) -> None:
+    """With umask 022 every export is 0644 (mkstemp's 0600 made them unreadable to others); a replaced file keeps
+    its own mode, as rewriting it would."""
+    previous = os.umask(0o022)
+    try:
+        outs = [export_sites(sites_gpkg, fmt, tmp_path / f"s.{fmt}") for fmt in ("csv", "kml", "geojson")]
+        outs.append(export_sites(sites_gpkg, "csv", tmp_path / "obs.csv", observations=True))
+        assert {p.name: oct(p.stat().st_mode & 0o777) for p in outs} == dict.fromkeys(
+            ["s.csv", "s.kml", "s.geojson", "obs.csv"], "0o644"
+        )
+        outs[0].chmod(0o640)
+        export_sites(sites_gpkg, "csv", outs[0])
+        assert outs[0].stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(previous)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["obs.csv", "s.csv", "s.geojson", "s.kml"]
+
+
+def test_export_refuses_its_input_and_a_wrong_extension(sites_gpkg: Path, tmp_path: Path) -> None:
+    """The sites file is never the output (also through a hard link), and each format has its extension."""
+    from marsice_plugin.errors import OutputError
+
+    link = tmp_path / "link.csv"
+    os.link(sites_gpkg, link)
+    before = sites_gpkg.read_bytes()
+    with pytest.raises(OutputError, match="is the input sites.gpkg, an input of this run"):
+        export_sites(sites_gpkg, "csv", link)
+    for fmt, name, ending in [("geojson", "s.kml", ".geojson or .json"), ("csv", "s.txt", ".csv")]:
+        with pytest.raises(OutputError, match=f"give a name ending in {ending}$"):
+            export_sites(sites_gpkg, fmt, tmp_path / name)
+    assert export_sites(sites_gpkg, "geojson", tmp_path / "s.json").exists()  # .json is GeoJSON too
+    assert sites_gpkg.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.csv", "s.json"]

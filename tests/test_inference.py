@@ -9,7 +9,7 @@ import pytest
 
 from marsice_plugin.cnn.inference import Batch, Feeder, batches
 from marsice_plugin.cnn.model import load_model
-from marsice_plugin.pipeline import DetectOptions, score_chunks
+from marsice_plugin.detection import DetectOptions, score_chunks
 from marsice_plugin.product import open_product
 from marsice_plugin.progress import Reporter
 

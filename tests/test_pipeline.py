@@ -11,8 +11,9 @@ import pytest
 import shapely
 from PIL import Image
 
+from marsice_plugin.detection import DetectOptions
 from marsice_plugin.gpkg import parse_geometry_blob
-from marsice_plugin.pipeline import DetectOptions, detect
+from marsice_plugin.pipeline import detect
 from marsice_plugin.product import open_product
 from marsice_plugin.quicklook import _colour
 from marsice_plugin.truth import chunk_truth
@@ -164,8 +165,8 @@ def test_cli_label_without_image(marsice_cli, sample_product, tmp_path):
 def test_cli_refuses_a_non_geopackage_output(marsice_cli, sample_product, tmp_path):
     proc = marsice_cli("detect", str(sample_product.label_path), "-o", str(tmp_path / "out.shp"))
     assert proc.returncode == 4
-    message = "results are written as a GeoPackage; give an output name ending in .gpkg"
-    assert proc.stderr.strip().splitlines() == [f"marsice: error: {tmp_path / 'out.shp'}: {message}"]
+    message = "this output is written as a GeoPackage; give a name ending in .gpkg"
+    assert proc.stderr.strip().splitlines() == [f"marsice: error: -o {tmp_path / 'out.shp'}: {message}"]
     assert list(tmp_path.iterdir()) == []
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from marsice_plugin.pipeline import DetectOptions, detect
+from marsice_plugin.detection import DetectOptions
+from marsice_plugin.pipeline import detect
 
 from .conftest import DEMO_MODEL, run_qgis_python
 

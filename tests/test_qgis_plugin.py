@@ -254,7 +254,8 @@ def test_cli_error_becomes_a_processing_error_with_its_message(
         FAKE_MARSICE_MODE="FAIL",
     )
     assert proc.returncode != 0
-    assert "MAP_PROJECTION_TYPE is missing from the label" in proc.stdout + proc.stderr
+    # the CLI's message under the error's own class name, as the child reported it
+    assert "LabelError: MAP_PROJECTION_TYPE is missing from the label" in proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 import rasterio
 
-from marsice_plugin.cnn.model import card_threshold
-from marsice_plugin.pipeline import default_model_path
+from marsice_plugin.model_registry import card_threshold, default_model_path
 from marsice_plugin.synthetic.product_writer import SampleProduct, write_sample_product
 from marsice_plugin.synthetic.scene import SceneConfig
 

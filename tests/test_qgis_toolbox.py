@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import sqlite3
 import subprocess
 import sys
@@ -66,8 +67,8 @@ sys.path.insert(0, "/usr/share/qgis/python/plugins")
 sys.path.insert(0, P["repo"])
 from processing.core.Processing import Processing
 from qgis.core import (
-    QgsLayerTreeGroup, QgsMapRendererParallelJob, QgsMapSettings, QgsProcessingException, QgsProcessingFeedback,
-    QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer,
+    QgsLayerTreeGroup, QgsMapRendererParallelJob, QgsMapSettings, QgsProcessingContext, QgsProcessingException,
+    QgsProcessingFeedback, QgsProject, QgsRasterLayer, QgsRectangle, QgsVectorLayer,
 )
 from qgis.PyQt.QtCore import QSize
 from qgis.PyQt.QtGui import QColor
@@ -78,7 +79,8 @@ import marsice_plugin
 
 plugin = marsice_plugin.classFactory(None)
 plugin.initProcessing()
-provider = QgsApplication.processingRegistry().providerById("marsice")
+registry = QgsApplication.processingRegistry()
+provider = registry.providerById("marsice")
 out = Path(P["out"])
 R = {"seconds": {}}
 
@@ -269,8 +271,25 @@ os.environ["MARSICE_PYTHON"] = "/nonexistent/venv"
 R["bad"]["missing_venv"] = failure("marsice:detect", {"INPUT": P["label"], "OUTPUT": P["bad_gpkg"]})
 os.environ["MARSICE_PYTHON"] = P["fake_python"]
 os.environ["FAKE_MARSICE_RECORD"] = P["record"]
+
+
+class RecordingFeedback(QgsProcessingFeedback):
+    """Keeps the command lines the algorithm logs before it runs them."""
+
+    def __init__(self):
+        super().__init__()
+        self.commands = []
+
+    def pushCommandInfo(self, info):
+        self.commands.append(info)
+        super().pushCommandInfo(info)
+
+
 for alg_id, params in P["recorded"]:
-    R.setdefault("recorded_results", []).append(run(alg_id, params, key="recorded"))
+    feedback = RecordingFeedback()
+    preview = registry.createAlgorithmById(alg_id).console_command(params, QgsProcessingContext())
+    R.setdefault("recorded_results", []).append(run(alg_id, params, feedback=feedback, key="recorded"))
+    R.setdefault("recorded_commands", []).append({"preview": preview, "logged": feedback.commands})
 R["both_data"] = failure(
     "marsice:train", {"DATA_FOLDER": str(data), "TILE_INDEX": str(index.source().split("|")[0]), "OUTPUT": "x.keras"}
 )
@@ -444,7 +463,7 @@ def test_every_run_gets_its_own_group_and_a_dry_run_none(toolbox: dict) -> None:
 def test_catalogue_terrain_and_workflow_dry_run_through_processing(toolbox: dict) -> None:
     assert toolbox["search"] == {"valid": True, "count": 1409}
     pid = toolbox["pid"]
-    assert toolbox["download"] == {"FILES": 2, "files": [f"{pid}.JP2", f"{pid}.LBL"]}
+    assert toolbox["download"] == {"FILES": 2, "files": [".marsice", f"{pid}.JP2", f"{pid}.LBL"]}  # + records
     terrain = toolbox["terrain"]
     assert terrain["slope_valid"] and terrain["scored"] == terrain["ranked"] > 0
     scan = toolbox["scan"]
@@ -454,7 +473,7 @@ def test_catalogue_terrain_and_workflow_dry_run_through_processing(toolbox: dict
 
 def test_workflow_download_cap_refuses_before_pulling_anything(toolbox: dict) -> None:
     cap = toolbox["scan_cap"]
-    assert cap["message"].startswith("this scan would pull 1 products, 2 files, ")
+    assert cap["message"].startswith("DownloadError: this scan would pull 1 products, 2 files, ")
     assert "more than --max-gb 0.0001; narrow the search" in cap["message"]
     assert cap["written"] == [] and cap["cached"] == []
 
@@ -462,7 +481,7 @@ def test_workflow_download_cap_refuses_before_pulling_anything(toolbox: dict) ->
 def test_cancel_kills_the_child_and_leaves_no_output(toolbox: dict) -> None:
     cancel = toolbox["cancel"]
     assert cancel["children_running"], "the child had started when the first progress event arrived"
-    assert cancel["message"] == "Cancelled by the user; no output was written."
+    assert cancel["message"] == "CancelledError: Cancelled by the user; no output was written."
     assert cancel["children_left"] == []
     assert cancel["files_left"] == []
     for pid in cancel["children_running"]:
@@ -481,54 +500,34 @@ def _cli_error(*args: str) -> str:
 
 def test_bad_inputs_fail_with_the_cli_message(toolbox: dict) -> None:
     params, bad = toolbox["params"], toolbox["bad"]
-    assert bad["missing_product"] == _cli_error("detect", params["missing"], "-o", params["bad_gpkg"])
+    # the CLI's own message, under the error's class name (what to look up in docs/errors.md)
+    assert bad["missing_product"] == "ProductError: " + _cli_error(
+        "detect", params["missing"], "-o", params["bad_gpkg"]
+    )
     assert "does not exist" in bad["missing_product"]
-    assert bad["not_gpkg"] == _cli_error("detect", params["label"], "-o", params["bad_shp"])
+    assert bad["not_gpkg"] == "OutputError: " + _cli_error("detect", params["label"], "-o", params["bad_shp"])
     assert ".gpkg" in bad["not_gpkg"]
     assert os.listdir(Path(params["bad_gpkg"]).parent) == []
 
 
 def test_missing_venv_gives_the_fix(toolbox: dict) -> None:
     message = toolbox["bad"]["missing_venv"]
-    assert "/nonexistent/venv" in message and "make setup" in message and "MarsIce ▸ Python environment" in message
+    assert message.startswith("SetupError: ") and "/nonexistent/venv" in message and "make setup" in message
+    assert "MarsIce ▸ Python environment" in message
 
 
-def test_parameters_map_onto_the_cli_options(toolbox: dict) -> None:
+def test_the_run_logs_and_runs_exactly_the_previewed_command(toolbox: dict) -> None:
+    """processAlgorithm, written once in the base class, runs what cli_args builds (the argv of every option is
+    checked without running anything in test_qgis_argv.py), and logs it first as a line a shell can run."""
     tmp = Path(toolbox["params"]["record"]).parent / "recorded"
-    tile, train_index, train_synthetic, evaluate, scan, detect, fast, scan_model = toolbox["recorded_argv"]
-    assert tile == [
-        "tile", "/data/P.LBL", "-o", str(tmp / "tiles"), "--size", "512", "--overlap", "16", "--scale", "0.5",
-        "--chunk-m", "200.0", "--model-scale", "0.3", "--max-center-nodata", "0.05", "--max-nodata", "0.4",
-        "--no-repair", "--index-only", "--overwrite",
-    ]  # fmt: skip
-    assert train_index == [
-        "train", "/data/P_tiles.gpkg", "-o", str(tmp / "m.keras"), "--label-field", "ice", "--input-size", "128",
-        "--epochs", "3", "--batch-size", "8", "--validation-split", "0.25", "--seed", "4", "--augment", "none",
-        "--learning-rate", "0.0003", "--read-level", "2", "--keep-best",
-    ]  # fmt: skip
-    assert train_synthetic == [
-        "train", "-o", str(tmp / "s.keras"), "--synthetic", "40", "--init", "/data/m.keras", "--epochs", "25",
-        "--batch-size", "25", "--validation-split", "0.2", "--seed", "0", "--augment", "sun",
-        "--learning-rate", "0.001",
-    ]  # fmt: skip
-    assert evaluate == [
-        "evaluate", "/data/m.keras", "/data/P_tiles.gpkg", "--label-field", "ice", "--set", "evaluation_set_v1",
-        "--limit", "2", "--threshold", "0.5", "--cache", "/data/cache", "-o", str(tmp / "r.json"),
-        "--pr-curve", str(tmp / "pr.png"),
-    ]  # fmt: skip
-    assert scan == [
-        "scan", "--lat", "-55.0", "-45.0", "--ls", "340.0", "20.0", "-o", str(tmp / "scan.gpkg"), "--source", "ode",
-        "--ode-url", "http://127.0.0.1:9/ode", "--cache", "/data/cache", "--cache-gb", "20.0", "--max-gb", "12.5",
-        "--limit", "3", "--workers", "4", "--model", "/data/m.keras", "--threshold", "0.7", "--no-terrain",
-        "--keep-downloads",
-    ]  # fmt: skip
-    assert detect == [
-        "detect", "/data/P.LBL", "-o", str(tmp / "d.gpkg"), "--threshold", "0.5", "--model", "/data/m.keras",
-        "--overlap", "0", "--probability-raster", str(tmp / "p.tif"), "--precision", "mixed_float16",
-        "--read-level", "2",
-    ]  # fmt: skip
-    # the shipped fast model when no model is given; a given model wins over the tick
-    assert fast == ["detect", "/data/P.LBL", "-o", str(tmp / "f.gpkg"), "--fast"]  # threshold: the card's
-    assert "--model" in scan_model and "--fast" not in scan_model
-    assert toolbox["recorded_results"][1]["OUTPUT"] == str(tmp / "m.keras")
+    recorded, commands = toolbox["recorded_argv"], toolbox["recorded_commands"]
+    assert len(recorded) == len(commands) == len(toolbox["params"]["recorded"])
+    for argv, command in zip(recorded, commands, strict=True):
+        assert command["logged"] == [command["preview"]]
+        assert shlex.split(command["preview"]) == ["marsice", *argv]
+    tile, train_index, train_synthetic, evaluate, scan, detect, fast, scan_model = recorded
+    assert tile[:4] == ["tile", "/data/P.LBL", "-o", str(tmp / "tiles")] and "--overwrite" in tile
+    assert fast == ["detect", "/data/P.LBL", "-o", str(tmp / "f.gpkg"), "--fast"]
+    assert "--model" in scan_model and "--fast" not in scan_model  # a given model wins over the tick
+    assert toolbox["recorded_results"][1]["OUTPUT"] == str(tmp / "m.keras")  # the MODEL the CLI reported
     assert "not both" in toolbox["both_data"]

@@ -9,11 +9,13 @@ import shutil
 import numpy as np
 import pytest
 
-from marsice_plugin.cnn.model import card_read_level, load_model
+from marsice_plugin.cnn.model import load_model
 from marsice_plugin.cnn.preprocess import model_input, prepare
 from marsice_plugin.cnn.training_data import SPECIAL_DNS, decode_level
+from marsice_plugin.detection import DetectOptions, score_chunks
 from marsice_plugin.errors import ModelError
-from marsice_plugin.pipeline import DetectOptions, detect, model_read_level, read_scale, score_chunks
+from marsice_plugin.model_registry import card_read_level, model_read_level, read_scale
+from marsice_plugin.pipeline import detect
 from marsice_plugin.product import open_product
 from marsice_plugin.progress import Reporter
 from marsice_plugin.tiling import ChunkReader
@@ -118,7 +120,7 @@ def test_shipped_models_read_at_their_card_level_rank_ice_chunks_above_ice_free_
     """The shipped default (the ensemble, level 1) and --fast (level 2), each read as its card says, on a known
     scene: every chunk without planted ice scores below every chunk with some, and every chunk flagged (>= 0.6)
     holds ice (the paper's image-level failure was the opposite: flags without ice)."""
-    from marsice_plugin.pipeline import default_model_path, fast_model_path
+    from marsice_plugin.model_registry import default_model_path, fast_model_path
     from marsice_plugin.truth import chunk_truth
 
     model = default_model_path() if which == "default" else fast_model_path()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import os
+import socket
 import sqlite3
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pyproj
 import pytest
@@ -106,8 +109,9 @@ def test_second_concurrent_writer_is_refused(tmp_path):
 
 def test_polar_and_equirectangular_products_share_one_layer(tmp_path):
     """Products in different projections land in the common CRS at their own place; the file validates."""
+    from marsice_plugin.detection import DetectOptions
     from marsice_plugin.mars_crs import local_radius
-    from marsice_plugin.pipeline import DetectOptions, detect
+    from marsice_plugin.pipeline import detect
     from marsice_plugin.synthetic.product_writer import ProductGeometry, write_sample_product
     from marsice_plugin.synthetic.scene import SceneConfig
 
@@ -148,3 +152,37 @@ def test_polar_and_equirectangular_products_share_one_layer(tmp_path):
         text=True,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_lock_of_a_reused_pid_is_taken_over_and_a_live_holders_is_not(tmp_path):
+    """The lock names this test's own (alive) pid: another start time or boot id means the pid was reused."""
+    from marsice_plugin.results import boot_id, lock_record, process_start
+
+    path, lock = tmp_path / "r.gpkg", tmp_path / "r.gpkg.lock"
+    me, host, start, boot = os.getpid(), socket.gethostname(), process_start(os.getpid()), boot_id()
+    assert start is not None and boot is not None
+    assert lock_record() == f"{me} {host} {start} {boot}\n"
+    stale = {"another start time": f"{me} {host} {int(start) + 1} {boot}\n", "another boot": f"{me} {host} {start} x\n"}
+    for value, (why, text) in enumerate(stale.items()):
+        lock.write_text(text)
+        with ResultsWriter(path, LAYERS) as w:  # taken over at once (wait_s=0 would refuse a live lock)
+            w.write_product("A", _rows("A", 1, float(value)))
+        assert not lock.exists(), why
+    assert _content(path)[0] == [("A", 1.0)]
+    before = path.read_bytes()
+    for live in [lock_record(), f"{me} {host}\n"]:  # this very process, in the new and the old lock format
+        lock.write_text(live)
+        with pytest.raises(OutputError, match=rf"is being written by process {me} "), ResultsWriter(path, LAYERS):
+            pass
+        assert lock.read_text() == live
+    assert path.read_bytes() == before
+
+
+def test_unwritable_folder_is_an_output_error_not_an_internal_one(tmp_path):
+    """The writer's own lock in a folder nothing can be created in (/proc, even for root): exit 4, clear text."""
+    (tmp_path / "plain").write_text("a file, not a folder")
+    for path in (Path("/proc/marsice-results/r.gpkg"), tmp_path / "plain" / "r.gpkg"):
+        with pytest.raises(OutputError, match=rf"cannot write {path}: .*; the file is unchanged") as info:
+            ResultsWriter(path, LAYERS).__enter__()
+        assert info.value.exit_code == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from marsice_plugin.catalogue.download import FileRequest
+from marsice_plugin.catalogue.download import CacheRecords, FileRequest
 from marsice_plugin.errors import DownloadError
 from marsice_plugin.scan.manifest import Manifest, manifest_path
 from marsice_plugin.scan.plan import check_max_gb, pull_plan
@@ -75,6 +75,7 @@ def test_eviction_spares_products_in_use_and_drop_removes_only_fetched_files(tmp
         for ext in (".JP2", ".LBL"):
             path = cache / f"{pid}{ext}"
             path.write_bytes(b"x" * 1000)
+            CacheRecords(cache).add(path, f"http://127.0.0.1:9/{path.name}", None)  # as if MarsIce downloaded it
             os.utime(path, (age, age))
     (cache / f".{A}.JP2.partial").write_bytes(b"p" * 500)
     (cache / f".{A}.inflight").write_text("123")  # A is being worked on: its files are not evicted
@@ -85,7 +86,7 @@ def test_eviction_spares_products_in_use_and_drop_removes_only_fetched_files(tmp
         d.make_room(3000)
     freed = drop_files(job(A, cache), [f"{A}.JP2"])
     assert freed == 1000
-    assert sorted(p.name for p in cache.iterdir()) == [f".{A}.JP2.partial", f"{A}.LBL"]
+    assert sorted(p.name for p in cache.iterdir()) == [f".{A}.JP2.partial", ".marsice", f"{A}.LBL"]
 
 
 def test_pull_plan_counts_listed_sizes_and_skips_cached_files(tmp_path):

@@ -24,7 +24,7 @@ from marsice_plugin.catalogue.index import rdr_urls
 from marsice_plugin.catalogue.mars_time import mars_year, mars_year_start, solar_longitude
 from marsice_plugin.catalogue.records import CatalogueProduct
 from marsice_plugin.gpkg import Field, parse_geometry_blob
-from marsice_plugin.pipeline import CANDIDATES_LAYER, CHUNKS_LAYER, PRODUCT_FIELDS, RESULT_LAYERS
+from marsice_plugin.result_layers import CANDIDATES_LAYER, CHUNKS_LAYER, PRODUCT_FIELDS, RESULT_LAYERS
 from marsice_plugin.results import LayerSpec, ResultsWriter
 from marsice_plugin.sites.build import build_sites, request_window
 from marsice_plugin.sites.geometry import from_local, to_local

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import shapely
 
-from marsice_plugin.pipeline import DetectOptions, detect
+from marsice_plugin.detection import DetectOptions
+from marsice_plugin.pipeline import detect
 from marsice_plugin.product import open_product
 from marsice_plugin.sites.build import build_sites
 from marsice_plugin.sites.seasons import LOW_CONTRAST

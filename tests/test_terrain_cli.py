@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
@@ -99,3 +100,147 @@ def test_cli_writes_aligned_rasters_and_scores_candidates(sample, tmp_path: Path
     assert again.fetchall() == rows
     con.close()
     assert not (tmp_path / "results.gpkg.lock").exists()  # the writer lock is released
+
+
+# -- the sun of an image without a label: GeoTIFF tags or --sun-azimuth / --incidence ---------------------------------
+
+
+def _geotiff(sample, folder: Path, tags: dict[str, str]) -> Path:
+    """The product's pixels as a label-less GeoTIFF named after the product, on the same grid and CRS."""
+    from rasterio.crs import CRS
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{sample.product_id}.tif"
+    with open_product(sample.label_path) as p:
+        data = p.read(0, 0, p.height, p.width).astype(np.float32)
+        profile = dict(driver="GTiff", width=p.width, height=p.height, count=1, dtype="float32", nodata=0.0)
+        with rasterio.open(path, "w", crs=CRS.from_wkt(p.crs.to_wkt()), transform=p.transform, **profile) as ds:
+            ds.write(data, 1)
+            ds.update_tags(**tags)
+    return path
+
+
+def _events(proc: subprocess.CompletedProcess) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+
+
+def _outputs(folder: Path, pid: str) -> dict[str, np.ndarray]:
+    out = {}
+    for name in ("slope", "aspect", "poleward", "shadow", "height"):
+        with rasterio.open(folder / f"{pid}_{name}.tif") as ds:
+            out[name] = ds.read(1)
+    return out
+
+
+def test_label_less_geotiff_with_sun_options_gives_the_outputs_of_its_tags(sample, tmp_path: Path) -> None:
+    with open_product(sample.label_path) as p:
+        az, inc = p.viewing.sun_azimuth_from_north, p.viewing.incidence_angle
+    tagged = _geotiff(sample, tmp_path / "tagged", {"SUN_AZIMUTH_FROM_NORTH": repr(az), "INCIDENCE_ANGLE": repr(inc)})
+    plain = _geotiff(sample, tmp_path / "plain", {})
+    runs = {}
+    for name, image, options in (
+        ("tags", tagged, []),
+        ("options", plain, ["--sun-azimuth", repr(az), "--incidence", repr(inc)]),
+        ("override", tagged, ["--incidence", "45"]),
+    ):
+        gpkg = tmp_path / f"{name}.gpkg"
+        _candidates(sample, gpkg)
+        args = ["--progress", "json", "terrain", "--dtm", str(sample.dtm_path), "--image", str(image)]
+        proc = _cli(*args, "-o", str(tmp_path / name), "--candidates", str(gpkg), *options)
+        assert proc.returncode == 0, proc.stderr
+        logs = [e["message"] for e in _events(proc) if e["type"] == "log"]
+        with contextlib.closing(sqlite3.connect(gpkg)) as con:
+            scores = con.execute(
+                "SELECT candidate_id, terrain_score, terrain_rank_value FROM ice_candidates"
+            ).fetchall()
+        runs[name] = (_outputs(tmp_path / name, sample.product_id), scores, logs)
+
+    tags, options, override = runs["tags"], runs["options"], runs["override"]
+    for name, values in tags[0].items():  # the options stand exactly for the tags
+        assert np.array_equal(values, options[0][name], equal_nan=True), name
+    assert options[1] == tags[1] and len(tags[1]) > 0
+    assert f"sun azimuth {az:g}° from --sun-azimuth (the image does not give it)" in options[2]
+    assert f"incidence {inc:g}° from --incidence (the image does not give it)" in options[2]
+    assert not any("--" in line for line in tags[2])
+    # given, an option wins over the tag, and says so: a lower sun (45° instead of 68°) casts fewer shadows
+    assert f"--incidence 45° overrides the image's incidence of {inc:g}°" in override[2]
+    assert override[0]["shadow"].sum() < tags[0]["shadow"].sum()
+    assert np.array_equal(override[0]["slope"], tags[0]["slope"], equal_nan=True)
+
+
+def test_sun_options_out_of_range_are_refused_in_one_line(sample, tmp_path: Path) -> None:
+    base = ["terrain", "--dtm", str(sample.dtm_path), "--image", str(sample.label_path), "-o", str(tmp_path / "t")]
+    for options, message in (
+        (["--sun-azimuth", "400"], "--sun-azimuth 400 is out of range: give degrees clockwise from north, 0 to 360"),
+        (["--sun-azimuth", "-5"], "--sun-azimuth -5 is out of range"),
+        (["--incidence", "90"], "--incidence 90 is out of range: give the sun's angle from the vertical, 0 up to"),
+        (["--incidence", "nan"], "--incidence nan is out of range"),
+    ):
+        proc = _cli(*base, *options)
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert line.startswith("marsice: error: ") and message in line
+    assert not (tmp_path / "t").exists()
+
+
+def test_image_without_sun_asks_for_the_options(sample, tmp_path: Path) -> None:
+    plain = _geotiff(sample, tmp_path / "plain", {})
+    base = ["terrain", "--dtm", str(sample.dtm_path), "--image", str(plain), "-o", str(tmp_path / "t")]
+    proc = _cli(*base)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "does not give the sun's azimuth and incidence" in line
+    assert "SUN_AZIMUTH_FROM_NORTH / INCIDENCE_ANGLE" in line
+    assert "pass --sun-azimuth DEG (clockwise from north) and --incidence DEG" in line
+    half = _geotiff(sample, tmp_path / "half", {"SUN_AZIMUTH_FROM_NORTH": "297"})
+    proc = _cli("terrain", "--dtm", str(sample.dtm_path), "--image", str(half), "-o", str(tmp_path / "t"))
+    assert proc.returncode == 2 and "does not give the sun's incidence (" in proc.stderr
+    assert not (tmp_path / "t").exists()
+
+
+_QGIS_SCRIPT = r"""
+sys.path.insert(0, P["repo"])
+import marsice_plugin
+from qgis.core import QgsProcessingContext, QgsProcessingParameterDefinition
+
+plugin = marsice_plugin.classFactory(None)
+plugin.initProcessing()
+alg = QgsApplication.processingRegistry().createAlgorithmById("marsice:terrain")
+context = QgsProcessingContext()
+base = {"DTM": "/data/DTEEC.IMG", "INPUT": "/data/P.tif", "OUTPUT": "/out/t"}
+R = {
+    "argv": [alg.cli_args({**base, **extra}, context) for extra in P["extras"]],
+    "accepted": [alg.checkParameterValues({**base, **extra}, context)[0] for extra in P["checked"]],
+    "definitions": {
+        name: [d.minimum(), d.maximum(), bool(d.flags() & QgsProcessingParameterDefinition.FlagOptional),
+               bool(d.flags() & QgsProcessingParameterDefinition.FlagAdvanced)]
+        for name in ("SUN_AZIMUTH", "INCIDENCE") for d in [alg.parameterDefinition(name)]
+    },
+}
+print(json.dumps(R), flush=True)
+app.exitQgis()
+"""
+
+
+@pytest.mark.qgis
+def test_qgis_terrain_maps_the_sun_parameters_onto_the_options(tmp_path: Path) -> None:
+    """The algorithm only maps: empty leaves the image's sun, a value becomes the option; QGIS bounds the range."""
+    import json
+
+    from .conftest import REPO, run_qgis_python
+
+    extras = [{}, {"SUN_AZIMUTH": 297.5, "INCIDENCE": 68}, {"INCIDENCE": 45.25}, {"SUN_AZIMUTH": None}]
+    checked = [{"SUN_AZIMUTH": 360}, {"SUN_AZIMUTH": 400}, {"INCIDENCE": -1}]
+    params = json.dumps(json.dumps({"repo": str(REPO), "extras": extras, "checked": checked}))
+    result = run_qgis_python(f"P = json.loads({params})\n" + _QGIS_SCRIPT, tmp_path / "home")
+    base = ["terrain", "--dtm", "/data/DTEEC.IMG", "--image", "/data/P.tif", "-o", "/out/t", "--ring-m", "5.0"]
+    assert result["argv"] == [
+        base,
+        [*base, "--sun-azimuth", "297.5", "--incidence", "68.0"],
+        [*base, "--incidence", "45.25"],
+        base,
+    ]
+    assert result["accepted"] == [True, False, False]
+    assert result["definitions"] == {"SUN_AZIMUTH": [0.0, 360.0, True, True], "INCIDENCE": [0.0, 90.0, True, True]}

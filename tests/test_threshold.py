@@ -9,10 +9,11 @@ import sqlite3
 
 import pytest
 
-from marsice_plugin.cnn.model import card_threshold
 from marsice_plugin.detect_defaults import DEFAULT_THRESHOLD
+from marsice_plugin.detection import DetectOptions
 from marsice_plugin.errors import ModelError
-from marsice_plugin.pipeline import DetectOptions, detect, model_threshold
+from marsice_plugin.model_registry import card_threshold, model_threshold
+from marsice_plugin.pipeline import detect
 
 from .conftest import DEMO_MODEL, REPO
 

@@ -341,6 +341,8 @@ def test_default_overlap_follows_the_ground_scale(image_path):
         ({"scale": 1.5}, "--scale must be within"),
         ({"scale": 0.5, "model_scale_m": 0.3}, "cannot be combined"),
         ({"overlap": 256}, "overlap 256 px"),
+        ({"overlap": 129}, r"overlap 129 px is outside 0\.\.128 px: at most half the 256-px chunk"),
+        ({"overlap": 33, "chunk_m": 32.0}, r"overlap 33 px is outside 0\.\.32 px: at most half the 64-px chunk"),
         ({"model_scale_m": -1.0}, "positive number of metres"),
         ({"max_nodata": 2.0}, "fractions"),
     ],
@@ -348,6 +350,16 @@ def test_default_overlap_follows_the_ground_scale(image_path):
 def test_bad_options_say_what_to_do(image_path, kwargs, message):
     with open_product(image_path) as product, pytest.raises(TilingError, match=message):
         ChunkReader(product, 256, **kwargs)
+
+
+def test_overlap_of_half_a_chunk_is_the_largest_accepted(image_path):
+    """Up to size/2 (the cap of the default overlap) the grid is as the arithmetic says; one more is refused."""
+    with open_product(image_path) as product:
+        reader = ChunkReader(product, 256, 128)
+        assert reader.overlap == 128
+        assert reader.grid.rows == axis_offsets(700, 256, 128) == [0, 128, 256, 384, 444]
+        with pytest.raises(TilingError, match="outside 0..128 px"):
+            ChunkReader(product, 256, 255)  # was accepted: a chunk every pixel
 
 
 # -- on the generated HiRISE-like product (label + JP2) -------------------------------------------------

@@ -6,7 +6,11 @@ Never an Earth EPSG code: a HiRISE footprint labelled WGS 84 would land on Earth
 
 ``footprint_approximate`` is 1 where the polygon is a stand-in (a lat/lon box, or the COLOR strip of
 an observation standing for its RED product) and ``footprint_note`` says which; a geologist must
-not read an approximate outline as the image edge.
+not read an approximate outline as the image edge. A footprint string that cannot be read is such a
+stand-in too: the box is written with ``footprint_approximate`` 1 and a note quoting the string.
+
+A footprint across the 180° meridian is written split there (every vertex within ±180), as
+:meth:`CatalogueProduct.footprint` gives it.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from pathlib import Path
 from ..errors import DownloadError
 from ..gpkg import Field, GeoPackage, write_new
 from ..mars_crs import common_crs
-from .records import CatalogueProduct
+from .records import CatalogueProduct, footprint_problem, unreadable_footprint_note
 
 LAYER = "footprints"
 
@@ -52,6 +56,7 @@ FOOTPRINT_FIELDS: tuple[Field, ...] = (
 
 
 def _attributes(p: CatalogueProduct, dtm_ids: Sequence[str] = ()) -> dict[str, object]:
+    problem = footprint_problem(p.footprint_wkt)  # the polygon written is then the lat/lon box
     return {
         "product_id": p.product_id,
         "observation_id": p.observation_id,
@@ -72,8 +77,10 @@ def _attributes(p: CatalogueProduct, dtm_ids: Sequence[str] = ()) -> dict[str, o
         "jp2_kbytes": p.jp2_kbytes,
         "lbl_kbytes": p.lbl_kbytes,
         "uncompressed_bytes": p.uncompressed_bytes,
-        "footprint_approximate": p.footprint_approximate,
-        "footprint_note": p.footprint_note or None,
+        "footprint_approximate": p.footprint_approximate or bool(problem),
+        "footprint_note": unreadable_footprint_note(p.footprint_wkt or "", problem)
+        if problem
+        else p.footprint_note or None,
         "source": p.source,
         "dtm_ids": ",".join(dtm_ids) if dtm_ids else None,
     }

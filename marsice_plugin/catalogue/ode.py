@@ -18,6 +18,12 @@ A response body is read in blocks up to a byte limit (:data:`DEFAULT_MAX_RESPONS
 ``MARSICE_ODE_MAX_MB``): a page of 100 products with their file lists is well under 1 MB, so anything
 near the limit is a misbehaving server or proxy, and reading it whole could exhaust the memory of the
 process (and of QGIS's machine). Past the limit the client stops reading and asks for a narrower search.
+
+Like downloads (see :mod:`.download`), a redirect to another host is refused rather than followed: the
+answer decides which URLs are downloaded next, so a redirected query would hand that choice to another
+server. ``timeout_s`` bounds each read and, in total, the wait for an answer's headers, and an answer's
+body must keep up :data:`~.download.MIN_RATE_BYTES_S` over every ``timeout_s`` window: a server
+trickling a byte at a time would otherwise hold a search open indefinitely.
 """
 
 from __future__ import annotations
@@ -32,9 +38,11 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from http.client import HTTPException, IncompleteRead
 from typing import Any
 
 from ..errors import ODEError
+from .download import MIN_RATE_BYTES_S, RateGuard, StalledTransferError, open_url, safe_opener
 from .mars_time import mars_year, mars_year_start
 from .records import CatalogueProduct, ProductFile, observation_of, product_type_of
 from .search import SearchQuery
@@ -146,12 +154,14 @@ class ODEClient:
             if attempt:
                 self.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
-                with urllib.request.urlopen(url, timeout=self.timeout_s) as response:
+                with open_url(self._opener(), urllib.request.Request(url), self.timeout_s) as response:
                     return self._read_capped(response)
             except urllib.error.HTTPError as exc:
                 if exc.code < 500:
                     raise ODEError(f"ODE answered HTTP {exc.code} {exc.reason} for {url}; check --ode-url") from exc
                 last = f"HTTP {exc.code} {exc.reason}"
+            except StalledTransferError as exc:  # headers or body too slow (see the module docstring)
+                last = str(exc)
             except TimeoutError as exc:
                 last = f"no answer within {self.timeout_s:g} s ({exc})"
             except urllib.error.URLError as exc:
@@ -159,8 +169,8 @@ class ODEClient:
                     last = f"no answer within {self.timeout_s:g} s"
                 else:
                     last = f"cannot connect ({exc.reason})"
-            except (ConnectionError, OSError) as exc:  # reset, refused, truncated read
-                last = f"connection failed ({exc})"
+            except (ConnectionError, OSError, HTTPException) as exc:  # reset, refused, truncated read
+                last = f"connection failed ({exc!r})"
         raise ODEError(
             f"ODE at {self.base_url} failed after {self.retries + 1} tries: {last}; try again later, "
             "or search offline with --source bundled"
@@ -173,12 +183,30 @@ class ODEClient:
         if announced and announced.isdigit() and int(announced) > limit:
             raise self._too_large(f"announced an answer of {int(announced) / 2**20:.0f} MiB")
         blocks, size = [], 0
-        while block := response.read(min(_READ_BLOCK, limit + 1 - size)):
+        guard = RateGuard(self.timeout_s, MIN_RATE_BYTES_S)
+        while True:
+            block = response.read1(min(_READ_BLOCK, limit + 1 - size))  # one system call: see RateGuard
+            guard.add(len(block))
+            if not block:
+                break
             blocks.append(block)
             size += len(block)
             if size > limit:
                 raise self._too_large("kept sending")
+        if response.length:  # fewer bytes than the Content-Length announced: the connection was cut
+            raise IncompleteRead(b"".join(blocks), response.length)
         return b"".join(blocks)
+
+    def _opener(self) -> Any:
+        """An opener that refuses redirects to another host (see the module docstring)."""
+        return safe_opener((), refuse=self._refuse_redirect)
+
+    def _refuse_redirect(self, old_host: str, scheme: str, host: str) -> ODEError:
+        return ODEError(
+            f"ODE at {self.base_url} redirected the query from {old_host} to {scheme}://{host}; refusing it, since "
+            "the answer decides what is downloaded next: check --ode-url (give the new address there if you "
+            "trust it)"
+        )
 
     def _too_large(self, what: str) -> ODEError:
         return ODEError(

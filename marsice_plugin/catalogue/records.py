@@ -121,17 +121,71 @@ class CatalogueProduct:
         return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[arg-type]
 
     def footprint(self) -> shapely.Geometry:
-        """The footprint as a shapely geometry in lon -180..180 / lat; a lat/lon box when none is known."""
+        """The footprint in lon -180..180 / lat, split at the 180° meridian; a lat/lon box when none is readable.
+
+        A polygon given torn across 180° (a ring jumping from +180 to -180, which as drawn spans the globe) or
+        drawn past ±180 is split there, as :func:`box_footprint` splits boxes: the footprint of a product on the
+        meridian must not cover the far side of Mars.
+        """
         import shapely
 
-        if self.footprint_wkt:
-            try:
-                geom = shapely.from_wkt(self.footprint_wkt)
-            except shapely.errors.ShapelyError:
-                geom = None
-            if geom is not None and not geom.is_empty:
-                return geom if geom.is_valid else shapely.make_valid(geom)
+        from ..vectors import split_antimeridian
+
+        geom, _ = _read_footprint(self.footprint_wkt)
+        if geom is not None:
+            return split_antimeridian(geom if geom.is_valid else shapely.make_valid(geom))
         return box_footprint(self.min_lon, self.min_lat, self.max_lon, self.max_lat)
+
+    def flag_unreadable_footprint(self) -> bool:
+        """Replace a footprint that cannot be read by the lat/lon box, marked approximate; True if it did.
+
+        Without this a broken polygon string would silently become the box (the fallback of :meth:`footprint`)
+        while ``footprint_approximate`` still said 0, and a user would read the box as the image edge.
+        """
+        problem = footprint_problem(self.footprint_wkt)
+        if not problem:
+            return False
+        self.footprint_note = unreadable_footprint_note(self.footprint_wkt or "", problem)
+        self.footprint_wkt = None
+        self.footprint_approximate = True
+        return True
+
+
+def _read_footprint(wkt: str | None) -> tuple[shapely.Geometry | None, str]:
+    """The footprint polygon of ``wkt`` and '', or None and why it cannot serve ('' when there is no string)."""
+    import numpy as np
+    import shapely
+
+    if not wkt:
+        return None, ""
+    try:
+        geom = shapely.from_wkt(wkt)
+    except (shapely.errors.ShapelyError, ValueError, TypeError) as exc:
+        return None, f"not valid WKT: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+    if geom is None or geom.is_empty:
+        return None, "an empty geometry"
+    if geom.geom_type not in ("Polygon", "MultiPolygon"):
+        return None, f"a {geom.geom_type}, not a polygon"
+    xy = shapely.get_coordinates(geom)
+    if not np.isfinite(xy).all() or np.abs(xy[:, 0]).max() > 360.0 or np.abs(xy[:, 1]).max() > 90.0:
+        return None, "coordinates outside longitude -360..360 / latitude -90..90"
+    return geom, ""
+
+
+def footprint_problem(wkt: str | None) -> str:
+    """Why ``wkt`` cannot serve as a footprint polygon; '' when it can, or when there is none to read."""
+    return _read_footprint(wkt)[1]
+
+
+def unreadable_footprint_note(wkt: str, problem: str) -> str:
+    """The ``footprint_note`` of a record whose footprint string could not be read (quoted, shortened)."""
+    shown = wkt if len(wkt) <= 60 else wkt[:57] + "..."
+    return f"lat/lon box: the catalogue's footprint {shown!r} could not be read ({problem})"
+
+
+def flag_unreadable_footprints(records: list[CatalogueProduct]) -> int:
+    """:meth:`CatalogueProduct.flag_unreadable_footprint` on every record; how many were replaced."""
+    return sum(record.flag_unreadable_footprint() for record in records)
 
 
 def box_footprint(

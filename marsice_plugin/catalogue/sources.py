@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import CatalogueError, ODEError
 from .index import load_bundled, read_cumindex
 from .ode import ODEClient, ode_base_url
-from .records import CatalogueProduct
+from .records import CatalogueProduct, flag_unreadable_footprints
 from .search import SearchQuery
 
 SOURCES = ("auto", "ode", "bundled", "index")
@@ -39,9 +39,17 @@ def find_products(
     if source in ("ode", "auto"):
         client = ODEClient(ode_base_url(ode_url), timeout_s=timeout_s, retries=retries if source == "ode" else 1)
         try:
-            return client.search(query), "ode"
+            found = client.search(query)
         except ODEError as exc:
             if source == "ode" or query.product_type == "DTM":
                 raise
             warn(f"{exc}; using the bundled offline catalogue instead (COLOR-derived, no compressed sizes)")
+        else:
+            unreadable = flag_unreadable_footprints(found)
+            if unreadable:
+                warn(
+                    f"{unreadable} of {len(found)} ODE footprints could not be read; they are kept as latitude/"
+                    "longitude boxes marked footprint_approximate = 1 (see footprint_note)"
+                )
+            return found, "ode"
     return sorted(query.filter(load_bundled(query.product_type)), key=lambda p: p.product_id), "bundled"

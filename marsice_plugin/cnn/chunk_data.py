@@ -27,17 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import MarsIceError
+from ..errors import TrainingDataError  # defined with every other MarsIce error; importable from here too
 from .augment import DEFAULT_SUN_AZIMUTH
 from .preprocess import model_input
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
-
-
-class TrainingDataError(MarsIceError):
-    """Training or evaluation data that cannot be used as given."""
-
-    exit_code = 2
 
 
 @dataclass

@@ -93,7 +93,8 @@ def combine(model_paths: Sequence[Path], out_path: Path) -> dict:
     where its card has one) and the ensemble's ``read_level``, so ``detect`` reads products the way
     the finest member was trained. Model and card are written atomically.
     """
-    from .model import card_path, card_read_level, load_model
+    from ..model_registry import card_path, card_read_level
+    from .model import load_model
     from .train import save_for_inference
 
     models = [load_model(p) for p in model_paths]

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..model_registry import card_path, card_read_level
 from .metrics import brightness_baseline, summary
-from .model import card_path, card_read_level, load_model, model_input_size
+from .model import load_model, model_input_size
 from .training_data import synthetic_chunks
 
 HELDOUT_SEED = 500_000

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..detect_defaults import is_flagged
+
 
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
     """Area under the ROC curve = probability that a random positive outranks a random negative (ties: ½)."""
@@ -35,7 +37,7 @@ def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
 def confusion(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, int]:
     """True/false positives/negatives at a threshold (p >= threshold is a positive call)."""
     y = np.asarray(y).astype(bool)
-    call = np.asarray(p) >= threshold
+    call = is_flagged(np.asarray(p), threshold)
     return {
         "tp": int((call & y).sum()),
         "fp": int((call & ~y).sum()),

@@ -102,12 +102,20 @@ def compile_model(model: Any, learning_rate: float = 1e-3) -> Any:
 
 
 def load_model(path: str | Path) -> Any:
-    """Load a ``.keras`` model with ``safe_mode=True`` (no arbitrary code, no pickles)."""
+    """Load a ``.keras`` model that holds only what MarsIce builds, with ``safe_mode=True``.
+
+    ``safe_mode`` alone has been bypassed by crafted configs that call Keras's own functions
+    (CVE-2025-8747, CVE-2025-9906), so :func:`.model_safety.check_archive` reads the archive first and
+    refuses any class, function reference or member MarsIce does not build, before Keras sees the file.
+    """
+    from .model_safety import check_archive
+
     path = Path(path)
     if not path.exists():
         raise ModelError(f"model file {path} does not exist")
     if path.suffix != ".keras":
         raise ModelError(f"{path}: MarsIce loads Keras 3 '.keras' model files only")
+    check_archive(path)
     keras = keras_module()
     try:
         model = keras.models.load_model(path, compile=False, safe_mode=True)
@@ -176,55 +184,3 @@ def at_input_size(model: Any, input_size: int) -> Any:
 def model_input_size(model: Any) -> int:
     """The chunk size (pixels) the model was built for, read from its input shape."""
     return int(model.input_shape[1])
-
-
-def card_path(model_path: str | Path) -> Path:
-    """The model card JSON that ``marsice train`` writes beside ``NAME.keras``: ``NAME.card.json``."""
-    return Path(model_path).with_suffix("").with_suffix(".card.json")
-
-
-def _card_field(model_path: str | Path, key: str, default: Any, option: str) -> tuple[Path, Any]:
-    """The card's path and its ``key`` (``default`` without a card or the key); an unreadable card is a
-    :class:`ModelError` that names the card and the ``option`` that overrides it."""
-    import json
-
-    path = card_path(model_path)
-    if not path.exists():
-        return path, default
-    try:
-        return path, json.loads(path.read_text()).get(key, default)
-    except (OSError, ValueError, AttributeError) as exc:
-        raise ModelError(f"{path}: unreadable model card ({exc}); fix or remove it, or pass {option}") from exc
-
-
-def card_read_level(model_path: str | Path) -> int:
-    """The JPEG2000 resolution level the model's training chunks were decoded at (its card; 0 without one).
-
-    A model trained on level-2 reads sees wavelet low-pass pixels, not area averages, and is only
-    right when products are read the same way, so ``detect`` and ``evaluate`` take the level from here
-    unless told otherwise.
-    """
-    path, level = _card_field(model_path, "read_level", 0, "--read-level")
-    if not isinstance(level, int) or level < 0:
-        raise ModelError(f"{path}: read_level must be 0, 1, 2, ..., not {level!r}; fix the card or pass --read-level")
-    return level
-
-
-def card_threshold(model_path: str | Path | None) -> float:
-    """The probability threshold to flag chunks at: the model card's ``threshold``, else the paper's 0.6.
-
-    A model's probabilities are only as calibrated as its training made them (the shipped ensemble is a
-    mean of two networks), so the threshold that serves a geologist belongs to the model: the card
-    records one chosen on tuning products (bench/choose_threshold.py), and detect, scan and evaluate
-    use it unless given ``--threshold``. A model without one keeps the paper's figure.
-    """
-    from ..detect_defaults import DEFAULT_THRESHOLD
-
-    if not model_path:
-        return DEFAULT_THRESHOLD
-    path, value = _card_field(model_path, "threshold", DEFAULT_THRESHOLD, "--threshold")
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
-        raise ModelError(
-            f"{path}: threshold must be a number from 0 to 1, not {value!r}; fix the card or pass --threshold"
-        )
-    return float(value)

@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .model import build_model, card_path, compile_model, keras_module
+from ..model_registry import card_path
+from .model import build_model, compile_model, keras_module
 
 
 @dataclass

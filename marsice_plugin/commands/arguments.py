@@ -7,10 +7,13 @@ from pathlib import Path
 from typing import Any
 
 
-def overlap_arg(value: str | int) -> int | None:
+def overlap_arg(value: str | int, chunk_size: int | None = None) -> int | None:
     """``--overlap``: pixels, or ``auto`` (None) for the tiling default that keeps patches up to 32 m whole.
 
-    A bad value is a ``ValueError`` with the accepted forms, shown as the CLI's one-line error.
+    A bad value is a ``ValueError`` with the accepted forms, shown as the CLI's one-line error. With
+    ``chunk_size`` (the command's chunk side in full-resolution pixels) an overlap over half of it is refused
+    too, before any product is opened: the same bound :func:`marsice_plugin.tiling.check_overlap` applies when
+    the chunk size is only known from the product (``--chunk-m``).
     """
     if str(value).strip().lower() == "auto":
         return None
@@ -20,12 +23,17 @@ def overlap_arg(value: str | int) -> int | None:
         raise ValueError(f"--overlap must be a number of pixels or 'auto', not {value!r}") from None
     if pixels < 0:
         raise ValueError(f"--overlap must be at least 0 pixels, not {pixels}")
+    if chunk_size is not None and pixels > chunk_size // 2:
+        raise ValueError(
+            f"--overlap must be within 0..{chunk_size // 2} pixels (at most half the {chunk_size}-px chunk), "
+            f"not {pixels}"
+        )
     return pixels
 
 
 def add_model_args(parser: Any) -> None:
     """``--model PATH`` or ``--fast``: the CNN to score chunks with (default: the shipped ensemble), and
-    ``--threshold``, which belongs to the model: None leaves it to the model card (pipeline.model_threshold)."""
+    ``--threshold``, which belongs to the model: None leaves it to the model card (model_registry.model_threshold)."""
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--model",
@@ -52,7 +60,7 @@ def add_model_args(parser: Any) -> None:
 def chosen_model(args: argparse.Namespace) -> Path | None:
     """The model path of ``--model``/``--fast``; None leaves the choice to the default."""
     if getattr(args, "fast", False):
-        from ..pipeline import fast_model_path
+        from ..model_registry import fast_model_path
 
         return fast_model_path()
     return args.model

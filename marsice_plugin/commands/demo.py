@@ -22,7 +22,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
-    from ..pipeline import DetectOptions, detect
+    from ..detection import DetectOptions
+    from ..pipeline import detect
     from ..truth import chunk_truth
 
     out: Path = args.output

@@ -56,13 +56,14 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
-    from ..pipeline import DetectOptions, detect
+    from ..detection import DetectOptions
+    from ..pipeline import detect
 
     options = DetectOptions(
         model_path=chosen_model(args),
         threshold=args.threshold,
         chunk_size=args.chunk_size,
-        overlap=overlap_arg(args.overlap),
+        overlap=overlap_arg(args.overlap, args.chunk_size),
         batch_size=args.batch_size,
         precision=args.precision,
         read_level=args.read_level,

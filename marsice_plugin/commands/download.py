@@ -30,8 +30,19 @@ def add_parser(sub: Any) -> None:
         "--from", dest="from_gpkg", type=Path, metavar="GPKG", help="footprints GeoPackage (layer footprints)"
     )
     p.add_argument("--to", type=Path, default=None, help=f"target/cache folder (default ${CACHE_VARIABLE} or ~/.cache)")
-    p.add_argument("--cache-gb", type=float, default=50.0, help="cache size limit; least recently used files go first")
+    p.add_argument(
+        "--cache-gb",
+        type=float,
+        default=50.0,
+        help="folder size limit: MarsIce's own least recently used downloads are evicted (each one reported); "
+        "other files in the folder are never touched",
+    )
     p.add_argument("--max-gb", type=float, default=None, help="refuse to start when this run would pull more")
+    p.add_argument(
+        "--allow-unknown-size",
+        action="store_true",
+        help="with --max-gb: start even when some files' sizes stay unknown (the run could pull more)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list the files and sizes, download nothing")
     p.add_argument("--browse", action="store_true", help="fetch the browse JPEGs ODE lists instead of the JP2s")
     p.add_argument("--allow-host", action="append", default=[], metavar="HOST", help="allow redirects to HOST")
@@ -40,7 +51,12 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--ode-url", help="ODE REST base URL (default: $MARSICE_ODE_URL or the public ODE)")
     p.add_argument("--retries", type=int, default=4, help="retries per file on server errors and dropped connections")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds without data before a try is abandoned")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=60.0,
+        help="seconds without data, or averaging under 1 KiB/s, before a try is abandoned",
+    )
 
 
 def _requests_for_ids(args: argparse.Namespace, ids: list[str], reporter: Reporter) -> list:
@@ -113,29 +129,37 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         allowed_hosts=args.allow_host,
         retries=args.retries,
         timeout_s=args.timeout,
+        log=lambda message: reporter.log(message, "warning"),  # an eviction deletes a file: always say so
     )
     requests = _plan(args, reporter)
-    sizes = {}
+    sizes: dict[str, int | None] = {}
     for r in requests:
         cached = folder / r.name
         if r.kbytes is not None:
             sizes[r.name] = r.kbytes * 1024
         elif cached.exists():
             sizes[r.name] = cached.stat().st_size
-        elif args.dry_run or args.max_gb is not None:
-            sizes[r.name] = downloader.probe_size(r.url)
         else:
             sizes[r.name] = None
+    if args.dry_run or args.max_gb is not None:  # HEAD requests, several at a time (see probe_sizes)
+        probed = downloader.probe_sizes([r.url for r in requests if sizes[r.name] is None])
+        sizes.update({r.name: probed[r.url] for r in requests if sizes[r.name] is None})
     known = sum(s for s in sizes.values() if s)
     unknown = [n for n, s in sizes.items() if s is None]
     listing = [
         f"{r.name}: {'?' if sizes[r.name] is None else f'{sizes[r.name] / 1e6:.1f} MB'}  {r.url}" for r in requests
     ]
     total_text = f"{len(requests)} files, {known / 1e9:.3f} GB" + (
-        f" + {len(unknown)} of unknown size" if unknown else ""
+        f" + {len(unknown)} files of unknown size (not counted)" if unknown else ""
     )
     if args.max_gb is not None and known > args.max_gb * 1e9:
         raise DownloadError(f"{total_text} exceeds --max-gb {args.max_gb:g}; download fewer products or raise it")
+    if args.max_gb is not None and unknown and not args.allow_unknown_size:
+        raise DownloadError(
+            f"{total_text}, so the run could exceed --max-gb {args.max_gb:g} ({unknown[0]}, for one, has no size "
+            "in the listing and none announced by its server); download from a footprints file of `marsice search "
+            "--source ode` (it lists sizes), or pass --allow-unknown-size to start anyway"
+        )
     if args.dry_run:  # the listing is the answer: it goes to stdout with the total
         reporter.result({"files": len(requests), "gb": round(known / 1e9, 3), "unknown_sizes": len(unknown)},
                         "\n".join([*listing, f"dry run: {total_text}; nothing downloaded"]))  # fmt: skip

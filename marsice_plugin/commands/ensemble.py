@@ -25,7 +25,11 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..cnn.ensemble import combine
+    from ..outputs import KERAS, Output, check_outputs
 
+    # the ensemble and its card (NAME.card.json) must not replace a member or a member's card
+    card = args.output.with_suffix("").with_suffix(".card.json")
+    check_outputs(args.models, [Output(args.output, KERAS), Output(card, option="-o (card)")])
     reporter.progress(0, f"loading {len(args.models)} models")
     card = combine(args.models, args.output)
     reporter.progress(100, "done")

@@ -59,6 +59,9 @@ def write_sample(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
+    from ..outputs import PNG, Output, check_outputs
+
+    check_outputs([], [Output(args.output, folder=True), Output(args.preview, PNG, "--preview")])
     reporter.progress(0, "rendering scene")
     sample = write_sample(args)
     reporter.progress(100, "written")

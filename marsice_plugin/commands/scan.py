@@ -38,6 +38,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--cache", type=Path, default=None, help="download cache (default $MARSICE_CACHE or ~/.cache)")
     p.add_argument("--cache-gb", type=float, default=50.0, help="cache size limit; least recently used files go first")
     p.add_argument("--max-gb", type=float, default=None, help="refuse to start when the scan would pull more")
+    p.add_argument(
+        "--allow-unknown-size",
+        action="store_true",
+        help="with --max-gb: start even when some files' sizes stay unknown (the scan could pull more)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list what the scan would pull; write nothing")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="scan only the first N products found")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes of the local cluster")
@@ -91,8 +96,9 @@ def _dtms(products: list, query: Any, args: argparse.Namespace, reporter: Report
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
+    from ..detection import DetectOptions
     from ..errors import OutputError
-    from ..pipeline import default_model_path, model_threshold
+    from ..model_registry import default_model_path, model_threshold
     from ..scan.manifest import Manifest, manifest_path
     from ..scan.plan import JobOptions, check_max_gb, make_jobs, pull_plan
     from .download import default_folder
@@ -101,6 +107,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         raise OutputError(f"{args.output}: scan results are written as a GeoPackage; give a name ending in .gpkg")
     if args.workers < 1 or args.threads_per_worker < 1:
         raise ValueError("--workers and --threads-per-worker must be at least 1")
+    overlap = overlap_arg(args.overlap, DetectOptions.chunk_size)  # scan cuts detect's default chunks
     cache = (args.cache or default_folder()).resolve()
     model = (chosen_model(args) or default_model_path()).resolve()
     threshold = model_threshold(args.threshold, model)
@@ -110,7 +117,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         cache_dir=cache,
         model_path=model,
         threshold=threshold,
-        overlap=overlap_arg(args.overlap),
+        overlap=overlap,
         cache_bytes=int(args.cache_gb * 1e9),
         threads=args.threads_per_worker,
         timeout_s=args.timeout,
@@ -124,7 +131,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     plan = pull_plan(pending, cache, probe=args.dry_run or args.max_gb is not None)
     reporter.log(f"{len(jobs)} products from the {used} catalogue, {len(done & {j.product_id for j in jobs})} "
                  f"already committed; to pull: {plan.text()}")  # fmt: skip
-    check_max_gb(plan, args.max_gb)
+    check_max_gb(plan, args.max_gb, args.allow_unknown_size)
     if args.dry_run:
         reporter.result(
             {"OUTPUT": None, "products": len(jobs), "to_process": len(pending), "files": len(plan.files),

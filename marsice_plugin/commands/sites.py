@@ -47,8 +47,17 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
+    from ..outputs import GEOPACKAGE, Output, check_outputs
     from ..sites.build import build_sites
 
+    check_outputs(
+        [*args.results, args.footprints, args.index],
+        [
+            Output(args.output, GEOPACKAGE),
+            Output(args.plots, option="--plots", folder=True),
+            Output(args.pull_missing, option="--pull-missing"),
+        ],
+    )
     result = build_sites(
         args.results,
         args.output,

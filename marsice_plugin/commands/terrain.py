@@ -27,14 +27,51 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--ring-m", type=float, default=5.0, help="width (m) of the sunward ring searched for shadowing relief"
     )
+    p.add_argument(
+        "--sun-azimuth",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="sun azimuth in degrees clockwise from north (0-360), as the chunks layer's sun_azimuth. Default: the "
+        "PDS3 label's, or for a raster without label its GeoTIFF metadata item SUN_AZIMUTH_FROM_NORTH (default "
+        "domain, e.g. gdal_edit -mo SUN_AZIMUTH_FROM_NORTH=297); given, it overrides them (logged)",
+    )
+    p.add_argument(
+        "--incidence",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="solar incidence angle in degrees from the vertical (0 up to 90, exclusive). Default: the PDS3 "
+        "label's, or the GeoTIFF metadata item INCIDENCE_ANGLE; given, it overrides them (logged)",
+    )
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
-    from ..terrain.analysis import run_terrain
+    from ..outputs import GEOPACKAGE, GEOTIFF, Output, check_outputs, product_id_of
+    from ..terrain.analysis import RASTERS, run_terrain
 
+    # the rasters are OUTPUT/ID_NAME.tif: none may be the image, the DTM or the candidates (updated in place)
+    pid = product_id_of(args.image)
+    check_outputs(
+        [args.dtm, args.image, args.candidates],
+        [
+            Output(args.output, folder=True),
+            *(Output(args.output / f"{pid}_{name}.tif", GEOTIFF) for name in RASTERS),
+        ],
+    )
+    # the candidates are updated in place (intended): it only has to be a writable GeoPackage
+    check_outputs([args.dtm, args.image], [Output(args.candidates, GEOPACKAGE, "--candidates", in_place=True)])
     reporter.progress(0, f"terrain of {args.image.name} from {args.dtm.name}")
     result = run_terrain(
-        args.dtm, args.image, args.output, candidates=args.candidates, ring_m=args.ring_m, progress=reporter.progress
+        args.dtm,
+        args.image,
+        args.output,
+        candidates=args.candidates,
+        ring_m=args.ring_m,
+        progress=reporter.progress,
+        sun_azimuth=args.sun_azimuth,
+        incidence=args.incidence,
+        log=reporter.log,
     )
     if not result.coregistration.aligned:
         reporter.log("co-registration failed (weak correlation peak): DTM used as georeferenced", "warning")

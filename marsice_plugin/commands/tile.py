@@ -22,10 +22,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--size", type=int, default=1024, help="chunk size in full-resolution pixels (paper: 1024)")
     p.add_argument(
         "--overlap",
-        type=int,
-        default=None,
-        help="overlap in full-resolution pixels; default ceil(32 m / ground scale), at most size/2, so a "
-        "patch up to 32 m cut by one chunk edge lies whole inside a neighbour",
+        default="auto",
+        help="overlap in full-resolution pixels, 0 to size/2, or 'auto' (default): ceil(32 m / ground scale), at "
+        "most size/2, so a patch up to 32 m cut by one chunk edge lies whole inside a neighbour",
     )
     p.add_argument(
         "--scale",
@@ -52,14 +51,27 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
+    from ..outputs import GEOPACKAGE, Output, check_outputs, product_id_of
     from ..tiling import export_tiles
+    from .arguments import overlap_arg
 
+    # with --chunk-m/--model-scale the chunk's pixel size depends on the product: the reader checks it there
+    overlap = overlap_arg(args.overlap, None if (args.chunk_m or args.model_scale) else args.size)
+    pid = product_id_of(args.product)  # the index is OUTPUT/ID_tiles.gpkg, the GeoTIFFs OUTPUT/ID_tiles/
+    check_outputs(
+        [args.product],
+        [
+            Output(args.output, folder=True),
+            Output(args.output / f"{pid}_tiles.gpkg", GEOPACKAGE),
+            Output(args.output / f"{pid}_tiles", folder=True, replaced=args.overwrite),
+        ],
+    )
     reporter.progress(0, f"tiling {args.product.name}")
     result = export_tiles(
         args.product,
         args.output,
         size=args.size,
-        overlap=args.overlap,
+        overlap=overlap,
         scale=args.scale,
         chunk_m=args.chunk_m,
         model_scale_m=args.model_scale,

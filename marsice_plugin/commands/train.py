@@ -77,9 +77,10 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
 
     if (args.data is None) == (args.synthetic is None):
         raise TrainingDataError("give either DATA (folders 0/ and 1/, or a labelled tile index) or --synthetic N")
+    check_training_outputs(args)
     args.input_size = resolve_input_size(args.input_size, args.init)
     if args.init is not None:
-        from ..cnn.model import card_read_level
+        from ..model_registry import card_read_level
 
         init_level = card_read_level(args.init)
         if init_level != args.read_level:
@@ -141,6 +142,23 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     reporter.result(
         {"MODEL": str(args.output)},
         f"trained {args.output.name}: final " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in history.items()),
+    )
+
+
+def check_training_outputs(args: argparse.Namespace) -> None:
+    """Before anything is loaded: the model and its history, curves and card must not replace an input
+    (``--init m.keras -o m.keras`` would overwrite the starting model and its card), and must be writable."""
+    from ..outputs import KERAS, Output, check_outputs
+
+    stem = args.output.with_suffix("")
+    check_outputs(
+        [args.data, args.init],
+        [
+            Output(args.output, KERAS),
+            Output(Path(f"{stem}.history.json"), option="-o (history)"),
+            Output(Path(f"{stem}.curves.png"), option="-o (curves)"),
+            Output(args.output.with_suffix("").with_suffix(".card.json"), option="-o (card)"),
+        ],
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from qgis.core import QgsProcessingProvider, QgsSettings
+from qgis.core import QgsProcessingProvider
 from qgis.PyQt.QtGui import QIcon
 
 from .algorithms.detect_ice import DetectIceAlgorithm
@@ -16,29 +16,9 @@ from .algorithms.site_history import SiteHistoryAlgorithm
 from .algorithms.terrain_attributes import TerrainAttributesAlgorithm
 from .algorithms.tile_product import TileProductAlgorithm
 from .algorithms.train_model import TrainModelAlgorithm
+from .settings import PYTHON_SETTING
 
 ICON_PATH = Path(__file__).resolve().parents[1] / "icons" / "marsice.svg"
-
-#: Name of the provider setting (Processing ▸ Options ▸ Providers ▸ MarsIce ▸ Python environment).
-PYTHON_SETTING = "MARSICE_PYTHON"
-#: Where Processing stores that setting in the QGIS profile.
-PYTHON_SETTING_KEY = "Processing/Configuration/" + PYTHON_SETTING
-#: Plain settings key read as a fallback, for set-ups that script the profile without Processing's UI.
-PYTHON_FALLBACK_KEY = "marsice/python"
-
-
-def python_setting() -> str:
-    """The user's choice of MarsIce Python environment, or '' to let child_process look it up.
-
-    Read from QgsSettings rather than ProcessingConfig so that it also works when the Processing
-    plugin's Python module is unavailable (it is a separate plugin that may be disabled).
-    """
-    settings = QgsSettings()
-    for key in (PYTHON_SETTING_KEY, PYTHON_FALLBACK_KEY):
-        value = settings.value(key, "")
-        if isinstance(value, str) and value.strip():
-            return value.strip()
-    return ""
 
 
 class MarsIceProvider(QgsProcessingProvider):

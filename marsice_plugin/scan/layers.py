@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import OutputError
 from ..gpkg import Field
-from ..pipeline import CANDIDATE_FIELDS, CANDIDATES_LAYER, CHUNKS_LAYER, PRODUCTS_LAYER
+from ..result_layers import CANDIDATE_FIELDS, CANDIDATES_LAYER, CHUNKS_LAYER, PRODUCTS_LAYER
 from ..results import LayerSpec
 from ..terrain.analysis import TERRAIN_COLUMNS
 

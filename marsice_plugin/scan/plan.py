@@ -3,7 +3,9 @@
 Sizes follow the download command's rules: the size the listing gives (ODE's KBytes), else the size of
 the file already in the cache, else what a HEAD request announces, else unknown. A scan only pulls
 what it still needs: products already committed by an earlier run of the same scan and files already
-in the cache count as nothing.
+in the cache count as nothing. HEAD requests go out several at a time (``Downloader.probe_sizes``):
+one at a time, a band of thousands of products took minutes. An unknown size is never counted as
+zero: with ``--max-gb``, a plan with unknown sizes is refused unless the user accepts them.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ class PullPlan:
     def text(self) -> str:
         total = f"{self.products} products, {len(self.files)} files, {self.known_bytes / 1e9:.3f} GB"
         if self.unknown:
-            total += f" + {self.unknown} of unknown size"
+            total += f" + {self.unknown} files of unknown size (not counted)"
         if self.cached_files:
             total += f" ({self.cached_files} files already in the cache)"
         return total
@@ -123,15 +125,26 @@ def pull_plan(jobs: Sequence[ProductJob], cache_dir: Path, probe: bool = True) -
             if cached.exists() and Downloader._size_ok(cached.stat().st_size, req.kbytes):
                 plan.cached_files += 1
                 continue
-            size = req.kbytes * 1024 if req.kbytes is not None else (downloader.probe_size(req.url) if probe else None)
-            plan.files.append((req, size))
+            plan.files.append((req, req.kbytes * 1024 if req.kbytes is not None else None))
+    if probe:
+        probed = downloader.probe_sizes([req.url for req, size in plan.files if size is None])
+        plan.files = [(req, probed[req.url] if size is None else size) for req, size in plan.files]
     return plan
 
 
-def check_max_gb(plan: PullPlan, max_gb: float | None) -> None:
-    """Refuse to start a scan that would pull more than ``max_gb``."""
-    if max_gb is not None and plan.known_bytes > max_gb * 1e9:
+def check_max_gb(plan: PullPlan, max_gb: float | None, allow_unknown: bool = False) -> None:
+    """Refuse a scan that would pull more than ``max_gb``, or could (unknown sizes, unless ``allow_unknown``)."""
+    if max_gb is None:
+        return
+    if plan.known_bytes > max_gb * 1e9:
         raise DownloadError(
             f"this scan would pull {plan.text()}, more than --max-gb {max_gb:g}; narrow the search "
             "(--lat, --ls, --limit) or raise --max-gb"
+        )
+    if plan.unknown and not allow_unknown:
+        example = next(req.name for req, size in plan.files if size is None)
+        raise DownloadError(
+            f"this scan would pull {plan.text()}, so it could exceed --max-gb {max_gb:g} ({example}, for one, "
+            "has no size in the catalogue and none announced by its server); search with --source ode (it lists "
+            "sizes), or pass --allow-unknown-size to start anyway"
         )

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..catalogue.download import Downloader, FileRequest
+from ..catalogue.download import CacheRecords, Downloader, FileRequest
 from ..errors import MarsIceError, ModelError
 from ..results import Row
 
@@ -158,7 +158,9 @@ class ScanDownloader(Downloader):
     """The catalogue's downloader, except that it never evicts files of products a worker is using.
 
     Several workers share one cache folder; each marks the products it works on with
-    ``.PRODUCT_ID.inflight``, and eviction (least recently used first) skips those products' files.
+    ``.PRODUCT_ID.inflight``, and eviction (MarsIce's own downloads only, least recently used first)
+    skips those products' files. Evictions go to the worker's log (the module logger of
+    :mod:`marsice_plugin.catalogue.download`).
     """
 
     def make_room(self, needed: int) -> list[Path]:
@@ -179,15 +181,25 @@ def _marker(job: ProductJob) -> Path:
 
 
 def drop_files(job: ProductJob, names: list[str]) -> int:
-    """Delete a committed product's files ``names`` from the cache; returns bytes freed."""
+    """Delete a committed product's files ``names`` from the cache; returns bytes freed.
+
+    Only files MarsIce downloaded and nobody replaced since are deleted (:class:`CacheRecords`): a file
+    the user put there, even under a product's name, stays.
+    """
+    records = CacheRecords(Path(job.cache_dir))
     freed = 0
     for name in names:
         path = Path(job.cache_dir) / name
+        if not records.owns(path):
+            continue
         try:
-            freed += path.stat().st_size
+            size = path.stat().st_size
             path.unlink()
         except FileNotFoundError:
             continue
+        finally:
+            records.remove(name)
+        freed += size
     _marker(job).unlink(missing_ok=True)
     return freed
 
@@ -250,23 +262,20 @@ def detect_product(job: ProductJob, downloaded: Downloaded | None = None) -> Pro
 
 
 def _detect_into(outcome: ProductOutcome, job: ProductJob, label: Path) -> None:
-    """What :func:`marsice_plugin.pipeline.detect` does, returning the rows instead of writing them."""
-    from ..pipeline import DetectOptions, DetectResult, result_rows, score_chunks
+    """Detect the product (:func:`marsice_plugin.detection.detect_product`, as ``marsice detect``) into ``outcome``."""
+    from ..detection import DetectOptions, detect_product
     from ..product import open_product
-    from ..progress import Reporter
 
     options = DetectOptions(model_path=Path(job.model_path), threshold=job.threshold, overlap=job.overlap)
     model = cached_model(job.model_path, job.threads)
     with open_product(label) as product:
-        result = DetectResult(product.product_id, label, options.threshold)
-        result.chunks = score_chunks(product, model, options, Reporter("quiet"))
-        result.outline_candidates(product)
-        outcome.rows = result_rows(product, result, Path(job.model_path).name)
-    outcome.label_product_id = result.product_id
-    outcome.category = result.category
-    outcome.chunks = len(result.chunks)
-    outcome.chunks_above = len(result.above)
-    outcome.candidates = len(result.candidates)
+        found = detect_product(product, model, options)
+    outcome.rows = found.rows
+    outcome.label_product_id = found.product_id
+    outcome.category = found.category
+    outcome.chunks = len(found.chunks)
+    outcome.chunks_above = len(found.above)
+    outcome.candidates = len(found.candidates)
 
 
 def _add_terrain(outcome: ProductOutcome, job: ProductJob, label: Path, dtm: Path) -> str:
@@ -278,7 +287,7 @@ def _add_terrain(outcome: ProductOutcome, job: ProductJob, label: Path, dtm: Pat
     import sqlite3
 
     from ..errors import TerrainError
-    from ..pipeline import CANDIDATES_LAYER
+    from ..result_layers import CANDIDATES_LAYER
     from ..results import ResultsWriter
     from ..terrain.analysis import run_terrain
     from .layers import TERRAIN_FIELDS

@@ -21,6 +21,7 @@ from ..detect_defaults import DEFAULT_THRESHOLD
 from ..errors import OutputError
 from ..gpkg import Field, GeoPackage, write_new
 from ..mars_crs import COMMON_CRS, common_crs
+from ..outputs import publish
 from ..progress import Reporter
 from .coverage import FootprintIndex, catalogue_index, catalogue_records, covering
 from .grouping import DEFAULT_TOLERANCE_M, Site, group_candidates
@@ -373,7 +374,7 @@ def write_queue(
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.writelines(pid + "\n" for pid in wanted)
-        os.replace(tmp, path)
+        publish(tmp, path)  # mkstemp's file is 0600: the queue gets a plain new file's mode
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:

@@ -19,9 +19,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ..catalogue.records import CatalogueProduct, east_180
 from ..errors import CatalogueError
 from ..gpkg import parse_geometry_blob
+from ..vectors import continuous
 from .geometry import degrees_for, wrapped_variants
 from .grouping import Site
 
@@ -94,11 +97,11 @@ def catalogue_records(
     from ..catalogue.search import SearchQuery
     from ..catalogue.sources import find_products
 
-    bounds = [s.geometry.bounds for s in sites]
+    bounds = [continuous(s.geometry).bounds for s in sites]  # a site split at 180° is a few metres wide
     lat_lo, lat_hi = min(b[1] for b in bounds), max(b[3] for b in bounds)
     dlon, dlat = degrees_for(SEARCH_MARGIN_M, max(abs(lat_lo), abs(lat_hi)))
-    lon_lo, lon_hi = min(b[0] for b in bounds) - dlon, max(b[2] for b in bounds) + dlon
-    lon = None if lon_hi - lon_lo >= 180.0 else (east_180(lon_lo), east_180(lon_hi))
+    arc = longitude_arc([(b[0] - dlon, b[2] + dlon) for b in bounds])
+    lon = None if arc is None else (east_180(arc[0]), east_180(arc[1]))
     query = SearchQuery(
         lat=(max(-90.0, lat_lo - dlat), min(90.0, lat_hi + dlat)), lon=lon, lat_rule="intersect", product_type="RED"
     )
@@ -106,6 +109,27 @@ def catalogue_records(
         query, catalogue, ode_url=ode_url, index_path=index_path, timeout_s=timeout_s, warn=warn
     )
     return records, used
+
+
+def longitude_arc(intervals: list[tuple[float, float]]) -> tuple[float, float] | None:
+    """The shortest eastward arc (west, east) holding every (west, east) longitude interval; None if 180° or more.
+
+    Why an arc and not min/max: sites at 179.99°E and -179.99°E are metres apart, and the box from min to max
+    would be the whole parallel. ``east`` may exceed 180 (the arc crosses the 180° meridian); None asks the
+    catalogue for the whole latitude band, as a box half round the planet would.
+    """
+    if not intervals:
+        return None
+    west = np.array([w for w, _ in intervals], dtype=float) % 360.0
+    width = np.array([e - w for w, e in intervals], dtype=float)
+    if width.max() >= 180.0:
+        return None
+    # the arc starts at one of the intervals' west ends: try each, keep the narrowest
+    spans = np.array([((west - start) % 360.0 + width).max() for start in west])
+    best = int(np.argmin(spans))
+    if spans[best] >= 180.0:
+        return None
+    return float(west[best]), float(west[best] + spans[best])
 
 
 class FootprintIndex:

@@ -33,6 +33,7 @@ from xml.sax.saxutils import escape
 from ..errors import OutputError, ProductError
 from ..gpkg import parse_geometry_blob
 from ..mars_crs import COMMON_CRS
+from ..outputs import CSV, GEOJSON, KML, Output, check_outputs, publish
 from .build import OBSERVATION_FIELDS, OBSERVATIONS_TABLE, SITES_LAYER
 
 FORMATS = ("csv", "kml", "geojson")
@@ -112,7 +113,7 @@ def _atomic_text(path: Path, write: Callable[[io.TextIOBase], None]) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
             write(fh)
-        os.replace(tmp, path)
+        publish(tmp, path)  # mkstemp's file is 0600: the export gets a plain new file's mode
     except OSError as exc:
         raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
@@ -212,6 +213,8 @@ def export_sites(path: str | Path, fmt: str, output: str | Path | None = None, o
     path = Path(path)
     suffix = "_observations.csv" if observations else f".{fmt}"
     out = Path(output) if output else path.with_name(path.stem + suffix)
+    suffixes = CSV if observations else {"csv": CSV, "kml": KML, "geojson": GEOJSON}[fmt]
+    check_outputs([path], [Output(out, suffixes)])
     if observations:
         return write_observations_csv(read_observations(path), out)
     sites = read_sites(path)

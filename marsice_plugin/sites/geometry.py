@@ -3,6 +3,11 @@
 Sites are tens of metres across and the grouping tolerance is metres, so a local equirectangular frame (east and
 north metres from a centre point, on the IAU 2015 Mars sphere of the common CRS) is exact to far better than a
 pixel; longitudes are unwrapped around the centre, so a site on the 180° meridian is one piece.
+
+Outlines read and written are split at the 180° meridian (every vertex within ±180,
+:func:`marsice_plugin.vectors.split_antimeridian`); before any metric work they are made continuous again
+(:func:`marsice_plugin.vectors.continuous`), so the two halves of a patch on the meridian are one patch and an
+outline is never taken for a band round the whole planet.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import math
 from typing import Any
 
 import numpy as np
+
+from ..vectors import lonlat_centre, split_antimeridian
 
 #: Radius (m) of the Mars 2015 sphere, the body of the common CRS IAU_2015:49900.
 MARS_SPHERE_RADIUS_M = 3_396_190.0
@@ -50,9 +57,9 @@ def shift_metres(geom: Any, east_m: float, north_m: float) -> Any:
 
     if geom is None or (not east_m and not north_m):
         return geom
-    c = geom.centroid
-    local = to_local(geom, c.x, c.y)
-    return from_local(shapely.affinity.translate(local, east_m, north_m), c.x, c.y)
+    lon0, lat0 = lonlat_centre(geom)
+    local = to_local(geom, lon0, lat0)
+    return split_antimeridian(from_local(shapely.affinity.translate(local, east_m, north_m), lon0, lat0))
 
 
 def degrees_for(metres: float, lat: float) -> tuple[float, float]:

@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..vectors import as_multipolygon, continuous, split_antimeridian
 from .geometry import degrees_for, from_local, to_local, unwrap_lon
 from .inputs import CandidateRow
 
@@ -72,7 +73,8 @@ def group_candidates(candidates: list[CandidateRow], tolerance_m: float = DEFAUL
 
     if tolerance_m < 0:
         raise ValueError(f"tolerance must be >= 0 m, got {tolerance_m}")
-    geoms = [c.geometry for c in candidates]
+    # continuous copies: a patch split at 180° has the bounds and centroid of the place, not of the parallel
+    geoms = [continuous(c.geometry) for c in candidates]
     if not geoms:
         return []
     tree = shapely.STRtree(geoms)
@@ -110,7 +112,7 @@ def _make_site(members: list[CandidateRow]) -> Site:
     import shapely
 
     members = sorted(members, key=lambda m: m.candidate_id)
-    ref = members[0].geometry.centroid
+    ref = continuous(members[0].geometry).centroid
     lon0, lat0 = ref.x, ref.y
     local = shapely.union_all([to_local(m.geometry, lon0, lat0) for m in members])
     centre = local.centroid if local.area > 0 else local.representative_point()
@@ -119,15 +121,14 @@ def _make_site(members: list[CandidateRow]) -> Site:
     lon = float(unwrap_lon(c.x, 0.0))
     if abs(lon) > 180.0 - 1e-12:
         lon = math.copysign(180.0, lon)
-    # keep the outline next to the centroid's longitude frame
+    # keep the outline next to the centroid's longitude frame, then split it at 180° like every layer's outlines
     shift = lon - c.x
     if shift:
         merged = shapely.affinity.translate(merged, shift, 0.0)
-    polys = [g for g in getattr(merged, "geoms", [merged]) if isinstance(g, shapely.Polygon)]
     return Site(
         site_id=site_id_for(c.y, lon),
         members=members,
-        geometry=shapely.MultiPolygon(polys),
+        geometry=as_multipolygon(split_antimeridian(merged)),
         centroid_lat=float(c.y),
         centroid_lon=lon,
         area_m2=float(local.area),

@@ -7,6 +7,9 @@ Co-registration between products: where a ``products`` row carries ``offset_east
 shift that puts that product on the reference ground), its candidates and footprint are shifted by it before
 grouping. ``marsice terrain`` aligns an image with its DTM only (``terrain_aligned``), which is not an offset
 between products, so without these columns sites rest on the grouping tolerance alone.
+
+Outlines are read through :func:`_outline`, which splits at the 180° meridian an outline that a run before that
+rule wrote torn (a ring jumping from +180 to -180 spans the globe and would cover every site at its latitude).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 from ..errors import ProductError
 from ..gpkg import parse_geometry_blob
+from ..vectors import split_antimeridian
 from .geometry import shift_metres
 
 
@@ -118,12 +122,17 @@ def _offset(product: ProcessedProduct | None) -> tuple[float, float]:
     return float(product.get("offset_east_m") or 0.0), float(product.get("offset_north_m") or 0.0)
 
 
+def _outline(blob: bytes) -> Any:
+    """A lon/lat outline from a geometry blob, split at the 180° meridian if it was written torn."""
+    return split_antimeridian(parse_geometry_blob(blob))
+
+
 def _read_products(db: sqlite3.Connection, path: Path) -> dict[str, ProcessedProduct]:
     column = _geometry_column(db, "products") or "geom"
     out = {}
     for row in _rows(db, "products"):
         blob = row.pop(column, None)
-        geom = parse_geometry_blob(blob) if blob else None
+        geom = _outline(blob) if blob else None
         pid = row["product_id"]
         out[pid] = ProcessedProduct(pid, geom, row, results_file=str(path))
     return out
@@ -136,7 +145,7 @@ def _read_candidates(db: sqlite3.Connection) -> list[CandidateRow]:
         blob = row.pop(column, None)
         if not blob:
             continue
-        geom = parse_geometry_blob(blob)
+        geom = _outline(blob)
         if geom.is_empty:
             continue
         out.append(CandidateRow(row["candidate_id"], row["product_id"], geom, row.get("max_probability"), row))
@@ -148,4 +157,4 @@ def _attach_chunks(db: sqlite3.Connection, products: dict[str, ProcessedProduct]
     sql = f'SELECT product_id, "{column}", probability FROM chunks WHERE probability IS NOT NULL'
     for pid, blob, probability in db.execute(sql):
         if pid in products and blob:
-            products[pid].chunks.append((parse_geometry_blob(blob), float(probability)))
+            products[pid].chunks.append((_outline(blob), float(probability)))

@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..outputs import publish
 from .observations import Observation
 
 
@@ -66,7 +67,7 @@ def plot_site(site_id: str, rows: list[Observation], path: Path, threshold: floa
         os.close(fd)
         try:
             fig.savefig(tmp, format="png")
-            os.replace(tmp, path)
+            publish(tmp, path)  # mkstemp's file is 0600: the plot gets a plain new file's mode
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

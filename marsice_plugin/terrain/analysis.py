@@ -96,6 +96,64 @@ def _write_raster(tmp: Path, values: np.ndarray, dtype: str, description: str, c
         ds.set_band_description(1, description)
 
 
+#: GeoTIFF metadata items (default domain) read for the sun when an image has no PDS3 label.
+SUN_TAGS = ("SUN_AZIMUTH_FROM_NORTH", "INCIDENCE_ANGLE")
+
+
+def check_sun_options(sun_azimuth: float | None, incidence: float | None) -> None:
+    """Refuse a given sun outside azimuth 0..360 (clockwise from north) or incidence 0..90 (exclusive)."""
+    if sun_azimuth is not None and not (math.isfinite(sun_azimuth) and 0.0 <= sun_azimuth <= 360.0):
+        raise TerrainError(
+            f"--sun-azimuth {sun_azimuth:g} is out of range: give degrees clockwise from north, 0 to 360"
+        )
+    if incidence is not None and not (math.isfinite(incidence) and 0.0 <= incidence < 90.0):
+        raise TerrainError(
+            f"--incidence {incidence:g} is out of range: give the sun's angle from the vertical, 0 up to (not "
+            "including) 90 degrees; at 90 the sun is on the horizon and every slope casts an endless shadow"
+        )
+
+
+def image_sun(
+    image_path: Path,
+    azimuth_own: float | None,
+    incidence_own: float | None,
+    sun_azimuth: float | None = None,
+    incidence: float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[float, float]:
+    """The sun (azimuth from north, incidence) for shadows: a given value wins over the label's or the tags'.
+
+    Why options at all: a GDAL raster without a PDS3 label (a GeoTIFF export, a mosaic) says where the sun was
+    only through the :data:`SUN_TAGS` metadata items, which few tools write. Each override is logged, since it
+    changes every shadow; with neither, the error names the options to pass.
+    """
+    say = log or (lambda message: None)
+    chosen = []
+    for name, own, given, option in (
+        ("sun azimuth", azimuth_own, sun_azimuth, "--sun-azimuth"),
+        ("incidence", incidence_own, incidence, "--incidence"),
+    ):
+        if given is not None and own is not None:
+            say(f"{option} {given:g}° overrides the image's {name} of {own:g}°")
+        elif given is not None:
+            say(f"{name} {given:g}° from {option} (the image does not give it)")
+        chosen.append(given if given is not None else own)
+    az, inc = chosen
+    if az is None or inc is None:
+        missing = " and ".join(n for n, v in (("azimuth", az), ("incidence", inc)) if v is None)
+        raise TerrainError(
+            f"{image_path} does not give the sun's {missing} (no PDS3 label, no GeoTIFF metadata "
+            f"{' / '.join(SUN_TAGS)}); shadows need both: pass --sun-azimuth DEG (clockwise from north) and "
+            "--incidence DEG (from the vertical)"
+        )
+    if not (math.isfinite(inc) and 0.0 <= inc < 90.0) or not math.isfinite(az):
+        raise TerrainError(
+            f"{image_path} gives a sun incidence of {inc:g}° and azimuth {az:g}°: at or below the horizon there are "
+            "no shadows to model; check the label or tags, or pass --incidence DEG (below 90) and --sun-azimuth DEG"
+        )
+    return float(az) % 360.0, float(inc)
+
+
 def run_terrain(
     dtm_path: Path,
     image_path: Path,
@@ -103,14 +161,20 @@ def run_terrain(
     candidates: Path | None = None,
     ring_m: float = 5.0,
     progress: Callable[[float, str], None] | None = None,
+    sun_azimuth: float | None = None,
+    incidence: float | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> TerrainResult:
     """Derive the terrain rasters of ``image_path`` from ``dtm_path`` and, optionally, score the candidates.
 
-    ``progress(percent, message)`` is called at the start of each stage.
+    ``progress(percent, message)`` is called at the start of each stage, ``log(message)`` for lines a user
+    should read. ``sun_azimuth`` (degrees clockwise from north) and ``incidence`` (degrees from the vertical),
+    when given, replace the image's own sun (:func:`image_sun`).
     """
     from ..product import open_product
     from .dem import dtm_on_image_grid
 
+    check_sun_options(sun_azimuth, incidence)  # before anything is read
     report = progress or (lambda percent, message: None)
     report(2, f"reading {Path(image_path).name} and the DTM")
     with open_product(image_path) as product:
@@ -120,8 +184,7 @@ def run_terrain(
                 f"(at least {MIN_IMAGE_PX} px on each side); check that the raster was exported whole"
             )
         v = product.viewing
-        if v.sun_azimuth_from_north is None or v.incidence_angle is None:
-            raise TerrainError(f"{image_path} does not give the sun's azimuth and incidence; shadows need both")
+        az, inc = image_sun(image_path, v.sun_azimuth_from_north, v.incidence_angle, sun_azimuth, incidence, log)
         heights = dtm_on_image_grid(dtm_path, product.crs, product.transform, product.width, product.height)
         image = product.read(0, 0, product.height, product.width).astype(np.float32)
         if image.ndim == 3:
@@ -131,7 +194,6 @@ def run_terrain(
             image[image == null] = np.nan
         crs, transform, scale, pid = product.crs, product.transform, product.scale_m, product.product_id
         lon, lat = product.center_lonlat()
-    az, inc = float(v.sun_azimuth_from_north), float(v.incidence_angle)
     report(30, "co-registering the image to the DTM hillshade")
     coreg = phase_correlate(image, hillshade(heights, scale, az, inc))
     if coreg.aligned:

@@ -6,7 +6,6 @@ from typing import Any
 
 from qgis.core import (
     QgsProcessingContext,
-    QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterFile,
@@ -17,29 +16,6 @@ from qgis.core import (
 
 from ..compat import DOUBLE, FILE
 from .base import MarsIceAlgorithm
-
-_HELP = """\
-<p>Downloads the HiRISE images (<tt>.JP2</tt>) and their labels (<tt>.LBL</tt>) of the products in a \
-footprint layer made by <i>Search HiRISE products</i>, or of product ids you type \
-(e.g. <tt>ESP_011319_1305_RED</tt>). The label and image land side by side, ready for <i>Detect ice patches</i>.</p>
-<p>HiRISE images are large (often 0.5–3 GB each). Use <b>Dry run</b> first to see the sizes, and \
-<b>Maximum download</b> to refuse a run that would pull more than you meant to.</p>
-<p>The folder is a cache: files already there are not fetched again, broken downloads resume where they \
-stopped, and when the folder would exceed its size limit the least recently used files are removed. \
-A file only appears once it is complete and its size checked.</p>
-<h3>Parameters</h3>
-<dl>
-<dt>Footprint layer</dt><dd>A GeoPackage written by <i>Search HiRISE products</i>; every product in it is \
-fetched (filter the search first to keep the download small).</dd>
-<dt>Product ids</dt><dd>Or: HiRISE product ids separated by spaces.</dd>
-<dt>Download folder</dt><dd>Where the images go; it doubles as a cache for later runs.</dd>
-<dt>Maximum download</dt><dd>Refuse to start when the files still missing add up to more than this (GB).</dd>
-<dt>Folder size limit</dt><dd>Least recently used files are removed to stay below it.</dd>
-<dt>Dry run</dt><dd>List files and sizes; download nothing.</dd>
-<dt>Browse images</dt><dd>Fetch the small browse JPEGs instead of the full images, to look before committing \
-gigabytes.</dd>
-</dl>
-"""
 
 
 class DownloadProductsAlgorithm(MarsIceAlgorithm):
@@ -55,11 +31,13 @@ class DownloadProductsAlgorithm(MarsIceAlgorithm):
     FILES = "FILES"
 
     NAME = "download"
+    COMMAND = "download"
     DISPLAY_NAME = "Download HiRISE products"
     GROUP = "Catalogue"
     GROUP_ID = "catalogue"
-    HELP = _HELP
     ICON = "catalogue.svg"
+    TAGS = ("download", "jp2", "pds", "cache", "catalogue")
+    HELP_DOC = "README.md#search-and-download"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.addParameter(
@@ -81,19 +59,22 @@ class DownloadProductsAlgorithm(MarsIceAlgorithm):
         self.addParameter(QgsProcessingParameterBoolean(self.BROWSE, "Browse images instead of full images", False))
         self.addOutput(QgsProcessingOutputNumber(self.FILES, "Files downloaded"))
 
-    def processAlgorithm(
-        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
-    ) -> dict[str, Any]:
+    def cli_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
         layer = self.parameterAsFile(parameters, self.INPUT, context)
         ids = self.parameterAsString(parameters, self.PRODUCT_IDS, context).replace(",", " ").split()
-        folder = self.parameterAsString(parameters, self.FOLDER, context)
+        folder = self.parameterAsFileOutput(parameters, self.FOLDER, context)
         max_gb = self.parameterAsDouble(parameters, self.MAX_GB, context)
         cache_gb = self.parameterAsDouble(parameters, self.CACHE_GB, context)
 
-        args = ["download", *ids, "--to", folder, "--cache-gb", str(cache_gb)]
+        args = [self.COMMAND, *ids, "--to", folder, "--cache-gb", str(cache_gb)]
         args += ["--from", layer] if layer else []
         args += ["--max-gb", str(max_gb)] if max_gb > 0 else []
         args += ["--dry-run"] if self.parameterAsBoolean(parameters, self.DRY_RUN, context) else []
         args += ["--browse"] if self.parameterAsBoolean(parameters, self.BROWSE, context) else []
-        outputs = self.run_cli(args, feedback)
+        return args
+
+    def cli_results(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, outputs: dict[str, Any]
+    ) -> dict[str, Any]:
+        folder = self.parameterAsFileOutput(parameters, self.FOLDER, context)
         return {self.FOLDER: folder, self.FILES: int(outputs.get("files", 0))}

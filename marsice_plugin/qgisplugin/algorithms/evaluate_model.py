@@ -10,7 +10,6 @@ from qgis.core import (
     QgsApplication,
     QgsProcessingContext,
     QgsProcessingException,
-    QgsProcessingFeedback,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -20,36 +19,6 @@ from qgis.core import (
 
 from ..compat import DOUBLE, FILE, FOLDER, INTEGER, mark_advanced
 from .base import MarsIceAlgorithm
-
-_HELP = """\
-<p>Measures how well a CNN model finds <b>remnant ice patches</b>, on chunks whose answer is known, beside a plain \
-<b>brightness baseline</b> (does the chunk simply hold the brightest pixels?): a model that cannot beat it has \
-learnt brightness, not ice.</p>
-<p>Without labelled data the model is scored on MarsIce's <b>frozen evaluation set</b>: generated HiRISE-like \
-products with planted ice and exact truth, never used for training. Reported: chunk-level accuracy, \
-<b>precision</b> (of the chunks flagged, how many hold ice), <b>recall</b> (of the chunks with ice, how many are \
-flagged), NPV (of the chunks not flagged, how many are truly free of ice), ROC-AUC, and the paper's image-level \
-summary (images with no, one or several flagged chunks), each with a 95 % interval: the sets are small, and \
-the interval says how far a figure could move on another set drawn the same way. The paper's figures come from \
-real images and are quoted for context only.</p>
-<h3>Parameters</h3>
-<dl>
-<dt>CNN model</dt><dd>The <tt>.keras</tt> file to judge.</dd>
-<dt>Labelled chunks folder / tile index</dt><dd>Optional: your own labelled chunks instead of the evaluation set \
-(a folder with <tt>0</tt> and <tt>1</tt> sub-folders, or a tile index from <i>Tile product</i> with a \
-label column, named in <i>Label field</i>). Never evaluate on the chunks the model was trained on.</dd>
-<dt>Evaluation set</dt><dd>Name of a frozen set shipped with MarsIce: <tt>evaluation_set_v1</tt> (12 \
-products, the default), <tt>evaluation_set_v2</tt> (8 products with patches cut by the chunk grid) or \
-<tt>evaluation_set_v3</tt> (60 products of v1's kind: narrower intervals, a few minutes longer).</dd>
-<dt>Products to use</dt><dd>Only the first N products of the set (0 = all): for a quick check.</dd>
-<dt>Probability threshold</dt><dd>Chunks at or above it count as flagged. Empty: the model's own, as \
-<i>Detect ice patches</i> uses it; 0.6 gives the paper's image-level summary.</dd>
-<dt>Rendered products folder</dt><dd>Where the evaluation set's products are generated once and reused. Empty: a \
-folder in your QGIS profile.</dd>
-<dt>Report</dt><dd>All figures as JSON.</dd>
-<dt>Precision-recall curves</dt><dd>Optional PNG of the model's and the baseline's curves.</dd>
-</dl>
-"""
 
 #: Figures of the report offered as algorithm outputs (output name, path in the report).
 FIGURES = (
@@ -94,11 +63,13 @@ class EvaluateModelAlgorithm(MarsIceAlgorithm):
     PR_CURVE = "PR_CURVE"
 
     NAME = "evaluate"
+    COMMAND = "evaluate"
     DISPLAY_NAME = "Evaluate model"
     GROUP = "Training and evaluation"
     GROUP_ID = "model"
-    HELP = _HELP
     ICON = "model.svg"
+    TAGS = ("cnn", "model", "accuracy", "precision", "recall", "roc", "evaluation")
+    HELP_DOC = "README.md#training-and-evaluating-the-cnn"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.addParameter(QgsProcessingParameterFile(self.MODEL, "CNN model (.keras)", FILE, extension="keras"))
@@ -144,9 +115,7 @@ class EvaluateModelAlgorithm(MarsIceAlgorithm):
         for name, label, _ in FIGURES:
             self.addOutput(QgsProcessingOutputNumber(name, label))
 
-    def processAlgorithm(
-        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
-    ) -> dict[str, Any]:
+    def cli_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
         model = self.parameterAsFile(parameters, self.MODEL, context)
         folder = self.parameterAsFile(parameters, self.DATA_FOLDER, context)
         index = self.parameterAsFile(parameters, self.TILE_INDEX, context)
@@ -160,7 +129,7 @@ class EvaluateModelAlgorithm(MarsIceAlgorithm):
         pr_curve = self.parameterAsFileOutput(parameters, self.PR_CURVE, context)
         limit = self.parameterAsInt(parameters, self.LIMIT, context)
 
-        args = ["evaluate", model, *[data for data in (folder, index) if data]]
+        args = [self.COMMAND, model, *[data for data in (folder, index) if data]]
         args += ["--label-field", self.parameterAsString(parameters, self.LABEL_FIELD, context)] if index else []
         args += ["--set", self.parameterAsString(parameters, self.SET, context)]
         args += ["--limit", str(limit)] if limit > 0 else []
@@ -168,8 +137,13 @@ class EvaluateModelAlgorithm(MarsIceAlgorithm):
         args += ["--threshold", str(threshold)] if threshold is not None else []
         args += ["--cache", cache, "-o", output]
         args += ["--pr-curve", pr_curve] if pr_curve else []
+        return args
 
-        outputs = self.run_cli(args, feedback)
+    def cli_results(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, outputs: dict[str, Any]
+    ) -> dict[str, Any]:
+        output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        pr_curve = self.parameterAsFileOutput(parameters, self.PR_CURVE, context)
         report = outputs.get("report") if isinstance(outputs.get("report"), dict) else {}
         results: dict[str, Any] = {self.OUTPUT: outputs.get("OUTPUT", output), self.PR_CURVE: pr_curve or None}
         for name, _, path in FIGURES:

@@ -7,7 +7,6 @@ from typing import Any
 
 from qgis.core import (
     QgsProcessingContext,
-    QgsProcessingFeedback,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
@@ -22,39 +21,6 @@ from ..compat import DOUBLE, FILE, FOLDER, INTEGER, POLYGONS, mark_advanced
 from ..layers import drop_pending, queue_geopackage
 from .base import MarsIceAlgorithm
 from .search_products import SOURCES
-
-_HELP = """\
-<p>The whole search in one go: finds every map-projected <b>HiRISE RED image</b> whose centre lies in a \
-<b>latitude band</b> and that was taken in a <b>season</b> (solar longitude range), downloads each, scores it \
-for remnant ice patches, and, where a HiRISE DTM covers it, adds <b>slope, aspect and shade</b> to every \
-candidate. All results go into <b>one GeoPackage</b> (layers <tt>ice_candidates</tt>, <tt>chunks</tt>, \
-<tt>products</tt>) that opens styled, one group per run.</p>
-<p>HiRISE images are large (0.5–3 GB each): run a <b>dry run</b> first to see how many products and how many \
-gigabytes the search would pull, then set a <b>download cap</b>. A product that fails (download, damaged file) is \
-recorded and the run goes on; running the same search into the same GeoPackage again resumes where it stopped \
-and skips the products already done.</p>
-<p>The paper's selection is latitude −60° to −40° at L<sub>s</sub> 140°–200°. Candidates are <i>bright patches \
-consistent with remnant ice</i>, not proof of water ice.</p>
-<h3>Parameters</h3>
-<dl>
-<dt>Latitude band</dt><dd>Planetocentric degrees, south negative.</dd>
-<dt>Solar longitude</dt><dd>Season, 0–360°; the range may wrap through 0 (340 to 20).</dd>
-<dt>Catalogue</dt><dd><i>ode</i>: the live PDS Orbital Data Explorer; <i>bundled</i>: the offline catalogue \
-shipped with MarsIce; <i>auto</i>: ODE, or the bundled one when offline.</dd>
-<dt>Dry run</dt><dd>Only list what would be downloaded and its size; nothing is fetched or written.</dd>
-<dt>Download cap</dt><dd>Refuse to start when the run would download more than this (GB; 0 = no cap).</dd>
-<dt>Products at most</dt><dd>Scan only the first N products found (0 = all): try a few before a long run.</dd>
-<dt>CNN model, fast model, probability threshold</dt><dd>As in <i>Detect ice patches</i> (empty model = the \
-model shipped with MarsIce; the fast model is about 4.5× faster per chunk, worth it for many images; empty \
-threshold = the model's own, from its card; 0.6, the paper's, for a model whose card names none).</dd>
-<dt>Terrain attributes</dt><dd>Look for a HiRISE DTM of each product (ODE only) and rank candidates by the \
-shade and slope around them.</dd>
-<dt>Download cache</dt><dd>Folder for the downloaded images, kept below its size limit by removing the least \
-recently used files. Empty: MarsIce's usual cache folder.</dd>
-<dt>Parallel workers</dt><dd>Products processed at the same time. Each worker loads its own copy of the CNN and \
-reads its own product: raise it only with cores and memory to spare.</dd>
-</dl>
-"""
 
 
 class FindIcePatchesAlgorithm(MarsIceAlgorithm):
@@ -86,11 +52,13 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
     MANIFEST = "MANIFEST"
 
     NAME = "scan"
+    COMMAND = "scan"
     DISPLAY_NAME = "Find ice patches (workflow)"
     GROUP = "Workflows"
     GROUP_ID = "workflows"
-    HELP = _HELP
     ICON = "workflow.svg"
+    TAGS = ("ice", "workflow", "search", "download", "detection", "terrain", "season", "latitude")
+    HELP_DOC = "docs/scan.md"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         for key, label, default, lo, hi in (
@@ -164,26 +132,23 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
             self.addOutput(QgsProcessingOutputNumber(name, label))
         self.addOutput(QgsProcessingOutputFile(self.MANIFEST, "Scan manifest (resume record)"))
 
-    def processAlgorithm(
-        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
-    ) -> dict[str, Any]:
+    def cli_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
         lat = [self.parameterAsDouble(parameters, key, context) for key in (self.LAT_MIN, self.LAT_MAX)]
         ls = [self.parameterAsDouble(parameters, key, context) for key in (self.LS_FROM, self.LS_TO)]
         source = SOURCES[self.parameterAsEnum(parameters, self.SOURCE, context)]
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        dry_run = self.parameterAsBoolean(parameters, self.DRY_RUN, context)
         max_gb = self.parameterAsDouble(parameters, self.MAX_GB, context)
         limit = self.parameterAsInt(parameters, self.LIMIT, context)
         model = self.parameterAsFile(parameters, self.MODEL, context)
         cache = self.parameterAsFile(parameters, self.CACHE, context)
         ode_url = self.parameterAsString(parameters, self.ODE_URL, context).strip()
 
-        args = ["scan", "--lat", *map(str, lat), "--ls", *map(str, ls), "-o", output, "--source", source]
+        args = [self.COMMAND, "--lat", *map(str, lat), "--ls", *map(str, ls), "-o", output, "--source", source]
         args += ["--ode-url", ode_url] if ode_url else []
         args += ["--cache", cache] if cache else []
         args += ["--cache-gb", str(self.parameterAsDouble(parameters, self.CACHE_GB, context))]
         args += ["--max-gb", str(max_gb)] if max_gb > 0 else []
-        args += ["--dry-run"] if dry_run else []
+        args += ["--dry-run"] if self.parameterAsBoolean(parameters, self.DRY_RUN, context) else []
         args += ["--limit", str(limit)] if limit > 0 else []
         args += ["--workers", str(self.parameterAsInt(parameters, self.WORKERS, context))]
         fast = self.parameterAsBoolean(parameters, self.FAST, context)
@@ -192,8 +157,12 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
         args += ["--threshold", str(threshold)] if threshold is not None else []
         args += [] if self.parameterAsBoolean(parameters, self.TERRAIN, context) else ["--no-terrain"]
         args += ["--keep-downloads"] if self.parameterAsBoolean(parameters, self.KEEP_DOWNLOADS, context) else []
+        return args
 
-        outputs = self.run_cli(args, feedback)
+    def cli_results(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, outputs: dict[str, Any]
+    ) -> dict[str, Any]:
+        output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         written = outputs.get("OUTPUT")
         if written and Path(str(written)).is_file():
             queue_geopackage(context, str(written), self.run_group(output), replace=output)

@@ -6,7 +6,6 @@ from typing import Any
 
 from qgis.core import (
     QgsProcessingContext,
-    QgsProcessingFeedback,
     QgsProcessingOutputFolder,
     QgsProcessingOutputNumber,
     QgsProcessingOutputVectorLayer,
@@ -20,37 +19,6 @@ from ..compat import DOUBLE, FILE, INTEGER
 from ..layers import queue_geopackage
 from .base import MarsIceAlgorithm
 from .detect_ice import INPUT_FILTER
-
-_HELP = """\
-<p>Cuts one HiRISE image into the same square <b>chunks</b> the detector scores, and writes each chunk as a \
-georeferenced GeoTIFF plus a <b>tile index</b> (one outline per chunk) that opens in QGIS. Use it to build \
-training data: add a <tt>label</tt> field to the tile index and mark each chunk 1 (holds a remnant ice patch) or \
-0 (does not), then give the index to <i>Train model</i>.</p>
-<p>Chunks overlap a little so that a patch cut by one chunk edge lies whole inside a neighbour; chunks that are \
-mostly outside the image (no-data) are kept in the index, marked as skipped, so you can see why they were left \
-out.</p>
-<h3>Parameters</h3>
-<dl>
-<dt>HiRISE product</dt><dd>A PDS3 label (<tt>.LBL</tt>) with its <tt>.JP2</tt>, or any raster in a Mars \
-map projection.</dd>
-<dt>Chunk size</dt><dd>Side of a chunk in image pixels. 1024 is the paper's (about 256 m at 25 cm/pixel).</dd>
-<dt>Overlap</dt><dd>Pixels shared by neighbouring chunks. Empty: enough for a 32 m patch, at most half a \
-chunk.</dd>
-<dt>Read scale</dt><dd>Fraction of full resolution to read (0.25 reads each 1024 px chunk as 256 px, straight \
-from the JPEG2000 overview levels: much faster for a first look).</dd>
-<dt>Chunk side in metres</dt><dd>Give chunks a fixed ground size instead of a pixel size (products differ \
-in scale).</dd>
-<dt>Resample to ground scale</dt><dd>Metres per pixel every chunk is resampled to (e.g. 0.3, the scale of \
-the paper's training images), so that a model sees boulders and patches at one size.</dd>
-<dt>No-data limits</dt><dd>A chunk is skipped when more than this fraction of its centre, or of the whole \
-chunk, lies outside the image.</dd>
-<dt>Keep pixels as read</dt><dd>Do not repair saturated or special pixels and isolated bright outliers \
-(hot pixels, cosmic-ray hits) before export.</dd>
-<dt>Tile index only</dt><dd>Write the outlines but no GeoTIFFs.</dd>
-<dt>Replace an earlier tiling</dt><dd>Overwrite a tile index and folder of the same product already in the \
-output folder.</dd>
-</dl>
-"""
 
 
 class TileProductAlgorithm(MarsIceAlgorithm):
@@ -74,11 +42,13 @@ class TileProductAlgorithm(MarsIceAlgorithm):
     SKIPPED = "SKIPPED"
 
     NAME = "tile"
+    COMMAND = "tile"
     DISPLAY_NAME = "Tile product"
     GROUP = "Training and evaluation"
     GROUP_ID = "model"
-    HELP = _HELP
     ICON = "model.svg"
+    TAGS = ("tiles", "chunks", "labels", "training data", "geotiff")
+    HELP_DOC = "README.md#tiling"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.addParameter(
@@ -147,12 +117,11 @@ class TileProductAlgorithm(MarsIceAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.CHUNKS, "Chunks"))
         self.addOutput(QgsProcessingOutputNumber(self.SKIPPED, "Chunks skipped"))
 
-    def processAlgorithm(
-        self, parameters: dict[str, Any], context: QgsProcessingContext, feedback: QgsProcessingFeedback
-    ) -> dict[str, Any]:
+    def cli_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
         product = self.parameterAsFile(parameters, self.INPUT, context)
-        folder = self.parameterAsString(parameters, self.OUTPUT, context)
-        args = ["tile", product, "-o", folder, "--size", str(self.parameterAsInt(parameters, self.SIZE, context))]
+        folder = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        size = self.parameterAsInt(parameters, self.SIZE, context)
+        args = [self.COMMAND, product, "-o", folder, "--size", str(size)]
         if self.is_set(parameters, self.OVERLAP):
             args += ["--overlap", str(self.parameterAsInt(parameters, self.OVERLAP, context))]
         args += ["--scale", str(self.parameterAsDouble(parameters, self.SCALE, context))]
@@ -167,13 +136,16 @@ class TileProductAlgorithm(MarsIceAlgorithm):
             (self.OVERWRITE, "--overwrite"),
         ):
             args += [flag] if self.parameterAsBoolean(parameters, key, context) else []
+        return args
 
-        outputs = self.run_cli(args, feedback)
+    def cli_results(
+        self, parameters: dict[str, Any], context: QgsProcessingContext, outputs: dict[str, Any]
+    ) -> dict[str, Any]:
         index = str(outputs.get("INDEX", ""))
         if index:
             queue_geopackage(context, index, self.run_group(index))
         return {
-            self.OUTPUT: folder,
+            self.OUTPUT: self.parameterAsFileOutput(parameters, self.OUTPUT, context),
             self.INDEX: index or None,
             self.TILES: outputs.get("TILES"),
             self.CHUNKS: outputs.get("chunks"),

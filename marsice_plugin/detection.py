@@ -1,0 +1,139 @@
+"""The detect flow, once: product → chunks → CNN probabilities → candidate outlines → layer rows.
+
+:func:`detect_product` is a pure function of an open product, a loaded model and the options: it reads
+nothing else and writes nothing. ``marsice detect`` (:func:`marsice_plugin.pipeline.detect`) writes what it
+returns, ``scan`` tasks return its rows to the client, and ``evaluate`` compares it with the truth, so the
+three cannot drift apart. Chunks are streamed strip by strip and scored in batches while the next batch is
+read (:mod:`marsice_plugin.cnn.inference`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .candidates import CandidateOptions, delineate
+from .detect_defaults import DEFAULT_BATCH_SIZE, is_flagged
+from .model_registry import model_read_level
+from .product import Product
+from .progress import Reporter
+from .result_layers import ChunkScore, Detections, result_rows
+from .stitching import stitch
+from .tiling import ChunkReader
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """Parameters of a detection run."""
+
+    model_path: Path | None = None
+    #: None (default): the model card's threshold (model_registry.card_threshold), else the paper's 0.6
+    threshold: float | None = None
+    chunk_size: int = 1024
+    #: None (default): the tiling module's overlap, so every patch up to 32 m lies whole in some chunk and is scored
+    #: whole, never "cut in half at chunk edges" as in the paper; 0: the paper's tiling
+    overlap: int | None = None
+    batch_size: int = DEFAULT_BATCH_SIZE  # why 8: detect_defaults
+    precision: str = "float32"  # or mixed_float16 (GPU), mixed_bfloat16: see cnn.model.with_precision
+    read_level: int | None = None  # JPEG2000 level to decode (0 every pixel, 1 half, ...); None: the model card's
+    max_center_nodata: float = 0.01
+    max_nodata: float = 0.5
+
+
+def score_chunks(
+    product: Product, model: Any, options: DetectOptions, reporter: Reporter, overlapped: bool = True
+) -> list[ChunkScore]:
+    """Read, repair and score every chunk of a product in batches.
+
+    With ``overlapped`` (the default) chunks are prepared in a feeder thread while the model scores
+    the previous batch (:mod:`marsice_plugin.cnn.inference`); ``overlapped=False`` is the serial
+    form, kept as the bench's baseline. Both give the same probabilities. ``options.read_level`` picks
+    the JPEG2000 level decoded (:func:`read_scale`); None takes it from the card of
+    ``options.model_path`` (0 without one), so a model is read the way it was trained. Chunk windows
+    are full-resolution windows at every level.
+    """
+    from .cnn.inference import Feeder, batches, predict
+    from .cnn.model import model_input_size
+
+    input_size = model_input_size(model)
+    read_level = model_read_level(options, input_size)
+    if options.read_level is None and read_level:
+        reporter.log(f"decoding JPEG2000 level {read_level}, as {Path(options.model_path or '').name} was trained")
+    reader = ChunkReader(
+        product,
+        options.chunk_size,
+        options.overlap,
+        options.max_center_nodata,
+        options.max_nodata,
+        scale=1.0 / 2**read_level,
+    )
+    total = len(reader)
+    results: list[ChunkScore] = []
+
+    def make() -> Any:
+        return batches(reader, input_size, product.valid_max, options.batch_size)
+
+    source = Feeder(make) if overlapped else None
+    try:
+        for batch in source if source is not None else make():
+            probs = predict(model, batch.x) if batch.scored else np.empty(0)
+            by_index = dict(zip(batch.scored, probs, strict=True))
+            for k, chunk in enumerate(batch.chunks):
+                p = by_index.get(k)
+                score = ChunkScore(
+                    chunk.chunk_row,
+                    chunk.chunk_col,
+                    chunk.window,
+                    None if p is None else float(p),
+                    chunk.skipped,
+                    chunk.skip_reason,
+                    chunk.nodata_fraction,
+                )
+                score.special_pixels, score.outlier_pixels = chunk.special_pixels, chunk.outlier_pixels
+                results.append(score)
+            reporter.progress(5 + 85 * len(results) / total, f"chunk {len(results)}/{total}")
+    finally:
+        if source is not None:
+            source.close()
+    return results
+
+
+def detect_product(
+    product: Product,
+    model: Any,
+    options: DetectOptions,
+    reporter: Reporter | None = None,
+    model_name: str | None = None,
+) -> Detections:
+    """Detect one product: score its chunks, outline bright patches in the flagged ones, build the layer rows.
+
+    ``options.threshold`` must be resolved (:func:`marsice_plugin.model_registry.model_threshold`);
+    ``model_name`` is recorded in the rows (default: the file name of ``options.model_path``). Progress runs
+    from 5 to 90 % while chunks are scored.
+    """
+    if options.threshold is None:
+        raise ValueError("detect_product needs a resolved threshold (model_registry.model_threshold)")
+    reporter = reporter or Reporter("quiet")
+    name = model_name if model_name is not None else Path(options.model_path or "").name
+    chunks = score_chunks(product, model, options, reporter)
+    reporter.progress(90, "outlining bright patches in flagged chunks")
+    return detections_from_scores(product, chunks, options.threshold, name)
+
+
+def detections_from_scores(
+    product: Product, chunks: list[ChunkScore], threshold: float, model_name: str = ""
+) -> Detections:
+    """The flow after the CNN: stitch the chunk probabilities, outline candidates in flagged chunks, build rows.
+
+    Its own function so that chunk scores from elsewhere (a test's, an evaluation's hot-pixel-free twin) go
+    through exactly the steps ``detect`` takes.
+    """
+    found = Detections(product.product_id, threshold, chunks=list(chunks))
+    found.raster = stitch(found.chunks, product.width, product.height, product.transform)
+    flagged = [c.window for c in found.chunks if is_flagged(c.probability, threshold)]
+    found.candidates = delineate(product, flagged, found.raster, CandidateOptions(threshold=threshold))
+    found.rows = result_rows(product, found, model_name)
+    return found
