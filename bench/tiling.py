@@ -3,7 +3,7 @@
 What it prints, all on the same file in the same run:
 
 * the decode rate of one whole-image read (``dataset.read(1)``): what the decoder can do;
-* the rate of :class:`marsice_plugin.tiling.ChunkReader` (the chunk generator) without and with
+* the rate of :class:`marsice_plugin.chunk_reader.ChunkReader` (the chunk generator) without and with
   anomaly repair, and with and without the background reader thread;
 * the rate of a naive chunker that reads window by window (one ``read(window=...)`` per 1024² chunk,
   the approach of mars-ode-data-access);
@@ -164,7 +164,7 @@ def _naive(path: Path, size: int, overlap: int = 0) -> int:
     import rasterio
     from rasterio.windows import Window
 
-    from marsice_plugin.tiling import ChunkGrid
+    from marsice_plugin.grid import ChunkGrid
 
     with rasterio.open(path) as ds:
         for _, _, w in ChunkGrid(ds.width, ds.height, size, overlap):
@@ -180,8 +180,8 @@ def _whole(path: Path) -> int:
 
 
 def _generator(path: Path, size: int, **options: object) -> int:
+    from marsice_plugin.chunk_reader import ChunkReader
     from marsice_plugin.product import open_product
-    from marsice_plugin.tiling import ChunkReader
 
     with open_product(path) as product:
         reader = ChunkReader(product, size, options.pop("overlap", 0), **options)

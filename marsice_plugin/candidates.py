@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .anomalies import repair
-from .tiling import Window, nodata_mask, special_mask
+from .grid import Window
+from .product import nodata_mask, special_mask
 
 if TYPE_CHECKING:  # pragma: no cover
     import shapely

@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 
 from .candidates import CandidateOptions, delineate
+from .chunk_reader import ChunkReader
 from .detect_defaults import DEFAULT_BATCH_SIZE, is_flagged
 from .model_registry import model_read_level
 from .product import Product
 from .progress import Reporter
 from .result_layers import ChunkScore, Detections, result_rows
 from .stitching import stitch
-from .tiling import ChunkReader
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class DetectOptions:
     #: None (default): the model card's threshold (model_registry.card_threshold), else the paper's 0.6
     threshold: float | None = None
     chunk_size: int = 1024
-    #: None (default): the tiling module's overlap, so every patch up to 32 m lies whole in some chunk and is scored
+    #: None (default): the grid module's overlap, so every patch up to 32 m lies whole in some chunk and is scored
     #: whole, never "cut in half at chunk edges" as in the paper; 0: the paper's tiling
     overlap: int | None = None
     batch_size: int = DEFAULT_BATCH_SIZE  # why 8: detect_defaults

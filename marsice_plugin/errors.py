@@ -96,6 +96,16 @@ class DownloadError(MarsIceError):
     exit_code = 5
 
 
+class GeoPackageError(MarsIceError):
+    """A GeoPackage given as input is missing, is not a GeoPackage, or lacks the layer or a column MarsIce reads.
+
+    One class for every reader (footprints, sites, results, tile index), raised by :mod:`marsice_plugin.gpkg`, so
+    the same bad file gets the same message whichever command reads it.
+    """
+
+    exit_code = 2
+
+
 class TerrainError(MarsIceError):
     """A DTM cannot be used with the image: no overlap, another body or CRS, all NoData, another planet radius."""
 

@@ -136,7 +136,7 @@ def evaluate(
     """Score every chunk of the evaluation set with the model and the baseline; return the report.
 
     ``threshold`` None is the model card's, as detect (0.6 without one). ``overlap`` is the chunk
-    overlap used for scoring (0: the paper's tiling; None: the tiling module's default, which keeps
+    overlap used for scoring (0: the paper's tiling; None: the grid module's default, which keeps
     every patch up to 32 m whole in some chunk); ``read_level`` is the JPEG2000 resolution level
     decoded (see :func:`marsice_plugin.model_registry.read_scale`; None: the model card's). Beside the
     paper's metrics the report holds two of its failure modes measured directly: chunks flagged without any

@@ -7,7 +7,7 @@ Reading paths, and why:
 
 * :meth:`Product.read` — any window, float32 grey (for quick-looks and small reads).
 * :meth:`Product.read_rows` — full-width bands of rows with their no-data and special-pixel masks, the
-  reading unit of the chunk generator (:mod:`marsice_plugin.tiling`): one decode per image row.
+  reading unit of the chunk reader (:mod:`marsice_plugin.chunk_reader`): one decode per image row.
 * Reduced resolution: a JPEG2000 file carries its own resolution levels (level ``l`` is the image
   reduced ``2**l`` times by the wavelet low-pass), which decode far faster than the full image.
   :meth:`Product.read_rows` with ``level=l`` reads them (GDAL's ``OVERVIEW_LEVEL``). Their
@@ -20,22 +20,9 @@ Reading paths, and why:
 For a label, georeferencing always comes from the label (never from boxes inside the JP2), exactly
 as GDAL's PDS driver does; for other rasters (GeoTIFF mosaics, ISIS cubes) it comes from GDAL.
 
-Refused on opening, before any pixel is decoded (each a :class:`ProductError`, exit 2):
-
-* **Broken JPEG2000**: a file whose box lengths do not add up to its size, or whose codestream does not end
-  with the end-of-codestream marker after its last tile-part (:mod:`marsice_plugin.jp2check`): a cut download.
-* **Too large**: a side over :data:`MAX_SIDE_PX` px (so at most 40 Gpx). The largest product of the bundled
-  catalogue (PSP_008585_2915_COLOR, 87 GB uncompressed: about 14.5 Gpx a band, a 40 km strip at 68°N lying
-  diagonally in its polar stereographic frame, an estimated 120,000 px a side) fits inside; a raster that claims
-  more (a VRT can claim 10⁶ × 10⁶) failed with a MemoryError in the middle of reading, since one band of rows
-  spans the full width. A 4 Gpx limit would have refused real polar products.
-* **A DTM given as the image** (:func:`dtm_evidence`): elevations are not brightness, and a score on them is
-  noise; the message points to ``marsice terrain --dtm``.
-
-While reading, any decoder error becomes a :class:`ProductError` naming the file and the rows, also the errors
-GDAL's JPEG2000 worker threads report without failing the read (:mod:`marsice_plugin.gdal_errors`): those would
-otherwise come back as zeros, which look like a no-data margin. A complete file with a real no-data margin reads
-without any error and its margin chunks are skipped as usual.
+A broken JPEG2000, an image too large to read or a DTM given as the image is refused on opening, before any
+pixel is decoded, and a decoder error while reading becomes a :class:`ProductError` naming the file and the
+rows: :mod:`marsice_plugin.product_checks` holds those rules and why.
 """
 
 from __future__ import annotations
@@ -48,23 +35,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import gdal_errors
-from .errors import CancelledError, CRSError, LabelError, ProductError
+from .errors import CancelledError, CRSError, ProductError
 from .jp2check import check_jpeg2000, is_jpeg2000
-from .labels import DTM_PRODUCT_ID, LENGTH_UNITS, ProductLabel, read_label
+from .labels import ProductLabel, read_label
 from .mars_crs import check_mars_crs, label_crs, label_transform
+from .product_checks import check_size, decode, dtm_evidence, refuse_dtm
 
 if TYPE_CHECKING:  # pragma: no cover
     import affine
     import pyproj
 
 LABEL_SUFFIXES = (".lbl",)
-
-#: Largest image side (px) MarsIce opens: HiRISE RDRs reach an estimated 120,000 px (see the module docstring).
-MAX_SIDE_PX = 200_000
-
-#: Float samples below this are ISIS/PDS special values (NULL, saturation: about -3.4e38), not data.
-SPECIAL_FLOAT_BELOW = -1e30
 
 
 @dataclass(frozen=True)
@@ -76,6 +57,22 @@ class ViewingGeometry:
     emission_angle: float | None = None
     sun_azimuth_from_north: float | None = None
     local_time: float | None = None
+
+
+def special_mask(data: np.ndarray, special_values: tuple[int, ...]) -> np.ndarray:
+    """True where a pixel of a :meth:`Product.read` window holds one of the special values (null, saturation)."""
+    if not special_values:
+        return np.zeros(data.shape, dtype=bool)
+    return np.isin(data, np.asarray(special_values, dtype=data.dtype))
+
+
+def nodata_mask(data: np.ndarray, special_values: tuple[int, ...]) -> np.ndarray:
+    """True for no-data: the null value (the first special value, 0 for HiRISE) or non-finite pixels."""
+    null = min(special_values) if special_values else None
+    mask = ~np.isfinite(data)
+    if null is not None:
+        mask |= data == null
+    return mask
 
 
 class Product:
@@ -229,28 +226,8 @@ class Product:
         return self._grey_and_masks(data)
 
     def _decode(self, read: Callable[[], np.ndarray], first_row: int, end_row: int, level: int = 0) -> np.ndarray:
-        """Run one GDAL read; a decoder error is a :class:`ProductError` naming the file and the rows.
-
-        Also the errors GDAL's JPEG2000 worker threads report without failing the read (they leave the tile as
-        zeros, :mod:`marsice_plugin.gdal_errors`). ``first_row``/``end_row`` are full-resolution rows.
-        """
-        try:
-            with gdal_errors.watch() as worker_errors:
-                data = read()
-        except CancelledError:  # a cancel is not a decoding failure
-            raise
-        except Exception as exc:
-            raise self._decode_error(first_row, end_row, level, str(exc.__cause__ or exc)) from exc
-        if worker_errors:
-            raise self._decode_error(first_row, end_row, level, "; ".join(list(dict.fromkeys(worker_errors))[:3]))
-        return data
-
-    def _decode_error(self, first_row: int, end_row: int, level: int, detail: str) -> ProductError:
-        where = f" (JPEG2000 level {level})" if level else ""
-        return ProductError(
-            f"{self.image_path}: cannot decode pixels at rows {first_row}-{min(end_row, self.height) - 1}{where}: "
-            f"{detail.strip()}. The image file may be truncated or corrupt: download it again"
-        )
+        """One GDAL read, a decoder error refused (:func:`marsice_plugin.product_checks.decode`)."""
+        return decode(read, self.image_path, self.height, first_row, end_row, level)
 
     def _grey_and_masks(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         null = self.null_value
@@ -341,24 +318,6 @@ def _rasterio_open(path: Path, georeferenced: bool = True) -> Any:
         raise ProductError(f"{path}: GDAL cannot open it as a raster ({exc})") from exc
 
 
-def check_size(path: Path, width: int, height: int) -> None:
-    """Refuse an image with a side over :data:`MAX_SIDE_PX` before anything is allocated for it."""
-    if max(width, height) > MAX_SIDE_PX:
-        raise ProductError(
-            f"{path} claims {width}x{height} px, more than any HiRISE product (at most {MAX_SIDE_PX:,} px a side, "
-            f"about {MAX_SIDE_PX**2 / 1e9:.0f} Gpx); check that the file describes the image you meant "
-            "(a VRT or a label can claim any size)"
-        )
-
-
-def refuse_dtm(path: Path, evidence: str | None) -> None:
-    """A DTM given where an image belongs is refused with where it should go instead."""
-    if evidence:
-        raise ProductError(
-            f"{path} looks like a DTM (elevations), not an image: pass it to marsice terrain --dtm ({evidence})"
-        )
-
-
 def _open_labelled(path: Path) -> Product:
     label = read_label(path)
     refuse_dtm(path, label.dtm_evidence())
@@ -425,81 +384,3 @@ def _tag_float(tags: dict[str, str], key: str) -> float | None:
         return float(tags[key])
     except (KeyError, ValueError):
         return None
-
-
-def dtm_evidence(path: Path, ds: Any) -> str | None:
-    """Why a GDAL raster holds elevations (a DTM) rather than an image, or None.
-
-    The rule, in order (the first that finds evidence decides; none found: an image):
-
-    1. a PDS3 file with an attached label (a HiRISE DTM ``.IMG``): the label's keywords decide, as for a
-       detached label (:meth:`~marsice_plugin.labels.ProductLabel.dtm_evidence`: a ``DTE..._`` product id, a DTM
-       product type, or real-valued samples in metres);
-    2. a HiRISE DTM id (``DTEEC_``, ``DTEPC_`` ...) as the file name or in the ``PRODUCT_ID`` metadata;
-    3. a band unit that is a length (``m``, ``metre``, ``meters``, ``km``);
-    4. for real-valued rasters only, the values, from up to nine 256 × 256 px samples spread over the image
-       (NaN, the nodata value and ISIS special values below -1e30 left out): a value below -10 or above 100,000
-       is an elevation or a planetary radius in metres. An image never holds one: I/F reflectance lies within
-       about 0..1.5, and DNs (also stored as floats, e.g. the chunks ``marsice tile`` writes) are never negative
-       and stay below 65,536.
-
-    So a float32 I/F cube (ISIS, GeoTIFF) is an image, and a DTM whose metadata says nothing and whose heights
-    all lie within -10..100,000 m is not recognised (it would be scored as brightness).
-    """
-    if _has_pds_label(path):
-        try:
-            evidence = read_label(path).dtm_evidence()
-        except LabelError:
-            evidence = None  # not a label MarsIce reads: the GDAL metadata below still applies
-        if evidence:
-            return evidence
-    tags = {k.upper(): str(v).strip().strip('"') for k, v in ds.tags().items()}
-    for name in (path.stem.upper(), tags.get("PRODUCT_ID", "").upper()):
-        if DTM_PRODUCT_ID.match(name):
-            return f"{name} is a HiRISE DTM id"
-    for unit in ds.units or ():
-        if unit and unit.strip().upper().rstrip(".") in LENGTH_UNITS:
-            return f"its band unit is '{unit}'"
-    if np.dtype(ds.dtypes[0]).kind != "f":
-        return None
-    low, high = _value_range(ds)
-    if low is not None and low < -10.0:
-        return f"it holds values down to {low:.6g}, below anything an image holds"
-    if high is not None and high > 100_000.0:
-        return f"it holds values up to {high:.6g}, a height or radius in metres rather than I/F or DNs"
-    return None
-
-
-def _has_pds_label(path: Path) -> bool:
-    try:
-        with open(path, "rb") as handle:
-            return b"PDS_VERSION_ID" in handle.read(4096)
-    except OSError:
-        return False
-
-
-def _value_range(ds: Any, samples: int = 3, size: int = 256) -> tuple[float | None, float | None]:
-    """(min, max) of the valid values of band 1 in a grid of ``samples`` × ``samples`` windows of ``size`` px."""
-    from rasterio.windows import Window
-
-    low = high = None
-    h, w = min(size, ds.height), min(size, ds.width)
-    rows = sorted({round(i * (ds.height - h) / max(1, samples - 1)) for i in range(samples)})
-    cols = sorted({round(j * (ds.width - w) / max(1, samples - 1)) for j in range(samples)})
-    for r in rows:
-        for c in cols:
-            try:
-                data = ds.read(1, window=Window(c, r, w, h))
-            except CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - unreadable here is reported by the real read, with its rows
-                continue
-            valid = np.isfinite(data) & (data > SPECIAL_FLOAT_BELOW)
-            if ds.nodata is not None:
-                valid &= data != ds.nodata
-            if valid.any():
-                values = data[valid]
-                lo, hi = float(values.min()), float(values.max())
-                low = lo if low is None else min(low, lo)
-                high = hi if high is None else max(high, hi)
-    return low, high

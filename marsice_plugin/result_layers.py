@@ -18,8 +18,8 @@ from . import __version__
 from .candidates import DESCRIPTION, Candidate
 from .detect_defaults import is_flagged
 from .gpkg import Field
+from .grid import Window
 from .results import LayerSpec, Row
-from .tiling import Window
 from .vectors import as_multipolygon, lonlat_centre, to_common, window_footprint
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -9,6 +9,8 @@ through :class:`ResultsWriter`, so the file's behaviour is the same everywhere:
   re-runs never duplicate and a crash, a kill or a full disk mid-write leaves the file exactly as it
   was before that product (SQLite's rollback journal). The file itself is never copied or replaced
   once it exists: that would rewrite gigabytes and break a file QGIS holds open.
+* Fields added to rows already there (``marsice terrain``'s) are set in place in one transaction too
+  (:meth:`ResultsWriter.update_rows`), under the same lock.
 * A lock file ``NAME.gpkg.lock`` makes a second concurrent writer wait up to ``wait_s`` seconds and then
   refuse with a clear message. It holds the writer's pid, host, process start time (``/proc/PID/stat`` field
   22, in clock ticks since boot) and boot id: a lock whose pid is dead, or alive but started at another time
@@ -23,13 +25,13 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .errors import OutputError
-from .gpkg import Field, GeoPackage, write_new
+from .gpkg import Field, GeoPackage, update_rows, write_new
 from .mars_crs import COMMON_CRS, common_crs
 from .progress import raise_if_cancelled
 from .styles import write_default_style
@@ -156,6 +158,18 @@ class ResultsWriter:
         finally:
             gpkg.close()
         return counts
+
+    def update_rows(
+        self, layer: str, key: str, values: Mapping[Any, Mapping[str, Any]], fields: Sequence[Field] = ()
+    ) -> int:
+        """Set columns of existing rows in place (adding ``fields`` the layer lacks), in one transaction.
+
+        Why through the writer: the lock keeps a concurrent ``marsice detect`` or scan out while columns change
+        (``marsice terrain`` adds its fields this way). See :func:`marsice_plugin.gpkg.update_rows`.
+        """
+        if not self._locked:
+            raise RuntimeError("ResultsWriter must be used as a context manager")
+        return update_rows(self.path, layer, key, values, fields)
 
     def _ensure_layers(self, gpkg: GeoPackage) -> None:
         """Add layers a file made by an older run lacks (same schema rules as on creation)."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -20,7 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from marsice_plugin.catalogue.download import Downloader
+
 ODE_DIR = Path(__file__).resolve().parent / "data" / "ode"
+REPO = Path(__file__).resolve().parents[1]
 
 #: Parameter names of the ODE REST manual v2.1.6 that MarsIce may use (written out here, independently
 #: of the client's own list).
@@ -49,6 +54,27 @@ def file_bytes(name: str, size: int = 150_000) -> bytes:
         out += bytes((b + i * 31) % 256 for b in seed) + i.to_bytes(4, "little")
         i += 1
     return bytes(out[:size])
+
+
+def downloader(folder: Path, **kw: Any) -> Downloader:
+    """A downloader for the local servers: 8 KiB blocks, a 10 s timeout, and backoffs recorded in ``.sleeps``
+    instead of waited for."""
+    sleeps: list[float] = []
+    d = Downloader(folder, **{"backoff_s": 0.25, "timeout_s": 10, "sleep": sleeps.append, "chunk_bytes": 8192, **kw})
+    d.sleeps = sleeps  # type: ignore[attr-defined]
+    return d
+
+
+def listing(folder: Path) -> list[str]:
+    """The names in ``folder`` (none when it does not exist): what a download left there."""
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def marsice(*args: str) -> subprocess.CompletedProcess:
+    """The CLI in a child process, as users run it."""
+    return subprocess.run(
+        [sys.executable, "-m", "marsice_plugin", *args], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
 
 
 def southern_product(template: dict[str, Any], orbit: int, lat: float, lon: float, ls: float, base: str) -> dict:
@@ -181,6 +207,21 @@ class LocalServer:
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (the slow scenario)
                 h.close_connection = True
 
+    @staticmethod
+    def send_and_close(
+        h: BaseHTTPRequestHandler, body: bytes, announced: int, headers: dict[str, str] | None = None
+    ) -> None:
+        """A 200 answer announcing ``announced`` bytes that sends ``body`` and closes the connection, whatever the
+        difference: a dropped connection (fewer), a server that lies about the size (more or fewer)."""
+        h.send_response(200)
+        h.send_header("Content-Length", str(announced))
+        for k, v in (headers or {}).items():
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(body)
+        h.wfile.flush()
+        h.close_connection = True
+
     def handle(self, h: BaseHTTPRequestHandler, head: bool) -> None:
         url = urllib.parse.urlsplit(h.path)
         params = dict(urllib.parse.parse_qsl(url.query, keep_blank_values=True))
@@ -258,26 +299,10 @@ class LocalServer:
             return self.send(h, 500, b"oops")
         if scenario in ("drop", "novalidator") and self.count("drop:" + name) == 1 and not head:
             # Announce the whole file, send 40 % of it, then close the connection.
-            h.send_response(200)
-            h.send_header("Content-Length", str(len(data)))
-            for k, v in current.items():
-                h.send_header(k, v)
-            h.end_headers()
-            h.wfile.write(data[: len(data) * 2 // 5])
-            h.wfile.flush()
-            h.close_connection = True
-            return None
+            return self.send_and_close(h, data[: len(data) * 2 // 5], len(data), current)
         if scenario == "liar" and not head:
             # Always announces more than it has, then closes: the size can never be satisfied.
-            h.send_response(200)
-            h.send_header("Content-Length", str(len(data) + 5000))
-            for k, v in current.items():
-                h.send_header(k, v)
-            h.end_headers()
-            h.wfile.write(data)
-            h.wfile.flush()
-            h.close_connection = True
-            return None
+            return self.send_and_close(h, data, len(data) + 5000, current)
         if start:
             body = data[start:]
             headers = {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}", **current}

@@ -64,13 +64,7 @@ class HostileServer(LocalServer):
         data = self.files.get(name)
         if scenario == "long" and data is not None and not head:
             # Announces 5,000 bytes fewer than it sends.
-            h.send_response(200)
-            h.send_header("Content-Length", str(len(data) - 5000))
-            h.end_headers()
-            h.wfile.write(data)
-            h.wfile.flush()
-            h.close_connection = True
-            return None
+            return self.send_and_close(h, data, len(data) - 5000)
         return super().serve_file(h, scenario, name, head)
 
 

@@ -26,10 +26,10 @@ import rasterio
 from affine import Affine
 
 from marsice_plugin import gdal_errors
+from marsice_plugin.chunk_reader import ChunkReader
 from marsice_plugin.errors import ProductError
 from marsice_plugin.jp2check import check_jpeg2000
 from marsice_plugin.product import open_product
-from marsice_plugin.tiling import ChunkReader
 
 from .conftest import DEMO_MODEL, REPO
 
@@ -188,7 +188,7 @@ def test_decoder_errors_become_product_errors_at_every_level(wide_product, tmp_p
     check_jpeg2000(image)  # the structure is consistent: only the decoder can tell
     with open_product(label) as product:
         reader = ChunkReader(product, 512, 0, scale=1 / 2**level)
-        assert reader.level == level
+        assert reader.plan.level == level
         with pytest.raises(ProductError) as caught:
             list(reader)
     message = str(caught.value)

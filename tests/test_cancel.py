@@ -355,7 +355,7 @@ class TrickleServer(LocalServer):
 
 
 def test_download_cancelled_mid_file_keeps_only_the_resumable_part(tmp_path):
-    from marsice_plugin.catalogue.download import CacheRecords
+    from marsice_plugin.catalogue.cache import CacheRecords
 
     with TrickleServer() as server:
         product = southern_product(real_products()[1], 11319, -49.0, 298.95, 150.0, server.base)

@@ -9,10 +9,10 @@ from affine import Affine
 
 from marsice_plugin.candidates import CandidateOptions, delineate
 from marsice_plugin.gpkg import GeoPackage, parse_geometry_blob
+from marsice_plugin.grid import ChunkGrid, Window
 from marsice_plugin.product import open_product
 from marsice_plugin.result_layers import ChunkScore
 from marsice_plugin.stitching import ProbabilityRaster, stitch
-from marsice_plugin.tiling import ChunkGrid, Window
 
 
 def _score(window, p):

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-from marsice_plugin.catalogue.download import Downloader, FileRequest, safe_file_name, validate_product_id
+from marsice_plugin.catalogue.download import FileRequest, safe_file_name, validate_product_id
 from marsice_plugin.errors import DownloadError
 
-from .catalogue_http import LocalServer, file_bytes, real_products, southern_product
+from .catalogue_http import LocalServer, downloader, file_bytes, listing, marsice, real_products, southern_product
 
-REPO = Path(__file__).resolve().parents[1]
 PID = "ESP_011319_1390_RED"
 
 
@@ -27,24 +22,13 @@ def server():
         yield s
 
 
-def downloader(folder: Path, **kw) -> Downloader:
-    sleeps: list[float] = []
-    d = Downloader(folder, backoff_s=0.25, timeout_s=10, sleep=sleeps.append, chunk_bytes=8192, **kw)
-    d.sleeps = sleeps  # type: ignore[attr-defined]
-    return d
-
-
-def leftovers(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
-
-
 def test_plain_download_checks_size_and_renames(server, tmp_path):
     seen = []
     d = downloader(tmp_path, progress=lambda name, done, total: seen.append((done, total)))
     path = d.fetch(FileRequest.from_url(PID, f"{server.base}/files/{PID}.JP2", 150_000 // 1024))
     assert path == tmp_path / f"{PID}.JP2"
     assert path.read_bytes() == server.files[f"{PID}.JP2"]
-    assert leftovers(tmp_path) == [".marsice", f"{PID}.JP2"]  # the file and MarsIce's record of it
+    assert listing(tmp_path) == [".marsice", f"{PID}.JP2"]  # the file and MarsIce's record of it
     record = json.loads((tmp_path / ".marsice" / f"{PID}.JP2.json").read_text())
     assert record["size"] == 150_000 and record["etag"] == server.etag(server.files[f"{PID}.JP2"])
     assert seen[-1] == (150_000, 150_000) and len(seen) == -(-150_000 // 8192)
@@ -61,8 +45,8 @@ def test_dropped_connection_resumes_with_range(server, tmp_path):
     ranges = [(headers.get("Range"), headers.get("If-Range")) for _, _, headers in server.requests]
     assert ranges == [(None, None), (f"bytes={150_000 * 2 // 5}-", server.etag(server.files[f"{PID}.JP2"]))]
     assert d.sleeps == [0.25]
-    assert leftovers(tmp_path) == [".marsice", f"{PID}.JP2"]
-    assert leftovers(tmp_path / ".marsice") == [f"{PID}.JP2.json"]  # the partial's record went with it
+    assert listing(tmp_path) == [".marsice", f"{PID}.JP2"]
+    assert listing(tmp_path / ".marsice") == [f"{PID}.JP2.json"]  # the partial's record went with it
 
 
 def test_server_that_never_delivers_the_announced_size_fails_cleanly(server, tmp_path):
@@ -77,7 +61,7 @@ def test_size_different_from_the_listing_deletes_the_file(server, tmp_path):
     d = downloader(tmp_path)
     with pytest.raises(DownloadError, match=r"listing says 300 KiB; the file was deleted"):
         d.fetch(FileRequest.from_url(PID, f"{server.base}/files/{PID}.JP2", 300))
-    assert leftovers(tmp_path) == []
+    assert listing(tmp_path) == []
 
 
 def test_server_error_is_retried(server, tmp_path):
@@ -98,7 +82,7 @@ def test_redirect_to_another_host_is_refused_unless_allowed(server, tmp_path):
     url = f"{server.base}/redirect/{PID}.LBL"
     with pytest.raises(DownloadError, match="refusing redirect from 127.0.0.1 to http://localhost.*--allow-host"):
         downloader(tmp_path).fetch(FileRequest.from_url(PID, url))
-    assert leftovers(tmp_path) == []
+    assert listing(tmp_path) == []
     path = downloader(tmp_path, allowed_hosts=["localhost"]).fetch(FileRequest.from_url(PID, url))
     assert path.read_bytes() == server.files[f"{PID}.LBL"]
 
@@ -123,38 +107,6 @@ def test_traversal_in_urls_and_ids_is_refused(server, tmp_path):
     assert validate_product_id(" esp_011319_1390_red ") == PID
 
 
-def test_cache_evicts_only_marsices_own_files_least_recently_used_first(server, tmp_path):
-    """Eviction deletes MarsIce's downloads, oldest use first, says so, and leaves every other file as it was."""
-    server.files.update({"OLD.JP2": b"o" * 100_000, "RECENT.JP2": b"r" * 100_000})
-    said: list[str] = []
-    d = downloader(tmp_path, log=said.append)
-    old, recent = (d.fetch(FileRequest.from_url(PID, f"{server.base}/files/{n}")) for n in ("OLD.JP2", "RECENT.JP2"))
-    os.utime(old, (1_000_000, 1_000_000))
-    os.utime(recent, (2_000_000, 2_000_000))
-    mine = tmp_path / "my_notes.txt"  # the user's, and the oldest file of all
-    mine.write_bytes(b"n" * 10_000)
-    os.utime(mine, (1, 1))
-    d = downloader(tmp_path, max_cache_bytes=270_000, log=said.append)
-    d.fetch(FileRequest.from_url(PID, f"{server.base}/files/{PID}.JP2"))
-    assert leftovers(tmp_path) == [".marsice", f"{PID}.JP2", "RECENT.JP2", "my_notes.txt"]
-    assert mine.read_bytes() == b"n" * 10_000 and mine.stat().st_mtime == 1
-    assert d.cache_bytes() == 260_000
-    assert len(said) == 1 and said[0].startswith("cache: evicted OLD.JP2 (0.1 MB, downloaded by MarsIce")
-    assert not (tmp_path / ".marsice" / "OLD.JP2.json").exists()
-    with pytest.raises(DownloadError, match="does not fit the cache limit"):
-        downloader(tmp_path / "small", max_cache_bytes=100_000).fetch(
-            FileRequest.from_url(PID, f"{server.base}/files/{PID}.JP2")
-        )
-    assert leftovers(tmp_path / "small") == []
-
-
-def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "marsice_plugin", *args],
-        capture_output=True, text=True, timeout=120, cwd=REPO, env={**os.environ, **(env or {})},
-    )  # fmt: skip
-
-
 def test_cli_search_then_download_from_the_footprints(server, tmp_path):
     template = real_products()[1]
     server.products = [
@@ -165,7 +117,7 @@ def test_cli_search_then_download_from_the_footprints(server, tmp_path):
     server.files = {f"{pid}.JP2": file_bytes(f"{pid}.JP2"), f"{pid}.LBL": file_bytes(f"{pid}.LBL", 9_000)}
     gpkg = tmp_path / "fp.gpkg"
     ode = f"{server.base}/many/live2/"
-    proc = _run(
+    proc = marsice(
         "search", "--lat", "-60", "-40", "--ls", "140", "200", "--source", "ode", "--ode-url", ode, "-o", str(gpkg)
     )
     assert proc.returncode == 0, proc.stderr
@@ -175,14 +127,14 @@ def test_cli_search_then_download_from_the_footprints(server, tmp_path):
     assert rows == [(pid, 146, 8, 0.25)]
 
     out = tmp_path / "cache"
-    dry = _run("download", "--from", str(gpkg), "--to", str(out), "--dry-run")
+    dry = marsice("download", "--from", str(gpkg), "--to", str(out), "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "dry run: 2 files, 0.000 GB; nothing downloaded" in dry.stdout  # (146 + 8) KiB as listed
     assert f"{pid}.JP2: 0.1 MB" in dry.stdout
     assert not out.exists()
-    capped = _run("download", "--from", str(gpkg), "--to", str(out), "--max-gb", "0.0001")
+    capped = marsice("download", "--from", str(gpkg), "--to", str(out), "--max-gb", "0.0001")
     assert capped.returncode == 5 and "exceeds --max-gb" in capped.stderr
-    ok = _run("download", "--from", str(gpkg), "--to", str(out))
+    ok = marsice("download", "--from", str(gpkg), "--to", str(out))
     assert ok.returncode == 0, ok.stderr
     assert (out / f"{pid}.JP2").read_bytes() == server.files[f"{pid}.JP2"]
     assert (out / f"{pid}.LBL").read_bytes() == server.files[f"{pid}.LBL"]
@@ -196,8 +148,8 @@ def test_cli_download_by_id_and_browse_through_ode(server, tmp_path):
     server.files = {f"{pid}.browse.jpg": file_bytes("browse", 20_000)}
     out = tmp_path / "browse"
     ode = f"{server.base}/byid/live2/"
-    proc = _run("download", pid.lower(), "--browse", "--to", str(out), "--ode-url", ode, "--source", "ode")
+    proc = marsice("download", pid.lower(), "--browse", "--to", str(out), "--ode-url", ode, "--source", "ode")
     assert proc.returncode == 0, proc.stderr
     assert (out / f"{pid}.BROWSE.JPG").read_bytes() == file_bytes("browse", 20_000)
-    bad = _run("download", "../etc", "--to", str(out), "--source", "bundled", "--dry-run")
+    bad = marsice("download", "../etc", "--to", str(out), "--source", "bundled", "--dry-run")
     assert bad.returncode == 5 and "not a HiRISE product id" in bad.stderr

@@ -82,3 +82,30 @@ def test_footprint_layer_marks_an_unreadable_footprint_of_any_source(tmp_path, w
         and box.symmetric_difference(shapely.box(-0.137, -0.007, -0.022, 0.208)).area < 1e-12
     )
     assert record.flag_unreadable_footprint() and record.footprint_approximate and problem in record.footprint_note
+
+
+def test_the_footprint_layer_reads_back_beside_its_writer(tmp_path) -> None:
+    """What ``marsice search -o`` writes, both readers give back: the records of ``sites --footprints`` (exact
+    polygons, times, angles) and the rows of ``download --from`` (ids, URLs, listed sizes)."""
+    import datetime as dt
+
+    from marsice_plugin.catalogue.footprints import read_footprint_records, read_footprints
+
+    record = CatalogueProduct(
+        "ESP_023817_1800_RED", "ESP_023817_1800", "RED", "ode",
+        start_time=dt.datetime(2011, 7, 30, 10, 2, 3, tzinfo=dt.UTC), mars_year=30, ls=351.25, local_time=15.5,
+        incidence=48.5, emission=3.25, min_lat=-0.007, max_lat=0.208, min_lon=-0.137, max_lon=-0.022,
+        map_scale=0.25, footprint_wkt="POLYGON ((-0.137 -0.007, -0.022 -0.007, -0.03 0.208, -0.13 0.2, -0.137 -0.007))",
+        jp2_url="https://hirise.example/ESP_023817_1800_RED.JP2", lbl_url="https://hirise.example/ESP_023817_1800_RED.LBL",
+    )  # fmt: skip
+    path = write_footprints(tmp_path / "fp.gpkg", [record])
+    (back,) = read_footprint_records(path)
+    assert back.source == "footprints:fp.gpkg" and back.start_time == record.start_time
+    same = ("product_id", "observation_id", "product_type", "mars_year", "ls", "local_time", "incidence", "emission",
+            "min_lat", "max_lat", "map_scale", "footprint_approximate", "jp2_url", "lbl_url")  # fmt: skip
+    assert {n: getattr(back, n) for n in same} == {n: getattr(record, n) for n in same}
+    assert shapely.from_wkt(back.footprint_wkt).equals(shapely.from_wkt(record.footprint_wkt))
+    (row,) = read_footprints(path)
+    assert (row.product_id, row.jp2_url, row.lbl_url, row.jp2_kbytes) == (
+        record.product_id, record.jp2_url, record.lbl_url, None,
+    )  # fmt: skip

@@ -121,7 +121,7 @@ def test_folder_without_the_paper_layout_is_refused(tmp_path):
 
 
 def test_tile_index_labelled_in_qgis_is_training_data(small_product, tmp_path):
-    from marsice_plugin.tiling import export_tiles
+    from marsice_plugin.tile_export import export_tiles
 
     export = export_tiles(small_product.label_path, tmp_path, size=256, overlap=0)
     con = sqlite3.connect(export.index)
@@ -146,7 +146,7 @@ def test_tile_index_labelled_in_qgis_is_training_data(small_product, tmp_path):
 
 
 def test_unlabelled_tile_index_says_what_to_do(small_product, tmp_path):
-    from marsice_plugin.tiling import export_tiles
+    from marsice_plugin.tile_export import export_tiles
 
     export = export_tiles(small_product.label_path, tmp_path, size=256, overlap=0, images=False)
     with pytest.raises(TrainingDataError, match="no labelled chunks; set 'label' to 1"):

@@ -72,10 +72,10 @@ def test_every_marsice_error_class_is_defined_in_errors_py() -> None:
 
 
 def test_the_moved_classes_are_still_importable_where_they_were_raised() -> None:
-    from marsice_plugin import tiling
+    from marsice_plugin import grid
     from marsice_plugin.cnn import chunk_data
 
-    assert tiling.TilingError is TilingError and chunk_data.TrainingDataError is TrainingDataError
+    assert grid.TilingError is TilingError and chunk_data.TrainingDataError is TrainingDataError
     # bad options and bad training data are bad input: exit 2, as before the move
     assert TilingError.exit_code == TrainingDataError.exit_code == 2
 

@@ -124,8 +124,8 @@ def test_evaluate_cli_reports_model_and_baseline(marsice_cli, tmp_path):
 
 def test_patch_recall_separates_patches_cut_by_the_paper_grid():
     from marsice_plugin.evaluation import patch_recall
+    from marsice_plugin.grid import Window
     from marsice_plugin.result_layers import ChunkScore
-    from marsice_plugin.tiling import Window
 
     ice = np.zeros((2048, 2048), bool)
     ice[500:510, 1015:1035] = True  # 200 px, cut by the column boundary at 1024

@@ -30,7 +30,7 @@ def test_overlapped_scores_equal_the_serial_loop(sample_product):
 
 def test_batches_hold_batch_size_scored_chunks_in_grid_order(sample_product):
     with open_product(sample_product.label_path) as product:
-        from marsice_plugin.tiling import ChunkReader
+        from marsice_plugin.chunk_reader import ChunkReader
 
         out = list(batches(ChunkReader(product, 1024, 0), 64, product.valid_max, 4))
     assert [len(b.chunks) for b in out] == [4, 2]

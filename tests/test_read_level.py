@@ -9,6 +9,7 @@ import shutil
 import numpy as np
 import pytest
 
+from marsice_plugin.chunk_reader import ChunkReader
 from marsice_plugin.cnn.model import load_model
 from marsice_plugin.cnn.preprocess import model_input, prepare
 from marsice_plugin.cnn.training_data import SPECIAL_DNS, decode_level
@@ -18,7 +19,6 @@ from marsice_plugin.model_registry import card_read_level, model_read_level, rea
 from marsice_plugin.pipeline import detect
 from marsice_plugin.product import open_product
 from marsice_plugin.progress import Reporter
-from marsice_plugin.tiling import ChunkReader
 
 from .conftest import DEMO_MODEL
 

@@ -6,7 +6,8 @@ import os
 
 import pytest
 
-from marsice_plugin.catalogue.download import CacheRecords, FileRequest
+from marsice_plugin.catalogue.cache import CacheRecords
+from marsice_plugin.catalogue.download import FileRequest
 from marsice_plugin.errors import DownloadError
 from marsice_plugin.scan.manifest import Manifest, manifest_path
 from marsice_plugin.scan.plan import check_max_gb, pull_plan
@@ -137,3 +138,47 @@ def test_scan_workers_chunk_with_the_overlap_the_job_carries(tmp_path):
         counts[overlap] = outcome.chunks
     # 0.5 m/px: the default overlap is 64 px, so 2048 px need 1 + ceil(1024 / 960) = 3 chunks across, the paper's 2
     assert counts == {None: 3, 0: 2}
+
+
+def test_plan_scan_searches_and_leaves_out_what_an_earlier_run_committed(tmp_path):
+    """The scan's plan without the CLI: the band's first products from the bundled catalogue, no DTM pairing (it
+    says why), the card's threshold in every job, and the products the manifest lists as committed not pulled."""
+    import io
+    import json
+
+    from marsice_plugin.errors import OutputError
+    from marsice_plugin.model_registry import card_threshold
+    from marsice_plugin.progress import Reporter
+    from marsice_plugin.scan.plan import ScanOptions, plan_scan
+
+    from .conftest import DEMO_MODEL
+
+    out = tmp_path / "scan.gpkg"
+    options = ScanOptions(
+        lat=(-60, -40), ls=(140, 200), output=out, cache=tmp_path / "cache", source="bundled", limit=3, model=DEMO_MODEL
+    )
+    ids = [j.product_id for j in plan_scan(options, Reporter("quiet")).jobs]
+    assert len(ids) == 3 and ids == sorted(ids)
+    with Manifest(manifest_path(out)) as m:
+        m.plan(ids)
+        m.submitted(ids[0])
+        m.committed(ids[0], "none", 4, 0, 0)
+    stream = io.StringIO()
+    plan = plan_scan(options, Reporter("json", stdout=stream))
+    events = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [j.product_id for j in plan.jobs] == ids and [j.product_id for j in plan.pending] == ids[1:]
+    assert (plan.committed, plan.source, plan.model) == (1, "bundled", DEMO_MODEL.resolve())
+    assert {j.threshold for j in plan.jobs} == {card_threshold(DEMO_MODEL)} and not any(j.dtm for j in plan.jobs)
+    assert [(e["type"], e.get("level"), e.get("message")) for e in events] == [
+        ("progress", None, "searching (bundled)"),
+        ("log", "warning", "no DTMs paired: the DTM list comes from ODE (the bundled catalogue has none)"),
+        (
+            "log",
+            "info",
+            "3 products from the bundled catalogue, 1 already committed; to pull: 2 products, 4 files, 0.000 GB "
+            "+ 4 files of unknown size (not counted)",
+        ),
+    ]
+    assert not out.exists() and not (tmp_path / "cache").exists()  # planning writes nothing
+    with pytest.raises(OutputError, match=r"scan\.shp: scan results are written as a GeoPackage"):
+        plan_scan(ScanOptions(lat=(-60, -40), ls=(140, 200), output=tmp_path / "scan.shp", cache=tmp_path), Reporter())

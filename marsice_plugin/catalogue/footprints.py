@@ -11,22 +11,27 @@ stand-in too: the box is written with ``footprint_approximate`` 1 and a note quo
 
 A footprint across the 180° meridian is written split there (every vertex within ±180), as
 :meth:`CatalogueProduct.footprint` gives it.
+
+The layer's readers sit beside its writer: :func:`read_footprints` (what ``marsice download --from`` needs) and
+:func:`read_footprint_records` (catalogue records for ``marsice sites --footprints``). Both read through
+:func:`marsice_plugin.gpkg.read_layer`, so a file they cannot use gets the same message from either.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DownloadError
-from ..gpkg import Field, GeoPackage, write_new
+from ..gpkg import Feature, Field, GeoPackage, read_layer, write_new
 from ..mars_crs import common_crs
 from .records import CatalogueProduct, footprint_problem, unreadable_footprint_note
 
 LAYER = "footprints"
+
+#: What to give instead of a file the footprint readers cannot use (one message for every reader).
+FOOTPRINTS_HINT = "give a footprints file written by `marsice search -o`"
 
 FOOTPRINT_FIELDS: tuple[Field, ...] = (
     Field("product_id", str, "HiRISE product id, e.g. ESP_016430_2095_RED"),
@@ -129,18 +134,55 @@ class FootprintRow:
     lbl_kbytes: int | None
 
 
+def _read(path: str | Path) -> list[Feature]:
+    """The footprint layer's rows. Both readers read exactly this, so a bad file gets one message from either;
+    columns a file of an older MarsIce lacks (sizes, DTM pairs) are left out of its rows."""
+    return read_layer(path, LAYER, require=("product_id", "jp2_url", "lbl_url"), hint=FOOTPRINTS_HINT)
+
+
 def read_footprints(path: str | Path) -> list[FootprintRow]:
     """Product ids, URLs and listed sizes from a footprint GeoPackage written by :func:`write_footprints`."""
+    return [
+        FootprintRow(a["product_id"], a["jp2_url"], a["lbl_url"], a.get("jp2_kbytes"), a.get("lbl_kbytes"))
+        for _, a in _read(path)
+    ]
+
+
+def read_footprint_records(path: str | Path) -> list[CatalogueProduct]:
+    """Catalogue records, with their exact polygons, from a footprint GeoPackage written by :func:`write_footprints`.
+
+    Columns a file of an older MarsIce lacks are None, as a catalogue that does not list them gives.
+    """
     path = Path(path)
-    if not path.exists():
-        raise DownloadError(f"{path} does not exist; write it with `marsice search ... -o {path.name}`")
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            rows = db.execute(
-                f'SELECT product_id, jp2_url, lbl_url, jp2_kbytes, lbl_kbytes FROM "{LAYER}" ORDER BY fid'
-            ).fetchall()
-    except sqlite3.Error as exc:
-        raise DownloadError(
-            f"{path} has no '{LAYER}' layer with product_id and URLs ({exc}); give a file written by marsice search"
-        ) from exc
-    return [FootprintRow(*row) for row in rows]
+    out = []
+    for geom, r in _read(path):
+        start = r.get("start_time")
+        out.append(
+            CatalogueProduct(
+                product_id=r["product_id"],
+                observation_id=r.get("observation_id") or r["product_id"],
+                product_type=r.get("product_type") or "",
+                source=f"footprints:{path.name}",
+                start_time=dt.datetime.fromisoformat(start.rstrip("Z")).replace(tzinfo=dt.UTC) if start else None,
+                footprint_wkt=geom.wkt if geom is not None and not geom.is_empty else None,
+                footprint_approximate=bool(r.get("footprint_approximate")),
+                footprint_note=r.get("footprint_note") or "",
+                **{name: r.get(name) for name in _RECORD_COLUMNS},
+            )
+        )
+    return out
+
+
+#: Columns that go into a :class:`CatalogueProduct` as they are (NULL: None).
+_RECORD_COLUMNS = (
+    "mars_year",
+    "ls",
+    "local_time",
+    "incidence",
+    "emission",
+    "min_lat",
+    "max_lat",
+    "map_scale",
+    "jp2_url",
+    "lbl_url",
+)

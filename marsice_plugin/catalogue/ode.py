@@ -19,11 +19,12 @@ A response body is read in blocks up to a byte limit (:data:`DEFAULT_MAX_RESPONS
 near the limit is a misbehaving server or proxy, and reading it whole could exhaust the memory of the
 process (and of QGIS's machine). Past the limit the client stops reading and asks for a narrower search.
 
-Like downloads (see :mod:`.download`), a redirect to another host is refused rather than followed: the
-answer decides which URLs are downloaded next, so a redirected query would hand that choice to another
-server. ``timeout_s`` bounds each read and, in total, the wait for an answer's headers, and an answer's
-body must keep up :data:`~.download.MIN_RATE_BYTES_S` over every ``timeout_s`` window: a server
-trickling a byte at a time would otherwise hold a search open indefinitely.
+Every request goes through the safeguards of :mod:`.http`, as downloads do. A redirect to another host is
+refused rather than followed: the answer decides which URLs are downloaded next, so a redirected query would
+hand that choice to another server. ``timeout_s`` bounds each read and, in total, the wait for an answer's
+headers, and an answer's body must keep up :data:`~.http.MIN_RATE_BYTES_S` over every ``timeout_s`` window:
+a server trickling a byte at a time would otherwise hold a search open indefinitely. A body shorter than its
+``Content-Length`` is a cut connection (``IncompleteRead``), retried like a reset.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from http.client import HTTPException, IncompleteRead
 from typing import Any
 
 from ..errors import ODEError
-from .download import MIN_RATE_BYTES_S, RateGuard, StalledTransferError, open_url, safe_opener
+from .http import GuardedBody, StalledTransferError, announced_length, open_url, safe_opener
 from .mars_time import mars_year, mars_year_start
 from .records import CatalogueProduct, ProductFile, observation_of, product_type_of
 from .search import SearchQuery
@@ -179,22 +180,17 @@ class ODEClient:
     def _read_capped(self, response: Any) -> bytes:
         """The body, read block by block; refused (not retried) once it passes ``max_response_bytes``."""
         limit = self.max_response_bytes
-        announced = response.headers.get("Content-Length")
-        if announced and announced.isdigit() and int(announced) > limit:
-            raise self._too_large(f"announced an answer of {int(announced) / 2**20:.0f} MiB")
-        blocks, size = [], 0
-        guard = RateGuard(self.timeout_s, MIN_RATE_BYTES_S)
-        while True:
-            block = response.read1(min(_READ_BLOCK, limit + 1 - size))  # one system call: see RateGuard
-            guard.add(len(block))
-            if not block:
-                break
+        announced = announced_length(response.headers)
+        if announced is not None and announced > limit:
+            raise self._too_large(f"announced an answer of {announced / 2**20:.0f} MiB")
+        blocks = []
+        body = GuardedBody(response, self.timeout_s)
+        while block := body.read(min(_READ_BLOCK, limit + 1 - body.received)):
             blocks.append(block)
-            size += len(block)
-            if size > limit:
+            if body.received > limit:
                 raise self._too_large("kept sending")
-        if response.length:  # fewer bytes than the Content-Length announced: the connection was cut
-            raise IncompleteRead(b"".join(blocks), response.length)
+        if body.cut:  # fewer bytes than the Content-Length announced: the connection was cut
+            raise IncompleteRead(b"".join(blocks), body.promised - body.received)
         return b"".join(blocks)
 
     def _opener(self) -> Any:

@@ -21,13 +21,13 @@ The sun azimuth of each chunk (for :mod:`marsice_plugin.cnn.augment`) is read fr
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import TrainingDataError  # defined with every other MarsIce error; importable from here too
+from ..gpkg import quote, read_layer
 from .augment import DEFAULT_SUN_AZIMUTH
 from .preprocess import model_input
 
@@ -129,28 +129,32 @@ def load_folders(root: Path, input_size: int, valid_max: float | None = None) ->
     return _load(items, input_size, valid_max, str(root))
 
 
+#: What to give instead of a file the tile-index reader cannot use.
+TILE_INDEX_HINT = "give a tile index written by `marsice tile` (its label column filled in QGIS)"
+
+
+def read_tile_labels(index: Path, label_field: str = "label") -> list[tuple[str, object]]:
+    """(file, label) of the rows of a tile index's ``tiles`` layer that have both, in fid order.
+
+    The reader of the index ``marsice tile`` writes; it belongs beside that writer and lives here until the
+    tile export settles in its own module.
+    """
+    rows = read_layer(
+        index,
+        "tiles",
+        ["file", label_field],
+        f"file IS NOT NULL AND {quote(label_field)} IS NOT NULL",
+        geometry=False,
+        hint=TILE_INDEX_HINT,
+    )
+    return [(attrs["file"], attrs[label_field]) for _, attrs in rows]
+
+
 def load_tile_index(
     index: Path, input_size: int, label_field: str = "label", valid_max: float | None = None
 ) -> LabelledChunks:
     """Labelled rows of a ``marsice tile`` index (layer ``tiles``); files are relative to the index."""
-    try:
-        con = sqlite3.connect(f"file:{index}?mode=ro", uri=True)
-        try:
-            columns = [r[1] for r in con.execute("PRAGMA table_info(tiles)")]
-            if not columns:
-                raise TrainingDataError(f"{index}: no 'tiles' layer; give a tile index written by 'marsice tile'")
-            if label_field not in columns or "file" not in columns:
-                raise TrainingDataError(
-                    f"{index}: the tiles layer has no '{label_field}' or 'file' column; "
-                    f"columns are: {', '.join(columns)}"
-                )
-            rows = con.execute(
-                f'SELECT file, "{label_field}" FROM tiles WHERE file IS NOT NULL AND "{label_field}" IS NOT NULL'
-            ).fetchall()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError as exc:
-        raise TrainingDataError(f"{index}: not a readable GeoPackage ({exc})") from exc
+    rows = read_tile_labels(index, label_field)
     bad = sorted({r[1] for r in rows} - {0, 1})
     if bad:
         raise TrainingDataError(f"{index}: label values must be 0 or 1, found {bad}")

@@ -3,9 +3,10 @@
 Three stages run at once:
 
 1. the chunk reader's own thread decodes the next full-width strip of the JPEG2000
-   (:class:`marsice_plugin.tiling.ChunkReader`, ``prefetch=True``);
-2. a *feeder* thread (this module) cuts chunks from decoded strips, repairs special values and
-   outliers, normalises and reduces them to the model's input size, and stacks them into batches;
+   (:class:`marsice_plugin.chunk_reader.ChunkReader`, ``prefetch=True``);
+2. a *feeder* thread (this module, on :class:`marsice_plugin.prefetch.Prefetch`) cuts chunks from
+   decoded strips, repairs special values and outliers, normalises and reduces them to the model's
+   input size, and stacks them into batches;
 3. the calling thread runs the compiled model on one batch (``predict_on_batch``: Keras's
    ``tf.function``), while the feeder prepares the next ones.
 
@@ -19,24 +20,21 @@ against the bare model on random batches in the same run.
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..prefetch import Prefetch
 from .preprocess import model_input
-
-_DONE = object()
 
 
 @dataclass
 class Batch:
     """Chunks read in order, and the model inputs of those that are scored (``x`` may be None)."""
 
-    chunks: list[Any]  # tiling.Chunk, skipped ones included, in grid order
+    chunks: list[Any]  # chunk_reader.Chunk, skipped ones included, in grid order
     scored: list[int]  # indices into ``chunks`` of the rows of ``x``
     x: np.ndarray | None  # (len(scored), S, S, 1) float32
 
@@ -58,60 +56,15 @@ def batches(reader: Any, input_size: int, valid_max: float, batch_size: int) -> 
         yield Batch(chunks, scored, np.stack(inputs)[..., None] if inputs else None)
 
 
-class Feeder:
-    """Runs :func:`batches` in a background thread; iterate to receive them in order.
+class Feeder(Prefetch[Batch]):
+    """Runs :func:`batches` in a background thread (``marsice-feeder``); iterate to receive them in order.
 
-    Errors raised while reading (a corrupt JPEG2000, say) are re-raised in the consuming thread;
-    :meth:`close` (also on leaving a ``with`` block, e.g. on cancel) stops the thread promptly.
+    The thread, the bounded queue, error re-raising and :meth:`close` (also on leaving a ``with`` block, e.g.
+    on cancel) are :class:`marsice_plugin.prefetch.Prefetch`'s; ``depth`` batches are prepared ahead.
     """
 
     def __init__(self, make: Callable[[], Iterator[Batch]], depth: int = 2):
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(make,), name="marsice-feeder", daemon=True)
-        self._thread.start()
-
-    def _put(self, item: Any) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def _run(self, make: Callable[[], Iterator[Batch]]) -> None:
-        source = make()
-        try:
-            for batch in source:
-                if not self._put(batch):
-                    return
-            self._put(_DONE)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer thread, which re-raises it
-            self._put(exc)
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
-
-    def __iter__(self) -> Iterator[Batch]:
-        while True:
-            item = self._queue.get()
-            if item is _DONE:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5.0)
-
-    def __enter__(self) -> Feeder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        super().__init__(make, depth, name="marsice-feeder")
 
 
 def predict(model: Any, x: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ def overlap_arg(value: str | int, chunk_size: int | None = None) -> int | None:
 
     A bad value is a ``ValueError`` with the accepted forms, shown as the CLI's one-line error. With
     ``chunk_size`` (the command's chunk side in full-resolution pixels) an overlap over half of it is refused
-    too, before any product is opened: the same bound :func:`marsice_plugin.tiling.check_overlap` applies when
+    too, before any product is opened: the same bound :func:`marsice_plugin.grid.check_overlap` applies when
     the chunk size is only known from the product (``--chunk-m``).
     """
     if str(value).strip().lower() == "auto":

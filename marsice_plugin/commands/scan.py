@@ -1,15 +1,20 @@
-"""``marsice scan``: search, then download → detect → terrain for every product on Dask, into one GeoPackage."""
+"""``marsice scan``: search, then download → detect → terrain for every product on Dask, into one GeoPackage.
+
+This module only maps the command's arguments: the scan is planned by :mod:`marsice_plugin.scan.plan` (search,
+DTM pairing, the resume set, what it would pull) and run by :mod:`marsice_plugin.scan.runner`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..progress import Reporter
 from .arguments import add_model_args, chosen_model, overlap_arg
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..scan.plan import ScanOptions, ScanPlan
 
 #: What a cancelled scan leaves: every product committed before the cancel, and the manifest to resume.
 CANCEL_MESSAGE = (
@@ -60,101 +65,63 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for ODE and for file data")
 
 
-def _search(args: argparse.Namespace, reporter: Reporter) -> tuple[list, str, dict]:
-    from ..catalogue.search import SearchQuery
-    from ..catalogue.sources import find_products
+def scan_options(args: argparse.Namespace) -> ScanOptions:
+    """``marsice scan``'s arguments as the options of :func:`marsice_plugin.scan.plan.plan_scan`."""
+    from ..detection import DetectOptions
+    from ..scan.plan import ScanOptions
+    from .download import default_folder
 
-    query = SearchQuery(lat=tuple(args.lat), ls=tuple(args.ls))
-    warn = lambda message: reporter.log(message, "warning")  # noqa: E731
-    products, used = find_products(query, args.source, ode_url=args.ode_url, timeout_s=args.timeout, warn=warn)
-    if args.limit is not None:
-        products = products[: max(0, args.limit)]
-    dtms: dict = {}
-    if not args.no_terrain and products:
-        if used != "ode":
-            reporter.log("no DTMs paired: the DTM list comes from ODE (the bundled catalogue has none)", "warning")
-        else:
-            dtms = _dtms(products, query, args, reporter)
-    return products, used, dtms
-
-
-def _dtms(products: list, query: Any, args: argparse.Namespace, reporter: Reporter) -> dict:
-    from ..catalogue.dtm import pair_dtms
-    from ..catalogue.sources import find_products
-    from ..errors import ODEError
-    from ..scan.plan import first_dtms
-
-    dtm_query = dataclasses.replace(query, product_type="DTM", ls=None, lat_rule="intersect")
-    try:
-        found, _ = find_products(dtm_query, "ode", ode_url=args.ode_url, timeout_s=args.timeout)
-    except ODEError as exc:
-        reporter.log(f"{exc}; scanning without terrain attributes", "warning")
-        return {}
-    dtms = first_dtms(pair_dtms(products, found), found)
-    reporter.log(f"{len(found)} DTMs in the band; {len(dtms)} of {len(products)} products have one")
-    return dtms
+    if args.workers < 1 or args.threads_per_worker < 1:
+        raise ValueError("--workers and --threads-per-worker must be at least 1")
+    return ScanOptions(
+        lat=tuple(args.lat),
+        ls=tuple(args.ls),
+        output=args.output,
+        cache=args.cache or default_folder(),
+        source=args.source,
+        ode_url=args.ode_url,
+        limit=args.limit,
+        terrain=not args.no_terrain,
+        model=chosen_model(args),
+        threshold=args.threshold,
+        overlap=overlap_arg(args.overlap, DetectOptions.chunk_size),  # scan cuts detect's default chunks
+        cache_gb=args.cache_gb,
+        max_gb=args.max_gb,
+        allow_unknown_size=args.allow_unknown_size,
+        dry_run=args.dry_run,
+        threads_per_worker=args.threads_per_worker,
+        timeout_s=args.timeout,
+    )
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
-    from ..detection import DetectOptions
-    from ..errors import OutputError
-    from ..model_registry import default_model_path, model_threshold
-    from ..scan.manifest import Manifest, manifest_path
-    from ..scan.plan import JobOptions, check_max_gb, make_jobs, pull_plan
-    from .download import default_folder
+    from ..errors import ModelError
+    from ..scan.plan import plan_scan
 
-    if args.output.suffix.lower() != ".gpkg":
-        raise OutputError(f"{args.output}: scan results are written as a GeoPackage; give a name ending in .gpkg")
-    if args.workers < 1 or args.threads_per_worker < 1:
-        raise ValueError("--workers and --threads-per-worker must be at least 1")
-    overlap = overlap_arg(args.overlap, DetectOptions.chunk_size)  # scan cuts detect's default chunks
-    cache = (args.cache or default_folder()).resolve()
-    model = (chosen_model(args) or default_model_path()).resolve()
-    threshold = model_threshold(args.threshold, model)
-    reporter.progress(0, f"searching ({args.source})")
-    products, used, dtms = _search(args, reporter)
-    options = JobOptions(
-        cache_dir=cache,
-        model_path=model,
-        threshold=threshold,
-        overlap=overlap,
-        cache_bytes=int(args.cache_gb * 1e9),
-        threads=args.threads_per_worker,
-        timeout_s=args.timeout,
-    )
-    jobs = make_jobs(products, options, dtms, warn=lambda m: reporter.log(m, "warning"))
-    done: set[str] = set()
-    if manifest_path(args.output).exists():
-        with Manifest(manifest_path(args.output)) as manifest:
-            done = {s.product_id for s in manifest.all() if s.state == "committed"}
-    pending = [j for j in jobs if j.product_id not in done]
-    plan = pull_plan(pending, cache, probe=args.dry_run or args.max_gb is not None)
-    reporter.log(f"{len(jobs)} products from the {used} catalogue, {len(done & {j.product_id for j in jobs})} "
-                 f"already committed; to pull: {plan.text()}")  # fmt: skip
-    check_max_gb(plan, args.max_gb, args.allow_unknown_size)
+    plan = plan_scan(scan_options(args), reporter)
     if args.dry_run:
+        pull = plan.pull
         reporter.result(
-            {"OUTPUT": None, "products": len(jobs), "to_process": len(pending), "files": len(plan.files),
-             "download_gb": round(plan.known_bytes / 1e9, 3), "unknown_sizes": plan.unknown,
-             "dtms": sum(1 for j in pending if j.dtm)},
-            "\n".join([*plan.listing(), f"dry run: {plan.text()}; nothing downloaded or written"]),
+            {"OUTPUT": None, "products": len(plan.jobs), "to_process": len(plan.pending), "files": len(pull.files),
+             "download_gb": round(pull.known_bytes / 1e9, 3), "unknown_sizes": pull.unknown,
+             "dtms": sum(1 for j in plan.pending if j.dtm)},
+            "\n".join([*pull.listing(), f"dry run: {pull.text()}; nothing downloaded or written"]),
         )  # fmt: skip
         return
-    if not model.exists():
-        from ..errors import ModelError
-
-        raise ModelError(f"model file {model} does not exist; give --model or set MARSICE_MODEL")
-    _scan(args, reporter, jobs, used)
+    if not plan.model.exists():
+        raise ModelError(f"model file {plan.model} does not exist; give --model or set MARSICE_MODEL")
+    _scan(args, reporter, plan)
 
 
-def _scan(args: argparse.Namespace, reporter: Reporter, jobs: list, used: str) -> None:
+def _scan(args: argparse.Namespace, reporter: Reporter, plan: ScanPlan) -> None:
+    from ..scan.progress_bar import ProgressBar
     from ..scan.runner import ClusterOptions, run_scan
 
     bar = ProgressBar(reporter)
     cluster = ClusterOptions(workers=args.workers, threads_per_worker=args.threads_per_worker, scheduler=args.scheduler)
-    reporter.progress(2, f"starting the scan of {len(jobs)} products")
+    reporter.progress(2, f"starting the scan of {len(plan.jobs)} products")
     report = run_scan(
-        jobs,
+        plan.jobs,
         args.output,
         cluster,
         keep_downloads=args.keep_downloads,
@@ -173,7 +140,7 @@ def _scan(args: argparse.Namespace, reporter: Reporter, jobs: list, used: str) -
         "candidates": s.candidates,
         "categories": s.categories,
         "download_gb": round(report.download_bytes / 1e9, 3),
-        "source": used,
+        "source": plan.source,
         "dashboard": report.dashboard,
     }
     reporter.progress(100, "done")
@@ -182,41 +149,3 @@ def _scan(args: argparse.Namespace, reporter: Reporter, jobs: list, used: str) -
         f"(committed earlier), {s.failed} failed, {report.elapsed_s:.0f} s"
     )
     reporter.result(outputs, head + "\n" + s.table())
-
-
-class ProgressBar:
-    """A one-line progress bar on a terminal's stderr; JSON progress events in ``--progress json`` mode."""
-
-    def __init__(self, reporter: Reporter, width: int = 30):
-        self.reporter = reporter
-        self.width = width
-        self.stream = sys.stderr
-        self.tty = reporter.mode == "text" and bool(getattr(self.stream, "isatty", lambda: False)())
-        self.failed = 0
-        self.drawn = False
-
-    def update(self, done: int, total: int, message: str) -> None:
-        if "failed" in message:
-            self.failed += 1
-        if self.reporter.mode == "json":
-            self.reporter.progress(2 + 97 * done / max(total, 1), f"{done}/{total} products; {message}")
-            return
-        if not self.tty:
-            return
-        filled = round(self.width * done / max(total, 1))
-        bar = "#" * filled + "." * (self.width - filled)
-        text = f"\r[{bar}] {done}/{total} products, {self.failed} failed  {message[:60]:<60}"
-        self.stream.write(text)
-        self.stream.flush()
-        self.drawn = True
-
-    def log(self, message: str) -> None:
-        if self.drawn:
-            self.stream.write("\n")
-            self.drawn = False
-        self.reporter.log(message)
-
-    def close(self) -> None:
-        if self.drawn:
-            self.stream.write("\n")
-            self.stream.flush()

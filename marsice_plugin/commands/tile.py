@@ -52,7 +52,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..outputs import GEOPACKAGE, Output, check_outputs, product_id_of
-    from ..tiling import export_tiles
+    from ..tile_export import export_tiles
     from .arguments import overlap_arg
 
     # with --chunk-m/--model-scale the chunk's pixel size depends on the product: the reader checks it there

@@ -13,7 +13,6 @@ layers there costs nothing.
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +24,9 @@ from qgis.core import (
     QgsProcessingLayerPostProcessorInterface,
     QgsProject,
 )
+
+from ..errors import MarsIceError
+from ..gpkg import layer_names
 
 #: Names shown in the layers panel for the layers MarsIce writes.
 LAYER_TITLES = {
@@ -45,15 +47,15 @@ RANK_PROPERTY = "marsice/rank"
 def geopackage_layers(path: str | Path) -> list[str]:
     """The feature tables of a GeoPackage in LAYER_ORDER (unknown ones last, by name); [] if unreadable.
 
-    Read with sqlite3 rather than OGR: it is instant and needs no provider in a background thread.
+    Read with :func:`marsice_plugin.gpkg.layer_names` (SQLite, standard library only) rather than OGR: it is
+    instant and needs no provider in a background thread.
     """
     path = Path(path)
     if not path.is_file():
         return []
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
-            names = [row[0] for row in db.execute("SELECT table_name FROM gpkg_contents WHERE data_type='features'")]
-    except sqlite3.Error:
+        names = layer_names(path, data_type="features")
+    except MarsIceError:
         return []
     rank = {name: i for i, name in enumerate(LAYER_ORDER)}
     return sorted(names, key=lambda name: (rank.get(name, len(LAYER_ORDER)), name))

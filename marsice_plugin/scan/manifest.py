@@ -3,7 +3,9 @@
 Why SQLite beside the output (``NAME.manifest.sqlite`` for ``NAME.gpkg``): every state change is one
 committed transaction, so a killed client leaves the manifest exactly as of its last change, never half
 written; and only the scan's client process writes it (workers never touch it), so there is no concurrent
-writer to guard against beyond the results writer's own lock.
+writer to guard against beyond the results writer's own lock. It is a plain SQLite database, not a
+GeoPackage, but it is opened and written through :mod:`marsice_plugin.gpkg`'s ``connect`` and ``transaction``,
+like every SQLite file MarsIce touches.
 
 States, in order: ``queued`` (planned), ``downloading`` (handed to the cluster), ``detected`` (rows came
 back), ``committed`` (rows are in the GeoPackage), or ``failed`` (with the error text). A resumed scan
@@ -16,11 +18,12 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OutputError
+from ..gpkg import connect, transaction
 
 STATES = ("queued", "downloading", "detected", "committed", "failed")
 
@@ -74,7 +77,7 @@ class Manifest:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+            self._conn = connect(self.path, read_only=False, timeout=30.0)
             self._conn.execute(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise OutputError(
@@ -90,15 +93,8 @@ class Manifest:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
+    def _transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self._conn)
 
     # -- reading ------------------------------------------------------------------------------
     def get(self, product_id: str) -> ProductState | None:

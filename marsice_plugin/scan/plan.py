@@ -1,4 +1,10 @@
-"""From search results to worker jobs, and what a scan would pull (``--dry-run``, ``--max-gb``).
+"""Plan a scan: search, DTM pairing, the resume set, worker jobs and what the scan would pull.
+
+:func:`plan_scan` is everything ``marsice scan`` decides before a worker starts, so the command only maps
+its arguments to :class:`ScanOptions` and reports: the model's threshold is read from its card before the
+search (a broken card stops the scan before any request), the catalogue is searched, images are paired
+with DTMs (ODE only: the bundled catalogue lists none), products committed by an earlier run of the same
+scan (its manifest) are left out, and the files still needed are sized (``--dry-run``, ``--max-gb``).
 
 Sizes follow the download command's rules: the size the listing gives (ODE's KBytes), else the size of
 the file already in the cache, else what a HEAD request announces, else unknown. A scan only pulls
@@ -11,13 +17,15 @@ zero: with ``--max-gb``, a plan with unknown sizes is refused unless the user ac
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..catalogue.download import Downloader, FileRequest
 from ..catalogue.dtm import DtmPair
 from ..catalogue.records import CatalogueProduct
-from ..errors import DownloadError
+from ..catalogue.search import SearchQuery
+from ..errors import DownloadError, ODEError, OutputError
+from ..progress import Reporter
 from .tasks import ProductJob
 
 
@@ -148,3 +156,107 @@ def check_max_gb(plan: PullPlan, max_gb: float | None, allow_unknown: bool = Fal
             "has no size in the catalogue and none announced by its server); search with --source ode (it lists "
             "sizes), or pass --allow-unknown-size to start anyway"
         )
+
+
+@dataclass(frozen=True)
+class ScanOptions:
+    """What a scan is asked for: the search, the model, the download limits (``marsice scan``'s options)."""
+
+    lat: tuple[float, float]
+    ls: tuple[float, float]
+    output: Path
+    cache: Path  # the download cache (``marsice download``'s folder by default)
+    source: str = "auto"
+    ode_url: str | None = None
+    limit: int | None = None  # scan only the first N products found
+    terrain: bool = True  # pair products with DTMs (ODE only)
+    model: Path | None = None  # None: model_registry.default_model_path()
+    threshold: float | None = None  # None: the model card's
+    overlap: int | None = None
+    cache_gb: float = 50.0
+    max_gb: float | None = None
+    allow_unknown_size: bool = False
+    dry_run: bool = False  # a dry run sizes every file (HEAD requests) to list them
+    threads_per_worker: int = 1
+    timeout_s: float = 60.0
+
+
+@dataclass
+class ScanPlan:
+    """A planned scan: every job, those still to run, and what they would pull."""
+
+    jobs: list[ProductJob]
+    pending: list[ProductJob]
+    committed: int  # jobs of this scan already committed by an earlier run (its manifest)
+    source: str  # the catalogue that answered
+    pull: PullPlan
+    model: Path
+
+
+def plan_scan(options: ScanOptions, reporter: Reporter) -> ScanPlan:
+    """Search, pair DTMs, leave out what an earlier run committed, size the downloads; refuse over ``max_gb``."""
+    from ..model_registry import default_model_path, model_threshold
+    from .manifest import Manifest, manifest_path
+
+    if options.output.suffix.lower() != ".gpkg":
+        raise OutputError(f"{options.output}: scan results are written as a GeoPackage; give a name ending in .gpkg")
+    cache = options.cache.resolve()
+    model = (options.model or default_model_path()).resolve()
+    threshold = model_threshold(options.threshold, model)
+    reporter.progress(0, f"searching ({options.source})")
+    products, used, dtms = _search(options, reporter)
+    job_options = JobOptions(
+        cache_dir=cache,
+        model_path=model,
+        threshold=threshold,
+        overlap=options.overlap,
+        cache_bytes=int(options.cache_gb * 1e9),
+        threads=options.threads_per_worker,
+        timeout_s=options.timeout_s,
+    )
+    jobs = make_jobs(products, job_options, dtms, warn=lambda m: reporter.log(m, "warning"))
+    done: set[str] = set()
+    if manifest_path(options.output).exists():
+        with Manifest(manifest_path(options.output)) as manifest:
+            done = {s.product_id for s in manifest.all() if s.state == "committed"}
+    pending = [j for j in jobs if j.product_id not in done]
+    pull = pull_plan(pending, cache, probe=options.dry_run or options.max_gb is not None)
+    committed = len(done & {j.product_id for j in jobs})
+    reporter.log(f"{len(jobs)} products from the {used} catalogue, {committed} already committed; "
+                 f"to pull: {pull.text()}")  # fmt: skip
+    check_max_gb(pull, options.max_gb, options.allow_unknown_size)
+    return ScanPlan(jobs, pending, committed, used, pull, model)
+
+
+def _search(options: ScanOptions, reporter: Reporter) -> tuple[list, str, dict]:
+    from ..catalogue.sources import find_products
+
+    query = SearchQuery(lat=tuple(options.lat), ls=tuple(options.ls))
+    warn = lambda message: reporter.log(message, "warning")  # noqa: E731
+    products, used = find_products(
+        query, options.source, ode_url=options.ode_url, timeout_s=options.timeout_s, warn=warn
+    )
+    if options.limit is not None:
+        products = products[: max(0, options.limit)]
+    dtms: dict = {}
+    if options.terrain and products:
+        if used != "ode":
+            reporter.log("no DTMs paired: the DTM list comes from ODE (the bundled catalogue has none)", "warning")
+        else:
+            dtms = _dtms(products, query, options, reporter)
+    return products, used, dtms
+
+
+def _dtms(products: list, query: SearchQuery, options: ScanOptions, reporter: Reporter) -> dict:
+    from ..catalogue.dtm import pair_dtms
+    from ..catalogue.sources import find_products
+
+    dtm_query = replace(query, product_type="DTM", ls=None, lat_rule="intersect")
+    try:
+        found, _ = find_products(dtm_query, "ode", ode_url=options.ode_url, timeout_s=options.timeout_s)
+    except ODEError as exc:
+        reporter.log(f"{exc}; scanning without terrain attributes", "warning")
+        return {}
+    dtms = first_dtms(pair_dtms(products, found), found)
+    reporter.log(f"{len(found)} DTMs in the band; {len(dtms)} of {len(products)} products have one")
+    return dtms

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import os
 import resource
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..catalogue.download import CacheRecords, Downloader, FileRequest
+from ..catalogue.cache import CacheRecords
+from ..catalogue.download import Downloader, FileRequest
 from ..errors import MarsIceError, ModelError
 from ..results import Row
 
@@ -160,13 +160,13 @@ class ScanDownloader(Downloader):
     Several workers share one cache folder; each marks the products it works on with
     ``.PRODUCT_ID.inflight``, and eviction (MarsIce's own downloads only, least recently used first)
     skips those products' files. Evictions go to the worker's log (the module logger of
-    :mod:`marsice_plugin.catalogue.download`).
+    :mod:`marsice_plugin.catalogue.cache`).
     """
 
     def make_room(self, needed: int) -> list[Path]:
         busy = inflight_products(self.folder)
         # ".ID.JP2.partial" is a download in progress, ".ID.inflight" a marker: both count as ID's
-        self._keep.update(p for p in self.cached_files() if p.name.lstrip(".").split(".")[0] in busy)
+        self.cache.keep.update(p for p in self.cached_files() if p.name.lstrip(".").split(".")[0] in busy)
         return super().make_room(needed)
 
 
@@ -279,38 +279,21 @@ def _detect_into(outcome: ProductOutcome, job: ProductJob, label: Path) -> None:
 
 
 def _add_terrain(outcome: ProductOutcome, job: ProductJob, label: Path, dtm: Path) -> str:
-    """Terrain attributes of the candidates, computed by the terrain module on a private scratch file.
+    """Terrain fields of the candidates' rows, computed in memory (:func:`terrain.candidates.candidate_terrain`).
 
-    The terrain module scores the candidates of a GeoPackage; running it on a throw-away file that holds
-    only this product's candidates reuses it unchanged and keeps the worker away from the real output.
+    The rows go to the client as they are, with the fields added: no file is written on the worker.
     """
-    import sqlite3
-
     from ..errors import TerrainError
     from ..result_layers import CANDIDATES_LAYER
-    from ..results import ResultsWriter
-    from ..terrain.analysis import run_terrain
-    from .layers import TERRAIN_FIELDS
+    from ..terrain.candidates import candidate_terrain
 
     assert outcome.rows is not None
     candidates = outcome.rows.get(CANDIDATES_LAYER.name, [])
-    with tempfile.TemporaryDirectory(prefix="marsice-terrain-") as tmp:
-        scratch = Path(tmp) / "candidates.gpkg"
-        with ResultsWriter(scratch, (CANDIDATES_LAYER,)) as writer:
-            writer.write_product(outcome.label_product_id or job.product_id, {CANDIDATES_LAYER.name: candidates})
-        try:
-            run_terrain(dtm, label, Path(tmp) / "rasters", candidates=scratch)
-        except TerrainError as exc:
-            return f"terrain skipped: {exc}"
-        names = [f.name for f in TERRAIN_FIELDS]
-        con = sqlite3.connect(scratch)
-        try:
-            cols = ", ".join(f'"{n}"' for n in names)
-            found = {r[0]: r[1:] for r in con.execute(f"SELECT candidate_id, {cols} FROM ice_candidates")}
-        finally:
-            con.close()
-    for _geom, attrs in candidates:
-        values = found.get(attrs.get("candidate_id"))
+    try:
+        fields = candidate_terrain(dtm, label, candidates)
+    except TerrainError as exc:
+        return f"terrain skipped: {exc}"
+    for (_geom, attrs), values in zip(candidates, fields, strict=True):
         if values is not None:
-            attrs.update(zip(names, values, strict=True))
+            attrs.update(values)
     return "applied"

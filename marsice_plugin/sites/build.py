@@ -2,7 +2,8 @@
 
 This is the library function behind ``marsice sites`` and the QGIS "Site history" algorithm. The file is written
 atomically (built under a temporary name, then renamed): a failed or cancelled run leaves any earlier file as it
-was. Plots and the queue of unprocessed observations are written atomically too.
+was. Plots and the queue of unprocessed observations are written atomically too. The file's readers
+(:func:`read_sites`, :func:`read_observations`, used by ``marsice export``) sit beside its writer.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from ..catalogue.mars_time import mars_year
 from ..catalogue.records import CatalogueProduct
 from ..detect_defaults import DEFAULT_THRESHOLD
 from ..errors import OutputError
-from ..gpkg import Field, GeoPackage, write_new
+from ..gpkg import Field, GeoPackage, read_layer, write_new
 from ..mars_crs import COMMON_CRS, common_crs
 from ..outputs import publish
 from ..progress import Reporter
@@ -327,6 +328,20 @@ def _write(
         )
 
     write_new(path, build)
+
+
+#: What to give instead of a file the sites readers cannot use.
+SITES_HINT = "give a sites file written by `marsice sites`"
+
+
+def read_sites(path: str | Path) -> list[tuple[Any, dict[str, Any]]]:
+    """(geometry, attributes) of every site in a sites GeoPackage written by :func:`_write`, in site id order."""
+    return read_layer(path, SITES_LAYER, order_by="site_id", hint=SITES_HINT)
+
+
+def read_observations(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of the ``site_observations`` table written by :func:`_write`, in the order written."""
+    return [attrs for _, attrs in read_layer(path, OBSERVATIONS_TABLE, geometry=False, hint=SITES_HINT)]
 
 
 def create_attribute_table(

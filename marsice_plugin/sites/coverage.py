@@ -3,7 +3,8 @@
 The catalogue is searched once for the box around all sites (latitude rule ``intersect``: any footprint touching
 the box), then each footprint is tested against each site outline. Sources: the ones of ``marsice search``
 (``auto``, ``ode``, ``bundled``, ``index``), a footprint GeoPackage written by ``marsice search -o`` (the exact
-set a user searched, e.g. a refreshed ODE search kept for offline work), or ``none`` (processed products only).
+set a user searched, e.g. a refreshed ODE search kept for offline work; read by the footprint layer's own reader,
+:func:`marsice_plugin.catalogue.footprints.read_footprint_records`), or ``none`` (processed products only).
 
 The bundled catalogue gives each RED product its observation's COLOR footprint (about a fifth of the RED width)
 and marks it approximate; coverage from it misses RED observations whose COLOR strip does not reach the site.
@@ -12,18 +13,15 @@ and marks it approximate; coverage from it misses RED observations whose COLOR s
 
 from __future__ import annotations
 
-import contextlib
-import datetime as dt
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..catalogue.footprints import read_footprint_records
 from ..catalogue.records import CatalogueProduct, east_180
 from ..errors import CatalogueError
-from ..gpkg import parse_geometry_blob
 from ..vectors import continuous
 from .geometry import degrees_for, wrapped_variants
 from .grouping import Site
@@ -32,49 +30,6 @@ CATALOGUES = ("auto", "bundled", "ode", "index", "none")
 
 #: Margin (m) added around the sites when searching the catalogue.
 SEARCH_MARGIN_M = 200.0
-
-
-def read_footprints_gpkg(path: str | Path) -> list[CatalogueProduct]:
-    """Records from a ``footprints`` layer written by ``marsice search -o`` (with their exact polygons)."""
-    path = Path(path)
-    if not path.exists():
-        raise CatalogueError(f"{path} does not exist; write it with `marsice search ... -o {path.name}`")
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            db.row_factory = sqlite3.Row
-            rows = [dict(r) for r in db.execute('SELECT * FROM "footprints" ORDER BY fid')]
-    except sqlite3.Error as exc:
-        raise CatalogueError(
-            f"{path} has no 'footprints' layer ({exc}); give a file written by marsice search -o"
-        ) from exc
-    out = []
-    for r in rows:
-        blob = r.get("geom")
-        geom = parse_geometry_blob(blob) if blob else None
-        start = r.get("start_time")
-        out.append(
-            CatalogueProduct(
-                product_id=r["product_id"],
-                observation_id=r.get("observation_id") or r["product_id"],
-                product_type=r.get("product_type") or "",
-                source=f"footprints:{path.name}",
-                start_time=dt.datetime.fromisoformat(start.rstrip("Z")).replace(tzinfo=dt.UTC) if start else None,
-                mars_year=r.get("mars_year"),
-                ls=r.get("ls"),
-                local_time=r.get("local_time"),
-                incidence=r.get("incidence"),
-                emission=r.get("emission"),
-                min_lat=r.get("min_lat"),
-                max_lat=r.get("max_lat"),
-                map_scale=r.get("map_scale"),
-                footprint_wkt=geom.wkt if geom is not None and not geom.is_empty else None,
-                footprint_approximate=bool(r.get("footprint_approximate")),
-                footprint_note=r.get("footprint_note") or "",
-                jp2_url=r.get("jp2_url"),
-                lbl_url=r.get("lbl_url"),
-            )
-        )
-    return out
 
 
 def catalogue_records(
@@ -89,7 +44,7 @@ def catalogue_records(
 ) -> tuple[list[CatalogueProduct], str]:
     """Catalogue records around the sites and the name of the source that answered."""
     if footprints is not None:
-        return read_footprints_gpkg(footprints), f"footprints:{Path(footprints).name}"
+        return read_footprint_records(footprints), f"footprints:{Path(footprints).name}"
     if catalogue not in CATALOGUES:
         raise CatalogueError(f"unknown catalogue {catalogue!r}; use one of {', '.join(CATALOGUES)}")
     if catalogue == "none" or not sites:

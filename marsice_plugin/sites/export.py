@@ -18,23 +18,20 @@ Every file is written under a temporary name and renamed into place.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import os
-import sqlite3
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from ..errors import OutputError, ProductError
-from ..gpkg import parse_geometry_blob
+from ..errors import OutputError
 from ..mars_crs import COMMON_CRS
 from ..outputs import CSV, GEOJSON, KML, Output, check_outputs, publish
-from .build import OBSERVATION_FIELDS, OBSERVATIONS_TABLE, SITES_LAYER
+from .build import OBSERVATION_FIELDS, read_observations, read_sites
 
 FORMATS = ("csv", "kml", "geojson")
 
@@ -69,38 +66,6 @@ CSV_COLUMNS: tuple[tuple[str, str | None, str], ...] = (
     ("n_caveats", "n_caveats", "absences that may be dust or haze rather than melt"),
     ("plot", "plot", "PNG of probability against Ls, when written"),
 )
-
-
-def read_sites(path: str | Path) -> list[tuple[Any, dict[str, Any]]]:
-    """(geometry, attributes) of every site in a sites GeoPackage, in site id order."""
-    path = Path(path)
-    if not path.exists():
-        raise ProductError(f"{path} does not exist; write it with `marsice sites RESULTS.gpkg -o {path.name}`")
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            db.row_factory = sqlite3.Row
-            rows = [dict(r) for r in db.execute(f'SELECT * FROM "{SITES_LAYER}" ORDER BY site_id')]
-    except sqlite3.Error as exc:
-        raise ProductError(
-            f"{path} has no '{SITES_LAYER}' layer ({exc}); give a file written by `marsice sites`"
-        ) from exc
-    out = []
-    for row in rows:
-        blob = row.pop("geom", None)
-        out.append((parse_geometry_blob(blob) if blob else None, row))
-    return out
-
-
-def read_observations(path: str | Path) -> list[dict[str, Any]]:
-    """Rows of the ``site_observations`` table, by site, Mars Year and Ls."""
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)) as db:
-            db.row_factory = sqlite3.Row
-            return [dict(r) for r in db.execute(f'SELECT * FROM "{OBSERVATIONS_TABLE}" ORDER BY fid')]
-    except sqlite3.Error as exc:
-        raise ProductError(
-            f"{path} has no '{OBSERVATIONS_TABLE}' table ({exc}); write it with `marsice sites`"
-        ) from exc
 
 
 def _csv_rows(sites: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:

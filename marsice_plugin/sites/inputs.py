@@ -14,15 +14,12 @@ rule wrote torn (a ring jumping from +180 to -180 spans the globe and would cove
 
 from __future__ import annotations
 
-import contextlib
 import math
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ProductError
-from ..gpkg import parse_geometry_blob
+from ..gpkg import layer_names, read_layer
 from ..vectors import split_antimeridian
 from .geometry import shift_metres
 
@@ -61,14 +58,8 @@ class ResultsInput:
     products: dict[str, ProcessedProduct]
 
 
-def _rows(db: sqlite3.Connection, table: str) -> list[dict[str, Any]]:
-    db.row_factory = sqlite3.Row
-    return [dict(r) for r in db.execute(f'SELECT * FROM "{table}"')]
-
-
-def _geometry_column(db: sqlite3.Connection, table: str) -> str | None:
-    row = db.execute("SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?", (table,)).fetchone()
-    return row[0] if row else None
+#: What to give instead of a file the results readers cannot use.
+RESULTS_HINT = "give results GeoPackages written by `marsice detect`"
 
 
 def read_results(paths: list[Path]) -> ResultsInput:
@@ -77,25 +68,10 @@ def read_results(paths: list[Path]) -> ResultsInput:
     candidates: dict[str, list[CandidateRow]] = {}
     for path in paths:
         path = Path(path)
-        if not path.exists():
-            raise ProductError(f"{path} does not exist; give results GeoPackages written by `marsice detect`")
-        try:
-            with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-                tables = {r[0] for r in db.execute("SELECT table_name FROM gpkg_contents")}
-                missing = {"ice_candidates", "products"} - tables
-                if missing:
-                    raise ProductError(
-                        f"{path} has no {' or '.join(sorted(missing))} layer; give a results GeoPackage written by "
-                        "`marsice detect`"
-                    )
-                file_products = _read_products(db, path)
-                file_candidates = _read_candidates(db)
-                if "chunks" in tables:
-                    _attach_chunks(db, file_products)
-        except sqlite3.Error as exc:
-            raise ProductError(
-                f"{path} is not a readable GeoPackage ({exc}); give a results file of marsice detect"
-            ) from exc
+        file_products = _read_products(path)
+        file_candidates = _read_candidates(path)
+        if "chunks" in layer_names(path, hint=RESULTS_HINT):
+            _attach_chunks(path, file_products)
         for pid, product in file_products.items():
             products[pid] = product
             candidates[pid] = []
@@ -122,39 +98,33 @@ def _offset(product: ProcessedProduct | None) -> tuple[float, float]:
     return float(product.get("offset_east_m") or 0.0), float(product.get("offset_north_m") or 0.0)
 
 
-def _outline(blob: bytes) -> Any:
-    """A lon/lat outline from a geometry blob, split at the 180° meridian if it was written torn."""
-    return split_antimeridian(parse_geometry_blob(blob))
+def _outline(geometry: Any) -> Any:
+    """A lon/lat outline, split at the 180° meridian if it was written torn."""
+    return split_antimeridian(geometry)
 
 
-def _read_products(db: sqlite3.Connection, path: Path) -> dict[str, ProcessedProduct]:
-    column = _geometry_column(db, "products") or "geom"
+def _read_products(path: Path) -> dict[str, ProcessedProduct]:
     out = {}
-    for row in _rows(db, "products"):
-        blob = row.pop(column, None)
-        geom = _outline(blob) if blob else None
+    for geom, row in read_layer(path, "products", require=("product_id",), hint=RESULTS_HINT):
         pid = row["product_id"]
-        out[pid] = ProcessedProduct(pid, geom, row, results_file=str(path))
+        out[pid] = ProcessedProduct(pid, _outline(geom) if geom is not None else None, row, results_file=str(path))
     return out
 
 
-def _read_candidates(db: sqlite3.Connection) -> list[CandidateRow]:
-    column = _geometry_column(db, "ice_candidates") or "geom"
+def _read_candidates(path: Path) -> list[CandidateRow]:
     out = []
-    for row in _rows(db, "ice_candidates"):
-        blob = row.pop(column, None)
-        if not blob:
+    for geom, row in read_layer(path, "ice_candidates", require=("candidate_id", "product_id"), hint=RESULTS_HINT):
+        if geom is None:
             continue
-        geom = _outline(blob)
+        geom = _outline(geom)
         if geom.is_empty:
             continue
         out.append(CandidateRow(row["candidate_id"], row["product_id"], geom, row.get("max_probability"), row))
     return out
 
 
-def _attach_chunks(db: sqlite3.Connection, products: dict[str, ProcessedProduct]) -> None:
-    column = _geometry_column(db, "chunks") or "geom"
-    sql = f'SELECT product_id, "{column}", probability FROM chunks WHERE probability IS NOT NULL'
-    for pid, blob, probability in db.execute(sql):
-        if pid in products and blob:
-            products[pid].chunks.append((_outline(blob), float(probability)))
+def _attach_chunks(path: Path, products: dict[str, ProcessedProduct]) -> None:
+    columns = ["product_id", "probability"]
+    for geom, row in read_layer(path, "chunks", columns, "probability IS NOT NULL", hint=RESULTS_HINT):
+        if row["product_id"] in products and geom is not None:
+            products[row["product_id"]].chunks.append((_outline(geom), float(row["probability"])))

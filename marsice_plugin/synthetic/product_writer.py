@@ -196,7 +196,7 @@ def _write_truth(path: Path, scene: Scene, crs, transform, pid: str, chunk_size:
     from rasterio import features
 
     from ..gpkg import Field, write_new
-    from ..tiling import ChunkGrid
+    from ..grid import ChunkGrid
     from ..truth import chunk_truth
 
     fields = [Field("product_id", str), Field("kind", str), Field("area_m2", float)]

@@ -1,4 +1,4 @@
-"""Helpers for the tiling tests (no tests here): tiny georeferenced rasters and a read-recording dataset."""
+"""Helpers for the chunk reader and tile export tests: tiny georeferenced rasters and a read-recording dataset."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""A small GeoPackage writer on Python's sqlite3.
+"""Writing GeoPackages: the required tables, layers, features and their extents, and atomic creation.
 
 Why not OGR: MarsIce needs control that the OGR bindings make awkward from a child process that
 must not load a second GDAL: the CRS definition written without authority ids (QGIS 3.22 rejects
 ``IAU`` authorities), one SQLite transaction per product so a crash leaves the file as it was, and
 a stable schema. The format is the OGC GeoPackage 1.2 encoding: ``gpkg_spatial_ref_sys``,
-``gpkg_contents``, ``gpkg_geometry_columns`` and feature tables whose geometry blobs are the
-GeoPackage binary header (magic ``GP``, version, flags, srs_id, envelope) followed by ISO WKB.
+``gpkg_contents``, ``gpkg_geometry_columns`` and feature tables whose geometry blobs are
+:mod:`marsice_plugin.gpkg.blob`'s.
 
 The spec requires the three default rows of ``gpkg_spatial_ref_sys`` (-1, 0 and EPSG:4326); they
 are written because every reader expects them, and no MarsIce layer ever uses them.
@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import struct
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import OutputError
-from .outputs import publish
-from .progress import raise_if_cancelled
+from ..errors import OutputError
+from ..outputs import publish
+from ..progress import raise_if_cancelled
+from .blob import blob_envelope, geometry_blob
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyproj
@@ -72,45 +72,6 @@ class Field:
     @property
     def sql_type(self) -> str:
         return _SQL_TYPES[self.type]
-
-
-def geometry_blob(geom: shapely.Geometry, srs_id: int) -> bytes:
-    """GeoPackage binary geometry: little-endian header with an XY envelope, then ISO WKB."""
-    import shapely
-
-    if geom is None or geom.is_empty:
-        flags = 0b0001_0001  # little endian, no envelope, empty
-        return b"GP" + bytes([0, flags]) + struct.pack("<i", srs_id) + shapely.to_wkb(geom, byte_order=1)
-    minx, miny, maxx, maxy = geom.bounds
-    flags = 0b0000_0011  # little endian, envelope [minx, maxx, miny, maxy]
-    header = b"GP" + bytes([0, flags]) + struct.pack("<i4d", srs_id, minx, maxx, miny, maxy)
-    return header + shapely.to_wkb(geom, byte_order=1, flavor="iso")
-
-
-def parse_geometry_blob(blob: bytes) -> shapely.Geometry:
-    """Inverse of :func:`geometry_blob` (any envelope size), for tests and readers."""
-    import shapely
-
-    if blob[:2] != b"GP":
-        raise ValueError("not a GeoPackage geometry blob")
-    flags = blob[3]
-    envelope_sizes = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
-    start = 8 + envelope_sizes[(flags >> 1) & 0b111]
-    return shapely.from_wkb(blob[start:])
-
-
-def blob_envelope(blob: bytes | None) -> tuple[float, float, float, float] | None:
-    """(minx, miny, maxx, maxy) of a geometry blob, from its header envelope (or its WKB when absent)."""
-    if not blob:
-        return None
-    flags = blob[3]
-    if flags & 0b1_0000:
-        return None
-    if (flags >> 1) & 0b111:
-        order = "<" if flags & 1 else ">"
-        minx, maxx, miny, maxy = struct.unpack(order + "4d", blob[8:40])
-        return minx, miny, maxx, maxy
-    return parse_geometry_blob(blob).bounds
 
 
 class GeoPackage:
@@ -175,7 +136,7 @@ class GeoPackage:
 
     def add_srs(self, crs: pyproj.CRS, srs_id: int = MARS_SRS_ID, name: str | None = None) -> int:
         """Register a CRS (written without authority ids, see :mod:`marsice_plugin.mars_crs`)."""
-        from .mars_crs import wkt_without_authority
+        from ..mars_crs import wkt_without_authority
 
         exists = self.conn.execute("SELECT 1 FROM gpkg_spatial_ref_sys WHERE srs_id=?", (srs_id,)).fetchone()
         if not exists:
@@ -223,7 +184,8 @@ class GeoPackage:
         columns = ", ".join(f'"{n}"' for n in names)
         sql = f'INSERT INTO "{layer}" ({columns}) VALUES ({", ".join("?" * len(names))})'
         values = [
-            (geometry_blob(geom, srs_id), *(_cast(attrs.get(f.name), f.type) for f in fields)) for geom, attrs in rows
+            (geometry_blob(geom, srs_id), *(cast_value(attrs.get(f.name), f.type) for f in fields))
+            for geom, attrs in rows
         ]
         self.conn.executemany(sql, values)
         if recompute_extent:
@@ -278,7 +240,8 @@ class GeoPackage:
         self.conn.close()
 
 
-def _cast(value: Any, kind: type) -> Any:
+def cast_value(value: Any, kind: type) -> Any:
+    """``value`` as a field of type ``kind`` stores it (booleans as 0/1); None stays NULL."""
     if value is None:
         return None
     if kind is bool:

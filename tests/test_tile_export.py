@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import rasterio
 
+from marsice_plugin.chunk_reader import ChunkReader
 from marsice_plugin.cli import main
 from marsice_plugin.gpkg import parse_geometry_blob
 from marsice_plugin.product import open_product
-from marsice_plugin.tiling import ChunkReader, export_tiles
+from marsice_plugin.tile_export import export_tiles
 
-from .test_tiling_helpers import smooth_image, write_raster
+from .small_rasters import smooth_image, write_raster
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,8 @@
-"""Chunk grid arithmetic, georeferencing of chunks, streaming reads, masks, reduced and resampled reads."""
+"""The chunk reader: georeferencing of chunks, streaming reads, masks, reduced and resampled reads."""
 
 from __future__ import annotations
 
 import itertools
-import math
 import threading
 
 import numpy as np
@@ -11,82 +10,13 @@ import pytest
 import shapely
 from affine import Affine
 
-from marsice_plugin.errors import ProductError
+from marsice_plugin.chunk_reader import PREFETCH_BANDS, ChunkReader, plan_read
+from marsice_plugin.errors import ProductError, TilingError
+from marsice_plugin.grid import ChunkGrid, Window, axis_offsets
 from marsice_plugin.product import open_product
-from marsice_plugin.tiling import (
-    PREFETCH_BANDS,
-    ChunkGrid,
-    ChunkReader,
-    TilingError,
-    Window,
-    axis_offsets,
-    default_overlap,
-)
 from marsice_plugin.vectors import to_lonlat
 
-from .test_tiling_helpers import HIRISE_SPECIAL, TRANSFORM, RecordingDataset, smooth_image, write_raster
-
-# -- grid arithmetic ----------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("length", "size", "overlap", "expected"),
-    [
-        (3072, 1024, 0, [0, 1024, 2048]),
-        (3000, 1024, 0, [0, 1024, 1976]),  # last chunk shifted, never dropped
-        (2048, 1024, 256, [0, 768, 1024]),
-        (500, 1024, 0, [0]),
-    ],
-)
-def test_axis_offsets(length, size, overlap, expected):
-    assert axis_offsets(length, size, overlap) == expected
-
-
-@pytest.mark.parametrize(("length", "size", "overlap"), [(20000, 1024, 0), (60001, 1024, 128), (1025, 1024, 512)])
-def test_axis_offsets_count_and_coverage(length, size, overlap):
-    offsets = axis_offsets(length, size, overlap)
-    assert len(offsets) == 1 + math.ceil((length - size) / (size - overlap))
-    covered = np.zeros(length, bool)
-    for o in offsets:
-        covered[o : o + size] = True
-    assert covered.all()
-    assert offsets[-1] + size == length
-
-
-@pytest.mark.parametrize(("length", "size", "overlap"), [(100, 20, 5), (97, 20, 7), (61, 30, 15), (45, 16, 3)])
-def test_every_feature_up_to_the_overlap_lies_whole_in_one_chunk(length, size, overlap):
-    """The documented guarantee: any interval of extent <= O (cut by an edge or not) fits in some chunk."""
-    offsets = axis_offsets(length, size, overlap)
-    for width in range(1, overlap + 1):
-        for start in range(0, length - width + 1):
-            assert any(o <= start and start + width <= o + size for o in offsets), (start, width)
-    # and the overlap is what buys it: two pixels more and a feature across the first edge fits nowhere
-    start = offsets[1] - 1
-    assert not any(o <= start and start + overlap + 2 <= o + size for o in offsets)
-
-
-def test_default_overlap_formula():
-    assert default_overlap(0.25, 1024) == 128
-    assert default_overlap(0.5, 1024) == 64
-    assert default_overlap(1.0, 1024) == 32
-    assert default_overlap(0.25, 100) == 50  # capped at half a chunk
-    with pytest.raises(TilingError, match="--overlap"):
-        default_overlap(0.0, 1024)
-
-
-def test_grid_len_and_windows():
-    grid = ChunkGrid(3000, 2100, 1024, 0)
-    assert len(grid) == 9 == len(list(grid))
-    assert grid.window(2, 2) == Window(1976, 1076, 1024, 1024)
-    assert ChunkGrid(700, 500, 1024).window(0, 0) == Window(0, 0, 700, 500)
-
-
-def test_chunk_transform_pixel_corner():
-    parent = Affine(0.5, 0, -1000.0, 0, -0.5, 2000.0)
-    t = Window(1024, 2048, 1024, 1024).transform(parent)
-    assert (t.c, t.f) == (-1000.0 + 512.0, 2000.0 - 1024.0)
-    assert (t.a, t.e) == (0.5, -0.5)
-
+from .small_rasters import HIRISE_SPECIAL, TRANSFORM, RecordingDataset, smooth_image, write_raster
 
 # -- the reader on small rasters ----------------------------------------------------------------------
 
@@ -124,6 +54,25 @@ def test_reader_len_full_coverage_exact_data_and_transforms(image, image_path):
         assert chunks[-1].window.row_off + 256 == 700 and chunks[-1].window.col_off + 256 == 1100
 
 
+def test_the_read_plan_is_decided_from_metadata_before_any_pixel_is_read(image_path):
+    """plan_read takes every decision the reader acts on; the reader stores that plan and reads nothing yet."""
+    with open_product(image_path) as product:
+        recorder = RecordingDataset(product._ds)
+        product._ds = recorder
+        plan = plan_read(product, 256, None, scale=0.5)
+        reader = ChunkReader(product, 256, None, scale=0.5)
+        assert recorder.windows == []
+    assert reader.plan == plan
+    # 0.5 m/px: 64 px default overlap; a GeoTIFF has no JPEG2000 levels, so 2 x 2 blocks are averaged
+    assert (plan.method, plan.factor, plan.level, plan.resample_to) == ("block-mean", 2, 0, None)
+    assert (plan.source_size, plan.out_size, plan.overlap, plan.chunk_scale_m) == (256, 128, 64, 1.0)
+    assert plan.grid == ChunkGrid(550, 350, 128, 32)
+    assert plan.grid_transform == TRANSFORM @ Affine.scale(2)
+    # 256-row storage blocks are taller than a 128-px grid chunk: bands a chunk tall, the last one shorter
+    assert plan.band_rows == [(0, 128), (128, 128), (256, 94)]
+    assert len(reader) == len(plan.grid) == 4 * 6  # rows at 0, 96, 192, 222; columns every 96 px up to 422
+
+
 def test_footprints_exact_in_product_and_common_crs(image_path):
     with open_product(image_path) as product:
         chunk = list(ChunkReader(product, 256, 0, repair=False))[5]
@@ -149,12 +98,12 @@ def test_reads_are_full_width_bands_never_taller_than_a_strip(image_path, prefet
         product._ds = recorder
         reader = ChunkReader(product, 256, 100, repair=False, prefetch=prefetch)
         band_of_row = {}
-        for start, height in reader.band_rows:
+        for start, height in reader.plan.band_rows:
             for r in range(start, start + height):
                 band_of_row[r] = start
         for chunk in reader:
             needed = {band_of_row[r] for r in range(chunk.window.row_off, chunk.window.row_off + chunk.window.height)}
-            bands_needed = sum(1 for start, _ in reader.band_rows if start <= max(needed))
+            bands_needed = sum(1 for start, _ in reader.plan.band_rows if start <= max(needed))
             assert len(recorder.windows) <= bands_needed + PREFETCH_BANDS + 1
         windows = recorder.windows
         assert all(w.col_off == 0 and w.width == 1100 for w in windows)
@@ -265,7 +214,7 @@ def test_reduced_resolution_reads_jpeg2000_levels_georeferenced_right(tmp_path):
     with open_product(path) as product:
         assert product.level_count() >= 2
         reader = ChunkReader(product, 512, 0, scale=0.25, repair=False)
-        assert reader.method == "jpeg2000-level" and reader.level == 2 and reader.grid.size == 128
+        assert reader.plan.method == "jpeg2000-level" and reader.plan.level == 2 and reader.plan.grid.size == 128
         chunks = list(reader)
     assert len(chunks) == len(reader)
     chunk = chunks[0]
@@ -285,7 +234,7 @@ def test_reduced_resolution_reads_jpeg2000_levels_georeferenced_right(tmp_path):
 def test_reduced_resolution_of_other_rasters_averages_blocks(image, image_path):
     with open_product(image_path) as product:
         reader = ChunkReader(product, 256, 0, scale=0.5, repair=False)
-        assert reader.method == "block-mean"
+        assert reader.plan.method == "block-mean"
         chunk = next(iter(reader))
     assert chunk.data.shape == (128, 128) and chunk.scale_m == 1.0
     assert chunk.transform == TRANSFORM @ Affine.scale(2)
@@ -301,7 +250,7 @@ def test_reduced_resolution_of_other_rasters_averages_blocks(image, image_path):
 def test_chunks_in_metres_resampled_to_a_model_ground_scale(image, image_path):
     with open_product(image_path) as product:
         down = ChunkReader(product, 64, 0, model_scale_m=1.0, repair=False)  # 64 px at 1 m = 128 source px
-        assert (down.source_size, down.out_size, down.method) == (128, 64, "resample")
+        assert (down.plan.source_size, down.plan.out_size, down.plan.method) == (128, 64, "resample")
         chunk = list(down)[3]
         assert chunk.data.shape == (64, 64) and chunk.scale_m == 1.0
         assert chunk.window.width == 128
@@ -312,7 +261,7 @@ def test_chunks_in_metres_resampled_to_a_model_ground_scale(image, image_path):
         expected = image[rows, cols].astype(np.float64).reshape(64, 2, 64, 2).mean(axis=(1, 3))
         assert np.allclose(chunk.data, expected, atol=1e-3)  # an exact area average
         up = ChunkReader(product, 1024, 0, chunk_m=40.0, model_scale_m=0.4, repair=False)
-        assert (up.source_size, up.out_size) == (80, 100)
+        assert (up.plan.source_size, up.plan.out_size) == (80, 100)
         c = list(up)[7]
         assert c.data.shape == (100, 100) and c.scale_m == pytest.approx(0.4)
         w = c.window
@@ -325,14 +274,14 @@ def test_non_power_of_two_scale_resamples(image_path):
     with open_product(image_path) as product:
         reader = ChunkReader(product, 200, 0, scale=0.3, repair=False)
         chunk = next(iter(reader))
-    assert reader.method == "resample" and chunk.data.shape == (60, 60)
+    assert reader.plan.method == "resample" and chunk.data.shape == (60, 60)
     assert chunk.scale_m == pytest.approx(0.5 / 0.3)
 
 
 def test_default_overlap_follows_the_ground_scale(image_path):
     with open_product(image_path) as product:
-        assert ChunkReader(product, 256).overlap == 64  # ceil(32 m / 0.5 m/px)
-        assert ChunkReader(product, 100).overlap == 50
+        assert ChunkReader(product, 256).plan.overlap == 64  # ceil(32 m / 0.5 m/px)
+        assert ChunkReader(product, 100).plan.overlap == 50
 
 
 @pytest.mark.parametrize(
@@ -356,8 +305,8 @@ def test_overlap_of_half_a_chunk_is_the_largest_accepted(image_path):
     """Up to size/2 (the cap of the default overlap) the grid is as the arithmetic says; one more is refused."""
     with open_product(image_path) as product:
         reader = ChunkReader(product, 256, 128)
-        assert reader.overlap == 128
-        assert reader.grid.rows == axis_offsets(700, 256, 128) == [0, 128, 256, 384, 444]
+        assert reader.plan.overlap == 128
+        assert reader.plan.grid.rows == axis_offsets(700, 256, 128) == [0, 128, 256, 384, 444]
         with pytest.raises(TilingError, match="outside 0..128 px"):
             ChunkReader(product, 256, 255)  # was accepted: a chunk every pixel
 

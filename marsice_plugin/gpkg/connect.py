@@ -1,0 +1,47 @@
+"""The one place MarsIce opens an SQLite file: GeoPackages, and the scan manifest (a plain SQLite database).
+
+Why here: every reader once opened its file with its own ``sqlite3.connect`` and its own error, so the same bad file
+gave different messages; a read-only open by URI also broke on names holding ``?``, ``#`` or ``%``. :func:`connect`
+opens by a quoted ``file:`` URI, and :func:`transaction` is the one ``BEGIN IMMEDIATE`` ... ``COMMIT`` (or
+``ROLLBACK``) that writers use. Standard library only: QGIS's own Python imports this package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+
+def connect(path: str | Path, *, read_only: bool = True, timeout: float = 5.0) -> sqlite3.Connection:
+    """An SQLite connection in autocommit mode (``isolation_level=None``): writes go through :func:`transaction`.
+
+    ``read_only`` opens with ``mode=ro``, which never creates the file and never writes to it; otherwise the file
+    is created when missing. ``timeout`` is how long a statement waits for another process's lock.
+    """
+    path = Path(path)
+    if read_only:
+        uri = path.resolve().as_uri() + "?mode=ro"  # as_uri quotes '?', '#' and '%' in the name
+        return sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
+    return sqlite3.connect(path, timeout=timeout, isolation_level=None)
+
+
+@contextlib.contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` (the write lock at once, so no other writer slips in between), then ``COMMIT``.
+
+    Any exception, a cancel included, rolls everything back: the file is as it was before the block.
+    """
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def quote(name: str) -> str:
+    """An SQL identifier (table or column name) in double quotes, inner quotes doubled."""
+    return '"' + name.replace('"', '""') + '"'
