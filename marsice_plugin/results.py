@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError
-from .gpkg import Field, GeoPackage, update_rows, write_new
+from .gpkg import Field, GeoPackage, geometry_blob, parse_geometry_blob, update_rows, write_new
 from .mars_crs import COMMON_CRS, common_crs
 from .progress import raise_if_cancelled
 from .styles import write_default_style
@@ -146,6 +146,7 @@ class ResultsWriter:
             self._ensure_layers(gpkg)
             with gpkg.conn:  # one transaction: all layers of the product, or nothing
                 gpkg.conn.execute("BEGIN IMMEDIATE")
+                self._upgrade_to_multipolygons(gpkg)
                 for name, spec in self.layers.items():
                     deleted = gpkg.conn.execute(f'DELETE FROM "{name}" WHERE product_id = ?', (product_id,)).rowcount
                     # a rerun may shrink the layer's extent: recompute it; a new product only grows it
@@ -170,6 +171,49 @@ class ResultsWriter:
         if not self._locked:
             raise RuntimeError("ResultsWriter must be used as a context manager")
         return update_rows(self.path, layer, key, values, fields)
+
+    def _upgrade_to_multipolygons(self, gpkg: GeoPackage) -> None:
+        """Turn a POLYGON layer of an older file into the MULTIPOLYGON layer this version writes, in place.
+
+        Why: outlines across the 180° meridian are split there since results became MULTIPOLYGON layers; a
+        file written before holds POLYGON layers, and appending MultiPolygon rows to them would break the
+        GeoPackage rule that a layer's features are of its declared type. Inside the writer's transaction,
+        every row's geometry is rewritten as a one-part MultiPolygon and the declared type changes (in
+        ``gpkg_geometry_columns`` and in the table's own column declaration: both spellings have SQLite's
+        NUMERIC affinity, so only the schema text changes), so the file is upgraded whole or not at all.
+        """
+        import shapely
+
+        for name, spec in self.layers.items():
+            if spec.geometry_type != "MULTIPOLYGON":
+                continue
+            row = gpkg.conn.execute(
+                "SELECT column_name, geometry_type_name, srs_id FROM gpkg_geometry_columns WHERE table_name = ?",
+                (name,),
+            ).fetchone()
+            if row is None or row[1].upper() != "POLYGON":
+                continue
+            column, _, srs_id = row
+            for fid, blob in gpkg.conn.execute(f'SELECT fid, "{column}" FROM "{name}"').fetchall():
+                if blob is None:
+                    continue
+                geom = parse_geometry_blob(blob)
+                if geom.geom_type == "Polygon":
+                    multi = geometry_blob(shapely.MultiPolygon([geom]), srs_id)
+                    gpkg.conn.execute(f'UPDATE "{name}" SET "{column}" = ? WHERE fid = ?', (multi, fid))
+            gpkg.conn.execute(
+                "UPDATE gpkg_geometry_columns SET geometry_type_name = 'MULTIPOLYGON' WHERE table_name = ?", (name,)
+            )
+            (sql,) = gpkg.conn.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", (name,))
+            declared = sql[0].replace(f"{column} POLYGON", f"{column} MULTIPOLYGON", 1)
+            if declared != sql[0]:
+                (version,) = gpkg.conn.execute("PRAGMA schema_version").fetchone()
+                gpkg.conn.execute("PRAGMA writable_schema = ON")
+                gpkg.conn.execute(
+                    "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?", (declared, name)
+                )
+                gpkg.conn.execute(f"PRAGMA schema_version = {version + 1}")
+                gpkg.conn.execute("PRAGMA writable_schema = OFF")
 
     def _ensure_layers(self, gpkg: GeoPackage) -> None:
         """Add layers a file made by an older run lacks (same schema rules as on creation)."""

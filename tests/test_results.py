@@ -186,3 +186,33 @@ def test_unwritable_folder_is_an_output_error_not_an_internal_one(tmp_path):
             ResultsWriter(path, LAYERS).__enter__()
         assert info.value.exit_code == 4
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]
+
+
+def test_a_polygon_layer_of_an_older_file_becomes_multipolygon_when_a_product_is_added(tmp_path):
+    """Files written before outlines were split at 180° hold POLYGON layers; appending upgrades them whole."""
+    import pyogrio
+
+    from marsice_plugin.gpkg import parse_geometry_blob
+
+    path = tmp_path / "old.gpkg"
+    with ResultsWriter(path, LAYERS) as w:  # the older, POLYGON schema
+        w.write_product("A", _rows("A", 2, 1.0))
+    multi = [LayerSpec("things", "MULTIPOLYGON", FIELDS, "test layer")]
+    split = shapely.MultiPolygon([shapely.box(179.5, -50, 180, -49.5), shapely.box(-180, -50, -179.5, -49.5)])
+    with ResultsWriter(path, multi) as w:
+        w.write_product("B", {"things": [(split, {"product_id": "B", "value": 2.0})]})
+    conn = sqlite3.connect(path)
+    try:
+        declared = conn.execute("SELECT geometry_type_name FROM gpkg_geometry_columns WHERE table_name='things'")
+        assert declared.fetchone() == ("MULTIPOLYGON",)
+        (sql,) = conn.execute("SELECT sql FROM sqlite_master WHERE name='things'").fetchone()
+        assert "geom MULTIPOLYGON" in sql
+        geoms = {pid: parse_geometry_blob(b) for pid, b in conn.execute("SELECT product_id, geom FROM things")}
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        conn.close()
+    assert {g.geom_type for g in geoms.values()} == {"MultiPolygon"}
+    assert geoms["B"].equals(split)
+    rows, _ = _content(path)
+    assert sorted(rows) == [("A", 1.0), ("A", 1.0), ("B", 2.0)]
+    assert pyogrio.read_info(path, layer="things")["geometry_type"] == "MultiPolygon"  # as GDAL reads it
