@@ -31,7 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError
-from .gpkg import Field, GeoPackage, geometry_blob, parse_geometry_blob, update_rows, write_new
+from .gpkg import (
+    Field,
+    GeoPackage,
+    create_spatial_index,
+    geometry_blob,
+    has_spatial_index,
+    parse_geometry_blob,
+    update_rows,
+    write_new,
+)
 from .mars_crs import COMMON_CRS, common_crs
 from .progress import raise_if_cancelled
 from .styles import write_default_style
@@ -147,6 +156,9 @@ class ResultsWriter:
             with gpkg.conn:  # one transaction: all layers of the product, or nothing
                 gpkg.conn.execute("BEGIN IMMEDIATE")
                 self._upgrade_to_multipolygons(gpkg)
+                for name in self.layers:  # a file written before layers had an R-tree gets one, filled
+                    if not has_spatial_index(gpkg.conn, name):
+                        create_spatial_index(gpkg.conn, name)
                 for name, spec in self.layers.items():
                     deleted = gpkg.conn.execute(f'DELETE FROM "{name}" WHERE product_id = ?', (product_id,)).rowcount
                     # a rerun may shrink the layer's extent: recompute it; a new product only grows it

@@ -16,7 +16,7 @@ import pytest
 import shapely
 
 from marsice_plugin.errors import OutputError
-from marsice_plugin.gpkg import Field
+from marsice_plugin.gpkg import Field, parse_geometry_blob
 from marsice_plugin.results import LayerSpec, ResultsWriter
 
 from .conftest import REPO
@@ -216,3 +216,60 @@ def test_a_polygon_layer_of_an_older_file_becomes_multipolygon_when_a_product_is
     rows, _ = _content(path)
     assert sorted(rows) == [("A", 1.0), ("A", 1.0), ("B", 2.0)]
     assert pyogrio.read_info(path, layer="things")["geometry_type"] == "MultiPolygon"  # as GDAL reads it
+
+
+def _rtree_and_features(path):
+    conn = sqlite3.connect(path)
+    try:
+        index = sorted(conn.execute("SELECT id, minx, maxx, miny, maxy FROM rtree_things_geom"))
+        features = sorted(
+            (fid, *(lambda b: (b[0], b[2], b[1], b[3]))(parse_geometry_blob(blob).bounds))
+            for fid, blob in conn.execute("SELECT fid, geom FROM things")
+        )
+        extension = conn.execute("SELECT extension_name FROM gpkg_extensions WHERE table_name='things'").fetchall()
+    finally:
+        conn.close()
+    return index, features, extension
+
+
+def test_every_layer_gets_an_rtree_index_kept_in_step_by_the_writer(tmp_path):
+    """The gpkg_rtree_index extension: filled on creation, on append, on rerun; GDAL sees and validates it."""
+    path = tmp_path / "r.gpkg"
+    with ResultsWriter(path, LAYERS) as w:
+        w.write_product("A", _rows("A", 2, 1.0))
+        w.write_product("B", _rows("B", 3, 2.0))
+    with ResultsWriter(path, LAYERS) as w:
+        w.write_product("A", _rows("A", 1, 5.0))  # a rerun: A's rows deleted and written again
+    index, features, extension = _rtree_and_features(path)
+    assert len(features) == 4 and [tuple(pytest.approx(v) for v in row) for row in index] == features
+    assert extension == [("gpkg_rtree_index",)]
+    code = (
+        "import sys\nfrom osgeo import ogr\nds = ogr.Open(sys.argv[1])\nlayer = ds.GetLayerByName('things')\n"
+        "layer.SetSpatialFilterRect(0.9, -50, 1.1, -49.5)\n"
+        "print(layer.TestCapability(ogr.OLCFastSpatialFilter), layer.GetFeatureCount())\n"
+    )
+    proc = subprocess.run(["/usr/bin/python3", "-c", code, str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0 and proc.stdout.split() == ["True", "1"], proc.stderr  # GDAL uses the index: one box starts at x = 1
+    validate = "/usr/lib/python3/dist-packages/osgeo_utils/samples/validate_gpkg.py"
+    proc = subprocess.run(["/usr/bin/python3", validate, str(path)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_file_without_an_rtree_gets_one_filled_when_a_product_is_added(tmp_path):
+    from marsice_plugin.gpkg import parse_geometry_blob  # noqa: F401 - used by _rtree_and_features
+
+    path = tmp_path / "old.gpkg"
+    with ResultsWriter(path, LAYERS) as w:
+        w.write_product("A", _rows("A", 2, 1.0))
+    conn = sqlite3.connect(path)  # as a file written before layers had an index
+    with conn:
+        for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'").fetchall():
+            conn.execute(f'DROP TRIGGER "{name}"')
+        conn.execute("DROP TABLE rtree_things_geom")
+        conn.execute("DELETE FROM gpkg_extensions")
+    conn.close()
+    with ResultsWriter(path, LAYERS) as w:
+        w.write_product("B", _rows("B", 1, 2.0))
+    index, features, extension = _rtree_and_features(path)
+    assert len(features) == 3 and [tuple(pytest.approx(v) for v in row) for row in index] == features
+    assert extension == [("gpkg_rtree_index",)]

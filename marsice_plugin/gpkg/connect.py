@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+from .blob import blob_envelope
 
 
 def connect(path: str | Path, *, read_only: bool = True, timeout: float = 5.0) -> sqlite3.Connection:
@@ -23,8 +25,8 @@ def connect(path: str | Path, *, read_only: bool = True, timeout: float = 5.0) -
     path = Path(path)
     if read_only:
         uri = path.resolve().as_uri() + "?mode=ro"  # as_uri quotes '?', '#' and '%' in the name
-        return sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
-    return sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        return register_functions(sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None))
+    return register_functions(sqlite3.connect(path, timeout=timeout, isolation_level=None))
 
 
 @contextlib.contextmanager
@@ -45,3 +47,30 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
 def quote(name: str) -> str:
     """An SQL identifier (table or column name) in double quotes, inner quotes doubled."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def _bound(index: int) -> Callable[[bytes | None], float | None]:
+    def value(blob: bytes | None) -> float | None:
+        box = blob_envelope(blob)
+        return None if box is None else box[index]
+
+    return value
+
+
+def _is_empty(blob: bytes | None) -> int | None:
+    if blob is None:
+        return None
+    return int(len(blob) < 4 or bool(blob[3] & 0b1_0000))
+
+
+def register_functions(conn: sqlite3.Connection) -> sqlite3.Connection:
+    """Add ``ST_IsEmpty`` and ``ST_MinX/MaxX/MinY/MaxY`` (on GeoPackage blobs) to ``conn``; returns it.
+
+    The R-tree index triggers (:mod:`marsice_plugin.gpkg.rtree`) call them on every insert, update and delete of
+    a feature; GDAL provides them to its own connections, plain SQLite does not, so every connection MarsIce opens
+    gets them (read from the blob header: standard library only).
+    """
+    conn.create_function("ST_IsEmpty", 1, _is_empty, deterministic=True)
+    for name, index in (("ST_MinX", 0), ("ST_MinY", 1), ("ST_MaxX", 2), ("ST_MaxY", 3)):
+        conn.create_function(name, 1, _bound(index), deterministic=True)
+    return conn

@@ -25,6 +25,8 @@ from ..errors import OutputError
 from ..outputs import publish
 from ..progress import raise_if_cancelled
 from .blob import blob_envelope, geometry_blob
+from .connect import register_functions
+from .rtree import create_spatial_index
 
 if TYPE_CHECKING:  # pragma: no cover
     import pyproj
@@ -86,7 +88,7 @@ class GeoPackage:
     def create(cls, path: str | Path) -> GeoPackage:
         """Create an empty GeoPackage (the caller writes it to a temporary path and renames it)."""
         path = Path(path)
-        conn = sqlite3.connect(path)
+        conn = register_functions(sqlite3.connect(path))
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {USER_VERSION}")
         conn.executescript(_SCHEMA)
@@ -127,7 +129,7 @@ class GeoPackage:
         path = Path(path)
         if not path.exists():
             raise OutputError(f"{path} does not exist")
-        conn = sqlite3.connect(path)
+        conn = register_functions(sqlite3.connect(path))
         (app_id,) = conn.execute("PRAGMA application_id").fetchone()
         if app_id != APPLICATION_ID:
             conn.close()
@@ -149,7 +151,7 @@ class GeoPackage:
     def create_layer(
         self, name: str, fields: Sequence[Field], geometry_type: str, srs_id: int, description: str = ""
     ) -> None:
-        """Create a feature table with an integer ``fid`` and a ``geom`` column."""
+        """Create a feature table with an integer ``fid``, a ``geom`` column and its R-tree spatial index."""
         columns = ", ".join(f'"{f.name}" {f.sql_type}' for f in fields)
         self.conn.execute(
             f'CREATE TABLE "{name}" (fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, geom {geometry_type}'
@@ -163,6 +165,7 @@ class GeoPackage:
         self.conn.execute(
             "INSERT INTO gpkg_geometry_columns VALUES (?,?,?,?,0,0)", (name, "geom", geometry_type, srs_id)
         )
+        create_spatial_index(self.conn, name)
 
     def insert(
         self,
