@@ -24,9 +24,10 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import OutputError
 
@@ -254,6 +255,34 @@ def publish(tmp: str | Path, path: str | Path) -> Path:
         mode = normal_file_mode()
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+    return path
+
+
+def write_atomically(
+    path: Path,
+    write: Callable[[Path], Any],
+    finish: Callable[[Path, Path], Any] | None = None,
+    errors: tuple[type[BaseException], ...] = (OSError,),
+) -> Path:
+    """Write ``path`` through a temporary file beside it: ``write(tmp)`` fills it, ``finish(tmp, path)`` puts it
+    in place (default :func:`publish`, at once; detect defers its side outputs with :meth:`SideOutputs.defer`).
+
+    Why one function for every file a command writes this way: a failed or cancelled write must leave neither a
+    half-written ``path`` nor a stray temporary file, and a full disk must read as an output problem. Any failure
+    removes the temporary file; one of ``errors`` (what the writer raises for a file it cannot write) becomes an
+    :class:`OutputError` naming ``path``.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        (finish or publish)(tmp, path)
+    except errors as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path
 
 

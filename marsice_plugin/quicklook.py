@@ -8,7 +8,6 @@ ramp by probability, skipped chunks in grey; ice candidates are outlined in mage
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .detect_defaults import is_flagged
-from .errors import OutputError
-from .outputs import publish
+from .outputs import write_atomically
 
 if TYPE_CHECKING:  # pragma: no cover
     from .product import Product
@@ -70,15 +68,4 @@ def render_quicklook(
         cols, rows = inv @ (np.asarray(xs), np.asarray(ys))
         draw.line(list(zip(cols * sx, rows * sy, strict=True)), fill=(255, 0, 255), width=2)
     draw.text((6, out_h - 14), f"{result.product_id}  {result.summary().split(': ', 1)[1]}", fill=(255, 255, 255))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        image.save(tmp, format="PNG")
-        (finish or publish)(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(path, lambda tmp: image.save(tmp, format="PNG"), finish)

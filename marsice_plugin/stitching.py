@@ -80,18 +80,13 @@ def write_geotiff(
     (default: :func:`~marsice_plugin.outputs.publish`, at once; detect defers it until its GeoPackage is
     committed). A failed write (a full disk: GDAL's "Write failed") leaves no file and is an :class:`OutputError`.
     """
-    import os
-
     import rasterio
     from rasterio.crs import CRS
     from rasterio.errors import RasterioError
 
-    from .errors import OutputError
-    from .outputs import publish
+    from .outputs import write_atomically
 
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def write(tmp: Path) -> None:
         with rasterio.open(
             tmp,
             "w",
@@ -107,11 +102,5 @@ def write_geotiff(
         ) as ds:
             ds.write(raster.values, 1)
             ds.set_band_description(1, "probability of a bright patch consistent with remnant ice")
-        (finish or publish)(tmp, path)
-    except (OSError, RasterioError) as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}") from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+
+    return write_atomically(path, write, finish, errors=(OSError, RasterioError))

@@ -16,7 +16,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CancelledError, LabelError
+from ..errors import LabelError
+from .index import load_pds3_label
 from .records import CatalogueProduct, ProductFile, east_180, observation_of
 
 _DTM_SOURCES = re.compile(r"^DT[A-Z]{3}_(\d{6}_\d{4})_(\d{6}_\d{4})_[A-Z0-9]{3}$")
@@ -69,15 +70,8 @@ def pair_dtms(images: Iterable[CatalogueProduct], dtms: Sequence[CatalogueProduc
 
 def dtm_from_label(path: str | Path, url: str | None = None) -> CatalogueProduct:
     """A DTM catalogue record from its PDS3 label: id, SOURCE_PRODUCT_ID and the lat/lon box."""
-    import pvl
-
     path = Path(path)
-    try:
-        label = pvl.load(str(path))
-    except CancelledError:
-        raise
-    except Exception as exc:
-        raise LabelError(f"{path}: not a readable PDS3 label ({type(exc).__name__}: {exc})") from exc
+    label = load_pds3_label(path, LabelError, f"{path}: not a readable PDS3 label")
     pid = str(label.get("PRODUCT_ID", "")).strip().upper()
     if not pid:
         raise LabelError(f"{path}: DTM label has no PRODUCT_ID")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import CancelledError, CatalogueError
+from ..errors import CancelledError, CatalogueError, MarsIceError
 from .records import CatalogueProduct, ProductFile, east_180, observation_of, product_type_of
 
 #: The bundled catalogue (one COLOR record per observation).
@@ -188,17 +188,27 @@ class TableLayout:
     table_file: str | None
 
 
-def read_table_label(label_path: str | Path) -> TableLayout:
-    """Column layout of an index table from its PDS3 label (RDRCUMINDEX.LBL)."""
+def load_pds3_label(path: Path, error: type[MarsIceError], message: str) -> Any:
+    """The PDS3 label at ``path`` parsed by pvl; a file pvl cannot parse raises ``error``.
+
+    pvl raises many exception types (its own parse errors, UnicodeDecodeError, OSError...), so any of them
+    becomes ``error`` with ``message`` and the cause in parentheses, which is what the caller's user can act
+    on; a cancel that lands while parsing stays a cancel.
+    """
     import pvl
 
-    label_path = Path(label_path)
     try:
-        label = pvl.load(str(label_path))
+        return pvl.load(str(path))
     except CancelledError:
         raise
     except Exception as exc:
-        raise CatalogueError(f"cannot read index label {label_path}: {type(exc).__name__}: {exc}") from exc
+        raise error(f"{message} ({type(exc).__name__}: {exc})") from exc
+
+
+def read_table_label(label_path: str | Path) -> TableLayout:
+    """Column layout of an index table from its PDS3 label (RDRCUMINDEX.LBL)."""
+    label_path = Path(label_path)
+    label = load_pds3_label(label_path, CatalogueError, f"cannot read index label {label_path}")
     tables = [k for k, v in label.items() if k.endswith("TABLE") and not k.startswith("^") and hasattr(v, "keys")]
     if not tables:
         raise CatalogueError(f"{label_path} has no TABLE object; give the RDRCUMINDEX.LBL of the index")

@@ -57,6 +57,20 @@ def add_model_args(parser: Any) -> None:
     )
 
 
+def add_size_cap_args(parser: Any, what: str) -> None:
+    """``--max-gb`` and ``--allow-unknown-size``: a cap on what ``what`` (a run, a scan) may download.
+
+    The cap is checked before the first byte is pulled, against the sizes the catalogue lists or the servers
+    announce; a file whose size stays unknown could break it, so it stops the start unless allowed.
+    """
+    parser.add_argument("--max-gb", type=float, default=None, help=f"refuse to start when {what} would pull more")
+    parser.add_argument(
+        "--allow-unknown-size",
+        action="store_true",
+        help=f"with --max-gb: start even when some files' sizes stay unknown ({what} could pull more)",
+    )
+
+
 def chosen_model(args: argparse.Namespace) -> Path | None:
     """The model path of ``--model``/``--fast``; None leaves the choice to the default."""
     if getattr(args, "fast", False):

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..progress import Reporter
+from .arguments import add_size_cap_args
 
 CACHE_VARIABLE = "MARSICE_CACHE"
 
@@ -37,12 +38,7 @@ def add_parser(sub: Any) -> None:
         help="folder size limit: MarsIce's own least recently used downloads are evicted (each one reported); "
         "other files in the folder are never touched",
     )
-    p.add_argument("--max-gb", type=float, default=None, help="refuse to start when this run would pull more")
-    p.add_argument(
-        "--allow-unknown-size",
-        action="store_true",
-        help="with --max-gb: start even when some files' sizes stay unknown (the run could pull more)",
-    )
+    add_size_cap_args(p, "the run")
     p.add_argument("--dry-run", action="store_true", help="list the files and sizes, download nothing")
     p.add_argument("--browse", action="store_true", help="fetch the browse JPEGs ODE lists instead of the JP2s")
     p.add_argument("--allow-host", action="append", default=[], metavar="HOST", help="allow redirects to HOST")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..progress import Reporter
-from .arguments import add_model_args, chosen_model, overlap_arg
+from .arguments import add_model_args, add_size_cap_args, chosen_model, overlap_arg
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..scan.plan import ScanOptions, ScanPlan
@@ -42,12 +42,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--ode-url", help="ODE REST base URL (default: $MARSICE_ODE_URL or the public ODE)")
     p.add_argument("--cache", type=Path, default=None, help="download cache (default $MARSICE_CACHE or ~/.cache)")
     p.add_argument("--cache-gb", type=float, default=50.0, help="cache size limit; least recently used files go first")
-    p.add_argument("--max-gb", type=float, default=None, help="refuse to start when the scan would pull more")
-    p.add_argument(
-        "--allow-unknown-size",
-        action="store_true",
-        help="with --max-gb: start even when some files' sizes stay unknown (the scan could pull more)",
-    )
+    add_size_cap_args(p, "the scan")
     p.add_argument("--dry-run", action="store_true", help="list what the scan would pull; write nothing")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="scan only the first N products found")
     p.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes of the local cluster")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ from ..detect_defaults import DEFAULT_THRESHOLD
 from ..errors import OutputError
 from ..gpkg import Field, GeoPackage, read_layer, write_new
 from ..mars_crs import COMMON_CRS, common_crs
-from ..outputs import publish
+from ..outputs import write_atomically
 from ..progress import Reporter
 from .coverage import FootprintIndex, catalogue_index, catalogue_records, covering
 from .grouping import DEFAULT_TOLERANCE_M, Site, group_candidates
@@ -384,15 +382,5 @@ def write_queue(
         by_id = {r.product_id: r for r in records}
         write_footprints(path, [by_id[pid] for pid in wanted if pid in by_id])
         return path, wanted
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.writelines(pid + "\n" for pid in wanted)
-        publish(tmp, path)  # mkstemp's file is 0600: the queue gets a plain new file's mode
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomically(path, lambda tmp: tmp.write_text("".join(pid + "\n" for pid in wanted), encoding="utf-8"))
     return path, wanted

@@ -21,16 +21,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from ..errors import OutputError
 from ..mars_crs import COMMON_CRS
-from ..outputs import CSV, GEOJSON, KML, Output, check_outputs, publish
+from ..outputs import CSV, GEOJSON, KML, Output, check_outputs, write_atomically
 from .build import OBSERVATION_FIELDS, read_observations, read_sites
 
 FORMATS = ("csv", "kml", "geojson")
@@ -73,18 +70,13 @@ def _csv_rows(sites: list[tuple[Any, dict[str, Any]]]) -> list[dict[str, Any]]:
 
 
 def _atomic_text(path: Path, write: Callable[[io.TextIOBase], None]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+    """A UTF-8 text export written by ``write(fh)``, put in place only once complete (newlines as written)."""
+
+    def fill(tmp: Path) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as fh:
             write(fh)
-        publish(tmp, path)  # mkstemp's file is 0600: the export gets a plain new file's mode
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+
+    return write_atomically(path, fill)
 
 
 def write_csv(sites: list[tuple[Any, dict[str, Any]]], path: Path) -> Path:

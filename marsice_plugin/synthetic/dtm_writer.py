@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..labels import MapProjection
-from .pds3_text import ProjectionBlock, map_projection_object
+from .pds3_text import HIRISE_IDENTIFICATION, ProjectionBlock, map_projection_object
 
 #: The PC_REAL no-data value of HiRISE DTMs, as its bit pattern and as a float.
 MISSING_CONSTANT_BITS = 0xFF7FFFFB
@@ -120,12 +120,7 @@ DATA_SET_NAME             = "MRO MARS HIGH RESOLUTION IMAGING SCIENCE EXPERIMENT
 PRODUCER_INSTITUTION_NAME = "MARSICE SYNTHETIC SAMPLE"
 PRODUCER_ID               = "MARSICE"
 PRODUCT_ID                = "{pid}"
-PRODUCT_VERSION_ID        = "1.0"
-INSTRUMENT_HOST_NAME      = "MARS RECONNAISSANCE ORBITER"
-INSTRUMENT_HOST_ID        = "MRO"
-INSTRUMENT_NAME           = "HIGH RESOLUTION IMAGING SCIENCE EXPERIMENT"
-INSTRUMENT_ID             = "HIRISE"
-TARGET_NAME               = "MARS"
+{HIRISE_IDENTIFICATION}
 SOURCE_PRODUCT_ID         = ({obs1}, {obs2})
 RATIONALE_DESC            = "Synthetic DTM of a MarsIce generated scene"
 SOFTWARE_NAME             = "marsice synthetic DTM writer"

@@ -5,6 +5,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+#: The keywords every generated label, RDR or DTM, gives the same values: product version, spacecraft,
+#: instrument and target (a real HiRISE label's identification block, in its order).
+HIRISE_IDENTIFICATION = """PRODUCT_VERSION_ID        = "1.0"
+INSTRUMENT_HOST_NAME      = "MARS RECONNAISSANCE ORBITER"
+INSTRUMENT_HOST_ID        = "MRO"
+INSTRUMENT_NAME           = "HIGH RESOLUTION IMAGING SCIENCE EXPERIMENT"
+INSTRUMENT_ID             = "HIRISE"
+TARGET_NAME               = "MARS\""""
+
 
 @dataclass(frozen=True)
 class ProjectionBlock:

@@ -29,7 +29,7 @@ import numpy as np
 import pyproj
 
 from ..mars_crs import local_radius
-from .pds3_text import ProjectionBlock, map_projection_object
+from .pds3_text import HIRISE_IDENTIFICATION, ProjectionBlock, map_projection_object
 from .scene import Scene, SceneConfig, render
 
 JP2_OPTIONS = {
@@ -316,12 +316,7 @@ PRODUCER_ID               = "MARSICE"
 PRODUCER_FULL_NAME        = "MARSICE SCENE RENDERER"
 OBSERVATION_ID            = "{obs}"
 PRODUCT_ID                = "{pid}"
-PRODUCT_VERSION_ID        = "1.0"
-INSTRUMENT_HOST_NAME      = "MARS RECONNAISSANCE ORBITER"
-INSTRUMENT_HOST_ID        = "MRO"
-INSTRUMENT_NAME           = "HIGH RESOLUTION IMAGING SCIENCE EXPERIMENT"
-INSTRUMENT_ID             = "HIRISE"
-TARGET_NAME               = "MARS"
+{HIRISE_IDENTIFICATION}
 MISSION_PHASE_NAME        = "EXTENDED SCIENCE PHASE"
 ORBIT_NUMBER              = {int(obs.split("_")[1])}
 RATIONALE_DESC            = "Synthetic scene rendered by MarsIce, seed {config.seed}"

@@ -46,34 +46,45 @@ def low_frequency_relief(
     return np.ascontiguousarray(field, dtype=np.float32)
 
 
+def _around(
+    shape: tuple[int, ...], row: float, col: float, reach: float, radius_m: float, scale_m: float
+) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """The window of a grid of ``shape`` within ``reach`` pixels of (``row``, ``col``), and each of its pixels'
+    distance from that centre in units of ``radius_m``; None when the window falls off the grid.
+
+    Craters and boulders are drawn in this window only: a full-grid distance per feature would cost the
+    whole scene's size for each of hundreds of features.
+    """
+    r0, r1 = int(max(0, row - reach)), int(min(shape[0], row + reach + 1))
+    c0, c1 = int(max(0, col - reach)), int(min(shape[1], col + reach + 1))
+    if r0 >= r1 or c0 >= c1:
+        return None
+    rr, cc = np.mgrid[r0:r1, c0:c1]
+    return (slice(r0, r1), slice(c0, c1)), np.hypot(rr - row, cc - col) * scale_m / radius_m
+
+
 def add_craters(height: np.ndarray, craters: list[Crater], scale_m: float) -> None:
     """Add bowl-shaped craters with raised rims (rim height ~ depth / 4, ejecta decaying outward)."""
     for c in craters:
-        reach = c.radius_m * 2.0 / scale_m
-        r0, r1 = int(max(0, c.row - reach)), int(min(height.shape[0], c.row + reach + 1))
-        c0, c1 = int(max(0, c.col - reach)), int(min(height.shape[1], c.col + reach + 1))
-        if r0 >= r1 or c0 >= c1:
+        around = _around(height.shape, c.row, c.col, c.radius_m * 2.0 / scale_m, c.radius_m, scale_m)
+        if around is None:
             continue
-        rr, cc = np.mgrid[r0:r1, c0:c1]
-        r = np.hypot(rr - c.row, cc - c.col) * scale_m / c.radius_m
+        window, r = around
         rim = c.depth_m / 4.0
         inside = c.depth_m * (r**2 - 1.0) + rim
         outside = rim * np.exp(-(((r - 1.0) / 0.35) ** 2))
-        height[r0:r1, c0:c1] += np.where(r < 1.0, inside, outside).astype(np.float32)
+        height[window] += np.where(r < 1.0, inside, outside).astype(np.float32)
 
 
 def add_boulders(height: np.ndarray, boulders: list[Boulder], scale_m: float) -> None:
     """Add boulders as half-ellipsoids: height * sqrt(1 - (r/R)^2) inside their radius."""
     for b in boulders:
-        reach = b.radius_m / scale_m + 1
-        r0, r1 = int(max(0, b.row - reach)), int(min(height.shape[0], b.row + reach + 1))
-        c0, c1 = int(max(0, b.col - reach)), int(min(height.shape[1], b.col + reach + 1))
-        if r0 >= r1 or c0 >= c1:
+        around = _around(height.shape, b.row, b.col, b.radius_m / scale_m + 1, b.radius_m, scale_m)
+        if around is None:
             continue
-        rr, cc = np.mgrid[r0:r1, c0:c1]
-        r = np.hypot(rr - b.row, cc - b.col) * scale_m / b.radius_m
+        window, r = around
         bump = b.height_m * np.sqrt(np.clip(1.0 - r**2, 0.0, None))
-        region = height[r0:r1, c0:c1]
+        region = height[window]
         np.maximum(region, region.mean() + bump.astype(np.float32), out=region, where=bump > 0)
 
 

@@ -9,15 +9,14 @@ from qgis.core import (
     QgsProcessingContext,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
-    QgsProcessingParameterNumber,
     QgsProcessingParameterVectorDestination,
 )
 
-from ..compat import DOUBLE, FILE, POLYGONS, mark_advanced
+from ..compat import POLYGONS, mark_advanced
 from ..layers import queue_geopackage
 from .base import MarsIceAlgorithm
+from .parameters import add_model_parameters, add_product_parameter, model_args, threshold_args
 
 PRECISIONS = ["float32", "mixed_float16", "mixed_bfloat16"]
 #: Read level choices; the first leaves the level to the model card (``--read-level`` omitted), the others are 0, 1, 2.
@@ -28,18 +27,11 @@ READ_LEVELS = [
     "2: quarter resolution",
 ]
 
-INPUT_FILTER = (
-    "HiRISE PDS3 labels and rasters (*.LBL *.lbl *.JP2 *.jp2 *.IMG *.img *.tif *.tiff *.cub *.vrt);;All files (*.*)"
-)
-
 
 class DetectIceAlgorithm(MarsIceAlgorithm):
     """``marsice detect`` as a Processing algorithm; parameters map one-to-one onto CLI options."""
 
     INPUT = "INPUT"
-    MODEL = "MODEL"
-    FAST = "FAST"
-    THRESHOLD = "THRESHOLD"
     OUTPUT = "OUTPUT"
     QUICKLOOK = "QUICKLOOK"
     OVERLAP = "OVERLAP"
@@ -57,35 +49,8 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
     HELP_DOC = "README.md#inference"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.INPUT,
-                "HiRISE product (PDS3 .LBL with its .JP2, or a Mars raster)",
-                FILE,
-                fileFilter=INPUT_FILTER,
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.MODEL,
-                "CNN model (.keras; empty = the shipped model)",
-                FILE,
-                extension="keras",
-                optional=True,
-            )
-        )
-        self.addParameter(QgsProcessingParameterBoolean(self.FAST, "Fast model (shipped model only)", False))
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.THRESHOLD,
-                "Probability threshold for candidates (empty: the model's own)",
-                DOUBLE,
-                defaultValue=None,
-                optional=True,
-                minValue=0.0,
-                maxValue=1.0,
-            )
-        )
+        add_product_parameter(self)
+        add_model_parameters(self)
         self.addParameter(
             QgsProcessingParameterBoolean(self.OVERLAP, "Overlap chunks (patches on chunk edges seen whole)", True)
         )
@@ -121,8 +86,6 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
 
     def cli_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
         product = self.parameterAsFile(parameters, self.INPUT, context)
-        model = self.parameterAsFile(parameters, self.MODEL, context)
-        threshold = self.optional_double(parameters, self.THRESHOLD, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         quicklook = self.parameterAsFileOutput(parameters, self.QUICKLOOK, context)
         raster = self.parameterAsFileOutput(parameters, self.PROBABILITY, context)
@@ -130,9 +93,7 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         read_level = self.parameterAsEnum(parameters, self.READ_LEVEL, context) - 1  # -1: the model card's
 
         args = [self.COMMAND, product, "-o", output]
-        args += ["--threshold", str(threshold)] if threshold is not None else []
-        fast = self.parameterAsBoolean(parameters, self.FAST, context)
-        args += ["--model", model] if model else ["--fast"] if fast else []
+        args += threshold_args(self, parameters, context) + model_args(self, parameters, context)
         args += ["--quicklook", quicklook] if quicklook else []
         args += [] if self.parameterAsBoolean(parameters, self.OVERLAP, context) else ["--overlap", "0"]
         args += ["--probability-raster", raster] if raster else []

@@ -9,7 +9,6 @@ from typing import Any
 from qgis.core import (
     QgsApplication,
     QgsProcessingContext,
-    QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -17,8 +16,9 @@ from qgis.core import (
     QgsProcessingParameterString,
 )
 
-from ..compat import DOUBLE, FILE, FOLDER, INTEGER, mark_advanced
+from ..compat import FILE, FOLDER, INTEGER, mark_advanced
 from .base import MarsIceAlgorithm
+from .parameters import add_labelled_data_parameters, add_threshold_parameter, labelled_data_args, threshold_args
 
 #: Figures of the report offered as algorithm outputs (output name, path in the report).
 FIGURES = (
@@ -52,12 +52,8 @@ class EvaluateModelAlgorithm(MarsIceAlgorithm):
     """``marsice evaluate`` as a Processing algorithm; parameters map one-to-one onto CLI options."""
 
     MODEL = "MODEL"
-    DATA_FOLDER = "DATA_FOLDER"
-    TILE_INDEX = "TILE_INDEX"
-    LABEL_FIELD = "LABEL_FIELD"
     SET = "SET"
     LIMIT = "LIMIT"
-    THRESHOLD = "THRESHOLD"
     CACHE = "CACHE"
     OUTPUT = "OUTPUT"
     PR_CURVE = "PR_CURVE"
@@ -73,32 +69,12 @@ class EvaluateModelAlgorithm(MarsIceAlgorithm):
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         self.addParameter(QgsProcessingParameterFile(self.MODEL, "CNN model (.keras)", FILE, extension="keras"))
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.DATA_FOLDER, "Labelled chunks folder (sub-folders 0/ and 1/)", FOLDER, optional=True
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.TILE_INDEX, "Labelled tile index (.gpkg from Tile product)", FILE, extension="gpkg", optional=True
-            )
-        )
-        self.addParameter(QgsProcessingParameterString(self.LABEL_FIELD, "Label field of the tile index", "label"))
+        add_labelled_data_parameters(self)
         self.addParameter(QgsProcessingParameterString(self.SET, "Evaluation set", "evaluation_set_v1"))
         self.addParameter(
             QgsProcessingParameterNumber(self.LIMIT, "Products to use (0 = all)", INTEGER, defaultValue=0, minValue=0)
         )
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.THRESHOLD,
-                "Probability threshold (empty: the model's own)",
-                DOUBLE,
-                defaultValue=None,
-                optional=True,
-                minValue=0.0,
-                maxValue=1.0,
-            )
-        )
+        add_threshold_parameter(self, "Probability threshold (empty: the model's own)")
         self.addParameter(
             mark_advanced(
                 QgsProcessingParameterFile(
@@ -117,24 +93,18 @@ class EvaluateModelAlgorithm(MarsIceAlgorithm):
 
     def cli_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
         model = self.parameterAsFile(parameters, self.MODEL, context)
-        folder = self.parameterAsFile(parameters, self.DATA_FOLDER, context)
-        index = self.parameterAsFile(parameters, self.TILE_INDEX, context)
-        if folder and index:
-            raise QgsProcessingException(
-                "Give either a labelled chunks folder or a labelled tile index, not both (or neither, to use the "
-                "frozen evaluation set)."
-            )
+        data, label_field = labelled_data_args(
+            self, parameters, context, " (or neither, to use the frozen evaluation set)."
+        )
         cache = self.parameterAsFile(parameters, self.CACHE, context) or str(default_cache())
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         pr_curve = self.parameterAsFileOutput(parameters, self.PR_CURVE, context)
         limit = self.parameterAsInt(parameters, self.LIMIT, context)
 
-        args = [self.COMMAND, model, *[data for data in (folder, index) if data]]
-        args += ["--label-field", self.parameterAsString(parameters, self.LABEL_FIELD, context)] if index else []
+        args = [self.COMMAND, model, *data, *label_field]
         args += ["--set", self.parameterAsString(parameters, self.SET, context)]
         args += ["--limit", str(limit)] if limit > 0 else []
-        threshold = self.optional_double(parameters, self.THRESHOLD, context)
-        args += ["--threshold", str(threshold)] if threshold is not None else []
+        args += threshold_args(self, parameters, context)
         args += ["--cache", cache, "-o", output]
         args += ["--pr-curve", pr_curve] if pr_curve else []
         return args

@@ -10,33 +10,32 @@ from qgis.core import (
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
     QgsProcessingParameterVectorDestination,
 )
 
-from ..compat import DOUBLE, FILE, FOLDER, INTEGER, POLYGONS, mark_advanced
+from ..compat import DOUBLE, FOLDER, INTEGER, POLYGONS, mark_advanced
 from ..layers import drop_pending, queue_geopackage
 from .base import MarsIceAlgorithm
-from .search_products import SOURCES
+from .parameters import (
+    add_model_parameters,
+    add_search_parameters,
+    add_source_parameter,
+    model_args,
+    search_args,
+    source_arg,
+    threshold_args,
+)
 
 
 class FindIcePatchesAlgorithm(MarsIceAlgorithm):
     """``marsice scan`` as a Processing algorithm; parameters map one-to-one onto CLI options."""
 
-    LAT_MIN = "LAT_MIN"
-    LAT_MAX = "LAT_MAX"
-    LS_FROM = "LS_FROM"
-    LS_TO = "LS_TO"
-    SOURCE = "SOURCE"
     DRY_RUN = "DRY_RUN"
     MAX_GB = "MAX_GB"
     LIMIT = "LIMIT"
-    MODEL = "MODEL"
-    FAST = "FAST"
-    THRESHOLD = "THRESHOLD"
     TERRAIN = "TERRAIN"
     CACHE = "CACHE"
     CACHE_GB = "CACHE_GB"
@@ -61,16 +60,8 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
     HELP_DOC = "docs/scan.md"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
-        for key, label, default, lo, hi in (
-            (self.LAT_MIN, "Latitude band: from (°N)", -60.0, -90.0, 90.0),
-            (self.LAT_MAX, "Latitude band: to (°N)", -40.0, -90.0, 90.0),
-            (self.LS_FROM, "Solar longitude Ls: from (°)", 140.0, 0.0, 360.0),
-            (self.LS_TO, "Solar longitude Ls: to (°)", 200.0, 0.0, 360.0),
-        ):
-            self.addParameter(
-                QgsProcessingParameterNumber(key, label, DOUBLE, defaultValue=default, minValue=lo, maxValue=hi)
-            )
-        self.addParameter(QgsProcessingParameterEnum(self.SOURCE, "Catalogue", options=SOURCES, defaultValue=0))
+        add_search_parameters(self)
+        add_source_parameter(self)
         self.addParameter(
             QgsProcessingParameterBoolean(self.DRY_RUN, "Dry run (list products and download size only)", False)
         )
@@ -80,23 +71,7 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(self.LIMIT, "Products at most (0 = all)", INTEGER, 0, minValue=0)
         )
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.MODEL, "CNN model (.keras; empty = the shipped model)", FILE, extension="keras", optional=True
-            )
-        )
-        self.addParameter(QgsProcessingParameterBoolean(self.FAST, "Fast model (shipped model only)", False))
-        self.addParameter(
-            QgsProcessingParameterNumber(
-                self.THRESHOLD,
-                "Probability threshold for candidates (empty: the model's own)",
-                DOUBLE,
-                None,
-                optional=True,
-                minValue=0.0,
-                maxValue=1.0,
-            )
-        )
+        add_model_parameters(self)
         self.addParameter(QgsProcessingParameterBoolean(self.TERRAIN, "Terrain attributes from HiRISE DTMs", True))
         self.addParameter(
             mark_advanced(
@@ -133,17 +108,14 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
         self.addOutput(QgsProcessingOutputFile(self.MANIFEST, "Scan manifest (resume record)"))
 
     def cli_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
-        lat = [self.parameterAsDouble(parameters, key, context) for key in (self.LAT_MIN, self.LAT_MAX)]
-        ls = [self.parameterAsDouble(parameters, key, context) for key in (self.LS_FROM, self.LS_TO)]
-        source = SOURCES[self.parameterAsEnum(parameters, self.SOURCE, context)]
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         max_gb = self.parameterAsDouble(parameters, self.MAX_GB, context)
         limit = self.parameterAsInt(parameters, self.LIMIT, context)
-        model = self.parameterAsFile(parameters, self.MODEL, context)
         cache = self.parameterAsFile(parameters, self.CACHE, context)
         ode_url = self.parameterAsString(parameters, self.ODE_URL, context).strip()
 
-        args = [self.COMMAND, "--lat", *map(str, lat), "--ls", *map(str, ls), "-o", output, "--source", source]
+        args = [self.COMMAND, *search_args(self, parameters, context), "-o", output]
+        args += ["--source", source_arg(self, parameters, context)]
         args += ["--ode-url", ode_url] if ode_url else []
         args += ["--cache", cache] if cache else []
         args += ["--cache-gb", str(self.parameterAsDouble(parameters, self.CACHE_GB, context))]
@@ -151,10 +123,7 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
         args += ["--dry-run"] if self.parameterAsBoolean(parameters, self.DRY_RUN, context) else []
         args += ["--limit", str(limit)] if limit > 0 else []
         args += ["--workers", str(self.parameterAsInt(parameters, self.WORKERS, context))]
-        fast = self.parameterAsBoolean(parameters, self.FAST, context)
-        args += ["--model", model] if model else ["--fast"] if fast else []
-        threshold = self.optional_double(parameters, self.THRESHOLD, context)
-        args += ["--threshold", str(threshold)] if threshold is not None else []
+        args += model_args(self, parameters, context) + threshold_args(self, parameters, context)
         args += [] if self.parameterAsBoolean(parameters, self.TERRAIN, context) else ["--no-terrain"]
         args += ["--keep-downloads"] if self.parameterAsBoolean(parameters, self.KEEP_DOWNLOADS, context) else []
         return args

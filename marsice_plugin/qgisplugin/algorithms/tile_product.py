@@ -10,15 +10,14 @@ from qgis.core import (
     QgsProcessingOutputNumber,
     QgsProcessingOutputVectorLayer,
     QgsProcessingParameterBoolean,
-    QgsProcessingParameterFile,
     QgsProcessingParameterFolderDestination,
     QgsProcessingParameterNumber,
 )
 
-from ..compat import DOUBLE, FILE, INTEGER
+from ..compat import DOUBLE, INTEGER
 from ..layers import queue_geopackage
 from .base import MarsIceAlgorithm
-from .detect_ice import INPUT_FILTER
+from .parameters import add_product_parameter
 
 
 class TileProductAlgorithm(MarsIceAlgorithm):
@@ -51,11 +50,7 @@ class TileProductAlgorithm(MarsIceAlgorithm):
     HELP_DOC = "README.md#tiling"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.INPUT, "HiRISE product (PDS3 .LBL with its .JP2, or a Mars raster)", FILE, fileFilter=INPUT_FILTER
-            )
-        )
+        add_product_parameter(self)
         self.addParameter(
             QgsProcessingParameterNumber(self.SIZE, "Chunk size (pixels)", INTEGER, defaultValue=1024, minValue=16)
         )

@@ -7,18 +7,17 @@ from typing import Any
 
 from qgis.core import (
     QgsProcessingContext,
-    QgsProcessingException,
     QgsProcessingOutputFile,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
-    QgsProcessingParameterString,
 )
 
-from ..compat import DOUBLE, FILE, FOLDER, INTEGER
+from ..compat import DOUBLE, FILE, INTEGER
 from .base import MarsIceAlgorithm
+from .parameters import add_labelled_data_parameters, labelled_data_args
 
 AUGMENTS = ["sun", "none"]
 #: Read level choices, index = the level passed as ``--read-level`` (0 is the CLI's default and is not passed).
@@ -32,9 +31,6 @@ READ_LEVELS = [
 class TrainModelAlgorithm(MarsIceAlgorithm):
     """``marsice train`` as a Processing algorithm; parameters map one-to-one onto CLI options."""
 
-    DATA_FOLDER = "DATA_FOLDER"
-    TILE_INDEX = "TILE_INDEX"
-    LABEL_FIELD = "LABEL_FIELD"
     SYNTHETIC = "SYNTHETIC"
     INPUT_SIZE = "INPUT_SIZE"
     EPOCHS = "EPOCHS"
@@ -59,17 +55,7 @@ class TrainModelAlgorithm(MarsIceAlgorithm):
     HELP_DOC = "README.md#training-and-evaluating-the-cnn"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.DATA_FOLDER, "Labelled chunks folder (sub-folders 0/ and 1/)", FOLDER, optional=True
-            )
-        )
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.TILE_INDEX, "Labelled tile index (.gpkg from Tile product)", FILE, extension="gpkg", optional=True
-            )
-        )
-        self.addParameter(QgsProcessingParameterString(self.LABEL_FIELD, "Label field of the tile index", "label"))
+        add_labelled_data_parameters(self)
         for key, label, default, minimum in (
             (self.SYNTHETIC, "Generated chunks instead of labelled ones (0 = none)", 0, 0),
             (self.INPUT_SIZE, "Model input size (pixels)", 256, 32),
@@ -102,21 +88,17 @@ class TrainModelAlgorithm(MarsIceAlgorithm):
         self.addOutput(QgsProcessingOutputFile(self.CURVES, "Learning curves (PNG)"))
 
     def cli_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
-        folder = self.parameterAsFile(parameters, self.DATA_FOLDER, context)
-        index = self.parameterAsFile(parameters, self.TILE_INDEX, context)
-        if folder and index:
-            raise QgsProcessingException(
-                "Give either a labelled chunks folder or a labelled tile index, not both: train on one, then "
-                "evaluate the model on the other."
-            )
+        data, label_field = labelled_data_args(
+            self, parameters, context, ": train on one, then evaluate the model on the other."
+        )
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         synthetic = self.parameterAsInt(parameters, self.SYNTHETIC, context)
 
-        args = [self.COMMAND, *[data for data in (folder, index) if data], "-o", output]
+        args = [self.COMMAND, *data, "-o", output]
         init = self.parameterAsFile(parameters, self.INIT, context)
         args += ["--synthetic", str(synthetic)] if synthetic > 0 else []
         args += ["--init", init] if init else []
-        args += ["--label-field", self.parameterAsString(parameters, self.LABEL_FIELD, context)] if index else []
+        args += label_field
         sizes = [] if init else [(self.INPUT_SIZE, "--input-size")]  # a start model keeps its own size here
         for key, option in (
             *sizes,
