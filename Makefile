@@ -40,8 +40,9 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/marsice demo -o $(DEMO_DIR)
 
+# Two pytest-xdist workers: most tests wait on child processes, QGIS or local servers (see tests/conftest.py).
 test: setup lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -97,13 +98,19 @@ model-threshold: setup
 	$(VENV)/bin/python bench/choose_threshold.py models/marsice_xception_256_level2.keras --write-card \
 	  -o models/marsice_xception_256_level2.threshold.json
 
-# An installable plugin zip: the package folder with metadata.txt inside (symlinks resolved).
+# The models the plugin runs: the default ensemble and the fast model (--fast), each with its card.
+ZIP_MODELS := $(foreach m,marsice_ensemble_512_level1 marsice_xception_256_level2,\
+  models/$(m).keras models/$(m).card.json models/$(m).md)
+
+# An installable plugin zip: the package folder with metadata.txt inside (symlinks resolved) and the shipped
+# models as package data in marsice_plugin/models/ (about 30 MB: deflate gains little on network weights).
 zip:
-	@rm -rf build/zip && mkdir -p build/zip dist
-	cp -rL marsice_plugin build/zip/marsice_plugin
+	@rm -rf build/zip && mkdir -p build/zip/marsice_plugin/models dist
+	cp -rL marsice_plugin/. build/zip/marsice_plugin
+	cp $(ZIP_MODELS) build/zip/marsice_plugin/models/
 	find build/zip -name __pycache__ -prune -exec rm -rf {} +
 	rm -f dist/marsice_plugin.zip
-	cd build/zip && $(SYSTEM_PYTHON) -m zipfile -c ../../dist/marsice_plugin.zip marsice_plugin
+	cd build/zip && $(SYSTEM_PYTHON) -c "import shutil; shutil.make_archive('../../dist/marsice_plugin', 'zip', '.', 'marsice_plugin')"
 	@echo "dist/marsice_plugin.zip"
 
 clean:

@@ -16,6 +16,13 @@ mars-ode-data-access does) restarts the decoder per window.
 chunk is *skipped*, recorded with its reason and never dropped silently, when more than
 ``max_center_nodata`` of its central half, or more than ``max_nodata`` of the whole chunk, is no-data.
 
+**One DN scale**: every band is brought to 10-bit DN equivalents by the product's
+:attr:`~marsice_plugin.product.Product.pixel_scale` (:mod:`marsice_plugin.normalisation`) as it is decoded, before
+repair, so the repair thresholds (in DNs), the tiles and the model input mean the same for a JPEG2000 with its label,
+a GeoTIFF of any bit depth or a float I/F raster; for a HiRISE RDR the scale is the identity. The scale is decided
+(or the product refused) at the first band, unless the caller asked the product first (``detect`` does, so a product
+whose pixels cannot be normalised is refused before its first chunk is read).
+
 **Special pixels and outliers**: label special values (null, low/high saturation) are masked
 (``valid`` is False); with ``repair=True`` they and isolated bright outliers at ordinary DNs are
 replaced (:mod:`marsice_plugin.anomalies`) and counted per chunk. Skipped chunks are not repaired
@@ -67,7 +74,7 @@ class Chunk:
     chunk_col: int
     window: Window  # the chunk's pixel window in the full-resolution product
     transform: affine.Affine  # of ``data``'s own pixel grid (pixel-corner convention)
-    data: np.ndarray  # float32 grey DNs; repaired when the reader repairs (see ``repaired``)
+    data: np.ndarray  # float32 grey, 10-bit DN equivalents (product.pixel_scale); repaired when the reader repairs
     valid: np.ndarray  # bool: True where the pixel is real surface (not no-data, not a special value)
     nodata_fraction: float
     center_nodata_fraction: float
@@ -284,9 +291,9 @@ class ChunkReader:
             src_height = min(height * f, p.height - src_start)
             grey, nodata, special = p.read_rows(src_start, src_height)
             grey, nodata, special = block_mean(grey, nodata, special, f)
-            return _Band(start, grey, nodata, special)
+            return _Band(start, p.pixel_scale.to_dn(grey), nodata, special)
         grey, nodata, special = p.read_rows(start, height, level=plan.level)
-        return _Band(start, grey, nodata, special)
+        return _Band(start, p.pixel_scale.to_dn(grey), nodata, special)
 
     def _decode_bands(self) -> Iterator[_Band]:
         """Every band, top to bottom, under the plan's GDAL settings (entered and left in the reading thread)."""

@@ -17,6 +17,7 @@ import numpy as np
 
 from .candidates import CandidateOptions, delineate
 from .chunk_reader import ChunkReader
+from .cnn.domain import DomainReference, check, load_reference
 from .detect_defaults import DEFAULT_BATCH_SIZE, is_flagged
 from .model_registry import model_read_level
 from .product import Product
@@ -60,6 +61,7 @@ def score_chunks(
 
     input_size = model_input_size(model)
     read_level = model_read_level(options, input_size)
+    reporter.log(f"{product.product_id}: pixel values read as {product.pixel_scale.how}")  # or refused, before reading
     if options.read_level is None and read_level:
         reporter.log(f"decoding JPEG2000 level {read_level}, as {Path(options.model_path or '').name} was trained")
     reader = ChunkReader(
@@ -81,6 +83,7 @@ def score_chunks(
         for batch in source if source is not None else make():
             probs = predict(model, batch.x) if batch.scored else np.empty(0)
             by_index = dict(zip(batch.scored, probs, strict=True))
+            stats = dict(zip(batch.scored, batch.stats, strict=True))
             for k, chunk in enumerate(batch.chunks):
                 p = by_index.get(k)
                 score = ChunkScore(
@@ -93,6 +96,7 @@ def score_chunks(
                     chunk.nodata_fraction,
                 )
                 score.special_pixels, score.outlier_pixels = chunk.special_pixels, chunk.outlier_pixels
+                score.input_stats = stats.get(k)
                 results.append(score)
             reporter.progress(5 + 85 * len(results) / total, f"chunk {len(results)}/{total}")
     finally:
@@ -120,18 +124,24 @@ def detect_product(
     name = model_name if model_name is not None else Path(options.model_path or "").name
     chunks = score_chunks(product, model, options, reporter)
     reporter.progress(90, "outlining bright patches in flagged chunks")
-    return detections_from_scores(product, chunks, options.threshold, name)
+    return detections_from_scores(product, chunks, options.threshold, name, load_reference(options.model_path))
 
 
 def detections_from_scores(
-    product: Product, chunks: list[ChunkScore], threshold: float, model_name: str = ""
+    product: Product,
+    chunks: list[ChunkScore],
+    threshold: float,
+    model_name: str = "",
+    reference: DomainReference | None = None,
 ) -> Detections:
     """The flow after the CNN: stitch the chunk probabilities, outline candidates in flagged chunks, build rows.
 
     Its own function so that chunk scores from elsewhere (a test's, an evaluation's hot-pixel-free twin) go
-    through exactly the steps ``detect`` takes.
+    through exactly the steps ``detect`` takes. ``reference`` (the model card's training statistics) gives the
+    product its domain check (:mod:`marsice_plugin.cnn.domain`).
     """
     found = Detections(product.product_id, threshold, chunks=list(chunks))
+    found.domain = check([c.input_stats for c in found.chunks if c.input_stats is not None], reference)
     found.raster = stitch(found.chunks, product.width, product.height, product.transform)
     flagged = [c.window for c in found.chunks if is_flagged(c.probability, threshold)]
     found.candidates = delineate(product, flagged, found.raster, CandidateOptions(threshold=threshold))

@@ -175,7 +175,7 @@ def evaluate(
                     continue
                 # the rendered DNs are the product's pixels exactly (lossless JP2): no second decode needed
                 rows, cols = s.window.slices
-                grey = sample.scene.dn[rows, cols].astype(np.float32)
+                grey = product.pixel_scale.to_dn(sample.scene.dn[rows, cols])  # the DN scale the model reads
                 base = float(brightness_baseline(grey[None] / product.valid_max)[0])
                 is_ice = truth[(s.chunk_row, s.chunk_col)]
                 records.append(ChunkRecord(sample.product_id, is_ice, s.probability, base))

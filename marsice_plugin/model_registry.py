@@ -23,8 +23,16 @@ from .errors import ModelError
 #: weights they descend from stay in models/ (the tests use the latter).
 DEFAULT_MODEL_NAME = "marsice_ensemble_512_level1.keras"
 FAST_MODEL_NAME = "marsice_xception_256_level2.keras"
-#: The shipped models of this checkout.
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+#: The shipped models: this checkout's ``models/``, else the package's own ``models/`` folder (where the plugin's
+#: ZIP carries the default and fast models, ``make zip``).
+MODELS_DIR = next(
+    (
+        p
+        for p in (Path(__file__).resolve().parents[1] / "models", Path(__file__).resolve().parent / "models")
+        if p.is_dir()
+    ),
+    Path(__file__).resolve().parents[1] / "models",
+)
 
 
 def default_model_path() -> Path:

@@ -73,6 +73,8 @@ def detect(
             reporter.progress(2, f"loading model {model_path.name}")
             model = with_precision(load_model(model_path), options.precision)
             found = detect_product(product, model, options, reporter, model_path.name)
+            if found.domain is not None and not found.domain.inside:
+                reporter.log(found.domain.warning(product.product_id), level="warning")
             result = DetectResult(**vars(found), output=output)
             raster = found.raster
             try:

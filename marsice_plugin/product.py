@@ -16,7 +16,10 @@ Reading paths, and why:
   source pixels up and left of the box convention (:meth:`Product.level_transform`; measured with a
   planted block: the box convention misplaces it by 0.5, 1.5 and 3.5 source pixels at f = 2, 4, 8).
 * COLOR products become grey as the paper did: the mean of their bands; a pixel is no-data when
-  every band is null and special when any band holds a special value.
+  every band is null and special when any band holds a special value (float rasters: NaN, ISIS NULL and their
+  no-data are null, ISIS's other special pixels are special).
+* Values are raw here; :attr:`Product.pixel_scale` says how the chunk reader brings them to the model's 10-bit DN
+  scale (:mod:`marsice_plugin.normalisation`).
 For a label, georeferencing always comes from the label (never from boxes inside the JP2), exactly
 as GDAL's PDS driver does; for other rasters (GeoTIFF mosaics, ISIS cubes) it comes from GDAL.
 
@@ -39,7 +42,16 @@ from .errors import CancelledError, CRSError, ProductError
 from .jp2check import check_jpeg2000, is_jpeg2000
 from .labels import ProductLabel, read_label
 from .mars_crs import check_mars_crs, label_crs, label_transform
-from .product_checks import check_size, decode, dtm_evidence, refuse_dtm
+from .normalisation import (
+    DN_MAX,
+    ISIS_NULL_FLOAT,
+    ISIS_SPECIAL_INT,
+    SAMPLE_REDUCED_SIDE,
+    PixelScale,
+    product_scale,
+    sample_windows,
+)
+from .product_checks import SPECIAL_FLOAT_BELOW, check_size, decode, dtm_evidence, refuse_dtm
 
 if TYPE_CHECKING:  # pragma: no cover
     import affine
@@ -61,15 +73,16 @@ class ViewingGeometry:
 
 def special_mask(data: np.ndarray, special_values: tuple[int, ...]) -> np.ndarray:
     """True where a pixel of a :meth:`Product.read` window holds one of the special values (null, saturation)."""
+    isis = (data < SPECIAL_FLOAT_BELOW) & (data != np.float32(ISIS_NULL_FLOAT))  # ISIS LRS, LIS, HIS, HRS
     if not special_values:
-        return np.zeros(data.shape, dtype=bool)
-    return np.isin(data, np.asarray(special_values, dtype=data.dtype))
+        return isis
+    return isis | np.isin(data, np.asarray(special_values, dtype=data.dtype))
 
 
 def nodata_mask(data: np.ndarray, special_values: tuple[int, ...]) -> np.ndarray:
-    """True for no-data: the null value (the first special value, 0 for HiRISE) or non-finite pixels."""
+    """True for no-data: the null value (the first special value, 0 for HiRISE), ISIS NULL or non-finite pixels."""
     null = min(special_values) if special_values else None
-    mask = ~np.isfinite(data)
+    mask = ~np.isfinite(data) | (data == np.float32(ISIS_NULL_FLOAT))
     if null is not None:
         mask |= data == null
     return mask
@@ -88,6 +101,7 @@ class Product:
         label: ProductLabel | None,
         special_values: tuple[int, ...],
         viewing: ViewingGeometry,
+        float_nodata: float | None = None,
     ):
         self.path = path
         #: the file whose pixels are read (the JP2 beside a label, or the raster itself)
@@ -99,6 +113,9 @@ class Product:
         self.label = label
         self.special_values = special_values
         self.viewing = viewing
+        #: a float raster's own no-data value (NaN, ISIS NULL and the other ISIS special pixels are always masked)
+        self.float_nodata = float_nodata
+        self._pixel_scale: PixelScale | None = None
         self.width: int = dataset.width
         self.height: int = dataset.height
         self.band_count: int = dataset.count
@@ -129,15 +146,53 @@ class Product:
     # -- pixels ---------------------------------------------------------------------------------
     @property
     def valid_max(self) -> float:
-        """Largest valid DN (1023 for 10-bit HiRISE data) used to normalise model input."""
-        if self.label is not None:
-            return float(2**self.label.valid_bits - 1)
-        dtype = np.dtype(self._ds.dtypes[0])
-        if dtype == np.uint8:
-            return 255.0
-        if dtype.kind in "ui":
-            return float(np.iinfo(dtype).max)
-        return 1.0
+        """The chunk value that maps to 1.0 in the model input: 1023, as chunks hold 10-bit DNs (``pixel_scale``)."""
+        return DN_MAX
+
+    @property
+    def nbits(self) -> int | None:
+        """GDAL's ``NBITS`` (a 10-bit JPEG2000, a GeoTIFF written with NBITS=10), None when the type is full."""
+        try:
+            value = int(self._ds.tags(1, ns="IMAGE_STRUCTURE").get("NBITS", 0))
+        except (TypeError, ValueError):
+            return None
+        return value if 0 < value < 8 * np.dtype(self._ds.dtypes[0]).itemsize else None
+
+    @property
+    def pixel_scale(self) -> PixelScale:
+        """Raw values → 10-bit DNs from the label, NBITS or the valid pixels (read once; may refuse: normalisation)."""
+        if self._pixel_scale is None:
+            values, sampled = self.pixel_sample()
+            bits = self.label.valid_bits if self.label is not None else None
+            self._pixel_scale = product_scale(self.path, values, self._ds.dtypes[0], bits, self.nbits, sampled)
+        return self._pixel_scale
+
+    def pixel_sample(self) -> tuple[np.ndarray, int]:
+        """Valid grey values of a grid of full-resolution windows across the image, and how many pixels were read.
+
+        Full resolution, so every container of a scene gives the same pixels; when no window holds a valid pixel, a
+        reduced read of the whole image (nearest neighbour: values, not averages) looks again before calling it
+        empty. A handle of its own keeps the chunk reader's stream at one decode per row.
+        """
+        from rasterio.enums import Resampling
+
+        values, sampled = [], 0
+        with _rasterio_open(self.image_path, georeferenced=False) as ds:
+            for window in sample_windows(self.width, self.height):
+                r = int(window.row_off)
+                data = self._decode(lambda window=window: ds.read(window=window), r, r + int(window.height))
+                grey, nodata, special = self._grey_and_masks(data)
+                values.append(grey[~(nodata | special)])
+                sampled += grey.size
+            found = np.concatenate(values)
+            whole = sampled >= self.width * self.height  # a small image: the windows held every pixel
+            if not whole and (found.size == 0 or found.min() == found.max()):  # look across it all before refusing
+                f = max(1, math.ceil(max(self.width, self.height) / SAMPLE_REDUCED_SIDE))
+                shape = (ds.count, -(-self.height // f), -(-self.width // f))
+                data = self._decode(lambda: ds.read(out_shape=shape, resampling=Resampling.nearest), 0, self.height)
+                grey, nodata, special = self._grey_and_masks(data)
+                found, sampled = np.concatenate([found, grey[~(nodata | special)]]), sampled + grey.size
+        return found.astype(np.float64), sampled
 
     def read(self, row_off: int, col_off: int, height: int, width: int) -> np.ndarray:
         """Read a window as float32 grey values (COLOR products: mean of their bands, as the paper did)."""
@@ -226,8 +281,7 @@ class Product:
         return self._grey_and_masks(data)
 
     def _decode(self, read: Callable[[], np.ndarray], first_row: int, end_row: int, level: int = 0) -> np.ndarray:
-        """One GDAL read, a decoder error refused (:func:`marsice_plugin.product_checks.decode`)."""
-        return decode(read, self.image_path, self.height, first_row, end_row, level)
+        return decode(read, self.image_path, self.height, first_row, end_row, level)  # errors: product_checks.decode
 
     def _grey_and_masks(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         null = self.null_value
@@ -240,8 +294,11 @@ class Product:
         special = np.zeros(data.shape[1:], dtype=bool)
         for band in data:
             band_null = band == null if null is not None else np.zeros(band.shape, dtype=bool)
-            if not integer:
-                band_null |= ~np.isfinite(band)
+            if not integer:  # NaN/inf, the raster's no-data, ISIS NULL; ISIS's other special pixels are saturation
+                band_null |= ~np.isfinite(band) | (band == np.float32(ISIS_NULL_FLOAT))
+                if self.float_nodata is not None:
+                    band_null |= band == band.dtype.type(self.float_nodata)
+                special |= (band < SPECIAL_FLOAT_BELOW) & ~band_null
             nodata &= band_null
             if values:
                 special |= np.isin(band, np.asarray(values, dtype=band.dtype), kind="table" if integer else None)
@@ -369,14 +426,19 @@ def _open_raster(path: Path) -> Product:
         ds.close()
         raise ProductError(f"{path}: rotated rasters are not supported; warp it north-up first (gdalwarp)")
     nodata = ds.nodata
-    special = (int(nodata),) if nodata is not None and float(nodata).is_integer() else ()
+    floating = np.dtype(ds.dtypes[0]).kind == "f"
+    special = (int(nodata),) if nodata is not None and not floating and float(nodata).is_integer() else ()
+    if ds.driver == "ISIS3" and ds.dtypes[0] in ISIS_SPECIAL_INT:  # the cube's NULL and saturation values
+        null, saturation = ISIS_SPECIAL_INT[ds.dtypes[0]]
+        special = tuple(sorted({*(special or (null,)), *saturation}))
+    float_nodata = float(nodata) if floating and nodata is not None and not math.isnan(nodata) else None
     tags = ds.tags()
     viewing = ViewingGeometry(
         solar_longitude=_tag_float(tags, "SOLAR_LONGITUDE"),
         incidence_angle=_tag_float(tags, "INCIDENCE_ANGLE"),
         sun_azimuth_from_north=_tag_float(tags, "SUN_AZIMUTH_FROM_NORTH"),
     )
-    return Product(path, ds, ds.transform, crs, path.stem, None, special, viewing)
+    return Product(path, ds, ds.transform, crs, path.stem, None, special, viewing, float_nodata)
 
 
 def _tag_float(tags: dict[str, str], key: str) -> float | None:

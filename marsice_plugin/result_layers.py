@@ -67,6 +67,8 @@ class ChunkScore:
     nodata_fraction: float
     special_pixels: int = 0
     outlier_pixels: int = 0
+    #: statistics of the model input (cnn.domain.input_statistics), for the product's domain check; None if skipped
+    input_stats: Any = None
 
 
 @dataclass
@@ -85,6 +87,8 @@ class Detections:
     raster: Any = None
     #: rows of every result layer (result_rows), keyed by layer name
     rows: dict[str, list[Row]] = field(default_factory=dict)
+    #: how far the product's pixels lie from the model's training (cnn.domain.DomainCheck); None without a reference
+    domain: Any = None
 
     @property
     def scored(self) -> list[ChunkScore]:
@@ -135,6 +139,8 @@ PRODUCT_FIELDS = [
     Field("category", str, "the paper's image-level summary: none, one or several chunks above the threshold"),
     Field("max_probability", float, "highest chunk probability"),
     Field("threshold", float, "probability threshold of the run"),
+    Field("domain_distance", float, "how far the product's pixels lie from the model's training (1: edge of 99 %)"),
+    Field("in_domain", bool, "domain_distance within the model card's threshold; false: do not trust the scores"),
     Field("model", str, "model file name"),
     Field("marsice_version", str, "MarsIce version"),
     Field("run_id", str, "identifier of the detection run"),
@@ -248,6 +254,8 @@ def result_rows(product: Product, result: Detections, model_name: str) -> dict[s
                 "category": result.category,
                 "max_probability": max(probs) if probs else None,
                 "threshold": result.threshold,
+                "domain_distance": result.domain.distance if result.domain is not None else None,
+                "in_domain": result.domain.inside if result.domain is not None else None,
                 "source": str(product.path),
             },
         )

@@ -41,6 +41,7 @@ from .gpkg import (
     update_rows,
     write_new,
 )
+from .gpkg.update import _add_missing
 from .mars_crs import COMMON_CRS, common_crs
 from .progress import raise_if_cancelled
 from .styles import write_default_style
@@ -160,6 +161,9 @@ class ResultsWriter:
                     if not has_spatial_index(gpkg.conn, name):
                         create_spatial_index(gpkg.conn, name)
                 for name, spec in self.layers.items():
+                    # a file written before a layer gained fields (products: domain_distance) gets them, NULL before
+                    columns = [row[1] for row in gpkg.conn.execute(f'PRAGMA table_info("{name}")')]
+                    _add_missing(gpkg.conn, name, spec.fields, columns)
                     deleted = gpkg.conn.execute(f'DELETE FROM "{name}" WHERE product_id = ?', (product_id,)).rowcount
                     # a rerun may shrink the layer's extent: recompute it; a new product only grows it
                     counts[name] = gpkg.insert(

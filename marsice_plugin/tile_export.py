@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .chunk_reader import Chunk, ChunkReader
+from .styles import write_default_style
 
 
 def _index_fields() -> list:
@@ -70,7 +71,8 @@ class TileExport:
 def _write_geotiff(path: Path, chunk: Chunk, valid_max: float | None = None, sun_azimuth: float | None = None) -> None:
     """One chunk as a float32 GeoTIFF in the product's own CRS; no-data pixels are NaN (the nodata value).
 
-    ``VALID_MAX`` (the DN that maps to 1.0, e.g. 1023 for 10-bit RDRs) and ``SUN_AZIMUTH`` (from north)
+    ``VALID_MAX`` (the value that maps to 1.0: 1023, as chunk pixels are 10-bit DN equivalents whatever the
+    product's container, :mod:`marsice_plugin.normalisation`) and ``SUN_AZIMUTH`` (from north)
     travel in the tags so that ``marsice train`` normalises and augments the chunk as detection would see it.
     """
     import rasterio
@@ -226,6 +228,7 @@ def export_tiles(
             def build(gpkg: Any) -> None:
                 srs = gpkg.add_srs(common_crs(), name=f"Mars 2015 sphere, planetocentric ({COMMON_CRS})")
                 gpkg.create_layer("tiles", fields, "POLYGON", srs, f"chunks of {pid} (skipped ones recorded)")
+                write_default_style(gpkg.conn, "tiles")  # opens in QGIS coloured by label
                 gpkg.insert("tiles", fields, rows)
 
             try:

@@ -1,27 +1,53 @@
-"""Shared fixtures: small generated products made in temporary folders, and a QGIS runner.
+"""Shared fixtures (the committed tiny product, one generated scene for the end-to-end checks), a QGIS runner,
+and how tests are shared out between pytest-xdist workers.
 
 QGIS never runs inside the pytest process (which holds TensorFlow and rasterio's own GDAL): QGIS
 checks run ``/usr/bin/python3`` or ``/usr/bin/qgis_process.bin`` in a subprocess.
+
+``make test`` runs the suite on two xdist workers with ``--dist loadgroup``. A session or module fixture is made
+once per worker that runs a test needing it, so :func:`pytest_collection_modifyitems` keeps the tests sharing an
+expensive one on one worker: the generated scene's tests together, and each module with a module fixture whole.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
 DEMO_MODEL = REPO / "models" / "demo_xception_256.keras"
+#: The committed tiny product (``tests/data/make_data.py`` writes it).
+TINY = DATA / "tiny"
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Group tests for ``--dist loadgroup``: those of the generated scene, and each module with a module fixture."""
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        defs = fixtures.name2fixturedefs.values() if fixtures is not None else ()
+        if "sample_product" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("sample_product"))
+        elif any(d[-1].scope in ("module", "class") for d in defs if d):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.split("::")[0]))
 
 
 @pytest.fixture(scope="session")
 def sample_product(tmp_path_factory):
-    """A 3072 × 2048 px generated RED product at 0.5 m/px, -50.2° latitude (6 chunks, some with ice)."""
+    """A 3072 × 2048 px generated RED product at 0.5 m/px, -50.2° latitude (6 chunks, some with ice).
+
+    Rendered once per worker (about 10 s): only for the end-to-end checks that need a realistic scene (the
+    detector ranks chunks with planted ice above the others); tests that need *a* product take ``small_product``.
+    """
     from marsice_plugin.synthetic.product_writer import ProductGeometry, write_sample_product
     from marsice_plugin.synthetic.scene import SceneConfig
 
@@ -33,14 +59,45 @@ def sample_product(tmp_path_factory):
     )
 
 
-@pytest.fixture(scope="session")
-def small_product(tmp_path_factory):
-    """A 700 × 500 px product (smaller than one chunk) for quick reader tests."""
-    from marsice_plugin.synthetic.product_writer import write_sample_product
-    from marsice_plugin.synthetic.scene import SceneConfig
+@dataclass(frozen=True)
+class TinyProduct:
+    """A committed product of ``tests/data/tiny`` (written by ``tests/data/make_data.py``) and what was planted."""
 
-    out = tmp_path_factory.mktemp("small")
-    return write_sample_product(out, SceneConfig(width=700, height=500, seed=3, n_craters=1, n_boulders=80))
+    product_id: str
+    label_path: Path
+    image_path: Path
+    dtm_path: Path
+    truth: dict
+
+    @property
+    def ice(self) -> np.ndarray:
+        """The planted ice (bool, on the image grid)."""
+        from PIL import Image
+
+        with Image.open(self.label_path.with_name(f"{self.product_id}_ice.png")) as mask:
+            return np.asarray(mask.convert("L")) > 0
+
+
+def tiny_product(folder: Path) -> TinyProduct:
+    """Copy the committed tiny product into ``folder`` (so nothing a test runs writes beside the committed files)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in TINY.iterdir():
+        if path.is_file():
+            shutil.copy(path, folder / path.name)
+    truth = json.loads(next(folder.glob("*_truth.json")).read_text())
+    pid = truth["product_id"]
+    dtm = next(folder.glob("DTEEC_*.IMG"))
+    return TinyProduct(pid, folder / f"{pid}.LBL", folder / f"{pid}.JP2", dtm, truth)
+
+
+@pytest.fixture(scope="session")
+def small_product(tmp_path_factory) -> TinyProduct:
+    """The committed 512 × 384 px product with its DTM (smaller than one chunk), for tests that need *a* product.
+
+    Not rendered here: the files are frozen in ``tests/data/tiny`` (see ``tests/data/make_data.py``). Tests that
+    change the product copy it first (``tiny_product(tmp_path / "p")``).
+    """
+    return tiny_product(tmp_path_factory.mktemp("small"))
 
 
 def qgis_env(home: Path) -> dict[str, str]:

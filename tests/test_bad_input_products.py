@@ -58,12 +58,12 @@ def test_smallest_image_gives_one_chunk_of_its_own_size(tmp_path):
 def test_label_of_an_empty_image_is_refused(small_product, tmp_path, command):
     label, _ = _copy_product(small_product, tmp_path / "p")
     text = label.read_text()
-    assert "LINES                      = 500" in text
-    label.write_text(text.replace("LINES                      = 500", "LINES                      = 0"))
+    assert "LINES                      = 384" in text
+    label.write_text(text.replace("LINES                      = 384", "LINES                      = 0"))
     out = tmp_path / ("o.gpkg" if command == "detect" else "tiles")
     proc = _marsice(command, str(label), "-o", str(out))
     assert proc.returncode == 2, proc.stderr
-    _one_error_line(proc, "image size 700x0 is empty")
+    _one_error_line(proc, "image size 512x0 is empty")
     assert not out.exists()
 
 
@@ -82,13 +82,13 @@ def test_empty_raster_is_refused(tmp_path, command):
     assert not out.exists()
 
 
-def test_dtm_of_another_place_and_crs_is_refused_by_terrain(tmp_path):
-    """An image at -50.2° and the DTM of a product at -45.3° (its own standard parallel): no overlap."""
+def test_dtm_of_another_place_and_crs_is_refused_by_terrain(small_product, tmp_path):
+    """An image at -50° and the DTM of a product at -45.3° (its own standard parallel): no overlap."""
     from marsice_plugin.synthetic.product_writer import ProductGeometry, write_sample_product
     from marsice_plugin.synthetic.scene import SceneConfig
 
     config = SceneConfig(width=256, height=256, seed=4, n_craters=1, n_boulders=20)
-    image = write_sample_product(tmp_path / "image", config, ProductGeometry(center_latitude=-50.2))
+    image = small_product
     other = write_sample_product(
         tmp_path / "other", config, ProductGeometry(center_latitude=-45.3, center_longitude=100.0), dtm_factor=4
     )
@@ -105,18 +105,14 @@ def test_dtm_of_another_place_and_crs_is_refused_by_terrain(tmp_path):
     assert results.read_bytes() == b"left alone"
 
 
-def test_one_pixel_image_is_refused_by_terrain(tmp_path):
+def test_one_pixel_image_is_refused_by_terrain(small_product, tmp_path):
     """Inside the DTM, in the product's CRS, with the sun given: still too small for slopes."""
     import rasterio
     from affine import Affine
 
     from marsice_plugin.product import open_product
-    from marsice_plugin.synthetic.product_writer import write_sample_product
-    from marsice_plugin.synthetic.scene import SceneConfig
 
-    sample = write_sample_product(
-        tmp_path / "p", SceneConfig(width=256, height=256, seed=4, n_boulders=20), dtm_factor=4
-    )
+    sample = small_product
     with open_product(sample.label_path) as p:
         crs, transform = p.crs.to_wkt(), p.transform @ Affine.translation(128, 128)
     with rasterio.open(
@@ -135,19 +131,10 @@ def test_one_pixel_image_is_refused_by_terrain(tmp_path):
 # -- a DTM given as the image, and rasters larger than any product (issue 26, item 7) ---------------------
 
 
-@pytest.fixture(scope="module")
-def product_with_dtm(tmp_path_factory):
-    """What ``marsice sample --dtm`` writes: a 256 x 256 px image and its 64 x 64 post DTEEC_...IMG (PC_REAL)."""
-    from marsice_plugin.synthetic.product_writer import write_sample_product
-    from marsice_plugin.synthetic.scene import SceneConfig
-
-    config = SceneConfig(width=256, height=256, seed=4, n_craters=1, n_boulders=20)
-    return write_sample_product(tmp_path_factory.mktemp("with_dtm"), config, dtm_factor=4)
-
-
 @pytest.mark.parametrize("command", ["detect", "tile"])
-def test_dtm_given_as_the_image_is_refused(product_with_dtm, tmp_path, command):
-    dtm = product_with_dtm.dtm_path
+def test_dtm_given_as_the_image_is_refused(small_product, tmp_path, command):
+    """The committed product's DTM: what ``marsice sample --dtm`` writes, a 128 x 96 post DTEEC_...IMG (PC_REAL)."""
+    dtm = small_product.dtm_path
     out = tmp_path / ("o.gpkg" if command == "detect" else "tiles")
     proc = _marsice(command, str(dtm), "-o", str(out), *(["--model", str(DEMO_MODEL)] if command == "detect" else []))
     assert proc.returncode == 2, proc.stderr
@@ -161,7 +148,7 @@ def test_dtm_given_as_the_image_is_refused(product_with_dtm, tmp_path, command):
     from marsice_plugin.terrain.dem import read_dtm
 
     heights, _, _ = read_dtm(dtm)
-    assert heights.shape == (64, 64) and np.isfinite(heights).any()
+    assert heights.shape == (96, 128) and np.isfinite(heights).any()
 
 
 def test_dtm_label_is_refused_before_its_image_is_looked_for():
@@ -259,7 +246,7 @@ def test_label_claiming_more_than_the_limit_is_refused_before_its_image_is_opene
 
     label, image = _copy_product(small_product, tmp_path / "p")
     text = label.read_text()
-    label.write_text(text.replace("LINES                      = 500", "LINES                      = 250000"))
+    label.write_text(text.replace("LINES                      = 384", "LINES                      = 250000"))
     image.unlink()  # never looked at: the size is refused first
-    with pytest.raises(ProductError, match=r"claims 700x250000 px, more than any HiRISE product"):
+    with pytest.raises(ProductError, match=r"claims 512x250000 px, more than any HiRISE product"):
         open_product(label)

@@ -143,7 +143,7 @@ def _paused(e: dict) -> bool:
 
 
 def _detect_args(product, output: Path) -> list[str]:
-    # 256-px chunks, the paper's tiling: the 700 x 500 product gives 3 x 2 = 6 chunks for the 256-px demo model,
+    # 256-px chunks, the paper's tiling: the 512 x 384 product gives 2 x 2 = 4 chunks for the 256-px demo model,
     # reported per batch of 2
     return [
         "detect", str(product.label_path), "-o", str(output), "--model", str(DEMO_MODEL), "--chunk-size", "256",
@@ -156,7 +156,7 @@ def _detect_args(product, output: Path) -> list[str]:
     [
         pytest.param(_progress("opening"), id="opening"),
         pytest.param(_progress("loading model"), id="loading-model"),
-        pytest.param(_progress("chunk 2/6"), id="chunk-2"),
+        pytest.param(_progress("chunk 2/4"), id="chunk-2"),
     ],
 )
 def test_detect_cancelled_before_writing_leaves_nothing(small_product, tmp_path, stage):
@@ -269,7 +269,7 @@ def test_tile_overwrite_cancelled_while_writing_the_index_keeps_the_old_tiles(sm
     )
     assert first.returncode == 0, first.stderr
     before = _snapshot(out)
-    assert len([k for k in before if k.endswith(".tif")]) == 6
+    assert len([k for k in before if k.endswith(".tif")]) == 4
     args = _tile_args(small_product, out, "--overlap", "100", "--overwrite")
     code, events, stderr = _run_and_cancel(args, _paused, tmp_path, pause="marsice_plugin.gpkg:GeoPackage.insert")
     _assert_cancelled(code, events, stderr)
@@ -277,15 +277,6 @@ def test_tile_overwrite_cancelled_while_writing_the_index_keeps_the_old_tiles(sm
 
 
 # -- terrain --------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def terrain_product(tmp_path_factory):
-    from marsice_plugin.synthetic.product_writer import write_sample_product
-    from marsice_plugin.synthetic.scene import SceneConfig
-
-    out = tmp_path_factory.mktemp("cancel_terrain")
-    return write_sample_product(out, SceneConfig(width=512, height=512, seed=5, n_boulders=60), dtm_factor=4)
 
 
 def _candidates_file(product, path: Path) -> None:
@@ -314,13 +305,13 @@ def _candidates_file(product, path: Path) -> None:
         pytest.param(_paused, "marsice_plugin.terrain.analysis:_write_raster", id="writing"),
     ],
 )
-def test_terrain_cancelled_leaves_rasters_and_candidates_as_before(terrain_product, tmp_path, stage, pause):
+def test_terrain_cancelled_leaves_rasters_and_candidates_as_before(small_product, tmp_path, stage, pause):
     results = tmp_path / "results"
     results.mkdir()
-    _candidates_file(terrain_product, results / "r.gpkg")
+    _candidates_file(small_product, results / "r.gpkg")
     before = _snapshot(results)
     out = tmp_path / "terrain"
-    args = ["terrain", "--dtm", str(terrain_product.dtm_path), "--image", str(terrain_product.label_path)]
+    args = ["terrain", "--dtm", str(small_product.dtm_path), "--image", str(small_product.label_path)]
     args += ["--candidates", str(results / "r.gpkg"), "-o", str(out)]
     code, events, stderr = _run_and_cancel(args, stage, tmp_path, pause=pause)
     _assert_cancelled(code, events, stderr)

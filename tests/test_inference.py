@@ -16,26 +16,29 @@ from marsice_plugin.progress import Reporter
 from .conftest import DEMO_MODEL
 
 
-def test_overlapped_scores_equal_the_serial_loop(sample_product):
+def test_overlapped_scores_equal_the_serial_loop(small_product):
     model = load_model(DEMO_MODEL)
-    options = DetectOptions(overlap=None, batch_size=5)  # 12 chunks: batches of 5, 5 and 2
-    with open_product(sample_product.label_path) as product:
+    # 256-px chunks overlapping by the default 64 px over 512 x 384 px: 3 x 2 chunks, in batches of 4 and 2
+    options = DetectOptions(chunk_size=256, overlap=None, batch_size=4)
+    with open_product(small_product.label_path) as product:
         serial = score_chunks(product, model, options, Reporter("quiet"), overlapped=False)
         overlapped = score_chunks(product, model, options, Reporter("quiet"))
-    assert len(serial) == 12
+    assert len(serial) == 6
     assert [(s.chunk_row, s.chunk_col) for s in overlapped] == [(s.chunk_row, s.chunk_col) for s in serial]
     np.testing.assert_allclose([s.probability for s in overlapped], [s.probability for s in serial], rtol=0, atol=1e-6)
     assert [s.window for s in overlapped] == [s.window for s in serial]
 
 
-def test_batches_hold_batch_size_scored_chunks_in_grid_order(sample_product):
-    with open_product(sample_product.label_path) as product:
+def test_batches_hold_batch_size_scored_chunks_in_grid_order(small_product):
+    with open_product(small_product.label_path) as product:
         from marsice_plugin.chunk_reader import ChunkReader
 
-        out = list(batches(ChunkReader(product, 1024, 0), 64, product.valid_max, 4))
-    assert [len(b.chunks) for b in out] == [4, 2]
-    assert [b.x.shape for b in out] == [(4, 64, 64, 1), (2, 64, 64, 1)]
-    assert [(c.chunk_row, c.chunk_col) for b in out for c in b.chunks] == [(r, c) for r in range(2) for c in range(3)]
+        out = list(batches(ChunkReader(product, 128, 0), 64, product.valid_max, 4))  # 4 x 3 chunks
+    # the two corner chunks under the strip's no-data margins are skipped: they ride in their batch unscored
+    assert [[(c.chunk_row, c.chunk_col) for c in b.chunks if c.skipped] for b in out] == [[(0, 0)], [], [(2, 3)]]
+    assert [len(b.scored) for b in out] == [4, 4, 2] and [len(b.chunks) for b in out] == [5, 4, 3]
+    assert [b.x.shape for b in out] == [(4, 64, 64, 1), (4, 64, 64, 1), (2, 64, 64, 1)]
+    assert [(c.chunk_row, c.chunk_col) for b in out for c in b.chunks] == [(r, c) for r in range(3) for c in range(4)]
 
 
 def test_feeder_reraises_reading_errors():

@@ -43,9 +43,9 @@ def test_real_label_matches_gdal_pds_driver(tmp_path):
     assert label_crs(label).ellipsoid.semi_major_metre == pytest.approx(3394839.8133163)
 
 
-def test_generated_product_matches_gdal_and_its_bounds(sample_product):
-    label = read_label(sample_product.label_path)
-    driver, transform, crs = _gdal_view(sample_product.label_path)
+def test_generated_product_matches_gdal_and_its_bounds(small_product):
+    label = read_label(small_product.label_path)
+    driver, transform, crs = _gdal_view(small_product.label_path)
     assert driver == "PDS"
     assert label_transform(label) == transform
     assert label_crs(label) == crs

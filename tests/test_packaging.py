@@ -5,12 +5,14 @@ from __future__ import annotations
 import configparser
 import subprocess
 import zipfile
+import zlib
 
 from marsice_plugin import __version__
+from marsice_plugin.model_registry import DEFAULT_MODEL_NAME, FAST_MODEL_NAME
 
 from .conftest import REPO
 
-REQUIRED = ("name", "version", "qgisMinimumVersion", "description", "about", "author", "email", "repository", "tracker")
+REQUIRED = ("name", "version", "qgisMinimumVersion", "description", "about", "author", "repository", "tracker")
 
 
 def test_make_zip_builds_an_installable_plugin():
@@ -36,8 +38,20 @@ def test_make_zip_builds_an_installable_plugin():
     assert general["qgisMinimumVersion"] == "3.22"  # Debian 12's QGIS
     assert general["qgisMaximumVersion"].startswith("4.")  # written for QGIS 4 / Qt 6 too
     assert general["supportsQt6"] == "True"
-    assert general["repository"].startswith("https://") and general["tracker"].startswith("https://")
-    assert "@" in general["email"] and len(general["about"]) > len(general["description"])
+    # no public address exists: no placeholder either; the links name documents of the checkout
+    assert "example." not in metadata
+    for key in ("homepage", "repository", "tracker"):
+        assert (REPO / general[key].partition("#")[0]).is_file(), key
+    assert len(general["about"]) > len(general["description"])
     for icon in ("marsice", "detection", "catalogue", "model", "workflow"):  # the toolbox groups' icons
         assert f"marsice_plugin/icons/{icon}.svg" in names
-    assert not any("/tests/" in name or name.endswith(".keras") for name in names)
+    assert not any("/tests/" in name for name in names)
+    # the default and the fast model travel with the plugin as package data, byte for byte, with their cards
+    shipped = {f"marsice_plugin/models/{DEFAULT_MODEL_NAME}", f"marsice_plugin/models/{FAST_MODEL_NAME}"}
+    assert {name for name in names if name.endswith(".keras")} == shipped
+    with zipfile.ZipFile(path) as archive:
+        for name in shipped:
+            stem = name.removesuffix(".keras").rsplit("/", 1)[1]
+            assert zlib.crc32((REPO / "models" / f"{stem}.keras").read_bytes()) == archive.getinfo(name).CRC
+            assert {f"marsice_plugin/models/{stem}.card.json", f"marsice_plugin/models/{stem}.md"} <= set(names)
+    assert path.stat().st_size < 40_000_000  # two models, not every model of models/ (about 34 MB)

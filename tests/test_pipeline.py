@@ -1,4 +1,5 @@
-"""The whole pipeline on a generated product: chunks, probabilities, GeoPackage, quick-look, CLI errors."""
+"""The whole pipeline on a generated product (chunks, probabilities, GeoPackage, quick-look), and the detect CLI on the
+committed tiny product (progress events, errors)."""
 
 from __future__ import annotations
 
@@ -132,16 +133,20 @@ def test_quicklook_png(detection):
     assert sorted(p.name for p in out.iterdir()) == ["chunks.gpkg", "probability.tif", "quicklook.png"]
 
 
-def test_cli_detect_json_progress(marsice_cli, sample_product, tmp_path):
+def test_cli_detect_json_progress(marsice_cli, small_product, tmp_path):
     out = tmp_path / "cli.gpkg"
-    proc = marsice_cli("--progress", "json", "detect", str(sample_product.label_path), "-o", str(out))
+    proc = marsice_cli(
+        "--progress", "json", "detect", str(small_product.label_path), "-o", str(out), "--model", str(DEMO_MODEL),
+        "--chunk-size", "256",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     events = [json.loads(line) for line in proc.stdout.splitlines()]
     progress = [e["percent"] for e in events if e["type"] == "progress"]
     assert progress == sorted(progress) and progress[-1] == 100
     (result,) = [e for e in events if e["type"] == "result"]
-    # by default chunks overlap by 64 px at 0.5 m/px: 4 x 3 chunks over 3072 x 2048 px (the paper's tiling has 3 x 2)
-    assert result["outputs"]["OUTPUT"] == str(out) and result["outputs"]["chunks"] == 12
+    # by default chunks overlap by 64 px at 0.5 m/px: 3 x 2 256-px chunks over 512 x 384 px (the paper's tiling
+    # has 2 x 2)
+    assert result["outputs"]["OUTPUT"] == str(out) and result["outputs"]["chunks"] == 6
     assert out.exists()
 
 
@@ -152,9 +157,9 @@ def test_cli_bad_input_one_line_and_exit_code(marsice_cli, tmp_path):
     assert not (tmp_path / "o.gpkg").exists()
 
 
-def test_cli_label_without_image(marsice_cli, sample_product, tmp_path):
-    label = tmp_path / sample_product.label_path.name
-    label.write_text(sample_product.label_path.read_text())
+def test_cli_label_without_image(marsice_cli, small_product, tmp_path):
+    label = tmp_path / small_product.label_path.name
+    label.write_text(small_product.label_path.read_text())
     proc = marsice_cli("--progress", "json", "detect", str(label), "-o", str(tmp_path / "o.gpkg"))
     assert proc.returncode == 2
     error = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -162,8 +167,8 @@ def test_cli_label_without_image(marsice_cli, sample_product, tmp_path):
     assert "download the .JP2 next to the label" in error["message"]
 
 
-def test_cli_refuses_a_non_geopackage_output(marsice_cli, sample_product, tmp_path):
-    proc = marsice_cli("detect", str(sample_product.label_path), "-o", str(tmp_path / "out.shp"))
+def test_cli_refuses_a_non_geopackage_output(marsice_cli, small_product, tmp_path):
+    proc = marsice_cli("detect", str(small_product.label_path), "-o", str(tmp_path / "out.shp"))
     assert proc.returncode == 4
     message = "this output is written as a GeoPackage; give a name ending in .gpkg"
     assert proc.stderr.strip().splitlines() == [f"marsice: error: -o {tmp_path / 'out.shp'}: {message}"]
@@ -177,8 +182,8 @@ def test_cli_refuses_a_non_geopackage_output(marsice_cli, sample_product, tmp_pa
         ("lots", "--overlap must be a number of pixels or 'auto', not 'lots'"),
     ],
 )
-def test_cli_bad_overlap_says_what_it_takes(marsice_cli, sample_product, tmp_path, value, message):
-    proc = marsice_cli("detect", str(sample_product.label_path), "-o", str(tmp_path / "o.gpkg"), "--overlap", value)
+def test_cli_bad_overlap_says_what_it_takes(marsice_cli, small_product, tmp_path, value, message):
+    proc = marsice_cli("detect", str(small_product.label_path), "-o", str(tmp_path / "o.gpkg"), "--overlap", value)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"marsice: error: {message}"]
     assert not (tmp_path / "o.gpkg").exists()

@@ -260,12 +260,13 @@ def test_cli_error_becomes_a_processing_error_with_its_message(
 
 @pytest.fixture(scope="module")
 def sample_label(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small synthetic HiRISE product made by ``marsice sample`` (label + JP2)."""
+    """A small synthetic HiRISE product made by ``marsice sample`` (label + JP2): 512 x 384 px, one chunk."""
     if not (REPO / "marsice_plugin" / "__main__.py").exists():
         pytest.skip("the marsice CLI (marsice_plugin/__main__.py) is not written yet")
     out = tmp_path_factory.mktemp("sample")
+    size = ["--width", "512", "--height", "384"]
     proc = subprocess.run(
-        [str(VENV_PYTHON), "-m", "marsice_plugin", "sample", "-o", str(out), "--seed", "3"],
+        [str(VENV_PYTHON), "-m", "marsice_plugin", "sample", "-o", str(out), "--seed", "3", *size],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -290,6 +291,7 @@ def test_detect_writes_chunk_polygons_with_probabilities(qgis_home: Path, sample
         "--",
         f"INPUT={sample_label}",
         f"OUTPUT={out}",
+        f"MODEL={REPO / 'models' / 'demo_xception_256.keras'}",  # the small model: the toolbox test runs the default
         "THRESHOLD=0.6",
         f"QUICKLOOK={quicklook}",
         timeout=300,

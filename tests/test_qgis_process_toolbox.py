@@ -16,11 +16,10 @@ from pathlib import Path
 import pytest
 import rasterio
 
+from marsice_plugin.gpkg import register_functions
 from marsice_plugin.model_registry import card_threshold, default_model_path
-from marsice_plugin.synthetic.product_writer import SampleProduct, write_sample_product
-from marsice_plugin.synthetic.scene import SceneConfig
 
-from .conftest import REPO
+from .conftest import REPO, TinyProduct, tiny_product
 
 pytestmark = pytest.mark.qgis
 
@@ -55,23 +54,23 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def product(tmp_path_factory: pytest.TempPathFactory) -> SampleProduct:
-    """One 1024 × 1024 px generated product with its DTM."""
-    out = tmp_path_factory.mktemp("product")
-    return write_sample_product(out, SceneConfig(width=1024, height=1024, seed=3), dtm_factor=4)
+def product(tmp_path_factory: pytest.TempPathFactory) -> TinyProduct:
+    """The committed 512 × 384 px product with its DTM, in a folder of its own (QGIS may write beside it)."""
+    return tiny_product(tmp_path_factory.mktemp("product"))
 
 
-def test_tile_label_train_and_evaluate(home: Path, product: SampleProduct, tmp_path: Path) -> None:
+def test_tile_label_train_and_evaluate(home: Path, product: TinyProduct, tmp_path: Path) -> None:
     tiled = run_json(
         home, "marsice:tile", f"INPUT={product.label_path}", "SIZE=256", "OVERLAP=0", f"OUTPUT={tmp_path / 'tiles'}"
     )
     results = tiled["results"]
     index = Path(results["INDEX"])
-    assert results["CHUNKS"] == 16 and index.parent == tmp_path / "tiles"
-    assert len(list(Path(results["TILES"]).glob("*.tif"))) == 16 - results["SKIPPED"]
+    assert results["CHUNKS"] == 4 and index.parent == tmp_path / "tiles"  # 2 x 2 tiles of the 512 x 384 px product
+    assert len(list(Path(results["TILES"]).glob("*.tif"))) == 4 - results["SKIPPED"] >= 3
 
-    # what a geologist does in QGIS: add a label column to the tile index and fill it in
-    with sqlite3.connect(index) as db:
+    # what a geologist does in QGIS: add a label column to the tile index and fill it in (with the SQL functions
+    # the R-tree index's triggers call, which QGIS's GDAL provides)
+    with register_functions(sqlite3.connect(index)) as db:
         db.execute("ALTER TABLE tiles ADD COLUMN ice INTEGER")
         db.execute("UPDATE tiles SET ice = fid % 2 WHERE NOT skipped")
         (labelled,) = db.execute("SELECT count(*) FROM tiles WHERE ice IS NOT NULL").fetchone()
@@ -112,24 +111,17 @@ def test_workflow_dry_run_lists_without_writing(home: Path, tmp_path: Path) -> N
     assert list(tmp_path.iterdir()) == []
 
 
-def test_workflow_searches_downloads_and_detects_for_real(home: Path, tmp_path: Path) -> None:
+def test_workflow_searches_downloads_and_detects_for_real(home: Path, product: TinyProduct, tmp_path: Path) -> None:
     """The one-click workflow end to end: ODE (a stand-in on 127.0.0.1 in ODE's real format) → download into the
     cache → detect on a one-worker local Dask cluster → results GeoPackage, with the figures QGIS shows."""
-    from marsice_plugin.synthetic.product_writer import ProductGeometry
-
     from .catalogue_http import LocalServer, ode_record, real_products
 
-    sample = write_sample_product(
-        tmp_path / "archive",
-        SceneConfig(width=1024, height=1024, seed=91110, n_craters=1, n_boulders=80, n_ice_boulder=3),
-        ProductGeometry(center_latitude=-50.0, center_longitude=31.0, solar_longitude=170.0),
-        orbit=91110,
-    )
+    pid = product.product_id  # the committed product: -50.0°N 30.0°E, Ls 170°
     out, cache = tmp_path / "found.gpkg", tmp_path / "cache"
     with LocalServer() as server:
-        files = {p.name: p.read_bytes() for p in (sample.image_path, sample.label_path)}
+        files = {p.name: p.read_bytes() for p in (product.image_path, product.label_path)}
         server.files.update(files)
-        record = ode_record(real_products()[1], sample.product_id, -50.0, 31.0, 170.0, server.base, files)
+        record = ode_record(real_products()[1], pid, -50.0, 30.0, 170.0, server.base, files)
         server.products.append(record)
         answer = run_json(
             home, "marsice:scan",
@@ -142,14 +134,14 @@ def test_workflow_searches_downloads_and_detects_for_real(home: Path, tmp_path: 
     assert (results["PRODUCTS"], results["COMMITTED"], results["FAILED"]) == (1, 1, 0)
     assert results["OUTPUT"] == str(out)
     with sqlite3.connect(out) as db:
-        assert db.execute("SELECT product_id, chunks_total FROM products").fetchall() == [(sample.product_id, 1)]
+        assert db.execute("SELECT product_id, chunks_total FROM products").fetchall() == [(pid, 1)]
         n_chunks, scored = db.execute("SELECT count(*), count(probability) FROM chunks").fetchone()
         assert n_chunks == 1 and scored == 1
         assert db.execute("SELECT count(*) FROM ice_candidates").fetchone()[0] == results["CANDIDATES"]
     assert not list(cache.rglob("*.JP2"))  # raw files dropped once the product was committed
 
 
-def test_graphical_model_detects_then_ranks_with_terrain(home: Path, product: SampleProduct, tmp_path: Path) -> None:
+def test_graphical_model_detects_then_ranks_with_terrain(home: Path, product: TinyProduct, tmp_path: Path) -> None:
     # (``qgis_process.bin help MODEL.model3`` crashes QGIS 3.22 itself; running the model is the load test)
     results = tmp_path / "results.gpkg"
     answer = run_json(
@@ -165,4 +157,4 @@ def test_graphical_model_detects_then_ranks_with_terrain(home: Path, product: Sa
         assert db.execute("SELECT threshold FROM products").fetchall() == [(card_threshold(default_model_path()),)]
     assert rows and all(rank is not None and 0.0 <= rank <= probability for probability, rank in rows)
     with rasterio.open(tmp_path / "terrain" / f"{product.product_id}_slope.tif") as slope:
-        assert (slope.width, slope.height) == (1024, 1024)
+        assert (slope.width, slope.height) == (512, 384)

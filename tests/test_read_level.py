@@ -80,24 +80,26 @@ def test_detect_reads_the_level_the_model_card_names(sample_product, tmp_path):
     shutil.copy(DEMO_MODEL, model_path)
     (tmp_path / "fast.card.json").write_text(json.dumps({"model": "fast.keras", "read_level": 2}))
     model = load_model(model_path)
+    paper = {"overlap": 0}  # the paper's tiling, 3 x 2 chunks: the level, not the grid, is what is compared
     with open_product(sample_product.label_path) as product:
-        level2 = score_chunks(product, model, DetectOptions(read_level=2), Reporter("quiet"))
-        level0 = score_chunks(product, model, DetectOptions(read_level=0), Reporter("quiet"))
-    result = detect(sample_product.label_path, tmp_path / "o.gpkg", DetectOptions(model_path=model_path))
+        level2 = score_chunks(product, model, DetectOptions(read_level=2, **paper), Reporter("quiet"))
+        level0 = score_chunks(product, model, DetectOptions(read_level=0, **paper), Reporter("quiet"))
+    result = detect(sample_product.label_path, tmp_path / "o.gpkg", DetectOptions(model_path=model_path, **paper))
     p2 = np.array([s.probability for s in level2])
+    assert len(p2) == 6
     np.testing.assert_allclose([c.probability for c in result.chunks], p2, atol=1e-5)
     assert np.abs(p2 - np.array([s.probability for s in level0])).max() > 1e-3  # the level changed the input
     assert [c.window for c in result.chunks] == [s.window for s in level0]  # full-resolution windows either way
     explicit = detect(
-        sample_product.label_path, tmp_path / "p.gpkg", DetectOptions(model_path=model_path, read_level=0)
+        sample_product.label_path, tmp_path / "p.gpkg", DetectOptions(model_path=model_path, read_level=0, **paper)
     )
     np.testing.assert_allclose([c.probability for c in explicit.chunks], [s.probability for s in level0], atol=1e-5)
 
 
-def test_detect_refuses_a_read_level_below_the_model_input(sample_product, tmp_path, marsice_cli):
+def test_detect_refuses_a_read_level_below_the_model_input(small_product, tmp_path, marsice_cli):
     done = marsice_cli(
         "detect",
-        str(sample_product.label_path),
+        str(small_product.label_path),
         "-o",
         str(tmp_path / "o.gpkg"),
         "--model",

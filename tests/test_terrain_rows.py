@@ -46,8 +46,11 @@ def test_rows_get_the_fields_that_the_file_run_writes(product, tmp_path: Path) -
     rows = _rows(product)
     fields = candidate_terrain(product.dtm_path, product.label_path, rows)
     assert len(fields) == 5 and fields[4] is None  # off the image: no fields, as the file run leaves it NULL
-    for values in fields[:4]:
+    for values in fields[:3]:
         assert list(values) == NAMES and 0.0 <= values["terrain_score"] <= 1.0 and values["terrain_aligned"] in (0, 1)
+        assert values["terrain_note"] is None
+    # across the image's corner, where the DTM has no height: NULL fields and a note saying why
+    assert fields[3] == {**dict.fromkeys(NAMES), "terrain_note": "outside DTM"}
 
     schema = [Field("product_id", str), Field("candidate_id", str), Field("max_probability", float)]
 

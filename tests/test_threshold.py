@@ -64,19 +64,20 @@ def test_the_shipped_models_carry_their_tuned_threshold_and_how_it_was_chosen(na
     )
 
 
-def test_detect_flags_at_the_cards_threshold_unless_told(sample_product, tmp_path, marsice_cli):
+def test_detect_flags_at_the_cards_threshold_unless_told(small_product, tmp_path, marsice_cli):
     """A card threshold below every chunk's probability flags them all; --threshold above all flags none, and
     the products layer records the threshold each run used."""
     model = tmp_path / "m.keras"
     shutil.copy(DEMO_MODEL, model)
     (tmp_path / "m.card.json").write_text(json.dumps({"model": "m.keras", "threshold": 0.0}))
-    result = detect(sample_product.label_path, tmp_path / "a.gpkg", DetectOptions(model_path=model))
+    # 256-px chunks (the model's input) with the default overlap: 3 x 2 chunks over the 512 x 384 px product
+    result = detect(small_product.label_path, tmp_path / "a.gpkg", DetectOptions(model_path=model, chunk_size=256))
     scored = [c for c in result.chunks if c.probability is not None]
-    assert result.threshold == 0.0 and len(result.above) == len(scored) > 0
+    assert result.threshold == 0.0 and len(result.above) == len(scored) > 1
     with sqlite3.connect(tmp_path / "a.gpkg") as db:
         assert db.execute("SELECT threshold, chunks_above FROM products").fetchall() == [(0.0, len(scored))]
-    done = marsice_cli("detect", str(sample_product.label_path), "-o", str(tmp_path / "b.gpkg"), "--model", str(model),
-                       "--threshold", "1.0")  # fmt: skip
+    done = marsice_cli("detect", str(small_product.label_path), "-o", str(tmp_path / "b.gpkg"), "--model", str(model),
+                       "--chunk-size", "256", "--threshold", "1.0")  # fmt: skip
     assert done.returncode == 0, done.stderr
     with sqlite3.connect(tmp_path / "b.gpkg") as db:
         threshold, above = db.execute("SELECT threshold, chunks_above FROM products").fetchone()

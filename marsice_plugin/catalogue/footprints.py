@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..gpkg import Feature, Field, GeoPackage, read_layer, write_new
 from ..mars_crs import common_crs
+from ..styles import write_default_style
 from .records import CatalogueProduct, footprint_problem, unreadable_footprint_note
 
 LAYER = "footprints"
@@ -114,6 +115,7 @@ def write_footprints(
         gpkg.create_layer(
             LAYER, FOOTPRINT_FIELDS, "MULTIPOLYGON", srs, "HiRISE product footprints from a MarsIce search"
         )
+        write_default_style(gpkg.conn, LAYER)  # outlined by season (Ls) when QGIS opens it
         gpkg.insert(
             LAYER,
             FOOTPRINT_FIELDS,

@@ -8,9 +8,11 @@ Two layouts feed ``marsice train`` and ``marsice evaluate``:
   ``label`` column was filled in QGIS (1 ice, 0 none; rows left NULL are not used), with the chunk
   GeoTIFFs beside it.
 
-Pixel values are mapped to [0, 1] by the image's largest valid value, the same rule detection uses:
-the ``VALID_MAX`` tag that ``marsice tile`` writes into its GeoTIFFs (1023 for 10-bit HiRISE RDRs),
-else 255 for 8-bit and 65535 for 16-bit images, unless ``valid_max`` is given. No-data pixels (NaN in
+Pixel values are brought to the model's 10-bit DN scale by the rule detection uses
+(:func:`marsice_plugin.normalisation.image_scale`): the ``VALID_MAX`` tag that ``marsice tile`` writes into its
+GeoTIFFs (1023: their pixels are already 10-bit DN equivalents), else the smallest of 8/10/12/14/16 bits that holds
+the image's largest pixel (a 10-bit chunk saved as uint16 reads as 10-bit, not as 1/64 of the range), else, for
+float images, the renderer's percentile stretch; ``valid_max`` overrides all of it. No-data pixels (NaN in
 the GeoTIFFs) are filled with the chunk's median so they read as neither bright nor dark. A chunk
 is reduced to the model's input size by the same area average as in detection
 (:func:`marsice_plugin.cnn.preprocess.model_input`).
@@ -28,6 +30,7 @@ import numpy as np
 
 from ..errors import TrainingDataError  # defined with every other MarsIce error; importable from here too
 from ..gpkg import quote, read_layer
+from ..normalisation import DN_MAX, image_scale
 from .augment import DEFAULT_SUN_AZIMUTH
 from .preprocess import model_input
 
@@ -54,7 +57,7 @@ class LabelledChunks:
 
 
 def read_chunk_image(path: Path, valid_max: float | None = None) -> tuple[np.ndarray, float, float]:
-    """Grey pixels (float32, NaN = no-data), the value that maps to 1.0, and the sun azimuth."""
+    """Grey pixels on the 10-bit DN scale (float32, NaN = no-data), the value that maps to 1.0, and the sun azimuth."""
     suffix = path.suffix.lower()
     sun = DEFAULT_SUN_AZIMUTH
     tag_max = None
@@ -83,9 +86,14 @@ def read_chunk_image(path: Path, valid_max: float | None = None) -> tuple[np.nda
             raise TrainingDataError(f"{path}: cannot read this chunk image ({exc})") from exc
         dtype = str(arr.dtype)
         pixels = arr.astype(np.float32)
-    if valid_max is None:
-        valid_max = tag_max or {"uint8": 255.0, "uint16": 65535.0, "int16": 32767.0}.get(str(dtype), 1023.0)
-    return pixels, float(valid_max), sun
+    valid = pixels[np.isfinite(pixels)]
+    if valid_max is not None or valid.size == 0:  # a chunk without a valid pixel is refused by chunk_input
+        return pixels, float(valid_max or DN_MAX), sun
+    try:
+        scale = image_scale(valid, str(dtype), tag_max)
+    except ValueError as exc:
+        raise TrainingDataError(f"{path}: {exc}") from exc
+    return scale.to_dn(pixels), DN_MAX, sun
 
 
 def chunk_input(pixels: np.ndarray, valid_max: float, input_size: int) -> np.ndarray:

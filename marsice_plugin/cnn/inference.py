@@ -21,12 +21,13 @@ against the bare model on random batches in the same run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..prefetch import Prefetch
+from .domain import input_statistics
 from .preprocess import model_input
 
 
@@ -37,6 +38,9 @@ class Batch:
     chunks: list[Any]  # chunk_reader.Chunk, skipped ones included, in grid order
     scored: list[int]  # indices into ``chunks`` of the rows of ``x``
     x: np.ndarray | None  # (len(scored), S, S, 1) float32
+    #: the domain statistics of each row of ``x`` (:func:`marsice_plugin.cnn.domain.input_statistics`), made here in
+    #: the feeder thread so the model never waits for them
+    stats: list[np.ndarray] = field(default_factory=list)
 
 
 def batches(reader: Any, input_size: int, valid_max: float, batch_size: int) -> Iterator[Batch]:
@@ -50,10 +54,11 @@ def batches(reader: Any, input_size: int, valid_max: float, batch_size: int) -> 
             scored.append(len(chunks) - 1)
             inputs.append(model_input(chunk.data, chunk.valid, chunk.nominal_size, input_size, valid_max))
         if len(inputs) == batch_size:
-            yield Batch(chunks, scored, np.stack(inputs)[..., None])
+            yield Batch(chunks, scored, np.stack(inputs)[..., None], [input_statistics(x) for x in inputs])
             chunks, scored, inputs = [], [], []
     if chunks:
-        yield Batch(chunks, scored, np.stack(inputs)[..., None] if inputs else None)
+        stacked = np.stack(inputs)[..., None] if inputs else None
+        yield Batch(chunks, scored, stacked, [input_statistics(x) for x in inputs])
 
 
 class Feeder(Prefetch[Batch]):

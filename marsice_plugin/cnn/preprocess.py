@@ -9,8 +9,9 @@ Steps, and why:
 2. Normalisation, at the data's full precision (10-bit DNs are exact in float32):
 
    * ``contrast="fixed"`` (default, what the shipped models were trained with): DNs are divided by
-     the largest valid DN (1023 for 10-bit HiRISE), so inputs lie in [0, 1] and brightness stays
-     comparable between chunks and images; 8- and 16-bit products map to the same range.
+     1023, so inputs lie in [0, 1] and brightness stays comparable between chunks and images. Chunks
+     arrive as 10-bit DN equivalents whatever the product's container (label, NBITS, bit depth or
+     float stretch: :mod:`marsice_plugin.normalisation`), so ``valid_max`` is 1023 for every product.
    * ``contrast="chunk"`` (option): per-chunk contrast normalisation, ``(DN - p1) / (p99.9 - p1)`` over
      the chunk's valid pixels, clipped to [0, 1]. It removes differences of exposure, albedo and
      illumination between images (the paper's span incidence angles of 40–80°), at the price of

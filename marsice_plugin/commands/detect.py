@@ -58,6 +58,7 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..detection import DetectOptions
     from ..pipeline import detect
+    from ..styles import write_raster_style
 
     options = DetectOptions(
         model_path=chosen_model(args),
@@ -87,4 +88,5 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         outputs["QUICKLOOK"] = str(result.quicklook)
     if result.probability_raster:
         outputs["PROBABILITY"] = str(result.probability_raster)
+        write_raster_style(result.probability_raster, result.threshold)  # QGIS's default style: the run's ramp
     reporter.result(outputs, result.summary())

@@ -75,6 +75,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     )
     if not result.coregistration.aligned:
         reporter.log("co-registration failed (weak correlation peak): DTM used as georeferenced", "warning")
+    from ..styles import write_terrain_styles
+
+    write_terrain_styles(result.rasters)  # a .qml beside each raster: slope 0-40°, circular aspect, masks
     reporter.progress(100, "done")
     c = result.coregistration
     outputs: dict[str, Any] = {name.upper(): str(path) for name, path in result.rasters.items()}

@@ -1,10 +1,15 @@
-"""Loading MarsIce outputs into the project: every layer of a result GeoPackage, styled, one group per run.
+"""Loading MarsIce outputs into the project: every layer of a result GeoPackage and every raster, styled, one
+group per run.
 
 Processing loads result layers without their default style and, in QGIS 3.22, has no way to put the
 layers of one run into a group of their own (``LayerDetails.groupName`` only exists from QGIS 3.32).
 A layer post-processor does both on every version: Processing calls it once the layer is in the project,
 it applies the style stored in the GeoPackage's ``layer_styles`` table and moves the layer into the
 run's group.
+
+Rasters are styled the same way: the ``.qml`` MarsIce wrote beside them (the probability raster's ramp starts at
+its run's threshold) is their default style; a terrain raster without one gets its style from
+:func:`marsice_plugin.styles.terrain_raster_qml`, chosen by its name (``ID_slope.tif``, ...).
 
 Post-processors only run where results are loaded into a project (the Processing dialog,
 ``processing.runAndLoadResults``); ``processing.run`` and ``qgis_process`` load nothing, so queuing
@@ -23,10 +28,13 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
     QgsProject,
+    QgsRasterLayer,
 )
+from qgis.PyQt.QtXml import QDomDocument
 
 from ..errors import MarsIceError
 from ..gpkg import layer_names
+from ..styles import probability_raster_qml, terrain_kind, terrain_raster_qml
 
 #: Names shown in the layers panel for the layers MarsIce writes.
 LAYER_TITLES = {
@@ -35,10 +43,21 @@ LAYER_TITLES = {
     "products": "Product footprints",
     "footprints": "HiRISE footprints",
     "tiles": "Tile index",
+    "sites": "Ice sites",
 }
 
-#: Top-to-bottom order inside a run's group: small outlines above the filled chunks and footprints.
-LAYER_ORDER = ("ice_candidates", "tiles", "footprints", "chunks", "products")
+#: Top-to-bottom order inside a run's group: small outlines above the larger ones; rasters go below them all.
+LAYER_ORDER = ("ice_candidates", "sites", "tiles", "footprints", "chunks", "products")
+
+#: Names shown for the rasters MarsIce writes (terrain rasters by kind).
+RASTER_TITLES = {
+    "probability": "Ice probability (from the run's threshold)",
+    "slope": "Slope (0-40°)",
+    "aspect": "Aspect",
+    "shadow": "Shadow",
+    "poleward": "Poleward-facing",
+    "height": "DTM height (hillshade)",
+}
 
 #: Layer-tree property holding a layer's place in LAYER_ORDER, so that layers arriving in any order sort.
 RANK_PROPERTY = "marsice/rank"
@@ -68,26 +87,46 @@ class RunGroupPostProcessor(QgsProcessingLayerPostProcessorInterface):
     #: until the layers are loaded (after processAlgorithm returned), so every instance is kept here.
     _alive: ClassVar[list[RunGroupPostProcessor]] = []
 
-    def __init__(self, group: str, rank: int) -> None:
+    def __init__(self, group: str, rank: int, fallback_qml: str = "") -> None:
         super().__init__()
         self.group = group
         self.rank = rank
+        self.fallback_qml = fallback_qml
 
     @classmethod
-    def create(cls, group: str, rank: int) -> RunGroupPostProcessor:
+    def create(cls, group: str, rank: int, fallback_qml: str = "") -> RunGroupPostProcessor:
         """A post-processor that stays alive for the rest of the QGIS session (a few bytes per layer)."""
-        instance = cls(group, rank)
+        instance = cls(group, rank, fallback_qml)
         cls._alive.append(instance)
         return instance
 
     def postProcessLayer(
         self, layer: QgsMapLayer, context: QgsProcessingContext, feedback: QgsProcessingFeedback
     ) -> None:
-        # Processing opened the layer with loadDefaultStyle off; the GeoPackage holds the MarsIce style.
-        layer.loadDefaultStyle()
-        layer.triggerRepaint()
+        # Processing opened the layer with loadDefaultStyle off; the GeoPackage or the .qml holds the MarsIce style.
+        apply_default_style(layer, self.fallback_qml)
         project = getattr(layer, "project", lambda: None)() or context.project() or QgsProject.instance()
         move_into_group(project, layer, self.group, self.rank)
+
+
+def apply_qml(layer: QgsMapLayer, qml: str) -> bool:
+    """Apply a QML style given as text (what :mod:`marsice_plugin.styles` makes); True if QGIS took it."""
+    doc = QDomDocument()
+    if not doc.setContent(qml)[0]:
+        return False
+    return bool(layer.importNamedStyle(doc)[0])
+
+
+def apply_default_style(layer: QgsMapLayer, fallback_qml: str = "") -> bool:
+    """Apply the style MarsIce wrote for ``layer`` (its GeoPackage ``layer_styles`` row or the ``.qml`` beside a
+    raster); without one, ``fallback_qml``, else for a terrain raster its kind's style. True if one was applied."""
+    applied = bool(layer.loadDefaultStyle()[1])
+    if not applied and isinstance(layer, QgsRasterLayer):
+        kind = terrain_kind(layer.source())
+        qml = fallback_qml or (terrain_raster_qml(kind) if kind else "")
+        applied = bool(qml) and apply_qml(layer, qml)
+    layer.triggerRepaint()
+    return applied
 
 
 def move_into_group(project: QgsProject, layer: QgsMapLayer, group_name: str, rank: int) -> QgsLayerTreeGroup | None:
@@ -159,3 +198,28 @@ def drop_pending(context: QgsProcessingContext, path: str) -> None:
         pending = dict(context.layersToLoadOnCompletion())
         pending.pop(path, None)
         context.setLayersToLoadOnCompletion(pending)
+
+
+def queue_raster(
+    context: QgsProcessingContext, path: str | Path, group: str, threshold: float | None = None
+) -> str | None:
+    """Queue the raster ``path`` to be loaded, styled, into the group ``group``, below the run's vector layers.
+
+    Its ``.qml`` is its style (``marsice detect`` writes one for the probability raster); without it, a terrain
+    raster gets its kind's style and, given ``threshold``, a probability raster the ramp from that threshold.
+    Returns the source queued, None when there is no file or no project to load into.
+    """
+    project = context.project()
+    if project is None or not Path(path).is_file():
+        return None
+    kind = terrain_kind(path)
+    title = RASTER_TITLES[kind] if kind else RASTER_TITLES["probability"]
+    fallback = probability_raster_qml(threshold) if kind is None and threshold is not None else ""
+    details = QgsProcessingContext.LayerDetails(f"{title}: {Path(path).stem}", project, "")
+    details.forceName = True
+    if hasattr(details, "groupName"):
+        details.groupName = group
+    rank = len(LAYER_ORDER) + 1 + (list(RASTER_TITLES).index(kind) if kind else 0)
+    details.setPostProcessor(RunGroupPostProcessor.create(group, rank, fallback))
+    context.addLayerToLoadOnCompletion(str(path), details)
+    return str(path)

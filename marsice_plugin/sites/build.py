@@ -22,6 +22,7 @@ from ..gpkg import Field, GeoPackage, read_layer, write_new
 from ..mars_crs import COMMON_CRS, common_crs
 from ..outputs import write_atomically
 from ..progress import Reporter
+from ..styles import write_default_style
 from .coverage import FootprintIndex, catalogue_index, catalogue_records, covering
 from .grouping import DEFAULT_TOLERANCE_M, Site, group_candidates
 from .inputs import ProcessedProduct, read_results
@@ -309,6 +310,7 @@ def _write(
             srs,
             "candidate sites: candidates of several products within a tolerance, with their observation history",
         )
+        write_default_style(gpkg.conn, SITES_LAYER)  # outlined by persistence when QGIS opens it
         gpkg.insert(
             SITES_LAYER,
             SITE_FIELDS,

@@ -3,10 +3,11 @@
 The grids come from :mod:`marsice_plugin.terrain.grids` and the candidates' fields from
 :mod:`marsice_plugin.terrain.candidates` (which a scan calls on rows in memory); this module adds the files. Rasters
 are written on the image grid itself (pixel for pixel, same CRS and transform), so they overlay the image in QGIS
-without resampling. Nothing is written until everything is computed; then the rasters go to temporary files, the
-candidate fields are committed in one transaction (through the results writer's lock), and the rasters are renamed
-into place. A failure or a cancel before that point removes the temporary files (and an output folder the run
-created), so the outputs stay as they were.
+without resampling. They are written strip by strip as :mod:`marsice_plugin.terrain.stream` makes them, tiled
+(256 px) and DEFLATE-compressed, into temporary files that get overviews at the end; then the candidate fields are
+committed in one transaction (through the results writer's lock), and the rasters are renamed into place. A failure
+or a cancel before that point (a file truncated partway, a SIGTERM) removes the temporary files (and an output folder
+the run created), so the rasters and the GeoPackage stay as they were.
 """
 
 from __future__ import annotations
@@ -23,7 +24,12 @@ import numpy as np
 from ..errors import OutputError
 from .candidates import check_candidates, read_candidates, terrain_fields, write_terrain_fields
 from .coregistration import Coregistration
-from .grids import check_sun_options, terrain_grids
+from .grids import check_sun_options
+from .stream import TILE, Strip, TerrainStream, open_stream
+
+#: DEFLATE level 1 with the floating-point predictor: smaller files than the default level 6 without predictor (the
+#: grids are smooth) in less than half its time; compression is the largest cost of a terrain run.
+ZLEVEL = 1
 
 RASTERS = {
     "slope": ("float32", "slope (degrees)"),
@@ -52,27 +58,55 @@ class TerrainResult:
         )
 
 
-def _write_raster(tmp: Path, values: np.ndarray, dtype: str, description: str, crs_wkt: str, transform: Any) -> None:
-    """One GeoTIFF at ``tmp`` (a temporary name; the caller renames it into place)."""
+def _create_raster(path: Path, stream: TerrainStream, dtype: str, description: str) -> Any:
+    """One tiled (256 px), DEFLATE-compressed GeoTIFF on the image grid, open for writing strip by strip."""
     import rasterio
     from rasterio.crs import CRS
 
-    nodata = float("nan") if dtype == "float32" else 255
-    with rasterio.open(
-        tmp,
+    product = stream.product
+    ds = rasterio.open(
+        path,
         "w",
         driver="GTiff",
-        width=values.shape[1],
-        height=values.shape[0],
+        width=stream.width,
+        height=stream.height,
         count=1,
         dtype=dtype,
-        crs=CRS.from_wkt(crs_wkt),
-        transform=transform,
-        nodata=nodata,
+        crs=CRS.from_wkt(product.crs.to_wkt()),
+        transform=product.transform,
+        nodata=float("nan") if dtype == "float32" else 255,
         compress="deflate",
-    ) as ds:
-        ds.write(values.astype(dtype), 1)
-        ds.set_band_description(1, description)
+        zlevel=ZLEVEL,
+        predictor=3 if dtype == "float32" else 2,
+        tiled=True,
+        blockxsize=TILE,
+        blockysize=TILE,
+        BIGTIFF="IF_SAFER",
+    )
+    ds.set_band_description(1, description)
+    return ds
+
+
+def _write_raster(ds: Any, row0: int, values: np.ndarray, dtype: str) -> None:
+    """One strip of rows into an open raster."""
+    from rasterio.windows import Window
+
+    ds.write(values.astype(dtype, copy=False), 1, window=Window(0, row0, values.shape[1], values.shape[0]))
+
+
+def _add_overviews(path: Path, dtype: str) -> None:
+    """Overviews (2x, 4x, ... down to one tile) so QGIS draws a full-size raster without reading every pixel;
+    averaged for the float grids, nearest for the 0/1 masks (an average of 0, 1 and 255 means nothing)."""
+    import rasterio
+    from rasterio.enums import Resampling
+
+    with rasterio.Env(ZLEVEL_OVERVIEW=str(ZLEVEL)), rasterio.open(path, "r+") as ds:
+        factors, f = [], 2
+        while max(ds.width, ds.height) / f >= TILE // 2:
+            factors.append(f)
+            f *= 2
+        if factors:
+            ds.build_overviews(factors, Resampling.average if dtype == "float32" else Resampling.nearest)
 
 
 def run_terrain(
@@ -88,41 +122,57 @@ def run_terrain(
 ) -> TerrainResult:
     """Derive the terrain rasters of ``image_path`` from ``dtm_path`` and, optionally, score the candidates.
 
-    ``progress(percent, message)`` is called at the start of each stage, ``log(message)`` for lines a user
+    ``progress(percent, message)`` is called per strip and per candidate, ``log(message)`` for lines a user
     should read. ``sun_azimuth`` (degrees clockwise from north) and ``incidence`` (degrees from the vertical),
     when given, replace the image's own sun (:func:`marsice_plugin.terrain.grids.image_sun`).
     """
     check_sun_options(sun_azimuth, incidence)  # before anything is read
     candidates_crs = check_candidates(Path(candidates)) if candidates is not None else None
     report = progress or (lambda percent, message: None)
-    grids = terrain_grids(dtm_path, image_path, sun_azimuth, incidence, report, log)
-    updates: dict[int, dict[str, Any]] = {}
-    scores: list[tuple[str, float, float]] = []
-    if candidates is not None:
-        report(60, f"terrain attributes of the ice candidates in {Path(candidates).name}")
-        rows = read_candidates(Path(candidates), grids.product_id)
-        for (_, attrs), fields in zip(rows, terrain_fields(grids, rows, candidates_crs, ring_m), strict=True):
-            if fields is not None:
-                updates[attrs["fid"]] = fields
-                scores.append((attrs["candidate_id"], fields["terrain_score"], fields["terrain_rank_value"]))
-    report(80, "writing rasters")
-    arrays = grids.rasters()
-    rasters = {name: out_dir / f"{grids.product_id}_{name}.tif" for name in RASTERS}
+    report(2, f"reading {Path(image_path).name} and the DTM")
     temps: list[Path] = []
+    open_sets: list[Any] = []
     created = not out_dir.exists()
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        crs_wkt = grids.crs.to_wkt()
-        for name, (dtype, description) in RASTERS.items():
-            tmp = rasters[name].with_name(f".{rasters[name].name}.{os.getpid()}.partial")
-            temps.append(tmp)
-            _write_raster(tmp, arrays[name], dtype, description, crs_wkt, grids.transform)
+        with open_stream(dtm_path, image_path, sun_azimuth, incidence, log) as stream:
+            pid = stream.product.product_id
+            rasters = {name: out_dir / f"{pid}_{name}.tif" for name in RASTERS}
+            rows = read_candidates(Path(candidates), pid) if candidates is not None else []
+            out_dir.mkdir(parents=True, exist_ok=True)
+            for name, (dtype, description) in RASTERS.items():
+                tmp = rasters[name].with_name(f".{rasters[name].name}.{os.getpid()}.partial")
+                temps.append(tmp)
+                open_sets.append(_create_raster(tmp, stream, dtype, description))
+
+            def write(strip: Strip) -> None:
+                values = strip.rasters()
+                for ds, (name, (dtype, _)) in zip(open_sets, RASTERS.items(), strict=True):
+                    _write_raster(ds, strip.row0, values[name], dtype)
+
+            fields = terrain_fields(stream, rows, candidates_crs, ring_m, on_strip=write, progress=report, span=(5, 90))
+            coregistration = stream.coregistration
+        for ds in open_sets:
+            ds.close()
+        open_sets.clear()
+        report(90, "overviews")
+        for tmp, (dtype, _) in zip(temps, RASTERS.values(), strict=True):
+            _add_overviews(tmp, dtype)
+        updates: dict[int, dict[str, Any]] = {}
+        scores: list[tuple[str, float, float]] = []
+        for (_, attrs), values in zip(rows, fields, strict=True):
+            if values is not None:
+                updates[attrs["fid"]] = values
+                if values["terrain_score"] is not None:
+                    scores.append((attrs["candidate_id"], values["terrain_score"], values["terrain_rank_value"]))
         if candidates is not None:
             report(95, f"updating {Path(candidates).name}")
             write_terrain_fields(Path(candidates), updates)
         for tmp, path in zip(temps, rasters.values(), strict=True):
             os.replace(tmp, path)
     except BaseException as exc:
+        for ds in open_sets:
+            with contextlib.suppress(Exception):
+                ds.close()
         for tmp in temps:
             tmp.unlink(missing_ok=True)
         if created:
@@ -131,6 +181,6 @@ def run_terrain(
         if isinstance(exc, OSError):
             raise OutputError(f"cannot write terrain rasters into {out_dir}: {exc.strerror or exc}") from exc
         raise
-    result = TerrainResult(rasters, grids.coregistration)
+    result = TerrainResult(rasters, coregistration)  # type: ignore[arg-type]
     result.candidates_updated, result.scores = len(updates), scores
     return result

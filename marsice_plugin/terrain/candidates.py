@@ -11,15 +11,15 @@ the fields back with :func:`write_terrain_fields`, the reader beside its writer.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..gpkg import Feature, Field, layer_info, read_layer
-from .grids import TerrainGrids, terrain_grids
 from .ranking import combined_rank_value, terrain_score
+from .stream import PixelWindow, Strip, TerrainStream, open_stream
 from .zonal import zonal_attributes
 
 #: The layer whose rows get terrain fields.
@@ -27,6 +27,9 @@ CANDIDATES = "ice_candidates"
 
 #: What to give when the candidates file cannot be read.
 CANDIDATES_HINT = "give a results GeoPackage written by `marsice detect`"
+
+#: ``terrain_note`` of a candidate without any DTM height under it (a DTM that covers part of the image).
+OUTSIDE_DTM = "outside DTM"
 
 #: Fields added to ``ice_candidates`` (NULL where a candidate has no DTM value, or its product no DTM).
 TERRAIN_FIELDS: tuple[Field, ...] = (
@@ -41,63 +44,123 @@ TERRAIN_FIELDS: tuple[Field, ...] = (
     Field("terrain_score", float, "terrain consistency with remnant ice, 0..1"),
     Field("terrain_rank_value", float, "max_probability x (0.2 + 0.8 x terrain_score); sort descending"),
     Field("terrain_aligned", int, "1 when the image-to-DTM co-registration succeeded and was applied"),
+    Field("terrain_note", str, "why the terrain fields are NULL: 'outside DTM' when the DTM has no height under it"),
 )
 
 
-def terrain_fields(
-    grids: TerrainGrids, candidates: Sequence[Feature], candidates_crs: Any = None, ring_m: float = 5.0
-) -> list[dict[str, Any] | None]:
-    """The :data:`TERRAIN_FIELDS` of each candidate row, in order; None for a row that misses the image.
+def candidate_windows(
+    stream: TerrainStream, candidates: Sequence[Feature], candidates_crs: Any = None, ring_px: int = 1
+) -> list[tuple[PixelWindow, np.ndarray] | None]:
+    """Each row's pixel window on the image (its bounds, ``ring_px`` + 1 pixels wider, cut at the image's edges) and
+    its patch mask in that window; None for a row that misses the image.
 
-    ``candidates_crs`` is the CRS of the rows' geometries (a pyproj CRS or its WKT; default the common Mars CRS
-    every MarsIce results layer uses). A field with no value (a patch without any DTM pixel) is None.
+    Why windows: rasterising each patch onto the whole image made every candidate cost a whole-image pass. The window
+    holds every pixel the patch touches and its whole sunward ring, so the statistics equal the whole-image ones.
     """
     import pyproj
     import shapely
+    from affine import Affine
     from rasterio.features import rasterize
 
     from ..mars_crs import common_crs
 
+    product = stream.product
     source = common_crs() if candidates_crs is None else pyproj.CRS(candidates_crs)
-    to_image = pyproj.Transformer.from_crs(source, grids.crs, always_xy=True)
-    ring_px = max(1, math.ceil(ring_m / grids.scale_m))
-    zonal_grids = dict(
-        slope=grids.slope, aspect=grids.aspect, poleward=grids.poleward, shadow=grids.shadow, height=grids.heights
-    )
-    aligned = int(grids.coregistration.aligned)
-    out: list[dict[str, Any] | None] = []
-    for geom, attrs in candidates:
+    to_image = pyproj.Transformer.from_crs(source, product.crs, always_xy=True)
+    inverse = ~product.transform
+    margin = ring_px + 1
+    out: list[tuple[PixelWindow, np.ndarray] | None] = []
+    for geom, _ in candidates:
         if geom is None or geom.is_empty:
             out.append(None)
             continue
         on_image = shapely.transform(geom, lambda xy: np.column_stack(to_image.transform(xy[:, 0], xy[:, 1])))
-        shape = grids.image.shape
-        mask = rasterize([(on_image, 1)], out_shape=shape, transform=grids.transform, all_touched=True).astype(bool)
-        if not mask.any():
+        x0, y0, x1, y1 = on_image.bounds
+        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
             out.append(None)
             continue
-        a = zonal_attributes(mask, **zonal_grids, azimuth_deg=grids.sun_azimuth, ring_px=ring_px, image=grids.image)
-        score = terrain_score(a)
-        rank = combined_rank_value(float(attrs.get("max_probability") or 0.0), score)
-        values = [
-            a.mean_slope,
-            a.max_slope,
-            a.mean_aspect,
-            a.poleward_fraction,
-            a.shadow_fraction,
-            a.sunward_shade_fraction,
-            a.image_shadow_fraction,
-            a.elevation,
-            score,
-            rank,
-            aligned,
-        ]
-        out.append(
-            {
-                f.name: None if v is None or (isinstance(v, float) and math.isnan(v)) else f.type(v)
-                for f, v in zip(TERRAIN_FIELDS, values, strict=True)
-            }
-        )
+        cols, rows = zip(*(inverse @ (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
+        r0, r1 = max(0, math.floor(min(rows)) - margin), min(stream.height, math.ceil(max(rows)) + margin)
+        c0, c1 = max(0, math.floor(min(cols)) - margin), min(stream.width, math.ceil(max(cols)) + margin)
+        if r1 <= r0 or c1 <= c0:
+            out.append(None)
+            continue
+        t = product.transform @ Affine.translation(c0, r0)
+        mask = rasterize([(on_image, 1)], out_shape=(r1 - r0, c1 - c0), transform=t, all_touched=True).astype(bool)
+        out.append(((r0, r1, c0, c1), mask) if mask.any() else None)
+    return out
+
+
+def _fields(
+    stream: TerrainStream,
+    mask: np.ndarray,
+    image: np.ndarray,
+    grids: dict[str, np.ndarray],
+    probability: float,
+    ring_px: int,
+) -> dict[str, Any]:
+    """The :data:`TERRAIN_FIELDS` of one patch from its window; all NULL with a note when no DTM height is under it."""
+    if not np.isfinite(grids["height"][mask]).any():
+        return {**dict.fromkeys(f.name for f in TERRAIN_FIELDS), "terrain_note": OUTSIDE_DTM}
+    a = zonal_attributes(
+        mask, **grids, azimuth_deg=stream.sun_azimuth, ring_px=ring_px, image=image, image_median=stream.image_median
+    )
+    score = terrain_score(a)
+    values = [
+        a.mean_slope,
+        a.max_slope,
+        a.mean_aspect,
+        a.poleward_fraction,
+        a.shadow_fraction,
+        a.sunward_shade_fraction,
+        a.image_shadow_fraction,
+        a.elevation,
+        score,
+        combined_rank_value(probability, score),
+        int(stream.coregistration.aligned),  # type: ignore[union-attr]
+        None,
+    ]
+    return {
+        f.name: None if v is None or (isinstance(v, float) and math.isnan(v)) else f.type(v)
+        for f, v in zip(TERRAIN_FIELDS, values, strict=True)
+    }
+
+
+def terrain_fields(
+    stream: TerrainStream,
+    candidates: Sequence[Feature],
+    candidates_crs: Any = None,
+    ring_m: float = 5.0,
+    on_strip: Callable[[Strip], None] | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    span: tuple[float, float] = (5.0, 95.0),
+) -> list[dict[str, Any] | None]:
+    """The :data:`TERRAIN_FIELDS` of each candidate row, in order; None for a row that misses the image.
+
+    Runs ``stream``'s two passes (``on_strip`` gets each terrain strip, for rasters), scoring each candidate from a
+    window around it as soon as the strips under it are done, with progress per candidate. ``candidates_crs`` is the
+    CRS of the rows' geometries (a pyproj CRS or its WKT; default the common Mars CRS every MarsIce results layer
+    uses). A field with no value is None; a patch with no DTM height under it gets only ``terrain_note``.
+    """
+    ring_px = max(1, math.ceil(ring_m / stream.product.scale_m))
+    windows = candidate_windows(stream, candidates, candidates_crs, ring_px)
+    out: list[dict[str, Any] | None] = [None] * len(candidates)
+    total = sum(w is not None for w in windows)
+    last = [span[0]]
+    report = progress or (lambda percent, message: None)
+
+    def tracked(percent: float, message: str) -> None:
+        last[0] = percent
+        report(percent, message)
+
+    def scored(index: int, image: np.ndarray, grids: dict[str, np.ndarray]) -> None:
+        _, mask = windows[index]  # type: ignore[misc]
+        probability = float(candidates[index][1].get("max_probability") or 0.0)
+        out[index] = _fields(stream, mask, image, grids, probability, ring_px)
+        done = sum(v is not None for v in out)
+        report(last[0], f"candidate {done}/{total}")
+
+    stream.run([w[0] if w else None for w in windows], scored, on_strip, tracked, span)
     return out
 
 
@@ -109,11 +172,12 @@ def candidate_terrain(
     ring_m: float = 5.0,
     sun_azimuth: float | None = None,
     incidence: float | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> list[dict[str, Any] | None]:
     """:func:`terrain_fields` of candidate rows of ``image_path``, from its DTM: nothing is read but the two rasters,
     nothing written."""
-    grids = terrain_grids(dtm_path, image_path, sun_azimuth, incidence)
-    return terrain_fields(grids, candidates, candidates_crs, ring_m)
+    with open_stream(dtm_path, image_path, sun_azimuth, incidence) as stream:
+        return terrain_fields(stream, candidates, candidates_crs, ring_m, progress=progress)
 
 
 #: The columns read from each candidate row (``fid`` comes along).

@@ -10,6 +10,7 @@ smeared into the image.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -68,36 +69,170 @@ def read_dtm(path: str | Path) -> tuple[np.ndarray, Any, pyproj.CRS]:
 def dtm_on_image_grid(
     path: str | Path, image_crs: pyproj.CRS, image_transform: Any, width: int, height: int
 ) -> np.ndarray:
-    """The DTM resampled bilinearly onto the image grid (``height`` × ``width``), NaN outside or in gaps."""
-    from rasterio.crs import CRS as RasterioCrs  # noqa: N811
-    from rasterio.warp import Resampling, reproject, transform_bounds
+    """The DTM resampled bilinearly onto the image grid (``height`` × ``width``), NaN outside or in gaps.
 
-    heights, transform, crs = read_dtm(path)
-    rio_dtm, rio_image = RasterioCrs.from_wkt(crs.to_wkt()), RasterioCrs.from_wkt(image_crs.to_wkt())
-    rows, cols = heights.shape
+    The whole grid at once: for small grids and tests; ``marsice terrain`` resamples strip by strip
+    (:meth:`DtmSource.on_grid`), which gives the same values.
+    """
+    with DtmSource(path) as dtm:
+        dtm.require_heights()
+        check_overlap(dtm, image_crs, image_transform, width, height)
+        out = dtm.on_grid(image_crs, image_transform, height, width)
+    if not np.isfinite(out).any():
+        raise TerrainError(f"DTM {path} has no valid height inside the image footprint")
+    return out
+
+
+def check_overlap(dtm: Any, image_crs: pyproj.CRS, image_transform: Any, width: int, height: int) -> None:
+    """Refuse a DTM (an open :class:`DtmSource`) whose extent misses the image's."""
+    from rasterio.crs import CRS as RasterioCrs  # noqa: N811
+    from rasterio.warp import transform_bounds
+
+    rows, cols = dtm.shape
+    transform = dtm.transform
     left, top = transform @ (0, 0)
     right, bottom = transform @ (cols, rows)
-    b = transform_bounds(rio_dtm, rio_image, min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+    b = transform_bounds(
+        RasterioCrs.from_wkt(dtm.crs.to_wkt()),
+        RasterioCrs.from_wkt(image_crs.to_wkt()),
+        min(left, right),
+        min(top, bottom),
+        max(left, right),
+        max(top, bottom),
+    )
     il, it = image_transform @ (0, 0)
     ir, ib = image_transform @ (width, height)
     if b[0] >= max(il, ir) or b[2] <= min(il, ir) or b[1] >= max(it, ib) or b[3] <= min(it, ib):
         raise TerrainError(
-            f"DTM {path} does not overlap the image (DTM extent {tuple(round(v) for v in b)} m vs image "
+            f"DTM {dtm.path} does not overlap the image (DTM extent {tuple(round(v) for v in b)} m vs image "
             f"{(round(min(il, ir)), round(min(it, ib)), round(max(il, ir)), round(max(it, ib)))} m in the image CRS); "
             "pick the DTM of the same observation"
         )
-    out = np.full((height, width), np.nan, dtype=np.float32)
-    reproject(
-        heights,
-        out,
-        src_transform=transform,
-        src_crs=rio_dtm,
-        src_nodata=np.nan,
-        dst_transform=image_transform,
-        dst_crs=rio_image,
-        dst_nodata=np.nan,
-        resampling=Resampling.bilinear,
-    )
-    if not np.isfinite(out).any():
-        raise TerrainError(f"DTM {path} has no valid height inside the image footprint")
-    return out
+
+
+class DtmSource:
+    """An open DTM read window by window, so no whole-DTM or whole-image height array is ever held.
+
+    Why windows: a DTM of a full-size observation is 10-60 Mpx of float32 and its heights on a 0.25 m image grid
+    are 16x more; each image strip needs only the posts under it (plus two posts for the bilinear kernel).
+    The no-data rules are :func:`read_dtm`'s (masked pixels, non-finite values and values below
+    :data:`NODATA_BELOW` become NaN).
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        import rasterio
+
+        self.path = Path(path)
+        if not self.path.exists():
+            raise TerrainError(f"DTM {self.path} does not exist")
+        try:
+            self._ds = rasterio.open(self.path)
+        except rasterio.errors.RasterioIOError as exc:
+            raise TerrainError(f"DTM {self.path}: GDAL cannot open it as a raster ({exc})") from exc
+        self.crs = pyproj.CRS.from_wkt(self._ds.crs.to_wkt()) if self._ds.crs else None
+        try:
+            check_dtm_crs(self.crs, str(self.path))
+        except TerrainError:
+            self._ds.close()
+            raise
+        self.transform = self._ds.transform
+        self.shape = (self._ds.height, self._ds.width)
+
+    def close(self) -> None:
+        self._ds.close()
+
+    def __enter__(self) -> DtmSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def require_heights(self) -> None:
+        """Refuse a DTM that holds only NoData (read in blocks of rows, stopping at the first valid height)."""
+        from rasterio.windows import Window
+
+        rows, cols = self.shape
+        step = max(1, 1_000_000 // max(1, cols))
+        for r in range(0, rows, step):
+            if np.isfinite(self.read(Window(0, r, cols, min(step, rows - r)))).any():
+                return
+        raise TerrainError(f"DTM {self.path} holds only NoData (MISSING_CONSTANT); no height to derive slopes from")
+
+    def read(self, window: Any) -> np.ndarray:
+        """Heights of a DTM window (float32, NaN for no-data); a read error (a truncated file) is one clear line."""
+        import rasterio
+
+        try:
+            data = self._ds.read(1, window=window, masked=True).astype(np.float32)
+        except rasterio.errors.RasterioError as exc:
+            raise TerrainError(
+                f"DTM {self.path} cannot be read at rows {int(window.row_off)}-{int(window.row_off + window.height)} "
+                f"({exc}); the file is damaged or truncated: download it again"
+            ) from exc
+        heights = np.ma.filled(data, np.nan)
+        heights[~np.isfinite(heights) | (heights < NODATA_BELOW)] = np.nan
+        return heights
+
+    def window_over(self, dst_crs: pyproj.CRS, bounds: tuple[float, float, float, float], pad: int = 2) -> Any:
+        """The DTM window (posts) under ``bounds`` (left, bottom, right, top in ``dst_crs``), ``pad`` posts wider;
+        None when it misses the DTM."""
+        from rasterio.crs import CRS as RasterioCrs  # noqa: N811
+        from rasterio.warp import transform_bounds
+        from rasterio.windows import Window, from_bounds
+
+        b = transform_bounds(RasterioCrs.from_wkt(dst_crs.to_wkt()), self._ds.crs, *bounds)
+        w = from_bounds(*b, transform=self.transform)
+        r0, c0 = math.floor(w.row_off) - pad, math.floor(w.col_off) - pad
+        r1, c1 = math.ceil(w.row_off + w.height) + pad, math.ceil(w.col_off + w.width) + pad
+        r0, c0, r1, c1 = max(r0, 0), max(c0, 0), min(r1, self._ds.height), min(c1, self._ds.width)
+        if r1 <= r0 or c1 <= c0:
+            return None
+        return Window(c0, r0, c1 - c0, r1 - r0)
+
+    def height_range(self, dst_crs: pyproj.CRS, bounds: tuple[float, float, float, float]) -> tuple[int, float, float]:
+        """(valid posts, lowest, highest) under ``bounds``, read in blocks of rows.
+
+        Bilinear heights on any grid over ``bounds`` stay within this range, which bounds the longest shadow (see
+        :mod:`marsice_plugin.terrain.stream`).
+        """
+        from rasterio.windows import Window
+
+        window = self.window_over(dst_crs, bounds)
+        count, low, high = 0, math.inf, -math.inf
+        if window is None:
+            return count, low, high
+        step = max(1, 1_000_000 // max(1, int(window.width)))
+        for r in range(int(window.row_off), int(window.row_off + window.height), step):
+            rows = min(step, int(window.row_off + window.height) - r)
+            h = self.read(Window(window.col_off, r, window.width, rows))
+            valid = h[np.isfinite(h)]
+            if valid.size:
+                count, low, high = count + valid.size, min(low, float(valid.min())), max(high, float(valid.max()))
+        return count, low, high
+
+    def on_grid(self, dst_crs: pyproj.CRS, dst_transform: Any, height: int, width: int) -> np.ndarray:
+        """The DTM resampled bilinearly onto a grid (``height`` x ``width`` pixels of ``dst_transform``), NaN outside
+        or in gaps; only the posts under the grid are read."""
+        from affine import Affine
+        from rasterio.crs import CRS as RasterioCrs  # noqa: N811
+        from rasterio.warp import Resampling, reproject
+
+        out = np.full((height, width), np.nan, dtype=np.float32)
+        left, top = dst_transform @ (0, 0)
+        right, bottom = dst_transform @ (width, height)
+        bounds = (min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+        window = self.window_over(dst_crs, bounds)
+        if window is None:
+            return out
+        reproject(
+            self.read(window),
+            out,
+            src_transform=self.transform @ Affine.translation(window.col_off, window.row_off),
+            src_crs=self._ds.crs,
+            src_nodata=np.nan,
+            dst_transform=dst_transform,
+            dst_crs=RasterioCrs.from_wkt(dst_crs.to_wkt()),
+            dst_nodata=np.nan,
+            resampling=Resampling.bilinear,
+        )
+        return out

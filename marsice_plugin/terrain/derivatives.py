@@ -62,18 +62,21 @@ def aspect_degrees(
     scale_m: float,
     crs: pyproj.CRS | str | None = None,
     transform: tuple[float, float, float, float, float, float] | None = None,
+    row_offset: int = 0,
 ) -> np.ndarray:
     """Downslope direction in degrees clockwise from true north, 0..360; NaN on flat pixels.
 
     Without ``crs``/``transform`` the grid is taken as north-up (true for equirectangular products). With them
     (``transform`` in affine/GDAL order ``(a, b, c, d, e, f)``: x = a·col + b·row + c, y = d·col + e·row + f) the
     grid convergence is subtracted pixel by pixel, so aspect is relative to true north on polar grids.
+    ``row_offset`` is the first row of ``height`` on that grid (a strip of it): the pixel centres are computed as for
+    the whole grid, so a strip's aspects equal the whole grid's bit for bit.
     """
     dz_de, dz_dn = _gradients(height, scale_m)
     aspect = np.degrees(np.arctan2(-dz_de, -dz_dn))
     if crs is not None and transform is not None:
         a, b, c, d, e, f = transform
-        rows, cols = np.mgrid[0 : height.shape[0], 0 : height.shape[1]]
+        rows, cols = np.mgrid[row_offset : row_offset + height.shape[0], 0 : height.shape[1]]
         xs = a * (cols + 0.5) + b * (rows + 0.5) + c
         ys = d * (cols + 0.5) + e * (rows + 0.5) + f
         aspect = aspect - grid_convergence(crs, xs, ys)

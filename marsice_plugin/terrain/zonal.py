@@ -70,11 +70,14 @@ def zonal_attributes(
     ring_px: int,
     image: np.ndarray | None = None,
     dark_fraction_of_median: float = 0.6,
+    image_median: float | None = None,
 ) -> ZonalAttributes:
     """Attributes of the patch ``mask``; all rasters share the image grid.
 
     ``image_shadow_fraction`` is the fraction of the sunward ring darker than ``dark_fraction_of_median`` times the
-    image's median (shadows on Mars are far darker than sunlit regolith); NaN without an image.
+    image's median (shadows on Mars are far darker than sunlit regolith); NaN without an image. The rasters may be a
+    window around the patch (with ``ring_px`` pixels to spare on each side, or up to the image's edge): the image's
+    median is then given as ``image_median``, since the window's own median is not the image's.
     """
     mask = mask.astype(bool)
     if not mask.any():
@@ -85,7 +88,7 @@ def zonal_attributes(
     image_frac = float("nan")
     if image is not None and ring.any():
         img = image.astype(np.float64)
-        median = float(np.nanmedian(img))
+        median = float(np.nanmedian(img)) if image_median is None else image_median
         image_frac = float(np.mean(img[ring] < dark_fraction_of_median * median))
     return ZonalAttributes(
         mean_slope=_mean(patch_slope),

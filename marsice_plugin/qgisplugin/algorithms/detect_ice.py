@@ -14,7 +14,7 @@ from qgis.core import (
 )
 
 from ..compat import POLYGONS, mark_advanced
-from ..layers import queue_geopackage
+from ..layers import queue_geopackage, queue_raster
 from .base import MarsIceAlgorithm
 from .parameters import add_model_parameters, add_product_parameter, model_args, threshold_args
 
@@ -105,8 +105,11 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         self, parameters: dict[str, Any], context: QgsProcessingContext, outputs: dict[str, Any]
     ) -> dict[str, Any]:
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
+        group = self.run_group(output)
         if Path(output).is_file():
-            queue_geopackage(context, output, self.run_group(output), replace=output)
+            queue_geopackage(context, output, group, replace=output)
         quicklook = self.parameterAsFileOutput(parameters, self.QUICKLOOK, context)
         raster = self.parameterAsFileOutput(parameters, self.PROBABILITY, context)
+        if raster:  # styled by the .qml marsice detect writes beside it, in the same group as the layers
+            queue_raster(context, raster, group)
         return {self.OUTPUT: output, self.QUICKLOOK: quicklook or None, self.PROBABILITY: raster or None}

@@ -14,6 +14,7 @@ from qgis.core import (
 )
 
 from ..compat import DOUBLE, FILE, mark_advanced
+from ..layers import queue_raster
 from .base import MarsIceAlgorithm
 
 _IMAGE_FILTER = "HiRISE PDS3 labels and rasters (*.LBL *.lbl *.tif *.tiff *.cub *.vrt);;All files (*.*)"
@@ -101,8 +102,13 @@ class TerrainAttributesAlgorithm(MarsIceAlgorithm):
     def cli_results(
         self, parameters: dict[str, Any], context: QgsProcessingContext, outputs: dict[str, Any]
     ) -> dict[str, Any]:
+        folder = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
+        group = self.run_group(folder)
+        for kind in ("SLOPE", "ASPECT", "POLEWARD", "SHADOW"):  # into the run's group, each styled for its kind
+            if outputs.get(kind):
+                queue_raster(context, outputs[kind], group)
         return {
-            self.OUTPUT: self.parameterAsFileOutput(parameters, self.OUTPUT, context),
+            self.OUTPUT: folder,
             "SLOPE": outputs.get("SLOPE"),
             "ASPECT": outputs.get("ASPECT"),
             "POLEWARD": outputs.get("POLEWARD"),

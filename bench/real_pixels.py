@@ -1,0 +1,326 @@
+"""How a model fares on real HiRISE pixels, and on one scene in six containers, beside its generated-scene figures.
+
+    .venv/bin/python bench/real_pixels.py                    # the default model
+    .venv/bin/python bench/real_pixels.py --fast             # the --fast model
+    .venv/bin/python bench/real_pixels.py MODEL.keras --skip-v3
+
+Prints, in one run, for one model at its card's threshold:
+
+1. **Ice-free real tiles and chunks flagged.** Tiles: the held-out split of ``../shared/realdata/landmark_tiles``
+   (``split = heldout``: evaluation only, never training, tuning or model choice) whose ``frost_prior`` says no frost
+   is expected (craters, dunes, streaks and plains at low latitude or out of season). Chunks: the ISIS3 test strips of
+   ``images/`` (256 px wide) rearranged into 1024 × 1024 chunks (four 1024-row pieces side by side), the two RED5
+   crops, and the UA browse of ESP_072719_1970 (17°N plains, no ice) cut into 1024 px chunks.
+2. **Frost against ice-free tiles (ROC-AUC, information only).** Frost: ``frost_tiles`` labelled frost, the frosted
+   Planet Four panels and the held-out bright dunes under northern-spring frost (``frost_likely``). Ice-free: the
+   tiles of 1, the ``frost_tiles`` backgrounds and the defrosted Planet Four panel. Seasonal frost is not the
+   remnant patches MarsIce looks for: the figure says whether the model responds to bright frost at all.
+3. **Container invariance.** One generated 2048 px scene as its JPEG2000 with the PDS3 label, uint16 GeoTIFF with and
+   without NBITS=10, 8-bit (DN / 4), 16-bit full range (DN × 64) and float32 I/F with ISIS NULL and saturation; the
+   worst chunk probability difference to the labelled product, read as detect reads it (the card's level: GeoTIFFs
+   have no JPEG2000 levels, so they are block-averaged where the JPEG2000 gives its wavelet low-pass) and at level 0
+   (normalisation alone).
+4. **Generated scenes.** ``evaluation_set_v1``..``v3`` (``--skip-v3``: v1 and v2 only) beside today's figures in
+   ``models/NAME.evaluation*.json``.
+
+**How real pixels reach the model.** Tiles and chunks are 8-bit images: they are brought to the 10-bit DN scale by the
+product rule for 8-bit integers (DN × 1023 / 255, :mod:`marsice_plugin.normalisation`). A 1024 px chunk is reduced to
+the model's input by the same area average detect uses for a GeoTIFF
+(:func:`marsice_plugin.cnn.preprocess.model_input`).
+A tile (200-250 px of a reduced-resolution RDR, metres per pixel) is one chunk resized to the model's input
+(bilinear): its ground scale is coarser than the 0.25-0.5 m chunks the model reads, which the figures cannot undo.
+The real files are read from ``../shared/realdata`` and never copied into the project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from marsice_plugin.normalisation import DN_MAX, ISIS_NULL_FLOAT, bits_scale  # noqa: E402
+
+REAL = REPO.parent / "shared" / "realdata"
+#: ISIS 32-bit saturation values (LRS, LIS, HIS, HRS) put where the label's 1, 2, 1022, 1023 are.
+ISIS_SATURATION = {1: -3.4028228579130005e38, 2: -3.4028230607370965e38, 1022: -3.4028232635611926e38}
+ISIS_SATURATION[1023] = -3.4028234663852886e38
+#: The frozen sets and the overlap today's figures (models/NAME.evaluation*.json) were scored with.
+SETS = {"evaluation_set_v1": 0, "evaluation_set_v2": None, "evaluation_set_v3": 0}
+
+
+def grey8(path: Path) -> np.ndarray:
+    """An image file as 8-bit grey (colour images: the mean of their bands, as COLOR products are read)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im, dtype=np.float32)
+    return arr.mean(axis=2) if arr.ndim == 3 else arr
+
+
+def tile_input(grey: np.ndarray, size: int) -> np.ndarray:
+    """A tile as one model input: 8-bit → 10-bit DN scale, resized to ``size`` (bilinear), / 1023."""
+    from PIL import Image
+
+    dn = bits_scale(8, "8-bit tile").to_dn(grey)
+    resized = np.asarray(Image.fromarray(dn, mode="F").resize((size, size), Image.BILINEAR))
+    return np.clip(resized / DN_MAX, 0.0, 1.0).astype(np.float32)
+
+
+def chunk_input(grey: np.ndarray, size: int) -> np.ndarray:
+    """A chunk as detect prepares it: 8-bit → 10-bit DN scale, repaired, area-averaged to ``size``."""
+    from marsice_plugin.cnn.preprocess import prepare
+
+    dn = bits_scale(8, "8-bit chunk").to_dn(grey)
+    valid = np.ones(dn.shape, dtype=bool)
+    return prepare(dn, valid, ~valid, max(dn.shape), size, DN_MAX)[0]
+
+
+def strip_chunks(grey: np.ndarray, chunk: int = 1024) -> list[np.ndarray]:
+    """A narrow strip rearranged into ``chunk`` × ``chunk`` pieces: ``chunk // width`` row blocks side by side."""
+    w = grey.shape[1]
+    per = chunk // w
+    pieces = [grey[r : r + chunk] for r in range(0, grey.shape[0] - chunk + 1, chunk)]
+    return [np.hstack(pieces[i : i + per]) for i in range(0, len(pieces) - per + 1, per)]
+
+
+def tiles(grey: np.ndarray, chunk: int = 1024) -> list[np.ndarray]:
+    """Whole ``chunk`` px tiles of an image (an image smaller than a chunk is one chunk of its own size)."""
+    h, w = grey.shape
+    if h < chunk or w < chunk:
+        return [grey]
+    return [
+        grey[r : r + chunk, c : c + chunk]
+        for r in range(0, h - chunk + 1, chunk)
+        for c in range(0, w - chunk + 1, chunk)
+    ]
+
+
+def real_sets(size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Model inputs and frost labels (1 frost, 0 ice-free) of every real set."""
+    rows = list(csv.DictReader((REAL / "landmark_tiles" / "tiles.csv").open()))
+    held = [r for r in rows if r["split"] == "heldout"]
+    free = [r for r in held if r["frost_prior"].startswith("no_")]
+    frost_dunes = [r for r in held if r["frost_likely"] == "1"]
+    sets: dict[str, tuple[list[np.ndarray], list[int]]] = {}
+    sets["landmark held-out ice-free tiles"] = (
+        [tile_input(grey8(REAL / "landmark_tiles" / r["file"]), size) for r in free],
+        [0] * len(free),
+    )
+    sets["landmark held-out frosted bright dunes"] = (
+        [tile_input(grey8(REAL / "landmark_tiles" / r["file"]), size) for r in frost_dunes],
+        [1] * len(frost_dunes),
+    )
+    labels = list(csv.DictReader((REAL / "frost_tiles" / "labels.csv").open()))
+    sets["frost_tiles"] = (
+        [tile_input(grey8(REAL / "frost_tiles" / r["file"]), size) for r in labels],
+        [int(r["label"]) for r in labels],
+    )
+    panels = sorted((REAL / "planet4_timelapse" / "panels").glob("*.png"))
+    sets["Planet Four panels"] = (
+        [tile_input(grey8(p), size) for p in panels],
+        [int("_frosted" in p.name) for p in panels],
+    )
+    chunks = []
+    for name in (
+        "PSP_001331_2260_IR10_1_image8bit_LUTcompressed.png",
+        "PSP_001446_1790_BG12_0_image8bit_LUTcompressed.png",
+    ):
+        chunks += strip_chunks(grey8(REAL / "images" / name))
+    import rasterio
+
+    with rasterio.open(REAL / "images" / "PSP_001331_2260_IR10_1.IMG") as ds:
+        chunks += strip_chunks(ds.read(1).astype(np.float32))
+    sets["ice-free chunks: ISIS3 test strips"] = ([chunk_input(c, size) for c in chunks], [0] * len(chunks))
+    crops = [grey8(p) for p in sorted((REAL / "images").glob("PSP_004398_1610_RED5_0.*.crop.jpg"))]
+    sets["ice-free chunks: RED5 crops"] = ([chunk_input(c, size) for c in crops], [0] * len(crops))
+    browse = tiles(grey8(REAL / "browse" / "ESP_072719_1970_RED.browse.jpg"))
+    sets["ice-free chunks: ESP_072719_1970 browse"] = ([chunk_input(c, size) for c in browse], [0] * len(browse))
+    return {k: (np.stack(x)[..., None], np.array(y)) for k, (x, y) in sets.items()}
+
+
+def write_containers(sample, out: Path) -> dict[str, Path]:
+    """The scene of ``sample`` in the five other containers (GeoTIFFs in its CRS and transform)."""
+    import rasterio
+    from rasterio.crs import CRS
+
+    from marsice_plugin.product import open_product
+
+    with open_product(sample.label_path) as product:
+        crs, transform = CRS.from_wkt(product.crs.to_wkt()), product.transform
+    dn = sample.scene.dn
+    iof = (dn * sample.scene.scaling_factor + sample.scene.offset).astype(np.float32)
+    for value, special in ISIS_SATURATION.items():
+        iof[dn == value] = special
+    iof[dn == 0] = ISIS_NULL_FLOAT
+    copies = {
+        "uint16 NBITS=10": (dn, {"nodata": 0, "NBITS": 10}),
+        "uint16": (dn, {"nodata": 0}),
+        "uint8 (DN/4)": (np.clip(np.rint(dn / 4.0), 0, 255).astype(np.uint8), {"nodata": 0}),
+        "uint16 full range (DN*64)": ((dn.astype(np.uint32) * 64).astype(np.uint16), {"nodata": 0}),
+        "float32 I/F, ISIS NULL": (iof, {}),
+    }
+    paths = {"JPEG2000 + label": sample.label_path}
+    for i, (name, (data, options)) in enumerate(copies.items()):
+        paths[name] = out / f"container_{i}.tif"
+        profile = dict(driver="GTiff", width=data.shape[1], height=data.shape[0], count=1, dtype=data.dtype)
+        with rasterio.open(paths[name], "w", crs=crs, transform=transform, tiled=True, **profile, **options) as ds:
+            ds.write(data, 1)
+    return paths
+
+
+def container_invariance(model, model_path: Path, threshold: float) -> dict[str, dict[str, float]]:
+    """Worst chunk difference of each container to the labelled product, at the card's level and at level 0."""
+    from marsice_plugin.detection import DetectOptions, score_chunks
+    from marsice_plugin.product import open_product
+    from marsice_plugin.progress import Reporter
+    from marsice_plugin.synthetic.product_writer import write_sample_product
+    from marsice_plugin.synthetic.scene import SceneConfig
+
+    out: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="marsice-containers-") as tmp:
+        sample = write_sample_product(Path(tmp), SceneConfig(width=2048, height=2048, seed=21, n_ice_boulder=8))
+        paths = write_containers(sample, Path(tmp))
+        for level_name, level in (("card level", None), ("level 0", 0)):
+            options = DetectOptions(model_path=model_path, threshold=threshold, read_level=level)
+            scores = {}
+            for name, path in paths.items():
+                with open_product(path) as product:
+                    chunks = score_chunks(product, model, options, Reporter("quiet"))
+                scores[name] = {(c.chunk_row, c.chunk_col): c.probability for c in chunks}
+            ref = scores["JPEG2000 + label"]
+            out[level_name] = {
+                name: max(abs((s.get(k) or 0.0) - p) for k, p in ref.items() if p is not None)
+                for name, s in scores.items()
+                if name != "JPEG2000 + label"
+            }
+    return out
+
+
+def generated_sets(model_path: Path, skip_v3: bool, cache: Path) -> list[dict]:
+    """The model on the frozen evaluation sets at its card's threshold, beside today's figures."""
+    from marsice_plugin.evaluation import evaluate
+
+    rows = []
+    for name, overlap in SETS.items():
+        if skip_v3 and name.endswith("v3"):
+            continue
+        report = evaluate(model_path, cache, name, overlap=overlap)
+        images = report["images"]
+        today = _today(model_path, name, "auto" if overlap is None else overlap, report["threshold"])
+        rows.append(
+            {
+                "set": name,
+                "overlap": "auto" if overlap is None else overlap,
+                "threshold": report["threshold"],
+                "roc_auc": report["chunks"]["roc_auc"],
+                "today_roc_auc": round(today["chunks"]["roc_auc"], 3) if today else None,
+                "images_found": f"{images['flagged_with_ice']}/{images['with_ice']}",
+                "image_precision": images["precision"],
+                "today_images_found": (
+                    f"{today['images']['flagged_with_ice']}/{today['images']['with_ice']} at {today['threshold']}"
+                    if today
+                    else None
+                ),
+            }
+        )
+    return rows
+
+
+def _today(model_path: Path, name: str, overlap: object, threshold: float) -> dict | None:
+    """Today's report of the model on set ``name`` at this overlap, the one at ``threshold`` when there is one."""
+    reports = [json.loads(f.read_text()) for f in sorted(model_path.parent.glob(f"{model_path.stem}.evaluation*.json"))]
+    reports = [r for r in reports if r.get("evaluation_set") == name and r.get("overlap") == overlap]
+    reports.sort(key=lambda r: r.get("threshold") != threshold)
+    return reports[0] if reports else None
+
+
+def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
+    from marsice_plugin.cnn.metrics import summary
+
+    return float(summary(y.astype(bool), p, 0.5)["roc_auc"])
+
+
+def main() -> None:
+    from marsice_plugin.cnn.domain import check, input_statistics, load_reference
+    from marsice_plugin.cnn.model import load_model, model_input_size
+    from marsice_plugin.detect_defaults import DEFAULT_BATCH_SIZE, is_flagged
+    from marsice_plugin.model_registry import default_model_path, fast_model_path, model_threshold
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model", nargs="?", type=Path, help="model (default: the shipped default)")
+    parser.add_argument("--fast", action="store_true", help="the shipped --fast model")
+    parser.add_argument("--skip-v3", action="store_true", help="evaluation_set_v1 and v2 only (v3 takes minutes)")
+    parser.add_argument("--cache", type=Path, default=REPO / ".marsice-eval", help="rendered evaluation products")
+    args = parser.parse_args()
+    if not REAL.is_dir():
+        raise SystemExit(f"{REAL} is missing: this bench reads the real HiRISE pixels there")
+    model_path = args.model or (fast_model_path() if args.fast else default_model_path())
+    threshold = model_threshold(None, model_path)
+    model = load_model(model_path)
+    size = model_input_size(model)
+    reference = load_reference(model_path)
+    started = time.time()
+    print(f"{model_path.name} at its card's threshold {threshold}, {size} px input")
+
+    print("\n1-2. real pixels (held-out split only)")
+    sets = real_sets(size)
+    ys, ps = [], []
+    for name, (x, y) in sets.items():
+        p = np.asarray(model.predict(x, batch_size=DEFAULT_BATCH_SIZE, verbose=0)).reshape(-1)
+        flagged = int(is_flagged(p, threshold).sum())
+        domain = check([input_statistics(v[..., 0]) for v in x], reference)
+        inside = (
+            f", domain distance {domain.distance:.2f} ({'inside' if domain.inside else 'outside'})" if domain else ""
+        )
+        kind = "frost" if y.all() else "ice-free" if not y.any() else "mixed"
+        print(
+            f"  {name} ({kind}): {flagged} of {len(p)} flagged ({flagged / len(p):.0%}), "
+            f"median p {np.median(p):.3f}{inside}"
+        )
+        ys.append(y)
+        ps.append(p)
+    y, p = np.concatenate(ys), np.concatenate(ps)
+    free_tiles = sets["landmark held-out ice-free tiles"][1].size
+    chunk_sets = [k for k in sets if k.startswith("ice-free chunks")]
+    n_chunks = sum(sets[k][1].size for k in chunk_sets)
+    flagged_chunks = sum(int(is_flagged(ps[list(sets).index(k)], threshold).sum()) for k in chunk_sets)
+    flagged_tiles = int(is_flagged(ps[0], threshold).sum())
+    print(
+        f"  ice-free real tiles flagged: {flagged_tiles}/{free_tiles} ({flagged_tiles / free_tiles:.0%}); "
+        f"ice-free real chunks flagged: {flagged_chunks}/{n_chunks} ({flagged_chunks / n_chunks:.0%}) (target <= 5 %)"
+    )
+    frost_vs_free = y == 1
+    print(
+        f"  ROC-AUC frost ({int(frost_vs_free.sum())}) vs ice-free ({int((~frost_vs_free).sum())}) tiles and chunks: "
+        f"{roc_auc(y, p):.3f} (information only)"
+    )
+
+    print("\n3. container invariance (worst chunk |dp| to the JPEG2000 + label; target <= 0.05)")
+    for level_name, worst in container_invariance(model, model_path, threshold).items():
+        print(
+            f"  {level_name}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in worst.items())
+            + f"; worst {max(worst.values()):.3f}"
+        )
+
+    print("\n4. generated scenes, at the card's threshold (today: models/NAME.evaluation*.json)")
+    for row in generated_sets(model_path, args.skip_v3, args.cache):
+        print(
+            f"  {row['set']} (overlap {row['overlap']}): ROC-AUC {row['roc_auc']:.3f} (today {row['today_roc_auc']}), "
+            f"ice images found {row['images_found']} at {row['threshold']} (today {row['today_images_found']}), "
+            f"image precision {row['image_precision']:.3f}"
+        )
+    print(f"\n{time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

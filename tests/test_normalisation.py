@@ -1,0 +1,140 @@
+"""Pixel values from the data, not the container: one scene in six containers scores the same, bad pixels refused.
+
+The same generated scene is written as its JPEG2000 with the PDS3 label, as a uint16 GeoTIFF of the 10-bit DNs with
+and without GDAL's NBITS=10, as an 8-bit copy (DN / 4), as a 16-bit full-range copy (DN × 64) and as float32 I/F
+(DN × SCALING_FACTOR + OFFSET) with ISIS NULL in the no-data margin and ISIS saturation where the label has its
+saturation values. The demo model scores every chunk of each; the probabilities agree within 0.05 (a uint16 GeoTIFF
+used to be divided by 65535 and scored a constant).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.crs import CRS
+
+from marsice_plugin.chunk_reader import ChunkReader
+from marsice_plugin.cnn.model import load_model
+from marsice_plugin.detection import DetectOptions, detect_product
+from marsice_plugin.errors import ProductError
+from marsice_plugin.normalisation import DN_MAX, ISIS_NULL_FLOAT
+from marsice_plugin.product import open_product
+
+from .conftest import DEMO_MODEL
+
+#: ISIS 32-bit saturation values (LRS, LIS, HIS, HRS) standing in for the label's 1, 2, 1022, 1023.
+ISIS_SATURATION = {1: -3.4028228579130005e38, 2: -3.4028230607370965e38, 1022: -3.4028232635611926e38}
+ISIS_SATURATION[1023] = -3.4028234663852886e38
+
+CONTAINERS = ("jp2_label", "uint16_nbits10", "uint16", "uint8", "uint16_full_range", "float32_iof_isis")
+MARS_EQC = "+proj=eqc +lat_ts=-50 +lon_0=180 +R=3384416.5 +units=m +no_defs"
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory):
+    """A 1024 × 1024 px generated product at 0.5 m/px with planted ice, and its six containers."""
+    from marsice_plugin.synthetic.product_writer import write_sample_product
+    from marsice_plugin.synthetic.scene import SceneConfig
+
+    out = tmp_path_factory.mktemp("containers")
+    sample = write_sample_product(
+        out, SceneConfig(width=1024, height=1024, seed=11, n_ice_boulder=8, n_boulders=300, n_craters=2)
+    )
+    with open_product(sample.label_path) as product:
+        crs, transform = CRS.from_wkt(product.crs.to_wkt()), product.transform
+    dn = sample.scene.dn
+    iof = (dn * sample.scene.scaling_factor + sample.scene.offset).astype(np.float32)
+    for value, special in ISIS_SATURATION.items():
+        iof[dn == value] = special
+    iof[dn == 0] = ISIS_NULL_FLOAT
+    copies = {
+        "uint16_nbits10": (dn, {"nodata": 0, "NBITS": 10}),
+        "uint16": (dn, {"nodata": 0}),
+        "uint8": (np.clip(np.rint(dn / 4.0), 0, 255).astype(np.uint8), {"nodata": 0}),
+        "uint16_full_range": ((dn.astype(np.uint32) * 64).astype(np.uint16), {"nodata": 0}),
+        "float32_iof_isis": (iof, {}),  # no nodata tag: ISIS NULL is no-data by itself
+    }
+    paths = {"jp2_label": sample.label_path}
+    for name, (data, options) in copies.items():
+        paths[name] = out / f"{name}.tif"
+        _geotiff(paths[name], data, crs, transform, **options)
+    return sample, paths
+
+
+def _geotiff(path, data, crs, transform, **options):
+    with rasterio.open(
+        path, "w", driver="GTiff", width=data.shape[1], height=data.shape[0], count=1, dtype=data.dtype,
+        crs=crs, transform=transform, tiled=True, **options,
+    ) as ds:  # fmt: skip
+        ds.write(data, 1)
+
+
+def _scores(path, model):
+    options = DetectOptions(model_path=DEMO_MODEL, threshold=0.6, chunk_size=512, overlap=256)
+    with open_product(path) as product:
+        found = detect_product(product, model, options)
+        scale = product.pixel_scale
+    return {(c.chunk_row, c.chunk_col): c.probability for c in found.chunks}, scale
+
+
+def test_six_containers_of_one_scene_score_within_0_05(scene):
+    sample, paths = scene
+    model = load_model(DEMO_MODEL)
+    scores = {name: _scores(paths[name], model) for name in CONTAINERS}
+    reference, label_scale = scores["jp2_label"]
+    assert label_scale.identity  # a HiRISE RDR reads exactly as the shipped models were trained on it
+    scored = [p for p in reference.values() if p is not None]
+    assert len(scored) >= 6 and max(scored) - min(scored) > 0.3  # a scene with something to tell apart
+    worst = {}
+    for name in CONTAINERS[1:]:
+        probabilities, _ = scores[name]
+        assert probabilities.keys() == reference.keys()
+        assert [k for k, p in probabilities.items() if p is None] == [k for k, p in reference.items() if p is None]
+        worst[name] = max(abs(probabilities[k] - p) for k, p in reference.items() if p is not None)
+    assert max(worst.values()) <= 0.05, worst
+    # the scales each container was given: bit depth from NBITS or from the pixels; the float's measured stretch
+    assert scores["uint16_nbits10"][1].gain == scores["uint16"][1].gain == 1.0
+    assert scores["uint8"][1].gain == pytest.approx(DN_MAX / 255)
+    assert scores["uint16_full_range"][1].gain == pytest.approx(DN_MAX / 65535)
+    float_scale = scores["float32_iof_isis"][1]
+    dn = sample.scene.dn[sample.scene.dn > 2]
+    dn_back = (dn * sample.scene.scaling_factor + sample.scene.offset) * float_scale.gain + float_scale.offset
+    assert np.median(np.abs(dn_back - dn)) < 10  # the float's stretch lands within 10 DN of the label's DNs
+
+
+def test_isis_special_pixels_of_a_float_raster_are_no_data_and_saturation(scene):
+    sample, paths = scene
+    with open_product(paths["float32_iof_isis"]) as product:
+        grey, nodata, special = product.read_rows(0, product.height)
+    dn = sample.scene.dn
+    assert np.array_equal(nodata, dn == 0)
+    assert np.array_equal(special, np.isin(dn, list(ISIS_SATURATION)))
+
+
+def _refused(path, match):
+    """Refused when its scale is asked for (detect asks before its first chunk) and by the reader's first band."""
+    with open_product(path) as product, pytest.raises(ProductError, match=match):
+        _ = product.pixel_scale
+    with open_product(path) as product, pytest.raises(ProductError, match=match):
+        next(iter(ChunkReader(product, 256)))
+
+
+def test_a_raster_of_one_value_is_refused(tmp_path):
+    data = np.full((600, 600), 500, np.uint16)
+    _geotiff(tmp_path / "flat.tif", data, MARS_EQC, rasterio.Affine(0.5, 0, 1000.0, 0, -0.5, -2000.0), nodata=0)
+    _refused(tmp_path / "flat.tif", r"every valid pixel holds the same value \(500; 360,000 read across it\)")
+
+
+def test_a_raster_without_valid_pixels_is_refused(tmp_path):
+    data = np.zeros((600, 600), np.uint16)
+    _geotiff(tmp_path / "empty.tif", data, MARS_EQC, rasterio.Affine(0.5, 0, 1000.0, 0, -0.5, -2000.0), nodata=0)
+    _refused(tmp_path / "empty.tif", "no valid pixel in .* pixels read across it")
+
+
+def test_a_float_raster_without_finite_values_is_refused(tmp_path):
+    data = np.full((600, 600), np.nan, np.float32)
+    data[:100] = np.inf
+    data[100:200] = ISIS_NULL_FLOAT
+    _geotiff(tmp_path / "nan.tif", data, MARS_EQC, rasterio.Affine(0.5, 0, 1000.0, 0, -0.5, -2000.0))
+    _refused(tmp_path / "nan.tif", "a float raster with no finite valid value")

@@ -1,0 +1,240 @@
+"""Terrain in bounded memory (issue 23): strips, windows and a DTM that covers only part of the image.
+
+Each test compares the streamed result with the whole-grid computation it replaces (the DTM resampled onto the whole
+image, shifted by the co-registration, and the whole-image shadow march), on one small generated product cut into
+many strips, so that every halo crosses strip boundaries.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+from marsice_plugin.product import open_product
+from marsice_plugin.terrain import stream as stream_module
+from marsice_plugin.terrain.candidates import TERRAIN_FIELDS, candidate_terrain, terrain_fields
+from marsice_plugin.terrain.coregistration import Coregistration, shift_grid
+from marsice_plugin.terrain.dem import dtm_on_image_grid
+from marsice_plugin.terrain.derivatives import aspect_degrees, shadow_mask, slope_degrees
+from marsice_plugin.terrain.stream import ValueCounts, open_stream
+from marsice_plugin.terrain.zonal import zonal_attributes
+from marsice_plugin.vectors import window_footprint
+
+NAMES = [f.name for f in TERRAIN_FIELDS]
+
+
+@pytest.fixture(scope="module")
+def product(tmp_path_factory):
+    from marsice_plugin.synthetic.product_writer import write_sample_product
+    from marsice_plugin.synthetic.scene import SceneConfig
+
+    out = tmp_path_factory.mktemp("terrain_stream")
+    return write_sample_product(out, SceneConfig(width=512, height=512, seed=5, n_boulders=60), dtm_factor=4)
+
+
+@pytest.fixture
+def thin_strips(monkeypatch):
+    """Strips of 32 rows (the real ones are 256-row multiples of a few Mpx): 16 strips on the 512-px product."""
+    monkeypatch.setattr(stream_module, "TILE", 32)
+    monkeypatch.setattr(stream_module, "STRIP_PIXELS", 1)
+    monkeypatch.setattr(stream_module, "MAX_STRIP_PIXELS", 1)
+
+
+def _rows(product, windows) -> list:
+    with open_product(product.label_path) as p:
+        geoms = [window_footprint(p.transform, p.crs, *w) for w in windows]
+    return [(g, {"candidate_id": f"c{i}", "max_probability": 0.9}) for i, g in enumerate(geoms)]
+
+
+def _whole(stream) -> dict[str, np.ndarray]:
+    """The grids as the whole-image code made them, from the stream's own co-registration and sun."""
+    p = stream.product
+    heights = dtm_on_image_grid(stream.dtm.path, p.crs, p.transform, p.width, p.height)
+    c = stream.coregistration
+    if c.aligned:
+        heights = shift_grid(heights, c.d_row, c.d_col)
+    valid = np.isfinite(heights)
+    filled = np.where(valid, heights, np.nanmean(heights))
+    aspect = aspect_degrees(filled, p.scale_m, crs=p.crs, transform=tuple(p.transform)[:6])
+    return {
+        "height": heights,
+        "slope": np.where(valid, slope_degrees(filled, p.scale_m), np.nan).astype(np.float32),
+        "aspect": np.where(valid, aspect, np.nan).astype(np.float32),
+        "shadow": shadow_mask(filled, p.scale_m, stream.sun_azimuth, stream.incidence),
+    }
+
+
+@pytest.mark.parametrize(
+    ("azimuth", "incidence", "offset"), [(20.0, 80.0, None), (200.0, 75.0, (3.2, -5.4)), (90.0, 60.0, (-7.0, 2.0))]
+)
+def test_strip_wise_shadows_equal_whole_image_shadows(
+    product, thin_strips, monkeypatch, azimuth, incidence, offset
+) -> None:
+    """North, south and east suns; the DTM moved by a co-registration offset (forced: the sun given here is not the
+    image's, so the correlation itself is weak)."""
+    if offset is not None:
+        forced = Coregistration(*offset, peak_ratio=9.0, aligned=True)
+        monkeypatch.setattr(stream_module, "phase_correlate", lambda image, shade: forced)
+    strips = []
+    with open_stream(product.dtm_path, product.label_path, azimuth, incidence) as stream:
+        stream.run(on_strip=strips.append)
+        whole = _whole(stream)
+        above, below = stream.halo_rows()
+        longest = stream.relief / math.tan(math.radians(90 - incidence)) / stream.product.scale_m
+    assert stream.strip_rows == 32 and len(strips) == 16
+    # the halo is the longest shadow's rows on the sun's side: here several strips tall (north sun: rows above)
+    sun_side = above if azimuth < 90 or azimuth > 270 else below
+    assert sun_side == round((math.ceil(longest) + 1) * abs(math.cos(math.radians(azimuth)))) or azimuth == 90.0
+    if azimuth != 90.0:
+        assert sun_side > 2 * stream.strip_rows
+    for name in ("shadow", "slope", "aspect", "height"):
+        streamed = np.concatenate([getattr(s, "heights" if name == "height" else name) for s in strips])
+        assert np.array_equal(streamed, whole[name], equal_nan=True), name
+    assert 0.005 < whole["shadow"].mean() < 0.98  # shadows to compare, not an all-dark or all-lit grid
+    assert stream.coregistration.aligned == (offset is not None)
+
+
+def test_window_statistics_equal_whole_image_statistics(product, thin_strips) -> None:
+    """Each candidate is scored from a window around it; the figures are the whole-image ones, bit for bit."""
+    import pyproj
+    import shapely
+    from rasterio.features import rasterize
+
+    from marsice_plugin.mars_crs import common_crs
+
+    # (col, row, width, height): inside, at the image's corner, at its right edge (no DTM), 300 rows tall
+    windows = [(240, 240, 30, 30), (40, 300, 12, 20), (0, 0, 9, 7), (480, 100, 32, 80), (25, 5, 40, 300)]
+    rows = _rows(product, windows)
+    strips, progress = [], []
+    with open_stream(product.dtm_path, product.label_path) as stream:
+        fields = terrain_fields(
+            stream, rows, on_strip=strips.append, progress=lambda pct, msg: progress.append((pct, msg))
+        )
+        whole = _whole(stream)
+        p = stream.product
+        image = p.read(0, 0, stream.height, stream.width).astype(np.float32)
+        image[image == p.null_value] = np.nan
+        ring_px = math.ceil(5.0 / p.scale_m)
+        grids = {
+            "height": np.concatenate([s.heights for s in strips]),
+            "slope": np.concatenate([s.slope for s in strips]),
+            "aspect": np.concatenate([s.aspect for s in strips]),
+            "poleward": np.concatenate([s.poleward for s in strips]),
+            "shadow": np.concatenate([s.shadow for s in strips]),
+        }
+        to_image = pyproj.Transformer.from_crs(common_crs(), p.crs, always_xy=True)
+        scored = 0
+        for (geom, _), values in zip(rows, fields, strict=True):
+            on_image = shapely.transform(geom, lambda xy: np.column_stack(to_image.transform(xy[:, 0], xy[:, 1])))
+            mask = rasterize([(on_image, 1)], out_shape=image.shape, transform=p.transform, all_touched=True)
+            mask = mask.astype(bool)
+            if values["terrain_note"] == "outside DTM":  # the right edge, where the DTM has no height
+                assert not np.isfinite(grids["height"][mask]).any()
+                continue
+            a = zonal_attributes(mask, **grids, azimuth_deg=stream.sun_azimuth, ring_px=ring_px, image=image)
+            expected = [a.mean_slope, a.max_slope, a.mean_aspect, a.poleward_fraction, a.shadow_fraction]
+            expected += [a.sunward_shade_fraction, a.image_shadow_fraction, a.elevation]
+            assert [values[n] for n in NAMES[:8]] == [None if math.isnan(v) else v for v in expected]
+            scored += 1
+        assert np.array_equal(grids["shadow"], whole["shadow"])
+        assert stream.image_median == float(np.nanmedian(image.astype(np.float64)))
+    assert scored == 4
+    # the tall patch (300 rows) spans ten strips; progress names each candidate
+    assert [m for _, m in progress if m.startswith("candidate")] == [f"candidate {k}/5" for k in range(1, 6)]
+    assert sum(m.startswith("slope, aspect and shadows: strip") for _, m in progress) == 16
+
+
+def test_exact_median_from_pieces() -> None:
+    rng = np.random.default_rng(2)
+    values = rng.integers(0, 1024, size=10_001).astype(np.float32)
+    values[::7] = np.nan
+    for n in (10_001, 10_000):
+        counts = ValueCounts()
+        for piece in np.array_split(values[:n], 13):
+            counts.add(piece)
+        assert counts.median() == float(np.nanmedian(values[:n].astype(np.float64)))
+    assert math.isnan(ValueCounts().median())
+
+
+def _half_dtm(product, path: Path) -> Path:
+    """The product's DTM cropped to its northern half (as a GeoTIFF in the same CRS)."""
+    with rasterio.open(product.dtm_path) as src:
+        rows = src.height // 2
+        window = rasterio.windows.Window(0, 0, src.width, rows)
+        data = src.read(1, window=window)
+        profile = dict(
+            driver="GTiff", width=src.width, height=rows, count=1, dtype="float32", crs=src.crs,
+            transform=src.window_transform(window), nodata=src.nodata,
+        )  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1)
+    return path
+
+
+def test_dtm_over_half_the_image_gives_null_fields_and_a_note_outside_it(product, tmp_path: Path) -> None:
+    from marsice_plugin.gpkg import Field, read_layer, write_new
+    from marsice_plugin.mars_crs import common_crs
+    from marsice_plugin.terrain.analysis import run_terrain
+
+    half = _half_dtm(product, tmp_path / "half.tif")
+    rows = _rows(product, [(200, 60, 30, 30), (40, 120, 20, 20), (200, 400, 30, 30), (300, 300, 12, 12)])
+    fields = candidate_terrain(half, product.label_path, rows)
+    for values in fields[:2]:  # on the DTM's half: scored
+        assert values["terrain_note"] is None and 0.0 <= values["terrain_score"] <= 1.0
+        assert values["terrain_mean_slope"] is not None and values["terrain_elevation"] is not None
+    for values in fields[2:]:  # on the other half: NULL terrain, and why
+        assert values == {**dict.fromkeys(NAMES), "terrain_note": "outside DTM"}
+
+    schema = [Field("product_id", str), Field("candidate_id", str), Field("max_probability", float)]
+    file_rows = [(g, {**a, "product_id": product.product_id}) for g, a in rows]
+
+    def build(gpkg) -> None:
+        gpkg.create_layer("ice_candidates", schema, "POLYGON", gpkg.add_srs(common_crs()))
+        gpkg.insert("ice_candidates", schema, file_rows)
+
+    results = write_new(tmp_path / "r.gpkg", build)
+    result = run_terrain(half, product.label_path, tmp_path / "t", candidates=results)
+    assert result.candidates_updated == 4 and len(result.scores) == 2
+    written = read_layer(results, "ice_candidates", NAMES, geometry=False)
+    assert [{n: a[n] for n in NAMES} for _, a in written] == fields
+    with rasterio.open(result.rasters["height"]) as ds:
+        height = ds.read(1)
+        assert ds.profile["tiled"] and ds.profile["blockxsize"] == 256 and ds.profile["compress"] == "deflate"
+        assert ds.overviews(1) == [2, 4]
+    # the DTM's half (less its edge posts, as with the whole DTM), and the rest
+    assert np.isfinite(height[:200, 40:470]).all() and np.isnan(height[300:]).all()
+    with rasterio.open(result.rasters["shadow"]) as ds:
+        shadow = ds.read(1)
+    assert set(np.unique(shadow[:200, 40:470])) == {0, 1} and (shadow[300:] == 255).all()
+
+
+def test_truncated_dtm_is_one_clear_error_and_leaves_the_geopackage_as_it_was(product, tmp_path: Path) -> None:
+    from marsice_plugin.errors import TerrainError
+    from marsice_plugin.gpkg import Field, write_new
+    from marsice_plugin.mars_crs import common_crs
+    from marsice_plugin.terrain.analysis import run_terrain
+
+    with rasterio.open(product.dtm_path) as src:
+        data, profile = src.read(1), src.profile
+    dtm = tmp_path / "dtm.tif"
+    profile.update(driver="GTiff", tiled=True, blockxsize=16, blockysize=16, compress="deflate")
+    with rasterio.open(dtm, "w", **profile) as dst:
+        dst.write(data, 1)
+    dtm.write_bytes(dtm.read_bytes()[: dtm.stat().st_size * 6 // 10])  # cut partway through its tiles
+    schema = [Field("product_id", str), Field("candidate_id", str), Field("max_probability", float)]
+    rows = [(g, {**a, "product_id": product.product_id}) for g, a in _rows(product, [(200, 60, 30, 30)])]
+
+    def build(gpkg) -> None:
+        gpkg.create_layer("ice_candidates", schema, "POLYGON", gpkg.add_srs(common_crs()))
+        gpkg.insert("ice_candidates", schema, rows)
+
+    results = write_new(tmp_path / "r.gpkg", build)
+    before = results.read_bytes()
+    with pytest.raises(TerrainError, match=r"cannot be read at rows \d+-\d+ .*damaged or truncated: download it again"):
+        run_terrain(dtm, product.label_path, tmp_path / "t", candidates=results)
+    assert results.read_bytes() == before and not (tmp_path / "t").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dtm.tif", "r.gpkg"]
