@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sqlite3  # noqa: F401  before TensorFlow, whose bundled SQLite lacks the R-tree module GeoPackages need
 import sys
 import tempfile
 import time
@@ -225,11 +226,7 @@ def generated_sets(model_path: Path, skip_v3: bool, cache: Path) -> list[dict]:
                 "today_roc_auc": round(today["chunks"]["roc_auc"], 3) if today else None,
                 "images_found": f"{images['flagged_with_ice']}/{images['with_ice']}",
                 "image_precision": images["precision"],
-                "today_images_found": (
-                    f"{today['images']['flagged_with_ice']}/{today['images']['with_ice']} at {today['threshold']}"
-                    if today
-                    else None
-                ),
+                "today_images_found": f"{_found(today['images'])} at {today['threshold']}" if today else None,
             }
         )
     return rows
@@ -241,6 +238,14 @@ def _today(model_path: Path, name: str, overlap: object, threshold: float) -> di
     reports = [r for r in reports if r.get("evaluation_set") == name and r.get("overlap") == overlap]
     reports.sort(key=lambda r: r.get("threshold") != threshold)
     return reports[0] if reports else None
+
+
+def _found(images: dict) -> str:
+    """Ice images flagged, of those with ice (older reports give only the categories and the precision)."""
+    found = images.get("flagged_with_ice")
+    if found is None:
+        found = round(images["precision"] * (images["count"] - images["categories"]["none"]))
+    return f"{found}/{images['with_ice']}"
 
 
 def roc_auc(y: np.ndarray, p: np.ndarray) -> float:

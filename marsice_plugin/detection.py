@@ -61,7 +61,6 @@ def score_chunks(
 
     input_size = model_input_size(model)
     read_level = model_read_level(options, input_size)
-    reporter.log(f"{product.product_id}: pixel values read as {product.pixel_scale.how}")  # or refused, before reading
     if options.read_level is None and read_level:
         reporter.log(f"decoding JPEG2000 level {read_level}, as {Path(options.model_path or '').name} was trained")
     reader = ChunkReader(
@@ -72,6 +71,7 @@ def score_chunks(
         options.max_nodata,
         scale=1.0 / 2**read_level,
     )
+    reporter.log(f"{product.product_id}: pixel values read as {product.pixel_scale.how}")  # or refused, before reading
     total = len(reader)
     results: list[ChunkScore] = []
 

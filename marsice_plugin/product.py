@@ -172,23 +172,25 @@ class Product:
 
         Full resolution, so every container of a scene gives the same pixels; when no window holds a valid pixel, a
         reduced read of the whole image (nearest neighbour: values, not averages) looks again before calling it
-        empty. A handle of its own keeps the chunk reader's stream at one decode per row.
+        empty. A handle of its own keeps the chunk reader's stream at one decode per row. A label gives the scale, so
+        the sample need only show valid, varied pixels: its coarsest JPEG2000 level does, for a fraction of the work.
         """
         from rasterio.enums import Resampling
 
+        level = self.level_count() if self.label is not None else 0
         values, sampled = [], 0
-        with _rasterio_open(self.image_path, georeferenced=False) as ds:
-            for window in sample_windows(self.width, self.height):
-                r = int(window.row_off)
-                data = self._decode(lambda window=window: ds.read(window=window), r, r + int(window.height))
+        with _rasterio_open(self.image_path, georeferenced=False, level=level) as ds:
+            for window in sample_windows(ds.width, ds.height):
+                r = int(window.row_off) << level
+                data = self._decode(lambda window=window: ds.read(window=window), r, r + (int(window.height) << level))
                 grey, nodata, special = self._grey_and_masks(data)
                 values.append(grey[~(nodata | special)])
                 sampled += grey.size
             found = np.concatenate(values)
-            whole = sampled >= self.width * self.height  # a small image: the windows held every pixel
+            whole = sampled >= ds.width * ds.height  # a small image: the windows held every pixel
             if not whole and (found.size == 0 or found.min() == found.max()):  # look across it all before refusing
-                f = max(1, math.ceil(max(self.width, self.height) / SAMPLE_REDUCED_SIDE))
-                shape = (ds.count, -(-self.height // f), -(-self.width // f))
+                f = max(1, math.ceil(max(ds.width, ds.height) / SAMPLE_REDUCED_SIDE))
+                shape = (ds.count, -(-ds.height // f), -(-ds.width // f))
                 data = self._decode(lambda: ds.read(out_shape=shape, resampling=Resampling.nearest), 0, self.height)
                 grey, nodata, special = self._grey_and_masks(data)
                 found, sampled = np.concatenate([found, grey[~(nodata | special)]]), sampled + grey.size
@@ -358,7 +360,7 @@ def open_product(path: str | Path) -> Product:
     return _open_raster(path)
 
 
-def _rasterio_open(path: Path, georeferenced: bool = True) -> Any:
+def _rasterio_open(path: Path, georeferenced: bool = True, level: int = 0) -> Any:
     import warnings
 
     import rasterio
@@ -368,7 +370,7 @@ def _rasterio_open(path: Path, georeferenced: bool = True) -> Any:
         with warnings.catch_warnings():
             if not georeferenced:  # a label's image: georeferencing comes from the label, not the JP2
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
+            return rasterio.open(path, **({"OVERVIEW_LEVEL": str(level - 1)} if level else {}))
     except CancelledError:  # a cancel is not a decoding failure
         raise
     except Exception as exc:

@@ -234,32 +234,30 @@ def test_train_cli_from_folders(marsice_cli, tmp_path):
     proc = marsice_cli("train", "-o", str(out))
     assert proc.returncode == 2 and "give either DATA" in proc.stderr.strip().splitlines()[-1]
 
-    # Fine-tune the model just trained: its input size is taken from it and the card records the start. Its card
-    # says it was read at level 2: starting from a model read at another level is said, not silently mixed.
+    # Fine-tune the model just trained, at another input size: the started-from weights carry over to a net of that
+    # size and the card records the start. Its card says it was read at level 2: starting from a model read at
+    # another level is said, not silently mixed. (One child for the three: each training child costs ~8 s.)
     start = json.loads(out.with_suffix(".card.json").read_text())
     assert start["read_level"] == 0
     out.with_suffix(".card.json").write_text(json.dumps({**start, "read_level": 2}))
-    tuned = tmp_path / "m" / "tuned.keras"
+    larger = tmp_path / "m" / "larger.keras"
     proc = marsice_cli(
-        "--progress", "json", "train", str(tmp_path / "data"), "-o", str(tuned), "--init", str(out), "--epochs", "1"
-    )
+        "--progress", "json", "train", str(tmp_path / "data"), "-o", str(larger), "--init", str(out), "--input-size",
+        "128", "--epochs", "1",
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
-    card = json.loads(tuned.with_suffix(".card.json").read_text())
-    assert card["training"]["init"] == str(out) and card["training"]["input_size"] == 64
+    card = json.loads(larger.with_suffix(".card.json").read_text())
+    assert card["training"]["init"] == str(out) and card["training"]["input_size"] == 128
     assert card["training"]["bn_momentum"] == pytest.approx(0.9)  # the started-from net's, not the 0.99 default
     warnings = [json.loads(line)["message"] for line in proc.stdout.splitlines() if '"warning"' in line]
     assert any("read at JPEG2000 level 2, these are read at level 0" in w for w in warnings), warnings
     assert card["read_level"] == 0  # the level these chunks were read at, not the started-from model's
-    # At another input size the started-from weights carry over to a net of that size.
-    larger = tmp_path / "m" / "larger.keras"
-    proc = marsice_cli(
-        "train", str(tmp_path / "data"), "-o", str(larger), "--init", str(out), "--input-size", "128", "--epochs", "1"
-    )
-    assert proc.returncode == 0, proc.stderr
     from marsice_plugin.cnn.model import load_model, model_input_size
+    from marsice_plugin.commands.train import resolve_input_size
 
     assert model_input_size(load_model(larger)) == 128
-    assert json.loads(larger.with_suffix(".card.json").read_text())["training"]["input_size"] == 128
+    # without --input-size, train takes the started-from model's (the function the command calls with its options)
+    assert resolve_input_size(None, out) == 64 and resolve_input_size(128, out) == 128
 
 
 def test_edge_band_is_a_skewed_strip_margin_on_one_side():

@@ -15,7 +15,6 @@ import rasterio
 
 from .conftest import DATA, TINY, tiny_product
 
-
 #: The JPEG2000 holds pixels only: its georeferencing is the PDS3 label's, as in the archive.
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 

@@ -249,7 +249,8 @@ def test_every_layer_gets_an_rtree_index_kept_in_step_by_the_writer(tmp_path):
         "print(layer.TestCapability(ogr.OLCFastSpatialFilter), layer.GetFeatureCount())\n"
     )
     proc = subprocess.run(["/usr/bin/python3", "-c", code, str(path)], capture_output=True, text=True)
-    assert proc.returncode == 0 and proc.stdout.split() == ["True", "1"], proc.stderr  # GDAL uses the index: one box starts at x = 1
+    # GDAL uses the index, and one box starts at x = 1
+    assert proc.returncode == 0 and proc.stdout.split() == ["True", "1"], proc.stderr
     validate = "/usr/lib/python3/dist-packages/osgeo_utils/samples/validate_gpkg.py"
     proc = subprocess.run(["/usr/bin/python3", validate, str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
