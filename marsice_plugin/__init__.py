@@ -5,6 +5,11 @@ plus the QGIS Processing provider in that sub-package. Importing this package is
 libraries (TensorFlow, rasterio, pyproj) are imported lazily by the modules that need them.
 """
 
+# sqlite3 first, before anything can import TensorFlow: TensorFlow's library carries its own SQLite (built
+# without the R-tree module), and Python's sqlite3 binds to whichever SQLite is loaded first; every GeoPackage
+# MarsIce writes has an R-tree index (gpkg.rtree), so the system SQLite must win. The import is cheap.
+import sqlite3  # noqa: F401
+
 __version__ = "0.1.0"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3  # noqa: F401 - before any TensorFlow import: see marsice_plugin/__init__.py
 import subprocess
 import sys
 from dataclasses import dataclass

@@ -92,8 +92,13 @@ def test_dtm_of_another_place_and_crs_is_refused_by_terrain(small_product, tmp_p
     other = write_sample_product(
         tmp_path / "other", config, ProductGeometry(center_latitude=-45.3, center_longitude=100.0), dtm_factor=4
     )
-    results = tmp_path / "results.gpkg"
-    results.write_bytes(b"left alone")
+    from marsice_plugin.result_layers import RESULT_LAYERS
+    from marsice_plugin.results import ResultsWriter
+
+    results = tmp_path / "results.gpkg"  # a real (empty) results file: the candidates are checked before the DTM
+    with ResultsWriter(results, RESULT_LAYERS) as writer:
+        writer.write_product("ESP_000000_0000_RED", {})
+    before = results.read_bytes()
     out = tmp_path / "terrain"
     proc = _marsice(
         "terrain", "--dtm", str(other.dtm_path), "--image", str(image.label_path), "--candidates", str(results),
@@ -102,7 +107,7 @@ def test_dtm_of_another_place_and_crs_is_refused_by_terrain(small_product, tmp_p
     assert proc.returncode == 2, proc.stderr
     _one_error_line(proc, f"DTM {other.dtm_path} does not overlap the image", "pick the DTM of the same observation")
     assert not out.exists()
-    assert results.read_bytes() == b"left alone"
+    assert results.read_bytes() == before
 
 
 def test_one_pixel_image_is_refused_by_terrain(small_product, tmp_path):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sqlite3
 import zipfile
 
 import h5py
@@ -124,10 +123,12 @@ def test_tile_index_labelled_in_qgis_is_training_data(small_product, tmp_path):
     from marsice_plugin.tile_export import export_tiles
 
     export = export_tiles(small_product.label_path, tmp_path, size=256, overlap=0)
-    con = sqlite3.connect(export.index)
+    # labels set as QGIS sets them: through a connection that has the SQL functions the R-tree triggers call
+    from marsice_plugin.gpkg import connect
+
+    con = connect(export.index, read_only=False)
     ids = [r[0] for r in con.execute("SELECT fid FROM tiles WHERE file IS NOT NULL ORDER BY fid")]
     con.executemany("UPDATE tiles SET label = ? WHERE fid = ?", [(i % 2, fid) for i, fid in enumerate(ids[:4])])
-    con.commit()
     con.close()
     chunks = load_tile_index(export.index, input_size=64)
     assert len(chunks.y) == 4 and chunks.y.tolist() == [0, 1, 0, 1]

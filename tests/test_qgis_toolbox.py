@@ -456,7 +456,7 @@ def test_every_run_gets_its_own_group_and_a_dry_run_none(toolbox: dict) -> None:
     assert names[0].startswith("fp (Search HiRISE products, ") and names[2].startswith("results (Detect ice patches, ")
     assert names[1].startswith(f"{pid}_tiles (Tile product, ")
     assert toolbox["groups"][0][1] == [["HiRISE footprints", "graduatedSymbol"]]  # by season (Ls)
-    assert toolbox["groups"][1][1] == [["Tile index", "singleSymbol"]]
+    assert toolbox["groups"][1][1] == [["Tile index", "RuleRenderer"]]  # coloured by label (styles.py)
 
 
 def test_catalogue_terrain_and_workflow_dry_run_through_processing(toolbox: dict) -> None:

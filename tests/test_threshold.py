@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -119,7 +120,9 @@ def test_site_plots_draw_the_threshold_the_results_were_made_with(tmp_path, monk
     catalogue = write_catalogue(tmp_path / "footprints.gpkg")
     build_sites([results], tmp_path / "a.gpkg", footprints=catalogue, plots_dir=tmp_path / "plots")
     assert drawn and set(drawn) == {0.6}  # the products layer's threshold is empty
-    with sqlite3.connect(results) as db:
+    from marsice_plugin.gpkg import connect  # has the SQL functions the R-tree triggers call, as QGIS's GDAL does
+
+    with contextlib.closing(connect(results, read_only=False)) as db:
         db.execute("UPDATE products SET threshold = 0.35")
     drawn.clear()
     build_sites([results], tmp_path / "b.gpkg", footprints=catalogue, plots_dir=tmp_path / "plots")

@@ -14,6 +14,7 @@ library only) to every connection the gpkg module opens, so a trigger never meet
 from __future__ import annotations
 
 import sqlite3
+import warnings
 
 from .connect import quote, register_functions
 
@@ -62,6 +63,11 @@ END;
 """
 
 
+def rtree_available(conn: sqlite3.Connection) -> bool:
+    """Whether the SQLite this connection runs on has the R-tree module (the system one has; TensorFlow's has not)."""
+    return conn.execute("SELECT 1 FROM pragma_module_list WHERE name = 'rtree'").fetchone() is not None
+
+
 def index_name(table: str, column: str = "geom") -> str:
     return f"rtree_{table}_{column}"
 
@@ -77,6 +83,14 @@ def create_spatial_index(conn: sqlite3.Connection, table: str, column: str = "ge
     Runs inside the caller's transaction (a new file's build, or the results writer's): all of it or nothing.
     """
     register_functions(conn)
+    if not rtree_available(conn):
+        warnings.warn(
+            f"this SQLite ({sqlite3.sqlite_version}) has no R-tree module: {table} is written without a spatial index "
+            "(import marsice_plugin, or sqlite3, before TensorFlow: its bundled SQLite lacks the module)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return
     rtree = index_name(table, column)
     conn.execute(_EXTENSIONS_TABLE)
     conn.execute(
