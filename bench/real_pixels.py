@@ -48,12 +48,11 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from marsice_plugin.normalisation import DN_MAX, ISIS_NULL_FLOAT, bits_scale  # noqa: E402
+from marsice_plugin.normalisation import DN_MAX, bits_scale  # noqa: E402
+from marsice_plugin.synthetic.containers import write_containers  # noqa: E402
 
 REAL = REPO.parent / "shared" / "realdata"
 #: ISIS 32-bit saturation values (LRS, LIS, HIS, HRS) put where the label's 1, 2, 1022, 1023 are.
-ISIS_SATURATION = {1: -3.4028228579130005e38, 2: -3.4028230607370965e38, 1022: -3.4028232635611926e38}
-ISIS_SATURATION[1023] = -3.4028234663852886e38
 #: The frozen sets and the overlap today's figures (models/NAME.evaluation*.json) were scored with.
 SETS = {"evaluation_set_v1": 0, "evaluation_set_v2": None, "evaluation_set_v3": 0}
 
@@ -148,36 +147,6 @@ def real_sets(size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     return {k: (np.stack(x)[..., None], np.array(y)) for k, (x, y) in sets.items()}
 
 
-def write_containers(sample, out: Path) -> dict[str, Path]:
-    """The scene of ``sample`` in the five other containers (GeoTIFFs in its CRS and transform)."""
-    import rasterio
-    from rasterio.crs import CRS
-
-    from marsice_plugin.product import open_product
-
-    with open_product(sample.label_path) as product:
-        crs, transform = CRS.from_wkt(product.crs.to_wkt()), product.transform
-    dn = sample.scene.dn
-    iof = (dn * sample.scene.scaling_factor + sample.scene.offset).astype(np.float32)
-    for value, special in ISIS_SATURATION.items():
-        iof[dn == value] = special
-    iof[dn == 0] = ISIS_NULL_FLOAT
-    copies = {
-        "uint16 NBITS=10": (dn, {"nodata": 0, "NBITS": 10}),
-        "uint16": (dn, {"nodata": 0}),
-        "uint8 (DN/4)": (np.clip(np.rint(dn / 4.0), 0, 255).astype(np.uint8), {"nodata": 0}),
-        "uint16 full range (DN*64)": ((dn.astype(np.uint32) * 64).astype(np.uint16), {"nodata": 0}),
-        "float32 I/F, ISIS NULL": (iof, {}),
-    }
-    paths = {"JPEG2000 + label": sample.label_path}
-    for i, (name, (data, options)) in enumerate(copies.items()):
-        paths[name] = out / f"container_{i}.tif"
-        profile = dict(driver="GTiff", width=data.shape[1], height=data.shape[0], count=1, dtype=data.dtype)
-        with rasterio.open(paths[name], "w", crs=crs, transform=transform, tiled=True, **profile, **options) as ds:
-            ds.write(data, 1)
-    return paths
-
-
 def container_invariance(model, model_path: Path, threshold: float) -> dict[str, dict[str, float]]:
     """Worst chunk difference of each container to the labelled product, at the card's level and at level 0."""
     from marsice_plugin.detection import DetectOptions, score_chunks
@@ -197,11 +166,11 @@ def container_invariance(model, model_path: Path, threshold: float) -> dict[str,
                 with open_product(path) as product:
                     chunks = score_chunks(product, model, options, Reporter("quiet"))
                 scores[name] = {(c.chunk_row, c.chunk_col): c.probability for c in chunks}
-            ref = scores["JPEG2000 + label"]
+            ref = scores["jp2_label"]
             out[level_name] = {
                 name: max(abs((s.get(k) or 0.0) - p) for k, p in ref.items() if p is not None)
                 for name, s in scores.items()
-                if name != "JPEG2000 + label"
+                if name != "jp2_label"
             }
     return out
 

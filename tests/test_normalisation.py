@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-from rasterio.crs import CRS
 
 from marsice_plugin.chunk_reader import ChunkReader
 from marsice_plugin.cnn.model import load_model
@@ -20,14 +19,10 @@ from marsice_plugin.detection import DetectOptions, detect_product
 from marsice_plugin.errors import ProductError
 from marsice_plugin.normalisation import DN_MAX, ISIS_NULL_FLOAT
 from marsice_plugin.product import open_product
+from marsice_plugin.synthetic.containers import CONTAINERS, ISIS_SATURATION, write_containers
 
 from .conftest import DEMO_MODEL
 
-#: ISIS 32-bit saturation values (LRS, LIS, HIS, HRS) standing in for the label's 1, 2, 1022, 1023.
-ISIS_SATURATION = {1: -3.4028228579130005e38, 2: -3.4028230607370965e38, 1022: -3.4028232635611926e38}
-ISIS_SATURATION[1023] = -3.4028234663852886e38
-
-CONTAINERS = ("jp2_label", "uint16_nbits10", "uint16", "uint8", "uint16_full_range", "float32_iof_isis")
 MARS_EQC = "+proj=eqc +lat_ts=-50 +lon_0=180 +R=3384416.5 +units=m +no_defs"
 
 
@@ -41,25 +36,7 @@ def scene(tmp_path_factory):
     sample = write_sample_product(
         out, SceneConfig(width=1024, height=1024, seed=11, n_ice_boulder=8, n_boulders=300, n_craters=2)
     )
-    with open_product(sample.label_path) as product:
-        crs, transform = CRS.from_wkt(product.crs.to_wkt()), product.transform
-    dn = sample.scene.dn
-    iof = (dn * sample.scene.scaling_factor + sample.scene.offset).astype(np.float32)
-    for value, special in ISIS_SATURATION.items():
-        iof[dn == value] = special
-    iof[dn == 0] = ISIS_NULL_FLOAT
-    copies = {
-        "uint16_nbits10": (dn, {"nodata": 0, "NBITS": 10}),
-        "uint16": (dn, {"nodata": 0}),
-        "uint8": (np.clip(np.rint(dn / 4.0), 0, 255).astype(np.uint8), {"nodata": 0}),
-        "uint16_full_range": ((dn.astype(np.uint32) * 64).astype(np.uint16), {"nodata": 0}),
-        "float32_iof_isis": (iof, {}),  # no nodata tag: ISIS NULL is no-data by itself
-    }
-    paths = {"jp2_label": sample.label_path}
-    for name, (data, options) in copies.items():
-        paths[name] = out / f"{name}.tif"
-        _geotiff(paths[name], data, crs, transform, **options)
-    return sample, paths
+    return sample, write_containers(sample, out)
 
 
 def _geotiff(path, data, crs, transform, **options):
