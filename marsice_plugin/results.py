@@ -156,14 +156,8 @@ class ResultsWriter:
             self._ensure_layers(gpkg)
             with gpkg.conn:  # one transaction: all layers of the product, or nothing
                 gpkg.conn.execute("BEGIN IMMEDIATE")
-                self._upgrade_to_multipolygons(gpkg)
-                for name in self.layers:  # a file written before layers had an R-tree gets one, filled
-                    if not has_spatial_index(gpkg.conn, name):
-                        create_spatial_index(gpkg.conn, name)
+                self._upgrade_schema(gpkg)
                 for name, spec in self.layers.items():
-                    # a file written before a layer gained fields (products: domain_distance) gets them, NULL before
-                    columns = [row[1] for row in gpkg.conn.execute(f'PRAGMA table_info("{name}")')]
-                    _add_missing(gpkg.conn, name, spec.fields, columns)
                     deleted = gpkg.conn.execute(f'DELETE FROM "{name}" WHERE product_id = ?', (product_id,)).rowcount
                     # a rerun may shrink the layer's extent: recompute it; a new product only grows it
                     counts[name] = gpkg.insert(
@@ -187,6 +181,19 @@ class ResultsWriter:
         if not self._locked:
             raise RuntimeError("ResultsWriter must be used as a context manager")
         return update_rows(self.path, layer, key, values, fields)
+
+    def _upgrade_schema(self, gpkg: GeoPackage) -> None:
+        """Bring a file written by an older version up to this one's layers, inside the product's transaction.
+
+        POLYGON layers become MULTIPOLYGON, layers without an R-tree get one (filled), and fields added since (the
+        products layer's ``domain_distance``) are added, NULL in the rows already there.
+        """
+        self._upgrade_to_multipolygons(gpkg)
+        for name, spec in self.layers.items():
+            if not has_spatial_index(gpkg.conn, name):
+                create_spatial_index(gpkg.conn, name)
+            columns = [row[1] for row in gpkg.conn.execute(f'PRAGMA table_info("{name}")')]
+            _add_missing(gpkg.conn, name, spec.fields, columns)
 
     def _upgrade_to_multipolygons(self, gpkg: GeoPackage) -> None:
         """Turn a POLYGON layer of an older file into the MULTIPOLYGON layer this version writes, in place.
