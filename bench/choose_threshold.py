@@ -13,6 +13,14 @@ The rule, fixed before the first run: among thresholds whose image-level precisi
 products is at least 0.9 (issue 6's target), take the one with the highest image-level NPV; on a tie
 the highest threshold (fewest flags to look at).
 
+With ``--real FOLDER --real-index INDEX`` the tuning data also hold **real ice-free pixels**: the tuning
+observations of the landmark tiles' open split (:func:`marsice_plugin.cnn.real_tiles.open_tiles`, ``"tune"``;
+never a training tile, never a held-out row), scored whole as ``bench/real_pixels.py`` scores tiles. The rule
+then, fixed before its first run: a threshold must also flag at most 5 % of those tiles (issue 21's target);
+among the thresholds meeting both conditions the highest image NPV (ties: the highest threshold); when none
+meets both, the real-tile condition wins (highest NPV among those meeting it); when none meets it, the highest
+threshold tried.
+
 ``--write-card`` records the choice in the model's card (``threshold``, and ``threshold_chosen`` saying
 how), which is where detect, scan and evaluate take their default threshold from (``make
 model-threshold`` does this for the shipped models).
@@ -39,7 +47,9 @@ from bench.make_evaluation_set_v3 import draw_spec
 from marsice_plugin.cnn.metrics import summary
 
 TUNING_SEED = 1_100_000  # reserved (>= EVALUATION_SEED_BASE) and clear of every evaluation set
-THRESHOLDS = [round(float(t), 2) for t in np.arange(0.05, 0.951, 0.05)]
+THRESHOLDS = [round(float(t), 2) for t in np.arange(0.05, 0.951, 0.05)] + [0.96, 0.97, 0.98, 0.99]
+#: Largest share of real ice-free tuning tiles a threshold may flag (issue 21's target).
+MAX_REAL_FLAGGED = 0.05
 MODELS = Path(__file__).resolve().parents[1] / "models"
 
 
@@ -88,9 +98,25 @@ def image_figures(images: list[dict], threshold: float) -> dict:
 
 
 def choose(rows: list[dict], min_precision: float = 0.9) -> dict:
-    """The rule in the module docstring: best NPV among thresholds with precision >= ``min_precision``."""
-    allowed = [r for r in rows if r["precision"] >= min_precision]
+    """The rule in the module docstring: best NPV among thresholds with precision >= ``min_precision`` (and, with
+    real tuning tiles, at most ``MAX_REAL_FLAGGED`` of them flagged)."""
+    real_ok = [r for r in rows if r.get("real_flagged", 0.0) <= MAX_REAL_FLAGGED]
+    allowed = [r for r in real_ok if r["precision"] >= min_precision] or real_ok
+    if not allowed:
+        return max(rows, key=lambda r: r["threshold"])
     return max(allowed, key=lambda r: (r["npv"], r["threshold"]))
+
+
+def score_real_tiles(model_path: Path, folder: Path, index: Path) -> np.ndarray:
+    """Probabilities of the real ice-free tuning tiles (open split, tuning observations), scored whole."""
+    from marsice_plugin.cnn.model import load_model, model_input_size
+    from marsice_plugin.cnn.real_tiles import grey8, open_tiles, tile_input
+
+    model = load_model(model_path)
+    size = model_input_size(model)
+    tiles = open_tiles(folder, index, "tune")
+    x = np.stack([tile_input(grey8(t.path), size) for t in tiles])[..., None]
+    return model.predict(x, batch_size=16, verbose=0).ravel()
 
 
 def write_card(model_path: Path, chosen: dict, at_paper: dict, count: int, output: Path | None) -> Path:
@@ -117,6 +143,16 @@ def write_card(model_path: Path, chosen: dict, at_paper: dict, count: int, outpu
         "tuning_products": f"{count} generated products of evaluation_set_v1's kind, seeds {TUNING_SEED}-"
         f"{TUNING_SEED + count - 1} (no evaluation set)",
         "scored_as": "detect's defaults: the card's read level, overlap auto",
+        **(
+            {
+                "real_tuning_tiles": f"{chosen['real_tiles']} real ice-free landmark tiles, open split, tuning "
+                "observations (marsice_plugin.cnn.real_tiles; never trained on); a threshold may flag at most "
+                f"{MAX_REAL_FLAGGED:.0%} of them",
+                "real_flagged_at_threshold": round(chosen["real_flagged"], 3),
+            }
+            if "real_flagged" in chosen
+            else {}
+        ),
         "at_threshold": figures(chosen),
         "at_0.6": figures(at_paper),
         **({"file": output.name} if output else {}),
@@ -134,8 +170,13 @@ def main() -> int:
     parser.add_argument("--cache", type=Path, default=Path(".marsice-eval"))
     parser.add_argument("-o", "--output", type=Path)
     parser.add_argument("--write-card", action="store_true", help="record the chosen threshold in the model card")
+    parser.add_argument("--real", type=Path, help="landmark tile folder: its open split's tuning tiles join the rule")
+    parser.add_argument("--real-index", type=Path, help="HiRISE RDR index giving each real tile's sun geometry")
     args = parser.parse_args()
     t0 = time.perf_counter()
+    real = score_real_tiles(args.model, args.real, args.real_index) if args.real else None
+    if real is not None:
+        print(f"{len(real)} real ice-free tuning tiles scored: {time.perf_counter() - t0:.0f} s")
     images, y, p = score_products(args.model, args.count, args.cache)
     print(f"{len(images)} tuning products, {len(y)} chunks ({int(y.sum())} with ice): {time.perf_counter() - t0:.0f} s")
     rows = []
@@ -143,11 +184,14 @@ def main() -> int:
         row = image_figures(images, t)
         c = summary(y, p, t)
         row.update(chunk_precision=c["precision"], chunk_recall=c["recall"], chunk_npv=c["npv"])
+        if real is not None:
+            row.update(real_flagged=float(np.mean(real >= t)), real_tiles=len(real))
         rows.append(row)
         print(
             f"threshold {t:.2f}: images precision {row['precision']:.3f} ({row['tp']}/{row['tp'] + row['fp']}) "
             f"NPV {row['npv']:.3f} ({row['tn']}/{row['tn'] + row['fn']}); chunks precision "
-            f"{c['precision']:.3f} recall {c['recall']:.3f}",
+            f"{c['precision']:.3f} recall {c['recall']:.3f}"
+            + (f"; real ice-free tiles flagged {row['real_flagged']:.3f}" if real is not None else ""),
             flush=True,
         )
     chosen = choose(rows)

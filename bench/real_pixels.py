@@ -48,6 +48,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from marsice_plugin.cnn.real_tiles import grey8, tile_input  # noqa: E402
 from marsice_plugin.normalisation import DN_MAX, bits_scale  # noqa: E402
 from marsice_plugin.synthetic.containers import write_containers  # noqa: E402
 
@@ -55,24 +56,6 @@ REAL = REPO.parent / "shared" / "realdata"
 #: ISIS 32-bit saturation values (LRS, LIS, HIS, HRS) put where the label's 1, 2, 1022, 1023 are.
 #: The frozen sets and the overlap today's figures (models/NAME.evaluation*.json) were scored with.
 SETS = {"evaluation_set_v1": 0, "evaluation_set_v2": None, "evaluation_set_v3": 0}
-
-
-def grey8(path: Path) -> np.ndarray:
-    """An image file as 8-bit grey (colour images: the mean of their bands, as COLOR products are read)."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        arr = np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im, dtype=np.float32)
-    return arr.mean(axis=2) if arr.ndim == 3 else arr
-
-
-def tile_input(grey: np.ndarray, size: int) -> np.ndarray:
-    """A tile as one model input: 8-bit → 10-bit DN scale, resized to ``size`` (bilinear), / 1023."""
-    from PIL import Image
-
-    dn = bits_scale(8, "8-bit tile").to_dn(grey)
-    resized = np.asarray(Image.fromarray(dn, mode="F").resize((size, size), Image.BILINEAR))
-    return np.clip(resized / DN_MAX, 0.0, 1.0).astype(np.float32)
 
 
 def chunk_input(grey: np.ndarray, size: int) -> np.ndarray:

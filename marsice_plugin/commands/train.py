@@ -62,6 +62,21 @@ def add_parser(sub: Any) -> None:
         "0.25-0.6), the ones models miss most",
     )
     p.add_argument(
+        "--real",
+        type=Path,
+        metavar="FOLDER",
+        help="also train on real ice-free tiles and the same tiles with planted patches: a landmark tile folder "
+        "(tiles.csv with split, frost_prior, observation); only its open split's training observations are read "
+        "(see marsice_plugin.cnn.real_tiles)",
+    )
+    p.add_argument(
+        "--real-index",
+        type=Path,
+        metavar="INDEX",
+        help="HiRISE RDR index (CSV or CSV.gz with SUB_SOLAR_AZIMUTH, NORTH_AZIMUTH) giving each --real tile's sun",
+    )
+    p.add_argument("--real-seed", type=int, default=0, help="seed of the patches planted into --real tiles")
+    p.add_argument(
         "--read-level",
         type=int,
         default=0,
@@ -75,8 +90,12 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..cnn.chunk_data import TrainingDataError, load_labelled
     from ..cnn.train import TrainingConfig, train
 
-    if (args.data is None) == (args.synthetic is None):
-        raise TrainingDataError("give either DATA (folders 0/ and 1/, or a labelled tile index) or --synthetic N")
+    if (args.data is None) == (args.synthetic is None and args.real is None):
+        raise TrainingDataError(
+            "give either DATA (folders 0/ and 1/, or a labelled tile index) or --synthetic N and/or --real FOLDER"
+        )
+    if (args.real is None) != (args.real_index is None):
+        raise TrainingDataError("--real FOLDER needs --real-index INDEX (each tile's sun azimuth), and vice versa")
     check_training_outputs(args)
     args.input_size = resolve_input_size(args.input_size, args.init)
     if args.init is not None:
@@ -94,23 +113,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     # Before any chunk is rendered or read: the chunks are held twice (all, and the training split).
     chunk_bytes = 4 * args.input_size**2
     check_training_memory(args.input_size, args.batch_size, 2 * chunk_bytes * (args.synthetic or 0))
-    if args.synthetic is not None:
-        from ..cnn.training_data import synthetic_chunks
-
-        reporter.progress(0, f"rendering {args.synthetic} training chunks")
-        x, y, sun = synthetic_chunks(
-            args.synthetic,
-            seed=args.data_seed,
-            input_size=args.input_size,
-            read_level=args.read_level,
-            edge_nodata=args.edge_nodata,
-            hard_ice=args.hard_ice,
-        )
-        data = {"source": "marsice synthetic chunks", "chunks": args.synthetic, "first_seed": args.data_seed}
-        if args.edge_nodata:
-            data["edge_nodata"] = args.edge_nodata
-        if args.hard_ice:
-            data["hard_ice"] = args.hard_ice
+    if args.data is None:
+        x, y, sun, data = generated_and_real(args, reporter)
     else:
         reporter.progress(0, f"reading labelled chunks from {args.data}")
         chunks = load_labelled(args.data, args.input_size, args.label_field, args.valid_max)
@@ -143,6 +147,54 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         {"MODEL": str(args.output)},
         f"trained {args.output.name}: final " + ", ".join(f"{k} {v[-1]:.3f}" for k, v in history.items()),
     )
+
+
+def generated_and_real(args: argparse.Namespace, reporter: Reporter) -> tuple[Any, Any, Any, dict[str, Any]]:
+    """Rendered chunks (``--synthetic``) and real tiles with planted patches (``--real``), shuffled together."""
+    import numpy as np
+
+    parts = []
+    data: dict[str, Any] = {}
+    if args.synthetic is not None:
+        from ..cnn.training_data import synthetic_chunks
+
+        reporter.progress(0, f"rendering {args.synthetic} training chunks")
+        x, y, sun = synthetic_chunks(
+            args.synthetic,
+            seed=args.data_seed,
+            input_size=args.input_size,
+            read_level=args.read_level,
+            edge_nodata=args.edge_nodata,
+            hard_ice=args.hard_ice,
+        )
+        parts.append((x, y, sun))
+        data = {"source": "marsice synthetic chunks", "chunks": args.synthetic, "first_seed": args.data_seed}
+        if args.edge_nodata:
+            data["edge_nodata"] = args.edge_nodata
+        if args.hard_ice:
+            data["hard_ice"] = args.hard_ice
+    if args.real is not None:
+        from ..cnn.real_tiles import open_tiles, real_examples
+
+        tiles = open_tiles(args.real, args.real_index, "train")
+        reporter.progress(10, f"planting patches into {len(tiles)} real ice-free tiles")
+        x, y, sun = real_examples(tiles, args.input_size, args.real_seed)
+        parts.append((x, y, sun))
+        data["real"] = {
+            "source": str(args.real),
+            "split": "open, training observations (marsice_plugin.cnn.real_tiles)",
+            "tiles": len(tiles),
+            "observations": len({t.observation for t in tiles}),
+            "negatives": int(len(y) - y.sum()),
+            "planted_positives": int(y.sum()),
+            "seed": args.real_seed,
+        }
+    # one shuffle, so the random 20 % validation split holds both sources in proportion
+    x = np.concatenate([p[0] for p in parts])
+    y = np.concatenate([p[1] for p in parts])
+    sun = np.concatenate([p[2] for p in parts])
+    order = np.random.default_rng(args.seed).permutation(len(y))
+    return x[order], y[order], sun[order], data
 
 
 def check_training_outputs(args: argparse.Namespace) -> None:
