@@ -18,7 +18,7 @@ Prints, in one run, for one model at its card's threshold:
 3. **Container invariance.** One generated 2048 px scene as its JPEG2000 with the PDS3 label, uint16 GeoTIFF with and
    without NBITS=10, 8-bit (DN / 4), 16-bit full range (DN × 64) and float32 I/F with ISIS NULL and saturation; the
    worst chunk probability difference to the labelled product, read as detect reads it (the card's level: GeoTIFFs
-   have no JPEG2000 levels, so they are block-averaged where the JPEG2000 gives its wavelet low-pass) and at level 0
+   have no JPEG2000 levels, so the reader computes the wavelet low-pass the decoder gives) and at level 0
    (normalisation alone).
 4. **Generated scenes.** ``evaluation_set_v1``..``v3`` (``--skip-v3``: v1 and v2 only) beside today's figures in
    ``models/NAME.evaluation*.json``.
@@ -207,9 +207,8 @@ def roc_auc(y: np.ndarray, p: np.ndarray) -> float:
 
 
 def main() -> None:
-    from marsice_plugin.cnn.domain import check, input_statistics, load_reference
+    from marsice_plugin.cnn.domain import load_reference
     from marsice_plugin.cnn.model import load_model, model_input_size
-    from marsice_plugin.detect_defaults import DEFAULT_BATCH_SIZE, is_flagged
     from marsice_plugin.model_registry import default_model_path, fast_model_path, model_threshold
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -217,7 +216,11 @@ def main() -> None:
     parser.add_argument("--fast", action="store_true", help="the shipped --fast model")
     parser.add_argument("--skip-v3", action="store_true", help="evaluation_set_v1 and v2 only (v3 takes minutes)")
     parser.add_argument("--cache", type=Path, default=REPO / ".marsice-eval", help="rendered evaluation products")
+    parser.add_argument(
+        "--sections", default="real,containers,sets", help="which figures: real, containers, sets (comma-separated)"
+    )
     args = parser.parse_args()
+    sections = set(args.sections.split(","))
     if not REAL.is_dir():
         raise SystemExit(f"{REAL} is missing: this bench reads the real HiRISE pixels there")
     model_path = args.model or (fast_model_path() if args.fast else default_model_path())
@@ -227,6 +230,32 @@ def main() -> None:
     reference = load_reference(model_path)
     started = time.time()
     print(f"{model_path.name} at its card's threshold {threshold}, {size} px input")
+
+    if "real" in sections:
+        real_figures(model, size, threshold, reference)
+    if "containers" in sections:
+        print("\n3. container invariance (worst chunk |dp| to the JPEG2000 + label; target <= 0.05)")
+        for level_name, worst in container_invariance(model, model_path, threshold).items():
+            print(
+                f"  {level_name}: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in worst.items())
+                + f"; worst {max(worst.values()):.3f}"
+            )
+    if "sets" in sections:
+        print("\n4. generated scenes, at the card's threshold (today: models/NAME.evaluation*.json)")
+        for row in generated_sets(model_path, args.skip_v3, args.cache):
+            print(
+                f"  {row['set']} (overlap {row['overlap']}): ROC-AUC {row['roc_auc']:.3f} "
+                f"(today {row['today_roc_auc']}), ice images found {row['images_found']} at {row['threshold']} "
+                f"(today {row['today_images_found']}), image precision {row['image_precision']:.3f}"
+            )
+    print(f"\n{time.time() - started:.0f} s")
+
+
+def real_figures(model: object, size: int, threshold: float, reference: object) -> None:
+    """Sections 1-2: ice-free real tiles and chunks flagged, and frost against ice-free (held-out split only)."""
+    from marsice_plugin.cnn.domain import check, input_statistics
+    from marsice_plugin.detect_defaults import DEFAULT_BATCH_SIZE, is_flagged
 
     print("\n1-2. real pixels (held-out split only)")
     sets = real_sets(size)
@@ -260,23 +289,6 @@ def main() -> None:
         f"  ROC-AUC frost ({int(frost_vs_free.sum())}) vs ice-free ({int((~frost_vs_free).sum())}) tiles and chunks: "
         f"{roc_auc(y, p):.3f} (information only)"
     )
-
-    print("\n3. container invariance (worst chunk |dp| to the JPEG2000 + label; target <= 0.05)")
-    for level_name, worst in container_invariance(model, model_path, threshold).items():
-        print(
-            f"  {level_name}: "
-            + ", ".join(f"{k} {v:.3f}" for k, v in worst.items())
-            + f"; worst {max(worst.values()):.3f}"
-        )
-
-    print("\n4. generated scenes, at the card's threshold (today: models/NAME.evaluation*.json)")
-    for row in generated_sets(model_path, args.skip_v3, args.cache):
-        print(
-            f"  {row['set']} (overlap {row['overlap']}): ROC-AUC {row['roc_auc']:.3f} (today {row['today_roc_auc']}), "
-            f"ice images found {row['images_found']} at {row['threshold']} (today {row['today_images_found']}), "
-            f"image precision {row['image_precision']:.3f}"
-        )
-    print(f"\n{time.time() - started:.0f} s")
 
 
 if __name__ == "__main__":

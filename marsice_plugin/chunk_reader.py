@@ -29,7 +29,8 @@ replaced (:mod:`marsice_plugin.anomalies`) and counted per chunk. Skipped chunks
 (their special pixels are still counted, their outliers are not searched for).
 
 **Ground scale**: ``scale=F`` reads each chunk at ``F`` times the resolution. Powers of two (1/2, 1/4,
-1/8) read the JPEG2000 resolution levels (or, for other formats, average ``1/F × 1/F`` blocks);
+1/8) read the JPEG2000 resolution levels (or, for other formats, compute them: the 5/3 wavelet low-pass
+the decoder would give, :func:`marsice_plugin.chunk_resample.wavelet_lowpass`);
 other factors read full resolution and resample each chunk (area average). ``chunk_m`` defines the
 chunk side in metres (``round(chunk_m / product scale)`` source pixels) and ``model_scale_m``
 resamples every chunk to that ground scale, so products binned 1×, 2× or 4× (0.25, 0.5, 1 m/px) feed a
@@ -47,9 +48,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .anomalies import repair as repair_chunk
-from .chunk_resample import block_mean, resample_chunk
+from .chunk_resample import resample_chunk, special_dns, wavelet_lowpass
 from .errors import TilingError
 from .grid import DEFAULT_MAX_PATCH_M, MIN_CHUNK_PX, ChunkGrid, Window, check_overlap, default_overlap
+from .normalisation import DN_MAX
 from .prefetch import Prefetch
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,6 +61,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .product import Product
 
+#: Reduced rows read beyond each band's edges when a level is computed (the 5/3 filter reaches 2 samples per level).
+WAVELET_HALO_BLOCKS = 8
 #: GDAL's block cache during a run holds this many bands (enough to decode a band with every thread).
 GDAL_CACHE_BANDS = 2
 
@@ -102,7 +106,7 @@ class Chunk:
 class ReadPlan:
     """How a product is read into chunks: every decision :func:`plan_read` takes before a pixel is decoded.
 
-    The grid is in the pixels that are decoded: full resolution, or a JPEG2000 level / block average ``factor``
+    The grid is in the pixels that are decoded: full resolution, or a JPEG2000 level (read or computed) ``factor``
     times smaller; ``source_size``, ``overlap`` and the windows of the chunks handed out are in full-resolution
     pixels, whatever the method.
     """
@@ -110,8 +114,8 @@ class ReadPlan:
     source_size: int  # chunk side in full-resolution pixels
     out_size: int  # side of a full chunk's pixel array (after a reduced read or resampling)
     overlap: int  # in full-resolution pixels
-    method: str  # how chunk pixels are made: full, jpeg2000-level, block-mean, resample
-    factor: int  # full-resolution pixels per grid pixel (1, or 2**level for jpeg2000-level and block-mean)
+    method: str  # how chunk pixels are made: full, jpeg2000-level, wavelet-lowpass, resample
+    factor: int  # full-resolution pixels per grid pixel (1, or 2**level for jpeg2000-level and wavelet-lowpass)
     level: int  # JPEG2000 resolution level decoded (0: full resolution)
     resample_to: int | None  # for "resample": the side each chunk is resampled to
     grid: ChunkGrid  # the chunk windows, in grid pixels
@@ -176,9 +180,9 @@ def plan_read(
     and ``model_scale_m`` define chunks in metres and resample them to a fixed ground scale (module docstring).
 
     Chunk pixels are made at full resolution when nothing asks otherwise; a power-of-two reduction reads a
-    JPEG2000 level (a fraction of the decoding) or, for other formats, averages blocks; any other factor, and
-    every ``model_scale_m``, resamples each chunk. Bands are whole storage blocks (the decoder's unit), at most a
-    chunk tall. Each bad option is a :class:`TilingError` saying what to give instead.
+    JPEG2000 level (a fraction of the decoding) or, for other formats, computes that level's wavelet low-pass; any
+    other factor, and every ``model_scale_m``, resamples each chunk. Bands are whole storage blocks (the decoder's
+    unit), at most a chunk tall. Each bad option is a :class:`TilingError` saying what to give instead.
     """
     _check_options(product, size, max_center_nodata, max_nodata, scale, chunk_m, model_scale_m)
     src_scale = product.scale_m
@@ -198,7 +202,7 @@ def plan_read(
         overlap = default_overlap(src_scale, src_size, max_patch_m)
     check_overlap(overlap, src_size)
 
-    # how chunk pixels are made: full resolution, a reduced level/block average, or per-chunk resampling
+    # how chunk pixels are made: full resolution, a reduced level (read or computed), or per-chunk resampling
     factor, level, method = 1, 0, "full"
     resample_to: int | None = None
     ratio = src_size / out_size
@@ -217,7 +221,7 @@ def plan_read(
         else:
             from affine import Affine
 
-            method = "block-mean"
+            method = "wavelet-lowpass"
             grid_h, grid_w = -(-product.height // factor), -(-product.width // factor)
             grid_transform = product.transform @ Affine.scale(factor)
     else:
@@ -285,13 +289,21 @@ class ChunkReader:
     # -- reading ----------------------------------------------------------------------------------
     def _read_band(self, start: int, height: int) -> _Band:
         p, plan = self.product, self.plan
-        if plan.method == "block-mean":
+        if plan.method == "wavelet-lowpass":
             f = plan.factor
             src_start = start * f
             src_height = min(height * f, p.height - src_start)
-            grey, nodata, special = p.read_rows(src_start, src_height)
-            grey, nodata, special = block_mean(grey, nodata, special, f)
-            return _Band(start, p.pixel_scale.to_dn(grey), nodata, special)
+            # a halo of whole 2**level blocks above and below, so the band's edges are filtered with the rows beyond
+            # them, as in one transform of the whole image, and not mirrored
+            above = min(WAVELET_HALO_BLOCKS * f, src_start)
+            below = min(WAVELET_HALO_BLOCKS * f, p.height - src_start - src_height)
+            grey, nodata, special = p.read_rows(src_start - above, above + src_height + below)
+            dn = p.pixel_scale.to_dn(grey)
+            marks = [float(p.pixel_scale.to_dn(np.float32(v))) for v in p.special_values if v != p.null_value]
+            level = f.bit_length() - 1
+            dn, nodata, special = wavelet_lowpass(dn, nodata, special, special_dns(grey, dn), level, (*marks, DN_MAX))
+            rows = slice(above // f, above // f + -(-src_height // f))
+            return _Band(start, dn[rows], nodata[rows], special[rows])
         grey, nodata, special = p.read_rows(start, height, level=plan.level)
         return _Band(start, p.pixel_scale.to_dn(grey), nodata, special)
 

@@ -33,7 +33,7 @@ def _index_fields() -> list:
         Field("out_width", int, "width of the chunk's pixel array (after --scale or resampling)"),
         Field("out_height", int, "height of the chunk's pixel array"),
         Field("scale_m", float, "ground scale of the chunk's pixel array (m/pixel)"),
-        Field("method", str, "how the pixels were made: full, jpeg2000-level, block-mean, resample"),
+        Field("method", str, "how the pixels were made: full, jpeg2000-level, wavelet-lowpass, resample"),
         Field("skipped", bool, "mostly no-data: not exported, not scored"),
         Field("skip_reason", str, "why the chunk was skipped"),
         Field("nodata_fraction", float, "fraction of no-data pixels"),
