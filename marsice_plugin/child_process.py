@@ -52,7 +52,8 @@ STDERR_TAIL_LINES = 200
 _SETUP_HINT = (
     "Run `make setup` in the MarsIce folder, or set the path in "
     "Processing ▸ Options ▸ Providers ▸ MarsIce ▸ Python environment (or the MARSICE_PYTHON "
-    "environment variable)."
+    "environment variable), or leave both empty to let the plugin make its own environment on first use "
+    "(python3 -m marsice_plugin.environment)."
 )
 
 
@@ -211,6 +212,22 @@ def run_marsice(
     if python is None:
         python = find_venv_python()
     command = [str(python), "-m", "marsice_plugin", "--progress", "json", *args]
+    return run_json_child(command, on_event, is_cancelled, poll_s)
+
+
+def run_json_child(
+    command: list[str],
+    on_event: Callable[[dict[str, Any]], None],
+    is_cancelled: Callable[[], bool],
+    poll_s: float = 0.1,
+) -> dict[str, Any]:
+    """Run ``command`` (a Python of MarsIce's, then ``-m`` a module of this package) and stream its JSON events.
+
+    What :func:`run_marsice` does for the CLI, for any module that speaks the same JSON lines: the plugin's
+    first-run set-up (:mod:`marsice_plugin.environment`, started with the system Python) uses it too, so it
+    cancels, fails and reports exactly as the algorithms do. Returns the ``outputs`` of the result event.
+    """
+    python = command[0]
     env = child_env()
     env["PYTHONPATH"] = str(PACKAGE_PARENT)
     popen_kwargs: dict[str, Any] = {}

@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         wrapped = MarsIceError(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug and report it)")
         reporter.error(wrapped, 1)
         return 1
+    finally:
+        reporter.close()  # a terminal's progress bar never outlives the command
     return 0
 
 

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from marsice_plugin.result_layers import RESULT_LAYERS
 from marsice_plugin.results import ResultsWriter
 from marsice_plugin.sites.build import OBSERVATION_FIELDS, SITE_FIELDS, build_sites
 from marsice_plugin.sites.export import CSV_COLUMNS, export_sites
+from tests.conftest import run_qgis_python
 from tests.test_sites import LAT0, LON0, write_catalogue, write_results
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "sites.md"
@@ -98,7 +100,9 @@ def test_geojson_has_outlines_and_the_mars_crs_note(sites_gpkg: Path, tmp_path: 
     out = export_sites(sites_gpkg, "geojson")
     assert out == sites_gpkg.with_suffix(".geojson")
     doc = json.loads(out.read_text(encoding="utf-8"))
-    assert doc["mars_crs"] == "IAU_2015:49900" and "Mars" in doc["crs_note"] and "crs" not in doc
+    assert doc["mars_crs"] == "IAU_2015:49900" and "Mars" in doc["crs_note"]
+    crs = doc["crs"]["properties"]["name"]  # the GeoJSON 2008 member GDAL and QGIS read
+    assert crs.startswith('GEOGCS["Mars (2015) - Sphere / Ocentric"') and "3396190" in crs and "AUTHORITY" not in crs
     assert {f["properties"]["mars_crs"] for f in doc["features"]} == {"IAU_2015:49900"}
     read = ogr_read(out)
     assert len(read["features"]) == 3
@@ -151,3 +155,40 @@ def test_export_refuses_its_input_and_a_wrong_extension(sites_gpkg: Path, tmp_pa
     assert export_sites(sites_gpkg, "geojson", tmp_path / "s.json").exists()  # .json is GeoJSON too
     assert sites_gpkg.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.csv", "s.json"]
+
+
+@pytest.mark.qgis
+def test_geojson_opens_in_qgis_in_the_mars_sphere_not_wgs84(sites_gpkg: Path, tmp_path: Path) -> None:
+    """QGIS 3.22 opens the export in a valid Mars CRS (a GeoJSON without ``crs`` opens as EPSG:4326)."""
+    out = export_sites(sites_gpkg, "geojson", tmp_path / "sites.geojson")
+    bare = tmp_path / "bare.geojson"
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    bare.write_text(json.dumps({k: v for k, v in doc.items() if k != "crs"}), encoding="utf-8")
+    code = (
+        "from qgis.core import QgsVectorLayer\n"
+        "out = {}\n"
+        f"for key, path in (('export', '{out}'), ('bare', '{bare}')):\n"
+        "    layer = QgsVectorLayer(path, 'x', 'ogr')\n"
+        "    crs = layer.crs()\n"
+        "    out[key] = [layer.isValid(), layer.featureCount(), crs.isValid(), crs.authid(), crs.toProj(),\n"
+        "                crs.description()]\n"
+        "print(json.dumps(out))\n"
+    )
+    seen = run_qgis_python(code, tmp_path / "home")
+    assert seen["export"][:5] == [True, 3, True, "", "+proj=longlat +R=3396190 +no_defs +type=crs"]
+    assert seen["export"][5] == "Mars (2015) - Sphere / Ocentric"
+    assert seen["bare"][:4] == [True, 3, True, "EPSG:4326"]  # what the file gave before: an Earth CRS
+
+
+def test_export_cli_geojson_writes_the_crs_member_and_says_where_it_can_be_lost(sites_gpkg: Path, tmp_path: Path):
+    out = tmp_path / "s.geojson"
+    proc = subprocess.run(
+        [sys.executable, "-m", "marsice_plugin", "--progress", "json", "export", str(sites_gpkg), "--format",
+         "geojson", "-o", str(out)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    (note,) = [e["message"] for e in events if e["type"] == "log"]
+    assert "RFC 7946" in note and "GeoPackage" in note and "KML" in note
+    assert json.loads(out.read_text(encoding="utf-8"))["crs"]["type"] == "name"

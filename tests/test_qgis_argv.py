@@ -37,6 +37,9 @@ CASES = [
         "--quicklook", "/out/ql.png", "--overlap", "0", "--probability-raster", "/out/p.tif",
         "--precision", "mixed_float16", "--read-level", "2",
     ]),
+    # the second stage: keep every candidate, outline in every chunk
+    ("marsice:detect", {"INPUT": "/data/P.LBL", "ALL_CANDIDATES": True, "SEARCH_ALL": True, "OUTPUT": "/out/a.gpkg"},
+     ["detect", "/data/P.LBL", "-o", "/out/a.gpkg", "--all-candidates", "--search", "all"]),
     # the shipped fast model when no model is given; the threshold left to the card
     ("marsice:detect", {"INPUT": "/data/P.LBL", "FAST": True, "READ_LEVEL": 1, "OUTPUT": "/out/f.gpkg"},
      ["detect", "/data/P.LBL", "-o", "/out/f.gpkg", "--fast", "--read-level", "0"]),
@@ -119,9 +122,10 @@ CASES = [
         "evaluate", "/data/m.keras", "/data/chunks", "--set", "evaluation_set_v3",
         "--cache", "{profile}/marsice/evaluation", "-o", "/out/r.json",
     ]),
+    # the defaults: a dry run under a 20 GB cap (raised on purpose)
     ("marsice:scan", {"OUTPUT": "/out/scan.gpkg"}, [
         "scan", "--lat", "-60.0", "-40.0", "--ls", "140.0", "200.0", "-o", "/out/scan.gpkg", "--source", "auto",
-        "--cache-gb", "50.0", "--workers", "2",
+        "--cache-gb", "50.0", "--max-gb", "20.0", "--dry-run", "--workers", "2",
     ]),
     ("marsice:scan", {
         "LAT_MIN": -55, "LAT_MAX": -45, "LS_FROM": 340, "LS_TO": 20, "SOURCE": 1, "DRY_RUN": True, "MAX_GB": 12.5,
@@ -134,6 +138,15 @@ CASES = [
         "--dry-run", "--limit", "3", "--workers", "4", "--model", "/data/m.keras", "--threshold", "0.7", "--no-terrain",
         "--keep-downloads",
     ]),
+    ("marsice:scan", {"DRY_RUN": False, "MAX_GB": 500, "ALLOW_UNKNOWN_SIZE": True, "OUTPUT": "/out/scan.gpkg"}, [
+        "scan", "--lat", "-60.0", "-40.0", "--ls", "140.0", "200.0", "-o", "/out/scan.gpkg", "--source", "auto",
+        "--cache-gb", "50.0", "--max-gb", "500.0", "--allow-unknown-size", "--workers", "2",
+    ]),
+    ("marsice:export_sites", {"INPUT": "/data/sites.gpkg"}, ["export", "/data/sites.gpkg", "--format", "csv"]),
+    ("marsice:export_sites", {"INPUT": "/data/sites.gpkg", "FORMAT": 2, "OUTPUT": "/out/s.geojson"},
+     ["export", "/data/sites.gpkg", "--format", "geojson", "-o", "/out/s.geojson"]),
+    ("marsice:export_sites", {"INPUT": "/data/sites.gpkg", "OBSERVATIONS": True, "OUTPUT": "/out/obs.csv"},
+     ["export", "/data/sites.gpkg", "--format", "csv", "-o", "/out/obs.csv", "--observations"]),
     ("marsice:site_history", {
         "INPUT": ["/data/a.gpkg", "/data/b.gpkg|layername=chunks"], "OUTPUT": "/out/sites.gpkg",
     }, [
@@ -153,7 +166,7 @@ CASES = [
 COMMANDS = {
     "marsice:detect": "detect", "marsice:search": "search", "marsice:download": "download",
     "marsice:terrain": "terrain", "marsice:tile": "tile", "marsice:train": "train", "marsice:evaluate": "evaluate",
-    "marsice:scan": "scan", "marsice:site_history": "sites",
+    "marsice:scan": "scan", "marsice:site_history": "sites", "marsice:export_sites": "export",
 }  # fmt: skip
 
 SCRIPT = r"""

@@ -105,9 +105,10 @@ def test_workflow_dry_run_lists_without_writing(home: Path, tmp_path: Path) -> N
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     answer = json.loads(proc.stdout)
-    assert answer["results"]["PRODUCTS"] == 2 and answer["results"]["DOWNLOAD_GB"] == 0.0
+    assert answer["results"]["PRODUCTS"] == 2 and answer["results"]["DOWNLOAD_GB"] == 1.382
     log = "\n".join(answer["log"]["info"])
-    assert "dry run: 2 products, 4 files" in log and ".JP2" in log
+    assert "dry run: 2 products, 4 files, 1.382 GB (1.382 GB of it estimated from image sizes, 4 files)" in log
+    assert ".JP2: ~" in log  # each estimated size marked
     assert list(tmp_path.iterdir()) == []
 
 
@@ -126,7 +127,7 @@ def test_workflow_searches_downloads_and_detects_for_real(home: Path, product: T
         answer = run_json(
             home, "marsice:scan",
             "LAT_MIN=-60", "LAT_MAX=-40", "LS_FROM=140", "LS_TO=200", "SOURCE=1", f"ODE_URL={server.base}/many/live2/",
-            f"CACHE={cache}", "WORKERS=1", "TERRAIN=false", f"OUTPUT={out}",
+            f"CACHE={cache}", "WORKERS=1", "TERRAIN=false", "DRY_RUN=false", f"OUTPUT={out}",
         )  # fmt: skip
         served = {path for path, _, _ in server.requests if path.startswith("/files/")}
         assert served >= {f"/files/{name}" for name in files}  # the JP2 and its label really came over HTTP

@@ -8,7 +8,9 @@ Usage::
 Why a derived file: the source CSV (83,672 rows, 11 MB) repeats observations, holds rows without
 metadata and names, and would be slow to parse at every search. The bundled file keeps one record
 per product with only what the search, the footprint layer and the downloader use; URLs are rebuilt
-from the product id (the build checks that the source's URLs follow that layout, row by row).
+from the product id (the build checks that the source's URLs follow that layout, row by row). The
+source lists no map scale and no compressed size: the build derives the map scale and estimates the
+COLOR and RED JP2 sizes from each row's frame size and footprint (:mod:`.size_estimate`).
 
 The second form refreshes the catalogue from the official cumulative index, which also lists RED
 products, map scales and the four footprint corners.
@@ -28,6 +30,7 @@ from ..errors import CatalogueError
 from .index import BUNDLED_COLUMNS, BUNDLED_PATH, PDS_BASE_URL, rdr_urls, read_cumindex
 from .mars_time import mars_year
 from .records import CatalogueProduct
+from .size_estimate import estimated_jp2_bytes
 
 _ARCHIVE_HOSTS = ("https://hirise-pds.lpl.arizona.edu/PDS/", "https://hirise.lpl.arizona.edu/PDS/")
 
@@ -40,7 +43,7 @@ def rows_from_color_csv(source: Path) -> tuple[list[dict[str, str]], dict[str, i
     """One row per observation from the RDR COLOR index CSV, with the counts of what was dropped."""
     import datetime as dt
 
-    stats = {"rows": 0, "rows_without_metadata": 0, "duplicate_rows": 0, "unfiltered_names": 0}
+    stats = {"rows": 0, "rows_without_metadata": 0, "duplicate_rows": 0, "unfiltered_names": 0, "map_scales": 0}
     seen: dict[str, dict[str, str]] = {}
     with gzip.open(source, "rt", encoding="utf-8-sig", newline="") as fh:
         for row in csv.DictReader(fh):
@@ -59,6 +62,11 @@ def rows_from_color_csv(source: Path) -> tuple[list[dict[str, str]], dict[str, i
                 continue
             start = dt.datetime.fromisoformat(row["START_TIME"]).replace(tzinfo=dt.UTC)
             ls = float(row["SOLAR_LONGITUDE"])
+            box = [float(row[k]) for k in ("MINIMUM_LATITUDE", "MAXIMUM_LATITUDE", "WESTERNMOST_LONGITUDE",
+                                           "EASTERNMOST_LONGITUDE")]  # fmt: skip
+            storage = int(row["REQUIRED_STORAGE_BYTES"]) if row["REQUIRED_STORAGE_BYTES"].strip() else 0
+            scale, color_bytes, red_bytes = estimated_jp2_bytes(*box, storage) if storage else (None, None, None)
+            stats["map_scales"] += scale is not None
             seen[product_id] = {
                 "product_id": product_id,
                 "start_time": start.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -72,9 +80,11 @@ def rows_from_color_csv(source: Path) -> tuple[list[dict[str, str]], dict[str, i
                 "max_lat": _num(float(row["MAXIMUM_LATITUDE"]), 4),
                 "min_lon": _num(float(row["WESTERNMOST_LONGITUDE"]), 4),
                 "max_lon": _num(float(row["EASTERNMOST_LONGITUDE"]), 4),
-                "map_scale": "",
+                "map_scale": _num(scale, 2),
                 "uncompressed_bytes": row["REQUIRED_STORAGE_BYTES"].strip(),
                 "corners": "",
+                "est_jp2_mb": "" if color_bytes is None else f"{color_bytes / 1e6:.1f}",  # estimates: no false digits
+                "est_red_jp2_mb": "" if red_bytes is None else f"{red_bytes / 1e6:.1f}",
             }
     stats["products"] = len(seen)
     return list(seen.values()), stats
@@ -116,6 +126,8 @@ def rows_from_products(products: Iterable[CatalogueProduct]) -> list[dict[str, s
             "map_scale": _num(p.map_scale, 4),
             "uncompressed_bytes": "",
             "corners": corners,
+            "est_jp2_mb": "",
+            "est_red_jp2_mb": "",
         }
     return list(rows.values())
 
@@ -156,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         comments = [
             f"derived from {args.source.name} by marsice_plugin.catalogue.build_bundled",
             "one COLOR record per product id; rows without metadata and repeated rows dropped",
+            "map_scale derived and est_*_mb (JP2 megabytes) estimated from the frame size (catalogue/size_estimate.py)",
         ]
     else:
         parser.error("give the COLOR index CSV or --cumindex RDRCUMINDEX.TAB")

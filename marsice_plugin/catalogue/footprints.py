@@ -54,6 +54,8 @@ FOOTPRINT_FIELDS: tuple[Field, ...] = (
     Field("jp2_kbytes", int, "compressed size of the image file as listed by ODE (KiB); NULL if unknown"),
     Field("lbl_kbytes", int, "size of the label file as listed by ODE (KiB); NULL if unknown"),
     Field("uncompressed_bytes", int, "uncompressed size from the RDR index (bundled catalogue only)"),
+    Field("size_estimated", bool, "1 when no size is listed and estimated_mb stands in (bundled catalogue)"),
+    Field("estimated_mb", float, "download (JP2 + LBL) estimated from the image's lines x samples (MB); see docs"),
     Field("footprint_approximate", bool, "1 when the polygon is a stand-in, see footprint_note"),
     Field("footprint_note", str, "what the polygon is when approximate"),
     Field("source", str, "ode, bundled or index"),
@@ -83,6 +85,8 @@ def _attributes(p: CatalogueProduct, dtm_ids: Sequence[str] = ()) -> dict[str, o
         "jp2_kbytes": p.jp2_kbytes,
         "lbl_kbytes": p.lbl_kbytes,
         "uncompressed_bytes": p.uncompressed_bytes,
+        "size_estimated": p.size_estimated,
+        "estimated_mb": round(p.estimated_bytes / 1e6, 1) if p.size_estimated and p.estimated_bytes else None,
         "footprint_approximate": p.footprint_approximate or bool(problem),
         "footprint_note": unreadable_footprint_note(p.footprint_wkt or "", problem)
         if problem
@@ -134,6 +138,7 @@ class FootprintRow:
     lbl_url: str | None
     jp2_kbytes: int | None
     lbl_kbytes: int | None
+    estimated_bytes: int | None = None  # JP2 + LBL, when no size is listed (size_estimated)
 
 
 def _read(path: str | Path) -> list[Feature]:
@@ -145,7 +150,9 @@ def _read(path: str | Path) -> list[Feature]:
 def read_footprints(path: str | Path) -> list[FootprintRow]:
     """Product ids, URLs and listed sizes from a footprint GeoPackage written by :func:`write_footprints`."""
     return [
-        FootprintRow(a["product_id"], a["jp2_url"], a["lbl_url"], a.get("jp2_kbytes"), a.get("lbl_kbytes"))
+        FootprintRow(
+            a["product_id"], a["jp2_url"], a["lbl_url"], a.get("jp2_kbytes"), a.get("lbl_kbytes"), _estimate(a)
+        )
         for _, a in _read(path)
     ]
 
@@ -169,10 +176,17 @@ def read_footprint_records(path: str | Path) -> list[CatalogueProduct]:
                 footprint_wkt=geom.wkt if geom is not None and not geom.is_empty else None,
                 footprint_approximate=bool(r.get("footprint_approximate")),
                 footprint_note=r.get("footprint_note") or "",
+                estimated_bytes=_estimate(r),
                 **{name: r.get(name) for name in _RECORD_COLUMNS},
             )
         )
     return out
+
+
+def _estimate(row: dict) -> int | None:
+    """The estimated download (bytes) of a row marked size_estimated; None otherwise or in an older file."""
+    mb = row.get("estimated_mb")
+    return round(mb * 1e6) if row.get("size_estimated") and mb is not None else None
 
 
 #: Columns that go into a :class:`CatalogueProduct` as they are (NULL: None).

@@ -9,7 +9,8 @@ through offsets copied into this code, so a new index release with moved columns
 Known limits of the bundled file (see ``marsice_plugin/data/README.md``): it lists COLOR products
 only, so RED products are derived from their observation's COLOR entry and their footprints are
 marked approximate (a COLOR strip is about a fifth of the RED width); footprints are latitude /
-longitude boxes; no map scale; sizes are uncompressed.
+longitude boxes; map scales and JP2 sizes are derived from the index (:mod:`.size_estimate`), the sizes
+marked estimated (the index lists no compressed sizes).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from ..errors import CancelledError, CatalogueError, MarsIceError
 from .records import CatalogueProduct, ProductFile, east_180, observation_of, product_type_of
+from .size_estimate import LABEL_BYTES
 
 #: The bundled catalogue (one COLOR record per observation).
 BUNDLED_PATH = Path(__file__).resolve().parents[1] / "data" / "hirise_color_observations.csv.gz"
@@ -49,6 +51,8 @@ BUNDLED_COLUMNS = (
     "map_scale",
     "uncompressed_bytes",
     "corners",
+    "est_jp2_mb",
+    "est_red_jp2_mb",
 )
 
 APPROX_RED_NOTE = "footprint of the observation's COLOR product (the RED product is about 5x wider)"
@@ -99,6 +103,7 @@ def _bundled_record(row: dict[str, str], product_id: str, derived: bool) -> Cata
     jp2, lbl = rdr_urls(product_id)
     corners = _corners_wkt(row.get("corners", ""))
     note = APPROX_RED_NOTE if derived else ("" if corners else APPROX_BOX_NOTE)
+    size_mb = row["est_red_jp2_mb" if product_type_of(product_id) == "RED" else "est_jp2_mb"]
     return CatalogueProduct(
         product_id=product_id,
         observation_id=observation_of(product_id),
@@ -123,6 +128,7 @@ def _bundled_record(row: dict[str, str], product_id: str, derived: bool) -> Cata
         lbl_url=lbl,
         files=[ProductFile(jp2.rsplit("/", 1)[1], jp2, "Product"), ProductFile(lbl.rsplit("/", 1)[1], lbl, "Product")],
         uncompressed_bytes=int(row["uncompressed_bytes"]) if row["uncompressed_bytes"] and not derived else None,
+        estimated_bytes=round(float(size_mb) * 1e6) + LABEL_BYTES if size_mb else None,  # no download is checked on it
     )
 
 

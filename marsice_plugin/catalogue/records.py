@@ -85,6 +85,7 @@ class CatalogueProduct:
     files: list[ProductFile] = field(default_factory=list)
     uncompressed_bytes: int | None = None
     source_product_ids: tuple[str, ...] = ()  # DTMs: the observations they were made from
+    estimated_bytes: int | None = None  # JP2 + LBL download estimated from the image size (see size_estimate)
 
     @property
     def centre_lat(self) -> float | None:
@@ -119,6 +120,17 @@ class CatalogueProduct:
         """Compressed size of the JP2 and its label, when the source lists them (ODE does)."""
         sizes = [self.jp2_kbytes, self.lbl_kbytes]
         return None if any(s is None for s in sizes) else sum(sizes)  # type: ignore[arg-type]
+
+    @property
+    def size_estimated(self) -> bool:
+        """True when the download size is an estimate: no listed size, but one from the image's dimensions."""
+        return self.download_kbytes is None and self.estimated_bytes is not None
+
+    @property
+    def download_bytes(self) -> int | None:
+        """The listed download size (bytes) when known, else the estimate (see :attr:`size_estimated`), else None."""
+        listed = self.download_kbytes
+        return listed * 1024 if listed is not None else self.estimated_bytes
 
     def footprint(self) -> shapely.Geometry:
         """The footprint in lon -180..180 / lat, split at the 180° meridian; a lat/lon box when none is readable.

@@ -43,7 +43,7 @@ def find_products(
         except ODEError as exc:
             if source == "ode" or query.product_type == "DTM":
                 raise
-            warn(f"{exc}; using the bundled offline catalogue instead (COLOR-derived, no compressed sizes)")
+            warn(f"{exc}; using the bundled offline catalogue instead (COLOR-derived, sizes estimated)")
         else:
             unreadable = flag_unreadable_footprints(found)
             if unreadable:

@@ -114,6 +114,25 @@ def _plan(args: argparse.Namespace, reporter: Reporter) -> list:
     return list(unique.values())
 
 
+def _estimates(args: argparse.Namespace) -> dict[str, int]:
+    """Estimated sizes (bytes) by file name, of footprint rows marked ``size_estimated`` (never listed sizes)."""
+    from ..catalogue.footprints import read_footprints
+    from ..catalogue.size_estimate import LABEL_BYTES
+
+    if not args.from_gpkg or args.browse:
+        return {}
+    out = {}
+    for row in read_footprints(args.from_gpkg):
+        if row.estimated_bytes is not None and row.jp2_url and row.lbl_url:
+            out[row.jp2_url.rsplit("/", 1)[-1]] = row.estimated_bytes - LABEL_BYTES
+            out[row.lbl_url.rsplit("/", 1)[-1]] = LABEL_BYTES
+    return out
+
+
+def _mark(name: str, estimated: dict[str, int]) -> str:
+    return "~" if name in estimated else ""
+
+
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..catalogue.download import Downloader
     from ..errors import DownloadError
@@ -137,17 +156,27 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
             sizes[r.name] = cached.stat().st_size
         else:
             sizes[r.name] = None
+    estimated: dict[str, int] = {}
     if args.dry_run or args.max_gb is not None:  # HEAD requests, several at a time (see probe_sizes)
         probed = downloader.probe_sizes([r.url for r in requests if sizes[r.name] is None])
         sizes.update({r.name: probed[r.url] for r in requests if sizes[r.name] is None})
+        # last, a footprint row's estimate from the image size (bundled catalogue): counted, and said to be one
+        estimates = _estimates(args)
+        estimated = {n: estimates[n] for n, s in sizes.items() if s is None and n in estimates}
+        sizes.update(estimated)
     known = sum(s for s in sizes.values() if s)
     unknown = [n for n, s in sizes.items() if s is None]
     listing = [
-        f"{r.name}: {'?' if sizes[r.name] is None else f'{sizes[r.name] / 1e6:.1f} MB'}  {r.url}" for r in requests
+        f"{r.name}: {'?' if sizes[r.name] is None else f'{_mark(r.name, estimated)}{sizes[r.name] / 1e6:.1f} MB'}  "
+        f"{r.url}"
+        for r in requests
     ]
-    total_text = f"{len(requests)} files, {known / 1e9:.3f} GB" + (
-        f" + {len(unknown)} files of unknown size (not counted)" if unknown else ""
-    )
+    total_text = f"{len(requests)} files, {known / 1e9:.3f} GB"
+    if estimated:
+        guessed = sum(estimated.values()) / 1e9
+        total_text += f" ({guessed:.3f} GB of it estimated from image sizes, {len(estimated)} files)"
+    if unknown:
+        total_text += f" + {len(unknown)} files of unknown size (not counted)"
     if args.max_gb is not None and known > args.max_gb * 1e9:
         raise DownloadError(f"{total_text} exceeds --max-gb {args.max_gb:g}; download fewer products or raise it")
     if args.max_gb is not None and unknown and not args.allow_unknown_size:
@@ -157,7 +186,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
             "--source ode` (it lists sizes), or pass --allow-unknown-size to start anyway"
         )
     if args.dry_run:  # the listing is the answer: it goes to stdout with the total
-        reporter.result({"files": len(requests), "gb": round(known / 1e9, 3), "unknown_sizes": len(unknown)},
+        reporter.result({"files": len(requests), "gb": round(known / 1e9, 3), "unknown_sizes": len(unknown),
+                         "estimated_gb": round(sum(estimated.values()) / 1e9, 3)},
                         "\n".join([*listing, f"dry run: {total_text}; nothing downloaded"]))  # fmt: skip
         return
     for line in listing:
@@ -167,12 +197,21 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
 
     def progress(name: str, done: int, total: int | None) -> None:
         if known:
-            reporter.progress(100.0 * (done_before + done) / max(known, 1), f"{name}: {done / 1e6:.1f} MB")
+            reporter.progress(
+                100.0 * (done_before + done) / max(known, 1),
+                f"{name}: {done / 1e6:.1f} MB",
+                done=done_before + done,
+                total=known,
+                unit="B",
+            )
 
     downloader.progress = progress
     paths = []
     for i, r in enumerate(requests):
-        reporter.progress(100.0 * done_before / known if known else 100.0 * i / len(requests), f"fetching {r.name}")
+        if known:
+            reporter.progress(100 * done_before / known, f"fetching {r.name}", done=done_before, total=known, unit="B")
+        else:
+            reporter.progress(100 * i / len(requests), f"fetching {r.name}", done=i, total=len(requests), unit="files")
         path = downloader.fetch(r)
         paths.append(path)
         done_before += path.stat().st_size

@@ -30,5 +30,10 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     out = export_sites(args.sites, args.format, args.output, observations=args.observations)
     n = len(read_sites(args.sites))
     reporter.progress(100, "done")
+    if args.format == "geojson":
+        reporter.log(
+            "the GeoJSON names its Mars CRS in its 'crs' member (GDAL and QGIS read it); readers that follow RFC "
+            "7946 strictly drop it and assume Earth's WGS 84: give them the sites GeoPackage or the KML instead"
+        )
     what = "site observations" if args.observations else f"{n} sites"
     reporter.result({"OUTPUT": str(out), "sites": n}, f"{what} written to {out} ({args.format})")

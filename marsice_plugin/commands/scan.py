@@ -45,6 +45,10 @@ def add_parser(sub: Any) -> None:
     add_size_cap_args(p, "the scan")
     p.add_argument("--dry-run", action="store_true", help="list what the scan would pull; write nothing")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="scan only the first N products found")
+    p.add_argument(
+        "--products", nargs="+", default=(), metavar="ID",
+        help="scan only these products among those found (ids from a footprints layer)",
+    )  # fmt: skip
     p.add_argument("--workers", type=int, default=2, metavar="N", help="worker processes of the local cluster")
     p.add_argument("--threads-per-worker", type=int, default=1, help="threads per worker (TensorFlow pools too)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="use this running Dask scheduler instead")
@@ -76,6 +80,7 @@ def scan_options(args: argparse.Namespace) -> ScanOptions:
         source=args.source,
         ode_url=args.ode_url,
         limit=args.limit,
+        products=tuple(args.products),
         terrain=not args.no_terrain,
         model=chosen_model(args),
         threshold=args.threshold,
@@ -99,6 +104,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         reporter.result(
             {"OUTPUT": None, "products": len(plan.jobs), "to_process": len(plan.pending), "files": len(pull.files),
              "download_gb": round(pull.known_bytes / 1e9, 3), "unknown_sizes": pull.unknown,
+             "estimated_gb": round(pull.estimated_bytes / 1e9, 3),
              "dtms": sum(1 for j in plan.pending if j.dtm)},
             "\n".join([*pull.listing(), f"dry run: {pull.text()}; nothing downloaded or written"]),
         )  # fmt: skip

@@ -49,7 +49,7 @@ def add_parser(sub: Any) -> None:
 def _table(products: list, rows: int) -> str:
     lines = [f"{'product_id':<22} {'MY':>3} {'Ls':>7} {'lat':>8} {'lon':>8} {'inc':>5} {'scale':>5} {'MB':>8}"]
     for p in products[:rows]:
-        size = f"{p.download_kbytes / 1024:.0f}" if p.download_kbytes is not None else "?"
+        size = "?" if p.download_bytes is None else f"{'~' if p.size_estimated else ''}{p.download_bytes / 1e6:.0f}"
         lines.append(
             f"{p.product_id:<22} {p.mars_year or '':>3} {_f(p.ls, 2):>7} {_f(p.centre_lat, 3):>8} "
             f"{_f(p.centre_lon, 3):>8} {_f(p.incidence, 1):>5} {_f(p.map_scale, 2):>5} {size:>8}"
@@ -90,7 +90,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     reporter.progress(70, f"{len(products)} products found in the {used} catalogue")
     pairs = _pair_dtms(products, query, args, reporter) if args.dtm else None
     if used == "bundled" and query.scales:
-        reporter.log("the bundled catalogue has no map scales: --scale keeps nothing; use --source ode", "warning")
+        reporter.log("the bundled catalogue derives map scales from each frame's size; polar products have none "
+                     "and --scale drops them: use --source ode for those", "warning")  # fmt: skip
     if used == "bundled" and query.product_type == "RED":
         reporter.log("RED footprints come from each observation's COLOR product (marked approximate)", "warning")
     outputs: dict[str, Any] = {"products": len(products), "source": used}
@@ -98,17 +99,19 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         from ..catalogue.footprints import write_footprints
 
         outputs["OUTPUT"] = str(write_footprints(args.output, products, pairs))
-    known = [p.download_kbytes for p in products if p.download_kbytes is not None]
+    known = [p.download_bytes for p in products if p.download_bytes is not None]
     unknown = len(products) - len(known)
-    gb = sum(known) * 1024 / 1e9
-    outputs.update(download_gb=round(gb, 3), unknown_sizes=unknown)
+    gb = sum(known) / 1e9
+    estimated = [p.download_bytes for p in products if p.size_estimated and p.download_bytes is not None]
+    estimated_gb = sum(estimated) / 1e9
+    outputs.update(download_gb=round(gb, 3), unknown_sizes=unknown, estimated_gb=round(estimated_gb, 3))
     if reporter.mode == "text" and args.table and products:
         sys.stdout.write(_table(products, args.table) + "\n")
     size_text = f"download {gb:.2f} GB (JP2 + LBL) for {len(known)} products"
+    if estimated:
+        size_text += f", {estimated_gb:.2f} GB of it estimated from image sizes for {len(estimated)} products"
     if unknown:
-        size_text += f", size unknown for {unknown}" + (
-            " (the bundled catalogue lists no compressed sizes)" if used == "bundled" else ""
-        )
+        size_text += f", size unknown for {unknown}"
     reporter.progress(100, "done")
     reporter.result(
         outputs, f"{len(products)} {query.product_type} products ({used}, lat rule {query.lat_rule}); " + size_text

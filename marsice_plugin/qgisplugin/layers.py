@@ -29,6 +29,7 @@ from qgis.core import (
     QgsProcessingLayerPostProcessorInterface,
     QgsProject,
     QgsRasterLayer,
+    QgsVectorLayer,
 )
 from qgis.PyQt.QtXml import QDomDocument
 
@@ -87,16 +88,21 @@ class RunGroupPostProcessor(QgsProcessingLayerPostProcessorInterface):
     #: until the layers are loaded (after processAlgorithm returned), so every instance is kept here.
     _alive: ClassVar[list[RunGroupPostProcessor]] = []
 
-    def __init__(self, group: str, rank: int, fallback_qml: str = "") -> None:
+    def __init__(self, group: str, rank: int, fallback_qml: str = "", reload: str = "") -> None:
         super().__init__()
         self.group = group
         self.rank = rank
         self.fallback_qml = fallback_qml
+        self.reload = reload
 
     @classmethod
-    def create(cls, group: str, rank: int, fallback_qml: str = "") -> RunGroupPostProcessor:
-        """A post-processor that stays alive for the rest of the QGIS session (a few bytes per layer)."""
-        instance = cls(group, rank, fallback_qml)
+    def create(cls, group: str, rank: int, fallback_qml: str = "", reload: str = "") -> RunGroupPostProcessor:
+        """A post-processor that stays alive for the rest of the QGIS session (a few bytes per layer).
+
+        ``reload``: a file the run changed in place whose open layers are reloaded when this layer loads (in the
+        main thread, after the run: the algorithm itself runs in a background thread and must not touch them).
+        """
+        instance = cls(group, rank, fallback_qml, reload)
         cls._alive.append(instance)
         return instance
 
@@ -107,6 +113,8 @@ class RunGroupPostProcessor(QgsProcessingLayerPostProcessorInterface):
         apply_default_style(layer, self.fallback_qml)
         project = getattr(layer, "project", lambda: None)() or context.project() or QgsProject.instance()
         move_into_group(project, layer, self.group, self.rank)
+        if self.reload:
+            reload_layers(project, self.reload)
 
 
 def apply_qml(layer: QgsMapLayer, qml: str) -> bool:
@@ -192,6 +200,42 @@ def queue_geopackage(
     return sources
 
 
+def queue_layer(
+    context: QgsProcessingContext, source: str, title: str, group: str, project: QgsProject | None = None
+) -> str | None:
+    """Queue one more layer of a run (a table, an exported file) to load into the run's group ``group``, below
+    the run's GeoPackage layers. Returns the source queued, None when there is no project to load into."""
+    project = project or context.project()
+    if project is None:
+        return None
+    details = QgsProcessingContext.LayerDetails(title, project, "")
+    details.forceName = True
+    if hasattr(details, "groupName"):
+        details.groupName = group
+    details.setPostProcessor(RunGroupPostProcessor.create(group, len(LAYER_ORDER)))
+    context.addLayerToLoadOnCompletion(source, details)
+    return source
+
+
+def reload_layers(project: QgsProject, path: str | Path) -> list[str]:
+    """Reload every vector layer of ``project`` read from the file ``path`` (ids returned).
+
+    A command that adds fields to a GeoPackage in place (``marsice terrain`` on the candidates) leaves an open
+    layer showing the old fields until it is reloaded; ``QgsVectorLayer.reload`` re-reads the schema and the
+    features (measured on QGIS 3.22).
+    """
+    target = Path(path).resolve()
+    reloaded = []
+    for layer in project.mapLayers().values():
+        if not isinstance(layer, QgsVectorLayer) or layer.providerType() != "ogr":
+            continue
+        if Path(layer.source().split("|", 1)[0]).resolve() == target:
+            layer.reload()
+            layer.triggerRepaint()
+            reloaded.append(layer.id())
+    return reloaded
+
+
 def drop_pending(context: QgsProcessingContext, path: str) -> None:
     """Forget a layer Processing queued for an output that was not written (a dry run)."""
     if context.willLoadLayerOnCompletion(path):
@@ -201,13 +245,14 @@ def drop_pending(context: QgsProcessingContext, path: str) -> None:
 
 
 def queue_raster(
-    context: QgsProcessingContext, path: str | Path, group: str, threshold: float | None = None
+    context: QgsProcessingContext, path: str | Path, group: str, threshold: float | None = None, reload: str = ""
 ) -> str | None:
     """Queue the raster ``path`` to be loaded, styled, into the group ``group``, below the run's vector layers.
 
     Its ``.qml`` is its style (``marsice detect`` writes one for the probability raster); without it, a terrain
     raster gets its kind's style and, given ``threshold``, a probability raster the ramp from that threshold.
-    Returns the source queued, None when there is no file or no project to load into.
+    Returns the source queued, None when there is no file or no project to load into. ``reload``: see
+    :meth:`RunGroupPostProcessor.create`.
     """
     project = context.project()
     if project is None or not Path(path).is_file():
@@ -220,6 +265,6 @@ def queue_raster(
     if hasattr(details, "groupName"):
         details.groupName = group
     rank = len(LAYER_ORDER) + 1 + (list(RASTER_TITLES).index(kind) if kind else 0)
-    details.setPostProcessor(RunGroupPostProcessor.create(group, rank, fallback))
+    details.setPostProcessor(RunGroupPostProcessor.create(group, rank, fallback, reload))
     context.addLayerToLoadOnCompletion(str(path), details)
     return str(path)

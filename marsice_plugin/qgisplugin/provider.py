@@ -10,6 +10,7 @@ from qgis.PyQt.QtGui import QIcon
 from .algorithms.detect_ice import DetectIceAlgorithm
 from .algorithms.download_products import DownloadProductsAlgorithm
 from .algorithms.evaluate_model import EvaluateModelAlgorithm
+from .algorithms.export_sites import ExportSitesAlgorithm
 from .algorithms.find_ice_workflow import FindIcePatchesAlgorithm
 from .algorithms.search_products import SearchProductsAlgorithm
 from .algorithms.site_history import SiteHistoryAlgorithm
@@ -60,7 +61,7 @@ class MarsIceProvider(QgsProcessingProvider):
                     self.name(),
                     PYTHON_SETTING,
                     "Python environment (MarsIce venv folder or its python executable; "
-                    "empty = the .venv made by `make setup`)",
+                    "empty = a checkout's .venv, else the one the plugin makes on first use)",
                     "",
                     valuetype=Setting.FOLDER,
                 )
@@ -88,5 +89,6 @@ class MarsIceProvider(QgsProcessingProvider):
             EvaluateModelAlgorithm(),
             FindIcePatchesAlgorithm(),
             SiteHistoryAlgorithm(),
+            ExportSitesAlgorithm(),
         ):
             self.addAlgorithm(algorithm)

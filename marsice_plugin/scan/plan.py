@@ -7,7 +7,8 @@ with DTMs (ODE only: the bundled catalogue lists none), products committed by an
 scan (its manifest) are left out, and the files still needed are sized (``--dry-run``, ``--max-gb``).
 
 Sizes follow the download command's rules: the size the listing gives (ODE's KBytes), else the size of
-the file already in the cache, else what a HEAD request announces, else unknown. A scan only pulls
+the file already in the cache, else what a HEAD request announces, else the catalogue's estimate from the
+image size (the bundled catalogue; counted, and said to be an estimate), else unknown. A scan only pulls
 what it still needs: products already committed by an earlier run of the same scan and files already
 in the cache count as nothing. HEAD requests go out several at a time (``Downloader.probe_sizes``):
 one at a time, a band of thousands of products took minutes. An unknown size is never counted as
@@ -98,6 +99,11 @@ class PullPlan:
     products: int = 0
     files: list[tuple[FileRequest, int | None]] = field(default_factory=list)
     cached_files: int = 0
+    estimated: set[str] = field(default_factory=set)  # files whose size is an estimate from the image size
+
+    @property
+    def estimated_bytes(self) -> int:
+        return sum(size for r, size in self.files if size and r.name in self.estimated)
 
     @property
     def known_bytes(self) -> int:
@@ -109,6 +115,9 @@ class PullPlan:
 
     def text(self) -> str:
         total = f"{self.products} products, {len(self.files)} files, {self.known_bytes / 1e9:.3f} GB"
+        if self.estimated:
+            guessed = self.estimated_bytes / 1e9
+            total += f" ({guessed:.3f} GB of it estimated from image sizes, {len(self.estimated)} files)"
         if self.unknown:
             total += f" + {self.unknown} files of unknown size (not counted)"
         if self.cached_files:
@@ -116,11 +125,19 @@ class PullPlan:
         return total
 
     def listing(self) -> list[str]:
-        return [f"{r.name}: {'?' if s is None else f'{s / 1e6:.1f} MB'}  {r.url}" for r, s in self.files]
+        def size(r: FileRequest, s: int | None) -> str:
+            return "?" if s is None else f"{'~' if r.name in self.estimated else ''}{s / 1e6:.1f} MB"
+
+        return [f"{r.name}: {size(r, s)}  {r.url}" for r, s in self.files]
 
 
-def pull_plan(jobs: Sequence[ProductJob], cache_dir: Path, probe: bool = True) -> PullPlan:
-    """Files the jobs still need and their sizes (cached files count as nothing)."""
+def pull_plan(
+    jobs: Sequence[ProductJob], cache_dir: Path, probe: bool = True, estimates: dict[str, int] | None = None
+) -> PullPlan:
+    """Files the jobs still need and their sizes (cached files count as nothing).
+
+    ``estimates`` (bytes by file name, from the catalogue's image sizes) size what neither the listing nor a HEAD
+    request does; they are counted and marked, never used to check a download."""
     downloader = Downloader(cache_dir, timeout_s=30.0)
     plan = PullPlan(products=len(jobs))
     seen: set[str] = set()
@@ -137,7 +154,22 @@ def pull_plan(jobs: Sequence[ProductJob], cache_dir: Path, probe: bool = True) -
     if probe:
         probed = downloader.probe_sizes([req.url for req, size in plan.files if size is None])
         plan.files = [(req, probed[req.url] if size is None else size) for req, size in plan.files]
+    estimates = estimates or {}
+    plan.estimated = {req.name for req, size in plan.files if size is None and req.name in estimates}
+    plan.files = [(req, estimates[req.name] if req.name in plan.estimated else size) for req, size in plan.files]
     return plan
+
+
+def size_estimates(products: Iterable[CatalogueProduct]) -> dict[str, int]:
+    """Estimated sizes (bytes) by file name of the products whose size the catalogue only estimates."""
+    from ..catalogue.size_estimate import LABEL_BYTES
+
+    out = {}
+    for p in products:
+        if p.size_estimated and p.estimated_bytes and p.jp2_url and p.lbl_url:
+            out[p.jp2_url.rsplit("/", 1)[-1]] = p.estimated_bytes - LABEL_BYTES
+            out[p.lbl_url.rsplit("/", 1)[-1]] = LABEL_BYTES
+    return out
 
 
 def check_max_gb(plan: PullPlan, max_gb: float | None, allow_unknown: bool = False) -> None:
@@ -169,6 +201,7 @@ class ScanOptions:
     source: str = "auto"
     ode_url: str | None = None
     limit: int | None = None  # scan only the first N products found
+    products: tuple[str, ...] = ()  # scan only these product ids (e.g. footprints selected in QGIS); () = all
     terrain: bool = True  # pair products with DTMs (ODE only)
     model: Path | None = None  # None: model_registry.default_model_path()
     threshold: float | None = None  # None: the model card's
@@ -220,7 +253,8 @@ def plan_scan(options: ScanOptions, reporter: Reporter) -> ScanPlan:
         with Manifest(manifest_path(options.output)) as manifest:
             done = {s.product_id for s in manifest.all() if s.state == "committed"}
     pending = [j for j in jobs if j.product_id not in done]
-    pull = pull_plan(pending, cache, probe=options.dry_run or options.max_gb is not None)
+    pull = pull_plan(pending, cache, probe=options.dry_run or options.max_gb is not None,
+                     estimates=size_estimates(products))  # fmt: skip
     committed = len(done & {j.product_id for j in jobs})
     reporter.log(f"{len(jobs)} products from the {used} catalogue, {committed} already committed; "
                  f"to pull: {pull.text()}")  # fmt: skip
@@ -236,6 +270,13 @@ def _search(options: ScanOptions, reporter: Reporter) -> tuple[list, str, dict]:
     products, used = find_products(
         query, options.source, ode_url=options.ode_url, timeout_s=options.timeout_s, warn=warn
     )
+    if options.products:
+        wanted = {pid.strip().upper() for pid in options.products}
+        missing = sorted(wanted - {p.product_id for p in products})
+        products = [p for p in products if p.product_id in wanted]
+        if missing:
+            reporter.log(f"{len(missing)} of the products asked for are not in this band and season ({missing[0]}, "
+                         "for one); widen --lat/--ls to scan them", "warning")  # fmt: skip
     if options.limit is not None:
         products = products[: max(0, options.limit)]
     dtms: dict = {}

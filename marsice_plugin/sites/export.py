@@ -9,9 +9,14 @@ the sites layer:
 * KML: one Placemark per site at its centroid (``<coordinates>`` longitude -180..180, latitude, 0), the columns as
   ``ExtendedData``. KML itself knows only Earth's WGS 84; Google Earth's Mars mode and GDAL read the numbers as
   degrees, which on Mars are these planetocentric ones. The Document's description says so.
-* GeoJSON: one Feature per site with its outline; RFC 7946 assumes WGS 84, so the FeatureCollection carries
-  ``mars_crs`` = ``IAU_2015:49900`` and a ``crs_note`` (foreign members, ignored by Earth-only readers) and every
-  feature a ``mars_crs`` property. Nothing in the file claims an Earth CRS.
+* GeoJSON: one Feature per site with its outline. RFC 7946 assumes WGS 84, and a file without a CRS opens in
+  QGIS as EPSG:4326, an Earth CRS. So the FeatureCollection carries the GeoJSON 2008 ``crs`` member naming the Mars
+  2015 sphere by its WKT, without authority ids (GDAL, and so QGIS, reads that member: QGIS 3.22 then shows the
+  layer in "Mars (2015) - Sphere / Ocentric"; with an ``IAU`` authority it reports the CRS invalid, and a ``.prj``
+  beside a GeoJSON is not read at all; measured). It also carries ``mars_crs`` = ``IAU_2015:49900`` and a
+  ``crs_note``, and every feature a ``mars_crs`` property, for readers that drop ``crs``. A strict RFC 7946
+  reader ignores these members and sees WGS 84 degrees; GeoPackage (``marsice sites``) or KML are the formats
+  whose CRS no reader can lose.
 
 Every file is written under a temporary name and renamed into place.
 """
@@ -26,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
-from ..mars_crs import COMMON_CRS
+from ..mars_crs import COMMON_CRS, wkt_without_authority
 from ..outputs import CSV, GEOJSON, KML, Output, check_outputs, write_atomically
 from .build import OBSERVATION_FIELDS, read_observations, read_sites
 
@@ -132,7 +137,7 @@ def write_kml(sites: list[tuple[Any, dict[str, Any]]], path: Path) -> Path:
 
 
 def write_geojson(sites: list[tuple[Any, dict[str, Any]]], path: Path) -> Path:
-    """A FeatureCollection of site outlines (lon -180..180 / lat) with the CSV columns as properties."""
+    """A FeatureCollection of site outlines (lon -180..180 / lat), the CSV columns as properties, in a Mars CRS."""
     import shapely
 
     features = []
@@ -148,11 +153,19 @@ def write_geojson(sites: list[tuple[Any, dict[str, Any]]], path: Path) -> Path:
     doc = {
         "type": "FeatureCollection",
         "name": "marsice_sites",
+        "crs": {"type": "name", "properties": {"name": common_crs_wkt()}},
         "mars_crs": COMMON_CRS,
         "crs_note": CRS_NOTE,
         "features": features,
     }
     return _atomic_text(path, lambda fh: json.dump(doc, fh, indent=1, default=_json_default))
+
+
+def common_crs_wkt() -> str:
+    """The common Mars CRS as WKT1 without authority ids: the form QGIS 3.22 recognises from a file."""
+    import pyproj
+
+    return wkt_without_authority(pyproj.CRS.from_user_input(COMMON_CRS))
 
 
 def _json_default(value: Any) -> Any:

@@ -19,8 +19,9 @@ from qgis.PyQt.QtGui import QIcon
 
 from ... import child_process
 from ...errors import MarsIceError
+from ..feedback import FeedbackThrottle
 from ..help import doc_url, help_html
-from ..settings import python_setting
+from ..settings import marsice_python
 
 #: The plugin's SVG icons, one per toolbox group.
 ICONS = Path(__file__).resolve().parents[2] / "icons"
@@ -31,6 +32,23 @@ _LAYER_DESTINATIONS = {"vectorDestination", "rasterDestination", "sink"}
 
 #: Tags every MarsIce algorithm is found by in the toolbox search, beside its own.
 _COMMON_TAGS = ("marsice", "mars", "hirise")
+
+
+def push_feedback(feedback: QgsProcessingFeedback, level: str, text: str) -> None:
+    """One line into QGIS's log at its level ("progress" is the progress text, which the dialog logs too)."""
+    if level == "progress":
+        feedback.setProgressText(text)
+    elif level == "warning":
+        # pushWarning (QGIS >= 3.20) is shown as a warning; reportError(fatalError=False)
+        # would print "ERROR:" in qgis_process for something that did not fail.
+        if hasattr(feedback, "pushWarning"):
+            feedback.pushWarning(text)
+        else:
+            feedback.reportError(text, False)
+    elif level == "debug":
+        feedback.pushDebugInfo(text)
+    else:
+        feedback.pushInfo(text)
 
 
 def command_line(args: list[str]) -> str:
@@ -175,31 +193,26 @@ class MarsIceAlgorithm(QgsProcessingAlgorithm):
         if feedback is None:
             feedback = QgsProcessingFeedback()
 
+        throttle = FeedbackThrottle()  # a few texts and lines per stage; the bar gets every percent
+
         def on_event(event: dict[str, Any]) -> None:
             kind = event.get("type")
             message = str(event.get("message", ""))
+            lines: list[tuple[str, str]] = []
             if kind == "progress":
                 feedback.setProgress(float(event.get("percent", 0.0)))
-                if message:
-                    feedback.setProgressText(message)
+                lines = throttle.progress(message)
             elif kind == "log":
-                level = event.get("level", "info")
-                if level == "warning":
-                    # pushWarning (QGIS >= 3.20) is shown as a warning; reportError(fatalError=False)
-                    # would print "ERROR:" in qgis_process for something that did not fail.
-                    if hasattr(feedback, "pushWarning"):
-                        feedback.pushWarning(message)
-                    else:
-                        feedback.reportError(message, False)
-                elif level == "debug":
-                    feedback.pushDebugInfo(message)
-                else:
-                    feedback.pushInfo(message)
-            elif kind == "result" and event.get("summary"):
-                feedback.pushInfo(str(event["summary"]))
+                lines = throttle.log(str(event.get("level", "info")), message)
+            elif kind in ("result", "error"):
+                lines = throttle.finish()
+                if kind == "result" and event.get("summary"):
+                    lines.append(("info", str(event["summary"])))
+            for level, text in lines:
+                push_feedback(feedback, level, text)
 
         try:
-            python = child_process.find_venv_python(python_setting())
+            python = marsice_python(feedback)  # on a ZIP install's first run, sets the environment up first
             feedback.pushDebugInfo(f"MarsIce Python: {python}")
             return child_process.run_marsice(args, on_event, feedback.isCanceled, python=python)
         except MarsIceError as exc:

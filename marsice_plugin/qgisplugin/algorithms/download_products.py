@@ -16,6 +16,7 @@ from qgis.core import (
 
 from ..compat import DOUBLE, FILE
 from .base import MarsIceAlgorithm
+from .parameters import add_footprints_layer_parameter, footprint_ids
 
 
 class DownloadProductsAlgorithm(MarsIceAlgorithm):
@@ -45,6 +46,7 @@ class DownloadProductsAlgorithm(MarsIceAlgorithm):
                 self.INPUT, "Footprint layer from a search (.gpkg)", FILE, extension="gpkg", optional=True
             )
         )
+        add_footprints_layer_parameter(self, "Or: a footprint layer on the map (tick 'Selected features only')")
         self.addParameter(
             QgsProcessingParameterString(self.PRODUCT_IDS, "Product ids (space separated)", optional=True)
         )
@@ -62,6 +64,7 @@ class DownloadProductsAlgorithm(MarsIceAlgorithm):
     def cli_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
         layer = self.parameterAsFile(parameters, self.INPUT, context)
         ids = self.parameterAsString(parameters, self.PRODUCT_IDS, context).replace(",", " ").split()
+        ids += [i for i in footprint_ids(self, parameters, context) if i not in ids]
         folder = self.parameterAsFileOutput(parameters, self.FOLDER, context)
         max_gb = self.parameterAsDouble(parameters, self.MAX_GB, context)
         cache_gb = self.parameterAsDouble(parameters, self.CACHE_GB, context)

@@ -20,14 +20,19 @@ from ..compat import DOUBLE, FOLDER, INTEGER, POLYGONS, mark_advanced
 from ..layers import drop_pending, queue_geopackage
 from .base import MarsIceAlgorithm
 from .parameters import (
+    add_footprints_layer_parameter,
     add_model_parameters,
     add_search_parameters,
     add_source_parameter,
+    footprint_ids,
     model_args,
     search_args,
     source_arg,
     threshold_args,
 )
+
+#: The workflow's download cap (GB) until the user raises it.
+DEFAULT_MAX_GB = 20.0
 
 
 class FindIcePatchesAlgorithm(MarsIceAlgorithm):
@@ -35,6 +40,7 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
 
     DRY_RUN = "DRY_RUN"
     MAX_GB = "MAX_GB"
+    ALLOW_UNKNOWN_SIZE = "ALLOW_UNKNOWN_SIZE"
     LIMIT = "LIMIT"
     TERRAIN = "TERRAIN"
     CACHE = "CACHE"
@@ -62,11 +68,26 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
         add_search_parameters(self)
         add_source_parameter(self)
+        add_footprints_layer_parameter(self, "Only the products of a footprint layer (tick 'Selected features only')")
+        # Safe defaults: a first run only lists what it would fetch, and a real one stops before pulling more than
+        # DEFAULT_MAX_GB. Both are changed on purpose (the band's 1,409 products are several hundred GB).
         self.addParameter(
-            QgsProcessingParameterBoolean(self.DRY_RUN, "Dry run (list products and download size only)", False)
+            QgsProcessingParameterBoolean(
+                self.DRY_RUN, "Dry run (list products and download size only; untick to download)", True
+            )
         )
         self.addParameter(
-            QgsProcessingParameterNumber(self.MAX_GB, "Download cap (GB; 0 = no cap)", DOUBLE, 0.0, minValue=0.0)
+            QgsProcessingParameterNumber(
+                self.MAX_GB, "Download cap (GB; raise it on purpose for a larger run)", DOUBLE, DEFAULT_MAX_GB,
+                minValue=0.001,
+            )
+        )  # fmt: skip
+        self.addParameter(
+            mark_advanced(
+                QgsProcessingParameterBoolean(
+                    self.ALLOW_UNKNOWN_SIZE, "Start even when some download sizes are unknown", False
+                )
+            )
         )
         self.addParameter(
             QgsProcessingParameterNumber(self.LIMIT, "Products at most (0 = all)", INTEGER, 0, minValue=0)
@@ -120,8 +141,13 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
         args += ["--cache", cache] if cache else []
         args += ["--cache-gb", str(self.parameterAsDouble(parameters, self.CACHE_GB, context))]
         args += ["--max-gb", str(max_gb)] if max_gb > 0 else []
+        args += (
+            ["--allow-unknown-size"] if self.parameterAsBoolean(parameters, self.ALLOW_UNKNOWN_SIZE, context) else []
+        )
         args += ["--dry-run"] if self.parameterAsBoolean(parameters, self.DRY_RUN, context) else []
         args += ["--limit", str(limit)] if limit > 0 else []
+        chosen = footprint_ids(self, parameters, context)
+        args += ["--products", *chosen] if chosen else []
         args += ["--workers", str(self.parameterAsInt(parameters, self.WORKERS, context))]
         args += model_args(self, parameters, context) + threshold_args(self, parameters, context)
         args += [] if self.parameterAsBoolean(parameters, self.TERRAIN, context) else ["--no-terrain"]

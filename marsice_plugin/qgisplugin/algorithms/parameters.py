@@ -10,6 +10,7 @@ places them where that command line wants them.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from qgis.core import (
@@ -17,12 +18,14 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterLayer,
     QgsProcessingParameterString,
 )
 
-from ..compat import DOUBLE, FILE, FOLDER
+from ..compat import DOUBLE, FILE, FOLDER, POLYGONS
 from .base import MarsIceAlgorithm
 
 #: Catalogues a search can ask (``--source``); the first is the default.
@@ -40,13 +43,83 @@ _SEASON = ("LS_FROM", "LS_TO")
 # -- the product -----------------------------------------------------------------------------------------------
 
 
-def add_product_parameter(alg: MarsIceAlgorithm) -> None:
-    """``INPUT``: the HiRISE product to read (the command's positional PRODUCT)."""
+def add_product_parameter(
+    alg: MarsIceAlgorithm,
+    name: str = "INPUT",
+    label: str = "HiRISE product (PDS3 .LBL with its .JP2, or a Mars raster)",
+    file_filter: str = PRODUCT_FILTER,
+) -> None:
+    """``name``: a product file, or ``name``_LAYER: a raster layer loaded in the project (one of the two).
+
+    Two parameters rather than a raster-layer one: a file stays a plain path that MarsIce opens and checks itself
+    (a raster-layer parameter would have QGIS's GDAL open it first, and refuse some products with its own
+    message), while a HiRISE image already on the map is picked from the list.
+    """
+    alg.addParameter(QgsProcessingParameterFile(name, label, FILE, fileFilter=file_filter, optional=True))
     alg.addParameter(
-        QgsProcessingParameterFile(
-            "INPUT", "HiRISE product (PDS3 .LBL with its .JP2, or a Mars raster)", FILE, fileFilter=PRODUCT_FILTER
-        )
+        QgsProcessingParameterRasterLayer(f"{name}_LAYER", "Or: the same, as a raster layer on the map", optional=True)
     )
+
+
+def product_arg(
+    alg: MarsIceAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext, name: str = "INPUT"
+) -> str:
+    """The product's path for argv: the file given, or the file behind the chosen raster layer."""
+    path = alg.parameterAsFile(parameters, name, context)
+    layer = (
+        alg.parameterAsRasterLayer(parameters, f"{name}_LAYER", context)
+        if alg.is_set(parameters, f"{name}_LAYER")
+        else None
+    )
+    label = alg.parameterDefinition(name).description()
+    if path and layer is not None:
+        raise QgsProcessingException(f"{label}: give either a file or a raster layer, not both")
+    if layer is None:
+        if not path:
+            raise QgsProcessingException(f"{label}: give a file or choose a raster layer on the map")
+        return path
+    source = layer_file(layer.source())
+    if layer.providerType() != "gdal" or not source:
+        raise QgsProcessingException(
+            f"The layer '{layer.name()}' is not read from a file ({layer.source()}); MarsIce reads products from "
+            "files: give the product's .LBL or raster file instead"
+        )
+    return source
+
+
+def layer_file(source: str) -> str:
+    """The file path a layer source names ('' when it is not a file on disk, e.g. /vsimem/, a URL, a database)."""
+    path = source.split("|", 1)[0]
+    return path if path and Path(path).is_file() else ""
+
+
+# -- footprints, all or the selected ones ------------------------------------------------------------------------
+
+
+def add_footprints_layer_parameter(alg: MarsIceAlgorithm, label: str) -> None:
+    """``FOOTPRINTS_LAYER``: a footprint layer on the map, whose products (or, ticked, selected ones) are used."""
+    alg.addParameter(QgsProcessingParameterFeatureSource("FOOTPRINTS_LAYER", label, [POLYGONS], optional=True))
+
+
+def footprint_ids(alg: MarsIceAlgorithm, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
+    """The ``product_id`` of every feature of ``FOOTPRINTS_LAYER`` (only the selected ones when the dialog's
+    "Selected features only" is ticked), in layer order, each once; [] when no layer was given."""
+    if not alg.is_set(parameters, "FOOTPRINTS_LAYER"):
+        return []
+    source = alg.parameterAsSource(parameters, "FOOTPRINTS_LAYER", context)
+    if source is None:
+        raise QgsProcessingException(
+            "The footprint layer could not be read; choose a layer from Search HiRISE products"
+        )
+    if source.fields().indexOf("product_id") < 0:
+        raise QgsProcessingException(
+            "The footprint layer has no product_id field; choose a layer written by Search HiRISE products"
+        )
+    ids = [str(feature["product_id"]).strip() for feature in source.getFeatures()]
+    ids = list(dict.fromkeys(i for i in ids if i and i != "NULL"))
+    if not ids:
+        raise QgsProcessingException("No footprints chosen: select some on the map, or untick 'Selected features only'")
+    return ids
 
 
 # -- where and when to search ----------------------------------------------------------------------------------

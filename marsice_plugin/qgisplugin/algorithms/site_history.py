@@ -21,7 +21,7 @@ from qgis.core import (
 )
 
 from ..compat import DOUBLE, FILE, POLYGONS
-from ..layers import queue_geopackage
+from ..layers import queue_geopackage, queue_layer
 from .base import MarsIceAlgorithm
 
 try:  # QGIS >= 3.36 and QGIS 4
@@ -120,12 +120,11 @@ class SiteHistoryAlgorithm(MarsIceAlgorithm):
         self, parameters: dict[str, Any], context: QgsProcessingContext, outputs: dict[str, Any]
     ) -> dict[str, Any]:
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
-        loaded = queue_geopackage(context, output, self.run_group(output), replace=output)
-        if loaded:  # the observations table too, in the same project (it has no geometry, so no group)
+        group = self.run_group(output)
+        loaded = queue_geopackage(context, output, group, replace=output)
+        if loaded:  # the observations table too, in the same project and the run's group
             project = context.layerToLoadOnCompletionDetails(loaded[0]).project
-            details = QgsProcessingContext.LayerDetails("Site observations", project, "")
-            details.forceName = True
-            context.addLayerToLoadOnCompletion(f"{output}|layername=site_observations", details)
+            queue_layer(context, f"{output}|layername=site_observations", "Site observations", group, project)
         return {
             self.OUTPUT: output,
             "SITES": outputs.get("sites"),

@@ -16,6 +16,7 @@ from qgis.core import (
 from ..compat import DOUBLE, FILE, mark_advanced
 from ..layers import queue_raster
 from .base import MarsIceAlgorithm
+from .parameters import add_product_parameter, product_arg
 
 _IMAGE_FILTER = "HiRISE PDS3 labels and rasters (*.LBL *.lbl *.tif *.tiff *.cub *.vrt);;All files (*.*)"
 _DTM_FILTER = "DTMs (*.IMG *.img *.tif *.tiff *.cub *.vrt);;All files (*.*)"
@@ -42,14 +43,8 @@ class TerrainAttributesAlgorithm(MarsIceAlgorithm):
     HELP_DOC = "README.md#terrain"
 
     def initAlgorithm(self, config: dict[str, Any] | None = None) -> None:
-        self.addParameter(
-            QgsProcessingParameterFile(self.DTM, "DTM (HiRISE .IMG or Mars DEM)", FILE, fileFilter=_DTM_FILTER)
-        )
-        self.addParameter(
-            QgsProcessingParameterFile(
-                self.INPUT, "HiRISE product (PDS3 .LBL or a Mars raster)", FILE, fileFilter=_IMAGE_FILTER
-            )
-        )
+        add_product_parameter(self, self.DTM, "DTM (HiRISE .IMG or Mars DEM)", _DTM_FILTER)
+        add_product_parameter(self, self.INPUT, "HiRISE product (PDS3 .LBL or a Mars raster)", _IMAGE_FILTER)
         self.addParameter(
             QgsProcessingParameterFile(
                 self.CANDIDATES,
@@ -86,8 +81,8 @@ class TerrainAttributesAlgorithm(MarsIceAlgorithm):
         self.addOutput(QgsProcessingOutputNumber("CANDIDATES_SCORED", "Candidates scored"))
 
     def cli_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
-        dtm = self.parameterAsFile(parameters, self.DTM, context)
-        product = self.parameterAsFile(parameters, self.INPUT, context)
+        dtm = product_arg(self, parameters, context, self.DTM)
+        product = product_arg(self, parameters, context, self.INPUT)
         candidates = self.parameterAsFile(parameters, self.CANDIDATES, context)
         ring = self.parameterAsDouble(parameters, self.RING_M, context)
         folder = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
@@ -104,9 +99,12 @@ class TerrainAttributesAlgorithm(MarsIceAlgorithm):
     ) -> dict[str, Any]:
         folder = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         group = self.run_group(folder)
+        # the candidates GeoPackage got its terrain fields in place: its open layers reload as the rasters load
+        reload = self.parameterAsFile(parameters, self.CANDIDATES, context) if outputs.get("candidates") else ""
         for kind in ("SLOPE", "ASPECT", "POLEWARD", "SHADOW"):  # into the run's group, each styled for its kind
             if outputs.get(kind):
-                queue_raster(context, outputs[kind], group)
+                queue_raster(context, outputs[kind], group, reload=reload)
+                reload = ""  # once is enough
         return {
             self.OUTPUT: folder,
             "SLOPE": outputs.get("SLOPE"),

@@ -17,7 +17,7 @@ from qgis.core import (
 from ..compat import DOUBLE, INTEGER
 from ..layers import queue_geopackage
 from .base import MarsIceAlgorithm
-from .parameters import add_product_parameter
+from .parameters import add_product_parameter, product_arg
 
 
 class TileProductAlgorithm(MarsIceAlgorithm):
@@ -113,7 +113,7 @@ class TileProductAlgorithm(MarsIceAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.SKIPPED, "Chunks skipped"))
 
     def cli_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
-        product = self.parameterAsFile(parameters, self.INPUT, context)
+        product = product_arg(self, parameters, context)
         folder = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         size = self.parameterAsInt(parameters, self.SIZE, context)
         args = [self.COMMAND, product, "-o", folder, "--size", str(size)]
