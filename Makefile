@@ -17,7 +17,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 comma := ,
 DEMO_DIR ?= demo_output
 
-.PHONY: setup apt demo test lint format zip demo-model model model-level2 model-level1 model-ensemble model-threshold clean
+.PHONY: setup apt demo test lint format zip demo-model model model-level2 model-level1 model-ensemble model-threshold model-patch clean
 
 setup: apt $(STAMP)
 
@@ -98,20 +98,33 @@ model-threshold: setup
 	$(VENV)/bin/python bench/choose_threshold.py models/marsice_xception_256_level2.keras --write-card \
 	  -o models/marsice_xception_256_level2.threshold.json
 
-# The models the plugin runs: the default ensemble and the fast model (--fast), each with its card.
-ZIP_MODELS := $(foreach m,marsice_ensemble_512_level1 marsice_xception_256_level2,\
-  models/$(m).keras models/$(m).card.json models/$(m).md)
+# The second stage (about 55 minutes on 2 shared cores; see models/marsice_patch_64.md): a small CNN on level-0
+# crops of the brightness rule's candidates in rendered products (seeds 200000-200359, tuning 210000-210089) and
+# real ice-free HiRISE pixels (../shared/realdata, open split only), its threshold chosen on the tuning part.
+model-patch: setup
+	$(VENV)/bin/python bench/train_patch_model.py -o models/marsice_patch_64.keras
 
-# An installable plugin zip: the package folder with metadata.txt inside (symlinks resolved) and the shipped
-# models as package data in marsice_plugin/models/ (about 30 MB: deflate gains little on network weights).
+# The models the plugin runs: the default ensemble and the fast model (--fast), each with its card, and detect's
+# second stage (marsice_patch_64, `make model-patch`) where it has been built.
+ZIP_MODELS := $(foreach m,marsice_ensemble_512_level1 marsice_xception_256_level2,\
+  models/$(m).keras models/$(m).card.json models/$(m).md) \
+  $(wildcard $(foreach e,keras card.json md,models/marsice_patch_64.$(e)))
+
+# An installable plugin zip: the package folder with metadata.txt inside (symlinks resolved), the shipped
+# models as package data in marsice_plugin/models/ (about 30 MB: deflate gains little on network weights), and
+# pyproject.toml, the one list of pins: the plugin's first-run set-up installs them (marsice_plugin/environment.py).
+# ZIP_BUILD and ZIP_DIST (absolute or relative paths) let a test build its own zip beside a running `make zip`.
+ZIP_BUILD ?= build/zip
+ZIP_DIST ?= dist
 zip:
-	@rm -rf build/zip && mkdir -p build/zip/marsice_plugin/models dist
-	cp -rL marsice_plugin/. build/zip/marsice_plugin
-	cp $(ZIP_MODELS) build/zip/marsice_plugin/models/
-	find build/zip -name __pycache__ -prune -exec rm -rf {} +
-	rm -f dist/marsice_plugin.zip
-	cd build/zip && $(SYSTEM_PYTHON) -c "import shutil; shutil.make_archive('../../dist/marsice_plugin', 'zip', '.', 'marsice_plugin')"
-	@echo "dist/marsice_plugin.zip"
+	@rm -rf $(ZIP_BUILD) && mkdir -p $(ZIP_BUILD)/marsice_plugin/models $(ZIP_DIST)
+	cp -rL marsice_plugin/. $(ZIP_BUILD)/marsice_plugin
+	cp $(ZIP_MODELS) $(ZIP_BUILD)/marsice_plugin/models/
+	cp pyproject.toml $(ZIP_BUILD)/marsice_plugin/
+	find $(ZIP_BUILD) -name __pycache__ -prune -exec rm -rf {} +
+	rm -f $(ZIP_DIST)/marsice_plugin.zip
+	$(SYSTEM_PYTHON) -c "import shutil; shutil.make_archive('$(abspath $(ZIP_DIST))/marsice_plugin', 'zip', '$(ZIP_BUILD)', 'marsice_plugin')"
+	@echo "$(ZIP_DIST)/marsice_plugin.zip"
 
 clean:
 	rm -rf build dist $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -9,6 +9,8 @@ Not a test: it times things and takes a few minutes. It prints
   to the bare model (target ≥ 0.8);
 * one end-to-end ``detect`` of the product at the level the model's card names (stitching,
   candidates, GeoPackage included) in megapixels/s and chunks/s, and the peak RSS of the process;
+* the second stage's own cost inside it (level-0 crops and the patch CNN on every outline,
+  :mod:`marsice_plugin.patches`) and its share of detect's time (target < 20 %);
 * with ``--read-levels 1 2``: the overlapped rate when the reader decodes that JPEG2000 resolution
   level instead of every pixel (:func:`marsice_plugin.model_registry.read_scale`), its ratio to the bare
   model and its agreement with level 0 on the product's chunks;
@@ -165,8 +167,37 @@ def main() -> int:
         f"{args.size**2 / dt / 1e6:.2f} Mpx/s, {len(result.scored) / dt:.1f} chunks/s, "
         f"{len(result.scored)} chunks, {len(result.candidates)} candidates"
     )
+    second_stage(sample.label_path, work, end_to_end, dt)
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     return 0
+
+
+def second_stage(label: Path, work: Path, options: object, detect_s: float) -> None:
+    """The second stage's own cost (level-0 crops + patch CNN on every outline) beside detect's end-to-end time."""
+    from dataclasses import replace
+
+    from marsice_plugin.detection import load_stage
+    from marsice_plugin.patches.model import predict_crops
+    from marsice_plugin.patches.stage import product_crops
+    from marsice_plugin.pipeline import detect
+    from marsice_plugin.product import open_product
+
+    every = detect(label, work / "bench_all.gpkg", replace(options, all_candidates=True))
+    stage = load_stage(None)
+    with open_product(label) as product:
+        t = time.perf_counter()
+        crops = product_crops(product, every.candidates)
+        crop_s = time.perf_counter() - t
+        t = time.perf_counter()
+        predict_crops(stage.model, crops)
+        cnn_s = time.perf_counter() - t
+    total = crop_s + cnn_s
+    print(
+        f"second stage ({stage.name}): {total:.2f} s for {len(every.candidates)} outlines (level-0 crops "
+        f"{crop_s:.2f} s, patch CNN {cnn_s:.2f} s) = {100 * total / detect_s:.1f} % of detect's {detect_s:.1f} s; "
+        f"{every.outlined} outlined, {sum(c.probability >= stage.threshold for c in every.candidates)} kept at "
+        f"{stage.threshold:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -70,6 +70,10 @@ class Candidate:
     peak_contrast: float
     centroid_lon: float
     centroid_lat: float
+    #: the second stage's (marsice_plugin.patches): its ice probability, the first stage's and the rank; None before
+    probability: float | None = None
+    chunk_probability: float | None = None
+    rank: float | None = None
 
 
 def _background(data: np.ndarray, scale_m: float, background_m: float) -> np.ndarray:

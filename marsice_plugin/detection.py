@@ -1,14 +1,16 @@
 """The detect flow, once: product → chunks → CNN probabilities → candidate outlines → layer rows.
 
 :func:`detect_product` is a pure function of an open product, a loaded model and the options: it reads
-nothing else and writes nothing. ``marsice detect`` (:func:`marsice_plugin.pipeline.detect`) writes what it
-returns, ``scan`` tasks return its rows to the client, and ``evaluate`` compares it with the truth, so the
-three cannot drift apart. Chunks are streamed strip by strip and scored in batches while the next batch is
-read (:mod:`marsice_plugin.cnn.inference`).
+nothing else (but the second stage's small model, :mod:`marsice_plugin.patches`, loaded once) and writes
+nothing. ``marsice detect`` (:func:`marsice_plugin.pipeline.detect`) writes what it returns, ``scan`` tasks
+return its rows to the client, and ``evaluate`` compares it with the truth, so the three cannot drift apart.
+Chunks are streamed strip by strip and scored in batches while the next batch is read
+(:mod:`marsice_plugin.cnn.inference`).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from .chunk_reader import ChunkReader
 from .cnn.domain import DomainReference, check, load_reference
 from .detect_defaults import DEFAULT_BATCH_SIZE, is_flagged
 from .model_registry import model_read_level
+from .patches.stage import SEARCH_MODES, PatchStage, score_candidates
 from .product import Product
 from .progress import Reporter
 from .result_layers import ChunkScore, Detections, result_rows
@@ -42,6 +45,11 @@ class DetectOptions:
     read_level: int | None = None  # JPEG2000 level to decode (0 every pixel, 1 half, ...); None: the model card's
     max_center_nodata: float = 0.01
     max_nodata: float = 0.5
+    #: the second stage (marsice_plugin.patches): its model (None: the shipped one), whether candidates under its
+    #: threshold are kept (--all-candidates), and where candidates are searched ("flagged" chunks or "all")
+    patch_model_path: Path | None = None
+    all_candidates: bool = False
+    search: str = "flagged"
 
 
 def score_chunks(
@@ -122,9 +130,28 @@ def detect_product(
         raise ValueError("detect_product needs a resolved threshold (model_registry.model_threshold)")
     reporter = reporter or Reporter("quiet")
     name = model_name if model_name is not None else Path(options.model_path or "").name
+    patch = load_stage(options.patch_model_path, options.all_candidates)  # before the long part: a missing file fails
     chunks = score_chunks(product, model, options, reporter)
-    reporter.progress(90, "outlining bright patches in flagged chunks")
-    return detections_from_scores(product, chunks, options.threshold, name, load_reference(options.model_path))
+    reporter.progress(90, f"outlining bright patches in {'flagged' if options.search == 'flagged' else 'every'} chunk")
+    return detections_from_scores(
+        product, chunks, options.threshold, name, load_reference(options.model_path), patch, options.search
+    )
+
+
+def load_stage(path: Path | None, keep_all: bool = False) -> PatchStage:
+    """The second stage from its model file (None: the shipped one) and its card's threshold, loaded once per path."""
+    from .patches.model import patch_model_path
+
+    path = Path(path) if path is not None else patch_model_path()
+    model, threshold = _stage_model(str(path.resolve()))
+    return PatchStage(model, threshold, keep_all, path.name)
+
+
+@functools.lru_cache(maxsize=2)
+def _stage_model(path: str) -> tuple[Any, float]:
+    from .patches.model import load_patch_model, patch_threshold
+
+    return load_patch_model(path), patch_threshold(path)
 
 
 def detections_from_scores(
@@ -133,17 +160,33 @@ def detections_from_scores(
     threshold: float,
     model_name: str = "",
     reference: DomainReference | None = None,
+    patch: PatchStage | None = None,
+    search: str = "flagged",
 ) -> Detections:
     """The flow after the CNN: stitch the chunk probabilities, outline candidates in flagged chunks, build rows.
 
     Its own function so that chunk scores from elsewhere (a test's, an evaluation's hot-pixel-free twin) go
     through exactly the steps ``detect`` takes. ``reference`` (the model card's training statistics) gives the
-    product its domain check (:mod:`marsice_plugin.cnn.domain`).
+    product its domain check (:mod:`marsice_plugin.cnn.domain`). ``patch`` is the second stage
+    (:mod:`marsice_plugin.patches.stage`): each candidate gets its probability and rank, and those under its
+    threshold are dropped unless it keeps all; None leaves the rule's candidates as they are. ``search`` "all"
+    outlines candidates in every scored chunk, not only the flagged ones (README, *Second stage*).
     """
+    if search not in SEARCH_MODES:
+        raise ValueError(f"search must be one of {SEARCH_MODES}, not {search!r}")
     found = Detections(product.product_id, threshold, chunks=list(chunks))
     found.domain = check([c.input_stats for c in found.chunks if c.input_stats is not None], reference)
     found.raster = stitch(found.chunks, product.width, product.height, product.transform)
-    flagged = [c.window for c in found.chunks if is_flagged(c.probability, threshold)]
-    found.candidates = delineate(product, flagged, found.raster, CandidateOptions(threshold=threshold))
+    if search == "all":
+        windows = [c.window for c in found.scored]
+        rule = CandidateOptions(threshold=0.0)
+    else:
+        windows = [c.window for c in found.chunks if is_flagged(c.probability, threshold)]
+        rule = CandidateOptions(threshold=threshold)
+    found.candidates = delineate(product, windows, found.raster, rule)
+    if patch is not None:
+        found.outlined = len(found.candidates)
+        found.candidates = score_candidates(product, found.candidates, patch)
+        found.patch_threshold = patch.threshold
     found.rows = result_rows(product, found, model_name)
     return found

@@ -132,6 +132,8 @@ def evaluate(
     reporter: Reporter | None = None,
     overlap: int | None = 0,
     read_level: int | None = None,
+    search: str = "flagged",
+    patch_model: Path | None = None,
 ) -> dict[str, Any]:
     """Score every chunk of the evaluation set with the model and the baseline; return the report.
 
@@ -141,11 +143,15 @@ def evaluate(
     decoded (see :func:`marsice_plugin.model_registry.read_scale`; None: the model card's). Beside the
     paper's metrics the report holds two of its failure modes measured directly: chunks flagged without any
     ice that contain planted hot pixels (and how many of them the hot pixels caused, from the
-    product's hot-pixel-free twin), and recall on patches cut by the paper's chunk grid.
+    product's hot-pixel-free twin), and recall on patches cut by the paper's chunk grid. ``second_stage`` holds
+    what the ``ice_candidates`` layer gives (:mod:`marsice_plugin.patches.metrics`): polygon precision and
+    planted-patch recall at the second stage's threshold, and average precision of ``rank`` beside ordering by area
+    and by chunk probability, with candidates searched as ``search`` says (detect's ``--search``).
     """
     from .cnn.model import load_model, model_input_size
-    from .detection import DetectOptions, detect_product
+    from .detection import DetectOptions, detect_product, load_stage
     from .model_registry import model_read_level, model_threshold
+    from .patches.metrics import RankingTally
     from .product import open_product
     from .truth import chunk_truth
 
@@ -155,7 +161,16 @@ def evaluate(
     reporter.progress(0, f"rendering {spec['name']}")
     products = render_set(spec, cache, limit)
     model = load_model(model_path)
-    options = DetectOptions(model_path=Path(model_path), threshold=threshold, overlap=overlap, read_level=read_level)
+    options = DetectOptions(
+        model_path=Path(model_path),
+        threshold=threshold,
+        overlap=overlap,
+        read_level=read_level,
+        patch_model_path=patch_model,
+        all_candidates=True,  # every outline scored: the tally applies the threshold itself
+        search=search,
+    )
+    tally = RankingTally(load_stage(patch_model).threshold)
     read_level = model_read_level(options, model_input_size(model))
     options = replace(options, read_level=read_level)
     records: list[ChunkRecord] = []
@@ -185,6 +200,7 @@ def evaluate(
             hot_caused += _flags_caused_by_hot_pixels(spec, entry, cache, model, options, with_hot)
             for key, value in candidate_truth(product, sample.scene.ice, found.candidates).items():
                 outlines[key] += value
+            tally.add(product, sample.scene.ice, found.candidates)
             for key, counts in patch_recall(sample.scene.ice, scores, threshold, options.chunk_size).items():
                 patches[key]["found"] += counts["found"]
                 patches[key]["patches"] += counts["patches"]
@@ -215,6 +231,7 @@ def evaluate(
             "precision": outlines["on_ice"] / outlines["candidates"] if outlines["candidates"] else float("nan"),
             "patch_recall": outlines["patches_outlined"] / outlines["patches"] if outlines["patches"] else float("nan"),
         },
+        "second_stage": {**tally.report(), "search": search},
         "paper_context": PAPER_CONTEXT,
         "_curve": {"y": y.tolist(), "p": p.tolist(), "baseline": b.tolist()},
     }

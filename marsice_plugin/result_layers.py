@@ -89,6 +89,10 @@ class Detections:
     rows: dict[str, list[Row]] = field(default_factory=dict)
     #: how far the product's pixels lie from the model's training (cnn.domain.DomainCheck); None without a reference
     domain: Any = None
+    #: candidates the rule outlined before the second stage dropped those under its threshold (patches.stage)
+    outlined: int = 0
+    #: the second stage's threshold; None when no second stage ran
+    patch_threshold: float | None = None
 
     @property
     def scored(self) -> list[ChunkScore]:
@@ -110,8 +114,13 @@ class Detections:
         return (
             f"{self.product_id}: {len(self.scored)} chunks scored, {len(self.chunks) - len(self.scored)} skipped, "
             f"{len(self.above)} at or above {self.threshold:.2f} (image category: {self.category}){best_text}, "
-            f"{len(self.candidates)} ice candidates"
+            f"{len(self.candidates)} ice candidates{self._second_stage()}"
         )
+
+    def _second_stage(self) -> str:
+        if self.patch_threshold is None:
+            return ""
+        return f" (of {self.outlined} bright patches outlined; second stage at or above {self.patch_threshold:.2f})"
 
 
 @dataclass
@@ -156,6 +165,9 @@ CANDIDATE_FIELDS = [
     Field("max_probability", float, "highest stitched CNN probability over the patch"),
     Field("mean_probability", float, "mean stitched CNN probability over the patch"),
     Field("peak_contrast", float, "90th percentile brightness above the local background (relative)"),
+    Field("probability", float, "second stage: ice probability of this patch from its full-resolution crop"),
+    Field("chunk_probability", float, "first stage: highest chunk CNN probability over the patch"),
+    Field("rank", float, "order to inspect in (higher first): the probability until terrain is added"),
     Field("centroid_lat", float, "planetocentric latitude of the patch centroid (degrees)"),
     Field("centroid_lon", float, "east longitude of the patch centroid (degrees, -180..180)"),
     Field("centroid_lon_360", float, "east longitude of the patch centroid (degrees, 0..360)"),
@@ -272,6 +284,9 @@ def result_rows(product: Product, result: Detections, model_name: str) -> dict[s
                     "max_probability": cand.max_probability,
                     "mean_probability": cand.mean_probability,
                     "peak_contrast": cand.peak_contrast,
+                    "probability": cand.probability,
+                    "chunk_probability": cand.chunk_probability,
+                    "rank": cand.rank,
                     "centroid_lat": cand.centroid_lat,
                     "centroid_lon": cand.centroid_lon,
                     "centroid_lon_360": cand.centroid_lon % 360.0,

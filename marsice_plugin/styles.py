@@ -236,10 +236,30 @@ def tiles_qml() -> str:
     return _rule_based("tiles", rules)
 
 
+def candidates_qml() -> str:
+    """Candidates by the second stage's ``probability``: magenta, wider and more opaque the more probable; rows from
+    --all-candidates under 0.5 faint and dashed; rows without one (older files) thin grey."""
+    width = '0.3 + 1.0 * coalesce("probability", 0)'
+    rules = [
+        (
+            '"probability" IS NULL',
+            "no second-stage probability (older run)",
+            _outline_symbol("0", (160, 160, 160), 0.3),
+        ),
+        (
+            '"probability" >= 0.5',
+            "ice probability 0.5 or more (wider: more probable)",
+            _outline_symbol("1", (255, 0, 255), 0.6, width_expr=width),
+        ),
+        ("ELSE", "ice probability under 0.5", _outline_symbol("2", (255, 150, 255), 0.3, 160, "dash")),
+    ]
+    return _rule_based("ice candidates by probability", rules, order_by='"probability"')
+
+
 #: Default style per layer name: (style name, QML maker).
 DEFAULT_STYLES: dict[str, tuple[str, Callable[[], str]]] = {
     "chunks": ("flagged chunks outlined", chunks_qml),
-    "ice_candidates": ("candidates outlined", lambda: outline_qml((255, 0, 255), 0.6, "ice candidates")),
+    "ice_candidates": ("candidates by probability", candidates_qml),
     "products": ("footprints", lambda: outline_qml((30, 144, 255), 0.3, "product footprints")),
     "footprints": ("footprints by season", footprints_qml),
     "sites": ("sites by persistence", sites_qml),

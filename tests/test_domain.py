@@ -18,6 +18,7 @@ from rasterio.crs import CRS
 from marsice_plugin.cnn.domain import STATISTICS, input_statistics, load_reference
 from marsice_plugin.detection import DetectOptions
 from marsice_plugin.model_registry import MODELS_DIR, card_path
+from marsice_plugin.patches.model import PATCH_MODEL_NAME
 from marsice_plugin.pipeline import detect
 from marsice_plugin.product import open_product
 from marsice_plugin.progress import Reporter
@@ -56,6 +57,8 @@ def _detect(product, out):
 
 def test_every_shipped_card_holds_a_reference_with_99_percent_of_generated_products_inside():
     for model in sorted(MODELS_DIR.glob("*.keras")):
+        if model.name == PATCH_MODEL_NAME:  # the second stage reads crops, not chunks: no chunk domain reference
+            continue
         entry = json.loads(card_path(model).read_text())["domain_reference"]
         assert set(entry["statistics"]) == set(STATISTICS)
         products = entry["generated_products"]

@@ -161,8 +161,9 @@ print(json.dumps({{
     assert slope["group"] == probability["group"] == "run 1" and slope["name"].startswith("Slope")
     assert (slope["type"], slope["min"], slope["max"]) == ("singlebandpseudocolor", 0, 40)
     assert probability["type"] == "singlebandpseudocolor" and abs(probability["min"] - 0.55) < 1e-6
-    assert info["cand_valid"] and info["cand_renderer"] == "singleSymbol"
+    assert info["cand_valid"] and info["cand_renderer"] == "RuleRenderer"  # by the second stage's probability
     assert {"area_m2", "max_probability", "centroid_lat", "centroid_lon", "description"} <= set(info["cand_fields"])
+    assert {"probability", "chunk_probability", "rank"} <= set(info["cand_fields"])
     assert info["prod_count"] == 1 and info["prod_category"][0] in ("none", "one", "several")
     xmin, ymin, xmax, ymax = info["extent"]
     assert 31.3 < xmin < xmax < 31.5 and -50.3 < ymin < ymax < -50.1

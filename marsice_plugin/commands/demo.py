@@ -23,7 +23,9 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..detection import DetectOptions
+    from ..patches.metrics import touched, truth_patches
     from ..pipeline import detect
+    from ..product import open_product
     from ..truth import chunk_truth
 
     out: Path = args.output
@@ -36,7 +38,11 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
     result = detect(sample.label_path, gpkg, DetectOptions(), reporter, quicklook=png)
     truth = chunk_truth(sample.scene.ice, result.chunks)
     hits = sum(1 for c in result.above if truth.get((c.chunk_row, c.chunk_col)))
+    with open_product(sample.label_path) as product:
+        labels, _ = truth_patches(sample.scene.ice, product.scale_m)
+        on_ice = sum(1 for c in result.candidates if touched(product, labels, c.geometry))
     reporter.result(
         {"LABEL": str(sample.label_path), "OUTPUT": str(gpkg), "QUICKLOOK": str(png)},
-        result.summary() + f"; truth: {sum(truth.values())} chunks hold planted ice, {hits} of the flagged chunks do",
+        result.summary() + f"; truth: {sum(truth.values())} chunks hold planted ice, {hits} of the flagged chunks do; "
+        f"{on_ice} of the {len(result.candidates)} ice candidates lie on planted ice",
     )

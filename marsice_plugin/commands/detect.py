@@ -49,6 +49,25 @@ def add_parser(sub: Any) -> None:
         help="JPEG2000 resolution level to decode: 0 every pixel, 1 half resolution (a quarter of the pixels), "
         "2 a quarter; default: the level the model was trained at (its card's read_level, else 0)",
     )
+    p.add_argument(
+        "--all-candidates",
+        action="store_true",
+        help="keep every outlined bright patch in 'ice_candidates', also those under the second stage's threshold "
+        "(their 'probability' says how likely each is ice)",
+    )
+    p.add_argument(
+        "--search",
+        choices=("flagged", "all"),
+        default="flagged",
+        help="where bright patches are outlined at full resolution: in the chunks the CNN flags (default) or in "
+        "every chunk (finds small patches the chunk CNN misses; costs a full-resolution decode)",
+    )
+    p.add_argument(
+        "--patch-model",
+        type=Path,
+        default=None,
+        help="second-stage model (.keras with its .card.json; default: the shipped models/marsice_patch_64.keras)",
+    )
     p.add_argument("--quicklook", type=Path, default=None, help="also write a quick-look PNG here")
     p.add_argument(
         "--probability-raster", type=Path, default=None, help="also write the stitched probability GeoTIFF here"
@@ -68,6 +87,9 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         batch_size=args.batch_size,
         precision=args.precision,
         read_level=args.read_level,
+        patch_model_path=args.patch_model,
+        all_candidates=args.all_candidates,
+        search=args.search,
     )
     result = detect(
         args.product,

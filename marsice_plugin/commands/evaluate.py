@@ -37,6 +37,15 @@ def add_parser(sub: Any) -> None:
         default=None,
         help="JPEG2000 resolution level to decode the evaluation set at (default: the model card's, as detect)",
     )
+    p.add_argument(
+        "--search",
+        choices=("flagged", "all"),
+        default="flagged",
+        help="where candidates are outlined, as detect's --search (default: flagged chunks)",
+    )
+    p.add_argument(
+        "--patch-model", type=Path, default=None, help="second-stage model (default: the shipped one, as detect)"
+    )
     p.add_argument("--set", default="evaluation_set_v1", help="evaluation set name (default: evaluation_set_v1)")
     p.add_argument("--cache", type=Path, default=Path(".marsice-eval"), help="folder for the rendered products")
     p.add_argument(
@@ -67,6 +76,8 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
             reporter,
             overlap=overlap,
             read_level=args.read_level,
+            search=args.search,
+            patch_model=args.patch_model,
         )
     outputs: dict[str, Any] = {}
     if args.pr_curve:
@@ -108,6 +119,17 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         lines.append(
             f"candidate outlines: {c['candidates']}, {c['on_ice']} on planted ice; "
             f"{c['patches_outlined']} of {c['patches']} planted patches outlined"
+        )
+    if "second_stage" in report:
+        s = report["second_stage"]
+        ap = s["average_precision"]
+        lines.append(
+            f"second stage (threshold {s['threshold']:.2f}, search {s['search']}): {s['kept']} of {s['outlined']} "
+            f"outlines kept, polygon precision {s['polygon_precision']:.3f} ({s['kept_on_ice']}/{s['kept']}); "
+            f"planted patches >= {s['min_patch_m']:g} m found {s['patches_found']}/{s['patches']} "
+            f"(recall {s['patch_recall']:.3f}, {s['patch_recall_before_second_stage']:.3f} before it); "
+            f"average precision rank {ap['rank']:.3f}, area {ap['area']:.3f}, "
+            f"chunk probability {ap['chunk_probability']:.3f}"
         )
     lines.append(report["paper_context"])
     outputs["report"] = public

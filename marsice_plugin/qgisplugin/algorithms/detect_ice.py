@@ -16,7 +16,7 @@ from qgis.core import (
 from ..compat import POLYGONS, mark_advanced
 from ..layers import queue_geopackage, queue_raster
 from .base import MarsIceAlgorithm
-from .parameters import add_model_parameters, add_product_parameter, model_args, threshold_args
+from .parameters import add_model_parameters, add_product_parameter, model_args, product_arg, threshold_args
 
 PRECISIONS = ["float32", "mixed_float16", "mixed_bfloat16"]
 #: Read level choices; the first leaves the level to the model card (``--read-level`` omitted), the others are 0, 1, 2.
@@ -38,6 +38,8 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
     PROBABILITY = "PROBABILITY"
     PRECISION = "PRECISION"
     READ_LEVEL = "READ_LEVEL"
+    ALL_CANDIDATES = "ALL_CANDIDATES"
+    SEARCH_ALL = "SEARCH_ALL"
 
     NAME = "detect"
     COMMAND = "detect"
@@ -53,6 +55,18 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         add_model_parameters(self)
         self.addParameter(
             QgsProcessingParameterBoolean(self.OVERLAP, "Overlap chunks (patches on chunk edges seen whole)", True)
+        )
+        self.addParameter(
+            QgsProcessingParameterBoolean(
+                self.ALL_CANDIDATES, "Keep every bright patch (also those under the second stage's threshold)", False
+            )
+        )
+        self.addParameter(
+            mark_advanced(
+                QgsProcessingParameterBoolean(
+                    self.SEARCH_ALL, "Outline bright patches in every chunk, not only flagged ones", False
+                )
+            )
         )
         self.addParameter(
             mark_advanced(
@@ -85,7 +99,7 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         )
 
     def cli_args(self, parameters: dict[str, Any], context: QgsProcessingContext) -> list[str]:
-        product = self.parameterAsFile(parameters, self.INPUT, context)
+        product = product_arg(self, parameters, context)
         output = self.parameterAsOutputLayer(parameters, self.OUTPUT, context)
         quicklook = self.parameterAsFileOutput(parameters, self.QUICKLOOK, context)
         raster = self.parameterAsFileOutput(parameters, self.PROBABILITY, context)
@@ -99,6 +113,8 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         args += ["--probability-raster", raster] if raster else []
         args += ["--precision", precision] if precision != "float32" else []
         args += ["--read-level", str(read_level)] if read_level >= 0 else []
+        args += ["--all-candidates"] if self.parameterAsBoolean(parameters, self.ALL_CANDIDATES, context) else []
+        args += ["--search", "all"] if self.parameterAsBoolean(parameters, self.SEARCH_ALL, context) else []
         return args
 
     def cli_results(

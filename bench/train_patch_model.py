@@ -1,0 +1,188 @@
+"""Train the second-stage patch model, choose its threshold on tuning data, write it with its card.
+
+What goes in (``make model-patch``; about 55 minutes on 2 shared cores):
+
+* **Rendered products**, training seeds :data:`TRAIN_SEED` and up, tuning seeds :data:`TUNE_SEED` and up
+  (:func:`marsice_plugin.patches.training.scene_examples`): every candidate the brightness rule outlines, labelled
+  by its overlap with the renderer's ice truth. Both ranges lie below the evaluation seed base (1,000,000) and clear
+  of every other training range (1,000-1,800, 30,000-43,200, 500,000+ held-out chunks, 600,000+, 700,000+, 800,000+).
+* **Real ice-free HiRISE pixels** from ``../shared/realdata`` (read here only, never committed): the
+  ``landmark_tiles`` rows with ``split = open`` whose ``frost_prior`` expects no frost, split once by observation
+  (80 % training, 20 % tuning, seed :data:`SPLIT_SEED`); the strips and crops of ``images/`` (8-bit PNG/JPEG) and the
+  RED browse of ``browse/`` go to training. Every candidate the rule outlines there is a negative. Rows with
+  ``split = heldout`` are never read.
+
+Threshold rule, fixed before training: the highest threshold at which the tuning candidates labelled ice are still
+found at a rate of at least :data:`TUNE_RECALL` (0.8). The frozen evaluation sets are never read.
+
+Usage::
+
+    .venv/bin/python bench/train_patch_model.py -o models/marsice_patch_64.keras
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+TRAIN_SEED, TRAIN_SCENES = 200_000, 360
+TUNE_SEED, TUNE_SCENES = 210_000, 90
+SPLIT_SEED = 22
+TUNE_RECALL = 0.8
+REAL_SCALE_M = 0.5  # real tiles are cut at one crop pixel per image pixel (their own scale is coarser: texture)
+
+
+def _scenes(first: int, count: int, cache: Path) -> dict:
+    from marsice_plugin.patches.training import Examples, scene_examples
+
+    path = cache / f"scenes_{first}_{count}.npz"
+    if path.exists():
+        return dict(np.load(path))
+    total = Examples()
+    with ProcessPoolExecutor(2) as pool:
+        for ex in pool.map(scene_examples, range(first, first + count), chunksize=4):
+            total.extend(ex)
+    arrays = {
+        "x": np.asarray(total.x, np.float32),
+        "y": np.asarray(total.y, np.float32),
+        "touches": np.asarray(total.touches_ice),
+        "area": np.asarray(total.area_m2),
+    }
+    cache.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return arrays
+
+
+def _grey(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"), dtype=np.float32)
+
+
+def _real(part: str) -> tuple[np.ndarray, list[str]]:
+    """Negatives of the open split's ``part`` ('train' or 'tune'); training also takes images/ and browse/."""
+    from marsice_plugin.patches.training import Examples, array_examples
+
+    root = REAL / "landmark_tiles"
+    with (root / "tiles.csv").open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "open" and r["frost_prior"].startswith("no_")]
+    observations = sorted({r["observation"] for r in rows})
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(observations))
+    tune = {observations[i] for i in order[: round(0.2 * len(observations))]}
+    chosen = [r for r in rows if (r["observation"] in tune) == (part == "tune")]
+    files = [root / r["file"] for r in chosen]
+    if part == "train":
+        files += sorted(p for p in (REAL / "images").iterdir() if p.suffix.lower() in (".png", ".jpg"))
+        files += sorted((REAL / "browse").glob("*.jpg"))
+    rng = np.random.default_rng(SPLIT_SEED + (part == "tune"))
+    total = Examples()
+    for f in files:  # the tiles' sun azimuth is not in the bundled catalogue: a random turn (README, card)
+        total.extend(array_examples(_grey(f), REAL_SCALE_M, float(rng.uniform(0, 360)), f.name))
+    return np.asarray(total.x, np.float32).reshape(-1, 64, 64, 2), [str(f.relative_to(REAL)) for f in files]
+
+
+def _train(x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> object:
+    from marsice_plugin.cnn.model import keras_module
+    from marsice_plugin.patches.model import build_patch_model
+
+    keras = keras_module()
+    keras.utils.set_random_seed(seed)
+    model = build_patch_model()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy")
+    pos = max(1.0, float(y.sum()))
+    weights = {0: 1.0, 1: float((len(y) - pos) / pos) ** 0.5}
+    x = np.concatenate([x, x[:, :, ::-1]])  # mirror across the sun's axis: the sun stays at the top
+    y = np.concatenate([y, y])
+    model.fit(x, y, batch_size=64, epochs=epochs, class_weight=weights, verbose=2, shuffle=True)
+    return model
+
+
+def _threshold(p: np.ndarray, y: np.ndarray) -> float:
+    """The highest threshold keeping recall of the tuning ice candidates at TUNE_RECALL or more."""
+    positives = np.sort(p[y > 0.5])[::-1]
+    k = int(np.ceil(TUNE_RECALL * len(positives)))
+    return float(positives[k - 1]) if k else 0.5
+
+
+def _figures(p: np.ndarray, y: np.ndarray, t: float) -> dict:
+    from marsice_plugin.cnn.metrics import summary
+
+    s = summary(y.astype(bool), p, t)
+    return {k: s[k] for k in ("n", "positives", "precision", "recall", "roc_auc")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-o", "--output", type=Path, default=Path("models/marsice_patch_64.keras"))
+    parser.add_argument("--cache", type=Path, default=Path("build/patch_data"))
+    parser.add_argument("--epochs", type=int, default=15)
+    args = parser.parse_args()
+
+    train = _scenes(TRAIN_SEED, TRAIN_SCENES, args.cache)
+    tune = _scenes(TUNE_SEED, TUNE_SCENES, args.cache)
+    real_train, real_files = _real("train")
+    real_tune, _ = _real("tune")
+    print(
+        f"scenes: {len(train['y'])} training candidates ({int(train['y'].sum())} ice), real negatives "
+        f"{len(real_train)}; tuning {len(tune['y'])} ({int(tune['y'].sum())} ice), real {len(real_tune)}"
+    )
+    x = np.concatenate([train["x"], real_train])
+    y = np.concatenate([train["y"], np.zeros(len(real_train), np.float32)])
+    model = _train(x, y, args.epochs, seed=0)
+
+    from marsice_plugin.patches.model import predict_crops
+
+    p_tune = predict_crops(model, tune["x"])
+    p_real = predict_crops(model, real_tune)
+    threshold = _threshold(p_tune, tune["y"])
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    model.save(args.output)
+    card = {
+        "model": args.output.name,
+        "parameters": int(model.count_params()),
+        "input": "64 x 64 x 2 level-0 crop at 0.5 m/px, sun at the top (marsice_plugin.patches.crops)",
+        "threshold": round(threshold, 4),
+        "threshold_rule": f"highest threshold keeping recall >= {TUNE_RECALL} on the tuning candidates labelled ice",
+        "training": {
+            "epochs": args.epochs,
+            "batch_size": 64,
+            "learning_rate": 1e-3,
+            "augment": "mirror across the sun's axis",
+            "scenes": {
+                "first_seed": TRAIN_SEED,
+                "count": TRAIN_SCENES,
+                "candidates": len(train["y"]),
+                "ice": int(train["y"].sum()),
+            },
+            "real_negatives": {
+                "candidates": len(real_train),
+                "files": len(real_files),
+                "source": "../shared/realdata landmark_tiles split=open (80 % of observations, "
+                "frost_prior no_*), images/*.png|jpg, browse/*.jpg",
+            },
+        },
+        "tuning": {
+            "scenes": {"first_seed": TUNE_SEED, "count": TUNE_SCENES, **_figures(p_tune, tune["y"], threshold)},
+            "scenes_touching_ice_precision": float(tune["touches"][p_tune >= threshold].mean())
+            if (p_tune >= threshold).any()
+            else None,
+            "real_negatives": {"candidates": len(real_tune), "passing": int((p_real >= threshold).sum())},
+        },
+        "reproduce": "make model-patch",
+    }
+    args.output.with_suffix(".card.json").write_text(json.dumps(card, indent=1) + "\n")
+    print(json.dumps(card, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,102 @@
+"""The second stage in the detect flow: fields in the GeoPackage, the threshold, --all-candidates, the model file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from marsice_plugin.detection import DetectOptions, load_stage
+from marsice_plugin.errors import ModelError
+from marsice_plugin.gpkg import read_layer
+from marsice_plugin.patches.model import load_patch_model, patch_model_path, patch_threshold
+from marsice_plugin.pipeline import detect
+
+from .conftest import DEMO_MODEL, tiny_product
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The committed tiny product detected twice, outlines searched in every chunk: default and --all-candidates."""
+    folder = tmp_path_factory.mktemp("stage")
+    product = tiny_product(folder / "p")
+    common = {"model_path": DEMO_MODEL, "chunk_size": 256, "search": "all"}
+    kept = detect(product.label_path, folder / "kept.gpkg", DetectOptions(**common))
+    every = detect(product.label_path, folder / "all.gpkg", DetectOptions(**common, all_candidates=True))
+    return kept, every, product
+
+
+def _rows(result):
+    return [attrs for _, attrs in read_layer(result.output, "ice_candidates")]
+
+
+def test_candidates_carry_real_second_stage_values_in_the_geopackage(runs):
+    _, every, _ = runs
+    rows = _rows(every)
+    assert len(rows) == every.outlined > 0
+    probs = np.array([r["probability"] for r in rows])
+    assert np.all((probs >= 0) & (probs <= 1)) and probs.std() > 0  # real, varied scores, no placeholder
+    for r in rows:
+        assert r["chunk_probability"] == pytest.approx(r["max_probability"])
+        assert r["rank"] == pytest.approx(r["probability"])  # no DTM: rank is the probability
+    assert list(probs) == sorted(probs, reverse=True)  # written best first
+
+
+def test_default_drops_candidates_under_the_threshold_and_all_candidates_keeps_them(runs):
+    kept, every, _ = runs
+    threshold = load_stage(None).threshold
+    assert kept.patch_threshold == threshold == every.patch_threshold
+    all_probs = sorted(r["probability"] for r in _rows(every))
+    kept_probs = sorted(r["probability"] for r in _rows(kept))
+    assert kept_probs == pytest.approx([p for p in all_probs if p >= threshold], abs=1e-6)
+    assert len(kept_probs) < len(all_probs)  # some dropped here, and --all-candidates has them
+    assert f"of {every.outlined} bright patches outlined" in kept.summary()
+
+
+def test_kept_candidates_lie_on_the_planted_ice_and_rank_first(runs):
+    """The tiny product's planted patches: what the default keeps is on them, and they lead the full list."""
+    from marsice_plugin.patches.metrics import average_precision, touched, truth_patches
+    from marsice_plugin.product import open_product
+
+    kept, every, product = runs
+    with open_product(product.label_path) as opened:
+        labels, _ = truth_patches(product.ice, opened.scale_m)
+        kept_on = [bool(touched(opened, labels, c.geometry)) for c in kept.candidates]
+        every_on = np.array([bool(touched(opened, labels, c.geometry)) for c in every.candidates])
+    assert kept_on and all(kept_on)
+    ranks = np.array([c.rank for c in every.candidates])
+    areas = np.array([c.area_m2 for c in every.candidates])
+    assert average_precision(ranks, every_on) > average_precision(areas, every_on)
+
+
+def test_detect_and_qgis_flags_parse(tmp_path):
+    from marsice_plugin.cli import build_parser
+
+    args = build_parser().parse_args(["detect", "p.LBL", "-o", "o.gpkg", "--all-candidates", "--search", "all"])
+    assert args.all_candidates is True and args.search == "all" and args.patch_model is None
+    args = build_parser().parse_args(["detect", "p.LBL", "-o", "o.gpkg"])
+    assert args.all_candidates is False and args.search == "flagged"
+
+
+def test_shipped_model_passes_the_safety_check_and_its_card_gives_the_threshold():
+    path = patch_model_path()
+    model = load_patch_model(path)
+    assert tuple(model.input_shape[1:]) == (64, 64, 2)
+    assert 0.0 < patch_threshold(path) < 1.0
+    assert model.count_params() < 50_000  # small: it must cost a fraction of detect
+
+
+def test_bad_second_stage_models_are_refused_with_one_line(tmp_path):
+    with pytest.raises(ModelError, match="takes 64x64x2 crops"):
+        load_patch_model(DEMO_MODEL)  # a chunk model is not a second-stage model
+    copy = tmp_path / "patch.keras"
+    shutil.copy(patch_model_path(), copy)
+    with pytest.raises(ModelError, match="card has no threshold"):
+        patch_threshold(copy)  # no card beside it
+    copy.with_suffix(".card.json").write_text(json.dumps({"threshold": 1.5}))
+    with pytest.raises(ModelError, match="is not a probability"):
+        patch_threshold(copy)
+    with pytest.raises(ModelError, match="does not exist"):
+        load_patch_model(tmp_path / "missing.keras")
