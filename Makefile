@@ -63,10 +63,16 @@ model: setup
 	$(VENV)/bin/marsice train --synthetic 1600 --data-seed 30000 --init models/demo_xception_256.keras --epochs 8 \
 	  --learning-rate 3e-4 --augment sun --keep-best -o models/marsice_xception_256.keras
 
-# The default, fast-read detector, in two fine-tuning stages (about 85 minutes on 2 cores); see its model card.
-# Stage 1: the full-read weights on 2,000 chunks decoded at JPEG2000 level 2, as 'marsice detect' then reads
-# products (its card's read_level). Stage 2: 1,600 more chunks, half with a strip-edge no-data band, as the
-# chunks along a product's black margins are.
+# Real HiRISE pixels for training and threshold choice (read in place, never copied into the project; only the
+# landmark tiles' open split is read, see marsice_plugin/cnn/real_tiles.py).
+REAL ?= ../shared/realdata
+REAL_INDEX ?= ../shared/data/hirise_rdr_color_index.csv.gz
+
+# The fast-read detector (--fast), in three fine-tuning stages (about 85 minutes on 2 cores, plus about 80 for
+# stage 3 on shared cores); see its model card. Stage 1: the full-read weights on 2,000 chunks decoded at JPEG2000
+# level 2, as 'marsice detect' then reads products (its card's read_level). Stage 2: 1,600 more chunks, half with a
+# strip-edge no-data band, as the chunks along a product's black margins are. Stage 3: 800 more rendered chunks
+# with real ice-free tiles of the open split and the same tiles with planted patches.
 model-level2: setup
 	mkdir -p build/models
 	$(VENV)/bin/marsice train --synthetic 2000 --data-seed 32000 --read-level 2 \
@@ -74,14 +80,17 @@ model-level2: setup
 	  -o build/models/level2_stage1.keras
 	$(VENV)/bin/marsice train --synthetic 1600 --data-seed 34000 --edge-nodata 0.5 --read-level 2 \
 	  --init build/models/level2_stage1.keras --epochs 6 --learning-rate 1e-4 --augment sun --keep-best \
-	  -o models/marsice_xception_256_level2.keras
+	  -o build/models/level2_rendered.keras
+	$(VENV)/bin/marsice train --synthetic 800 --data-seed 60000 --edge-nodata 0.5 --hard-ice 0.3 --read-level 2 \
+	  --real $(REAL)/landmark_tiles --real-index $(REAL_INDEX) --init build/models/level2_rendered.keras \
+	  --epochs 4 --learning-rate 1e-4 --augment sun --keep-best -o models/marsice_xception_256_level2.keras
 
 # The finer read (about 95 minutes on 2 cores; see its model card): the default level-2 weights carried over
 # to 512 px inputs and fine-tuned on 1,600 new chunks decoded at JPEG2000 level 1 (twice the detail), half
 # with strip-edge no-data bands. Batches of 10: 512 px in the paper's batches of 25 needs about 25 GiB.
 model-level1: setup
 	$(VENV)/bin/marsice train --synthetic 1600 --data-seed 40000 --edge-nodata 0.5 --read-level 1 --input-size 512 \
-	  --init models/marsice_xception_256_level2.keras --epochs 5 --batch-size 10 --learning-rate 2e-4 --augment sun \
+	  --init build/models/level2_rendered.keras --epochs 5 --batch-size 10 --learning-rate 2e-4 --augment sun \
 	  --keep-best -o models/marsice_xception_512_level1.keras
 
 # The default detector, in seconds (no training): the two models above as one Keras model that averages their
@@ -96,7 +105,7 @@ model-threshold: setup
 	$(VENV)/bin/python bench/choose_threshold.py models/marsice_ensemble_512_level1.keras --write-card \
 	  -o models/marsice_ensemble_512_level1.threshold.json
 	$(VENV)/bin/python bench/choose_threshold.py models/marsice_xception_256_level2.keras --write-card \
-	  -o models/marsice_xception_256_level2.threshold.json
+	  --real $(REAL)/landmark_tiles --real-index $(REAL_INDEX) -o models/marsice_xception_256_level2.threshold.json
 
 # The second stage (about 55 minutes on 2 shared cores; see models/marsice_patch_64.md): a small CNN on level-0
 # crops of the brightness rule's candidates in rendered products (seeds 200000-200359, tuning 210000-210089) and

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sqlite3  # noqa: F401 - before any TensorFlow import: see marsice_plugin/__init__.py
 import subprocess
@@ -139,3 +140,12 @@ def marsice_cli():
         )
 
     return run
+
+
+#: The plain progress line a command prints every few seconds when stderr is not a terminal (marsice_plugin.progress).
+PROGRESS_LINE = re.compile(r"^\[\s*[\d.]+%\] ")
+
+
+def message_lines(stderr: str) -> list[str]:
+    """stderr without its periodic progress lines: what a command says beyond how far it has got."""
+    return [line for line in stderr.strip().splitlines() if not PROGRESS_LINE.match(line)]

@@ -11,7 +11,7 @@ import pytest
 import rasterio
 from affine import Affine
 
-from .conftest import DEMO_MODEL, REPO
+from .conftest import DEMO_MODEL, REPO, message_lines
 
 
 def _detect(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
@@ -32,7 +32,7 @@ def _copy_product(sample, folder):
 
 
 def _one_error_line(proc, *fragments):
-    lines = proc.stderr.strip().splitlines()
+    lines = message_lines(proc.stderr)  # a slow run may also print its periodic progress line
     assert len(lines) == 1 and lines[0].startswith("marsice: error: "), proc.stderr
     for fragment in fragments:
         assert fragment in lines[0]

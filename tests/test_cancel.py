@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from .catalogue_http import LocalServer, file_bytes, real_products, southern_product
-from .conftest import DEMO_MODEL, REPO
+from .conftest import DEMO_MODEL, REPO, message_lines
 
 #: The child. ``MARSICE_TEST_PAUSE=module:Class.function`` wraps that function so that, after running, it announces
 #: ``{"type": "paused"}`` and sleeps; ``MARSICE_TEST_GATE=module:Class.function=PATH`` makes the function wait, before
@@ -107,7 +107,7 @@ def _run_and_cancel(args: list[str], stop: Stop, tmp_path: Path, pause: str | No
 
 def _assert_cancelled(code: int, events: list, stderr: str) -> None:
     assert code == 130, (events, stderr)
-    lines = stderr.strip().splitlines()
+    lines = message_lines(stderr)
     assert len(lines) == 1 and CANCELLED.fullmatch(lines[0]), stderr
     message = lines[0].removeprefix("marsice: error: ")
     assert events[-1] == {"type": "error", "error": "CancelledError", "message": message, "exit_code": 130}
@@ -236,7 +236,7 @@ def test_detect_cancelled_while_replacing_rows_keeps_the_file_and_a_second_run_i
                 child.kill()
                 child.wait()
     assert second.returncode == 4, second_err
-    assert second_err.strip().splitlines() == [
+    assert message_lines(second_err) == [
         f"marsice: error: {output} is being written by process {first.pid} (lock file o.gpkg.lock); "
         "wait for it to finish or write to another file"
     ]

@@ -77,6 +77,12 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--real-seed", type=int, default=0, help="seed of the patches planted into --real tiles")
     p.add_argument(
+        "--head-only",
+        action="store_true",
+        help="with --init: keep every convolution and refit only the last (sigmoid) layer on the data, in seconds "
+        "after one forward pass per chunk (marsice_plugin.cnn.head_refit); --epochs and --learning-rate are unused",
+    )
+    p.add_argument(
         "--read-level",
         type=int,
         default=0,
@@ -138,6 +144,10 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         data=data,
     )
 
+    if args.head_only:
+        refit_only(args, config, x, y, sun, reporter)
+        return
+
     def on_epoch(epoch: int, logs: dict) -> None:
         shown = ", ".join(f"{k} {v:.3f}" for k, v in logs.items())
         reporter.progress(20 + 80 * (epoch + 1) / args.epochs, f"epoch {epoch + 1}/{args.epochs}: {shown}")
@@ -195,6 +205,43 @@ def generated_and_real(args: argparse.Namespace, reporter: Reporter) -> tuple[An
     sun = np.concatenate([p[2] for p in parts])
     order = np.random.default_rng(args.seed).permutation(len(y))
     return x[order], y[order], sun[order], data
+
+
+def refit_only(args: argparse.Namespace, config: Any, x: Any, y: Any, sun: Any, reporter: Reporter) -> None:
+    """``--head-only``: refit the starting model's last layer, save it and a card that says so."""
+    import json
+    from dataclasses import asdict
+
+    from ..cnn.head_refit import refit_head
+    from ..cnn.train import initial_model, save_for_inference
+    from ..errors import TrainingDataError
+    from ..model_registry import card_path
+
+    if args.init is None:
+        raise TrainingDataError("--head-only refits the last layer of a trained model: give it with --init MODEL")
+    model = initial_model(config)
+    reporter.progress(40, f"reading the features of {len(y)} chunks")
+    report = refit_head(model, x, y, sun, seed=args.seed)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    save_for_inference(model, args.output)
+    training = asdict(config)
+    for unused in ("epochs", "learning_rate", "batch_size", "keep_best", "augment"):
+        training.pop(unused, None)
+    card = {
+        "model": args.output.name,
+        "parameters": int(model.count_params()),
+        "read_level": config.read_level,
+        "training": training,
+        "samples": {"total": len(y), "positive_fraction": float(y.mean())},
+        "refit": report,
+    }
+    card_path(args.output).write_text(json.dumps(card, indent=1))
+    before, after = report["before"], report["after"]
+    reporter.result(
+        {"MODEL": str(args.output)},
+        f"refitted the last layer of {args.init.name}: validation accuracy {before['val_accuracy']:.3f} -> "
+        f"{after['val_accuracy']:.3f}, loss {before['val_loss']:.3f} -> {after['val_loss']:.3f}",
+    )
 
 
 def check_training_outputs(args: argparse.Namespace) -> None:
