@@ -9,8 +9,11 @@ import numpy as np
 from marsice_plugin.synthetic.illumination import cast_shadows
 from marsice_plugin.terrain.derivatives import (
     aspect_degrees,
+    derive,
     grid_convergence,
+    lattice_convergence,
     poleward_facing,
+    self_shadow,
     shadow_mask,
     slope_degrees,
 )
@@ -103,3 +106,64 @@ def test_shadow_mask_matches_renderer_on_rough_terrain() -> None:
         renderer = cast_shadows(h, 0.5, az, inc)
         assert np.array_equal(ours & renderer, renderer)  # every rendered cast shadow is in our mask
         assert ours.mean() > 0.01
+
+
+def test_lattice_convergence_matches_every_pixel_and_strips_match_the_whole_grid() -> None:
+    """The convergence interpolated from the 64-px lattice is the per-pixel one within 1e-6 degrees, also on a polar
+    grid that straddles the 180th meridian (-180/+180 between lattice nodes), and a strip's values are the whole
+    grid's bit for bit (each pixel's value depends on its own row and column only)."""
+    rho = 2 * 3396190.0 * math.tan(math.radians(90.0 - 67.0) / 2)
+    for lon in (60.0, 180.0):
+        x0, y0 = rho * math.sin(math.radians(lon)), rho * math.cos(math.radians(lon))
+        transform = (0.5, 0.0, x0 - 100.0, 0.0, -0.5, y0 + 60.0)
+        whole = lattice_convergence(MARS_SOUTH_POLAR, transform, 0, 300, 400)
+        rows, cols = np.mgrid[0:300, 0:400]
+        exact = grid_convergence(MARS_SOUTH_POLAR, x0 - 100.0 + (cols + 0.5) * 0.5, y0 + 60.0 - (rows + 0.5) * 0.5)
+        assert angle_diff(whole, exact).max() < 1e-6
+        if lon == 180.0:  # the grid really crosses the line where the convergence jumps from -180 to +180
+            assert exact.min() < -179.0 and exact.max() > 179.0
+        strip = lattice_convergence(MARS_SOUTH_POLAR, transform, 77, 90, 400)
+        assert np.array_equal(strip, whole[77:167])
+    # an equirectangular grid: the lattice's numerical noise is an exact 0
+    eqc = lattice_convergence(MARS_EQC, (0.25, 0.0, 1.0e5, 0.0, -0.25, -2.9e6), 0, 50, 70)
+    assert eqc.shape == (50, 70) and not eqc.any()
+
+
+def test_derive_gives_the_three_functions_values_bit_for_bit() -> None:
+    rng = np.random.default_rng(4)
+    h = (np.cumsum(np.cumsum(rng.normal(size=(90, 120)), axis=0), axis=1) * 0.1).astype(np.float32)
+    transform = (1.0, 0.0, 1.2e6, 0.0, -1.0, 0.8e6)
+    slope, aspect, shade = derive(h, 0.5, 297.0, 70.0, crs=MARS_SOUTH_POLAR, transform=transform, row_offset=5)
+    assert np.array_equal(slope, slope_degrees(h, 0.5))
+    expected = aspect_degrees(h, 0.5, crs=MARS_SOUTH_POLAR, transform=transform, row_offset=5)
+    assert np.array_equal(aspect, expected, equal_nan=True)
+    assert np.array_equal(shade, self_shadow(h, 0.5, 297.0, 70.0)) and 0.02 < shade.mean() < 0.98
+    # self shadow is where the Lambert term (the renderer's shading) is zero
+    from marsice_plugin.synthetic.illumination import lambert
+
+    assert np.array_equal(shade, lambert(h, 0.5, 297.0, 70.0) <= 0.0)
+
+
+def test_poleward_flag_of_float32_aspects_equals_the_general_formula() -> None:
+    aspect = np.concatenate([np.linspace(0.0, 360.0, 720_001), [89.99999, 90.00001, 269.99998, np.nan]])
+    aspect = aspect.astype(np.float32)
+    for latitude in (-50.0, 50.0):
+        pole = 180.0 if latitude < 0 else 0.0
+        general = np.abs((aspect.astype(np.float64) - pole + 180.0) % 360.0 - 180.0) < 90.0
+        assert np.array_equal(poleward_facing(aspect, latitude), general & ~np.isnan(aspect))
+
+
+def test_tiled_shadow_march_equals_the_renderers_march() -> None:
+    """The streamed march (tiles, repeated offsets skipped, each tile stopped once no higher terrain in reach can
+    shade it) gives the renderer's shadows pixel for pixel: gentle terrain with one tall block, six suns."""
+    from marsice_plugin.terrain.stream import cast_shadows_rows
+
+    rng = np.random.default_rng(1)
+    h = (np.cumsum(np.cumsum(rng.normal(size=(300, 1100)), axis=0), axis=1) * 0.003).astype(np.float32)
+    h[120:135, 300:700] += 30.0
+    relief = float(h.max() - h.min())
+    for az, inc in [(297.0, 70.0), (20.0, 80.0), (90.0, 60.0), (200.0, 75.0), (45.0, 50.0), (180.0, 30.0)]:
+        expected = cast_shadows(h, 0.5, az, inc)
+        assert 0.0 < expected.mean() < 1.0
+        assert np.array_equal(cast_shadows_rows(h, 0, 300, 300, 0.5, az, inc, relief), expected)
+        assert np.array_equal(cast_shadows_rows(h, 70, 150, 300, 0.5, az, inc, relief), expected[70:220])

@@ -153,12 +153,14 @@ def terrain_fields(
         last[0] = percent
         report(percent, message)
 
+    done = [0]  # a count, not a scan of ``out`` per candidate (thousands of candidates on a full-size product)
+
     def scored(index: int, image: np.ndarray, grids: dict[str, np.ndarray]) -> None:
         _, mask = windows[index]  # type: ignore[misc]
         probability = float(candidates[index][1].get("max_probability") or 0.0)
         out[index] = _fields(stream, mask, image, grids, probability, ring_px)
-        done = sum(v is not None for v in out)
-        report(last[0], f"candidate {done}/{total}")
+        done[0] += 1
+        report(last[0], f"candidate {done[0]}/{total}")
 
     stream.run([w[0] if w else None for w in windows], scored, on_strip, tracked, span)
     return out

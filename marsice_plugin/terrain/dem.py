@@ -24,6 +24,9 @@ from ..mars_crs import MARS_RADIUS_RANGE, body_radius
 NODATA_BELOW = -1.0e30
 EARTH_RADIUS_RANGE = (6_350_000.0, 6_390_000.0)
 
+#: Threads GDAL's warper resamples a strip with (each thread computes its own rows: the same values as one thread).
+WARP_THREADS = 2
+
 
 def check_dtm_crs(crs: pyproj.CRS | None, source: str) -> None:
     """Refuse a DTM without a CRS, on Earth, or on a sphere whose radius is not Mars's."""
@@ -234,5 +237,6 @@ class DtmSource:
             dst_crs=RasterioCrs.from_wkt(dst_crs.to_wkt()),
             dst_nodata=np.nan,
             resampling=Resampling.bilinear,
+            num_threads=WARP_THREADS,
         )
         return out
