@@ -85,13 +85,17 @@ model-level2: setup
 	  --real $(REAL)/landmark_tiles --real-index $(REAL_INDEX) --init build/models/level2_rendered.keras \
 	  --epochs 4 --learning-rate 1e-4 --augment sun --keep-best -o models/marsice_xception_256_level2.keras
 
-# The finer read (about 95 minutes on 2 cores; see its model card): the default level-2 weights carried over
+# The finer read (about 95 minutes on 2 cores, then its last layer refitted on real tiles, about 40 more on
+# shared cores; see its model card): the default level-2 weights carried over
 # to 512 px inputs and fine-tuned on 1,600 new chunks decoded at JPEG2000 level 1 (twice the detail), half
 # with strip-edge no-data bands. Batches of 10: 512 px in the paper's batches of 25 needs about 25 GiB.
 model-level1: setup
 	$(VENV)/bin/marsice train --synthetic 1600 --data-seed 40000 --edge-nodata 0.5 --read-level 1 --input-size 512 \
 	  --init build/models/level2_rendered.keras --epochs 5 --batch-size 10 --learning-rate 2e-4 --augment sun \
-	  --keep-best -o models/marsice_xception_512_level1.keras
+	  --keep-best -o build/models/level1_rendered.keras
+	$(VENV)/bin/marsice train --head-only --batch-size 8 --synthetic 600 --data-seed 62000 --edge-nodata 0.5 \
+	  --hard-ice 0.3 --read-level 1 --input-size 512 --real $(REAL)/landmark_tiles --real-index $(REAL_INDEX) \
+	  --init build/models/level1_rendered.keras -o models/marsice_xception_512_level1.keras
 
 # The default detector, in seconds (no training): the two models above as one Keras model that averages their
 # probabilities, read at level 1 (chosen on held-out chunks, bench/heldout_compare.py; see its card).
