@@ -60,7 +60,7 @@ def build_ensemble(members: Sequence[Any], name: str = "marsice_ensemble") -> An
         x = inputs if s == size else layers.AveragePooling2D(size // s, name=f"to_{s}px_{i}")(inputs)
         out = copy(x)
         # Keras 3.15 returns a one-output functional model's output as a one-element list (3.10 gave the tensor)
-        outputs.append(out[0] if isinstance(out, (list, tuple)) else out)
+        outputs.append(out[0] if isinstance(out, list | tuple) else out)
     mean = layers.Average(name="ice_probability")(outputs)
     return keras.Model(inputs, mean, name=name)
 
