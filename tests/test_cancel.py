@@ -300,9 +300,10 @@ def _candidates_file(product, path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("stage", "pause"),
+    # "writing": paused in the main thread once the partial rasters exist (strips are written by a worker thread)
     [
         pytest.param(_progress("co-registering"), None, id="co-registration"),
-        pytest.param(_paused, "marsice_plugin.terrain.analysis:_write_raster", id="writing"),
+        pytest.param(_paused, "marsice_plugin.terrain.analysis:_create_raster", id="writing"),
     ],
 )
 def test_terrain_cancelled_leaves_rasters_and_candidates_as_before(small_product, tmp_path, stage, pause):

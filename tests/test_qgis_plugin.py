@@ -98,10 +98,10 @@ def test_detect_parameters_match_the_cli_options(qgis_home: Path) -> None:
     help_ = json.loads(proc.stdout)
     params = help_["parameters"]
     assert set(params) == {
-        "INPUT", "MODEL", "FAST", "THRESHOLD", "OVERLAP", "PRECISION", "READ_LEVEL", "OUTPUT", "PROBABILITY",
-        "QUICKLOOK",
+        "INPUT", "INPUT_LAYER", "MODEL", "FAST", "THRESHOLD", "OVERLAP", "PRECISION", "READ_LEVEL", "OUTPUT",
+        "PROBABILITY", "QUICKLOOK", "ALL_CANDIDATES", "SEARCH_ALL",
     }  # fmt: skip
-    assert params["INPUT"]["optional"] is False
+    assert params["INPUT"]["optional"] is True and params["INPUT_LAYER"]["optional"] is True  # a file or a layer
     assert params["MODEL"]["optional"] is True
     assert params["MODEL"]["raw_definition"]["extension"] == "keras"
     assert params["FAST"]["raw_definition"]["default"] is False  # the shipped ensemble unless asked

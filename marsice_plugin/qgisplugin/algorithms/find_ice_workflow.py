@@ -79,7 +79,7 @@ class FindIcePatchesAlgorithm(MarsIceAlgorithm):
         self.addParameter(
             QgsProcessingParameterNumber(
                 self.MAX_GB, "Download cap (GB; raise it on purpose for a larger run)", DOUBLE, DEFAULT_MAX_GB,
-                minValue=0.001,
+                minValue=0.0001,
             )
         )  # fmt: skip
         self.addParameter(
