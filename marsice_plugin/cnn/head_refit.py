@@ -29,7 +29,9 @@ L2 = 1e-3
 
 def feature_model(model: Any) -> Any:
     """The net up to its global average pooling (the input of the dropout before the sigmoid unit)."""
-    keras = __import__("keras")
+    from .model import keras_module
+
+    keras = keras_module()
     pooled = next(layer for layer in model.layers if isinstance(layer, keras.layers.GlobalAveragePooling2D))
     return keras.Model(model.inputs, pooled.output)
 

@@ -101,6 +101,21 @@ def compile_model(model: Any, learning_rate: float = 1e-3) -> Any:
     return model
 
 
+def load_checked_archive(path: Path) -> Any:
+    """A ``.keras`` file loaded with ``safe_mode=True`` after :func:`.model_safety.check_archive` has read it: the
+    safe part of every MarsIce model loader (chunk models here, the second stage in :mod:`marsice_plugin.patches`)."""
+    from .model_safety import check_archive
+
+    if path.suffix != ".keras":
+        raise ModelError(f"{path}: MarsIce loads Keras 3 '.keras' model files only")
+    check_archive(path)
+    keras = keras_module()
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:
+        raise ModelError(f"{path} is not a loadable Keras model ({type(exc).__name__}: {exc})") from exc
+
+
 def load_model(path: str | Path) -> Any:
     """Load a ``.keras`` model that holds only what MarsIce builds, with ``safe_mode=True``.
 
@@ -108,19 +123,10 @@ def load_model(path: str | Path) -> Any:
     (CVE-2025-8747, CVE-2025-9906), so :func:`.model_safety.check_archive` reads the archive first and
     refuses any class, function reference or member MarsIce does not build, before Keras sees the file.
     """
-    from .model_safety import check_archive
-
     path = Path(path)
     if not path.exists():
         raise ModelError(f"model file {path} does not exist")
-    if path.suffix != ".keras":
-        raise ModelError(f"{path}: MarsIce loads Keras 3 '.keras' model files only")
-    check_archive(path)
-    keras = keras_module()
-    try:
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:
-        raise ModelError(f"{path} is not a loadable Keras model ({type(exc).__name__}: {exc})") from exc
+    model = load_checked_archive(path)
     shape = model.input_shape
     if len(shape) != 4 or shape[1] != shape[2] or shape[3] != 1:
         raise ModelError(f"{path}: expected a square one-channel input, model takes {shape}")

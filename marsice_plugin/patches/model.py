@@ -56,22 +56,14 @@ def build_patch_model(filters: tuple[int, ...] = (8, 16, 32), dropout: float = 0
 
 def load_patch_model(path: str | Path) -> Any:
     """Load a second-stage model after the archive check every MarsIce model passes (no code in a model file)."""
-    from ..cnn.model import keras_module
-    from ..cnn.model_safety import check_archive
+    from ..cnn.model import load_checked_archive
 
     path = Path(path)
     if not path.is_file():
         raise ModelError(
             f"second-stage model {path} does not exist; give --patch-model or rebuild it (make model-patch)"
         )
-    if path.suffix != ".keras":
-        raise ModelError(f"{path}: MarsIce loads Keras 3 '.keras' model files only")
-    check_archive(path)
-    keras = keras_module()
-    try:
-        model = keras.models.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:
-        raise ModelError(f"{path} is not a loadable Keras model ({type(exc).__name__}: {exc})") from exc
+    model = load_checked_archive(path)
     if tuple(model.input_shape[1:]) != (CROP_PX, CROP_PX, 2):
         raise ModelError(
             f"{path}: a second-stage model takes {CROP_PX}x{CROP_PX}x2 crops, this one {model.input_shape}"
