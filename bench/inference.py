@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO))
 def main() -> int:
     from marsice_plugin.cnn.model import keras_module, load_model, model_input_size, with_precision
     from marsice_plugin.commands.arguments import overlap_arg
-    from marsice_plugin.detect_defaults import DEFAULT_BATCH_SIZE
+    from marsice_plugin.detect_defaults import batch_size_for
     from marsice_plugin.detection import DetectOptions, score_chunks
     from marsice_plugin.model_registry import card_read_level, default_model_path
     from marsice_plugin.pipeline import detect
@@ -57,7 +57,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=None)
     ap.add_argument("--size", type=int, default=4096, help="side of the generated product (px)")
-    ap.add_argument("--batch", type=int, default=DEFAULT_BATCH_SIZE)
+    ap.add_argument("--batch", type=int, default=None, help="chunks per batch (default: detect's, by input size)")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--precision", nargs="*", default=[], choices=("mixed_float16", "mixed_bfloat16"))
@@ -90,6 +90,8 @@ def main() -> int:
     )
     print(f"generated {args.size}x{args.size} product in {time.perf_counter() - t0:.1f} s: {sample.label_path}")
 
+    args.batch = batch_size_for(size, args.batch)
+    print(f"batch size {args.batch}")
     x = np.random.default_rng(0).random((args.batch, size, size, 1)).astype(np.float32)
     model.predict_on_batch(x)  # trace once
     n_batches = max(4, 64 // args.batch)

@@ -255,13 +255,13 @@ def main() -> None:
 def real_figures(model: object, size: int, threshold: float, reference: object) -> None:
     """Sections 1-2: ice-free real tiles and chunks flagged, and frost against ice-free (held-out split only)."""
     from marsice_plugin.cnn.domain import check, input_statistics
-    from marsice_plugin.detect_defaults import DEFAULT_BATCH_SIZE, is_flagged
+    from marsice_plugin.detect_defaults import batch_size_for, is_flagged
 
     print("\n1-2. real pixels (held-out split only)")
     sets = real_sets(size)
     ys, ps = [], []
     for name, (x, y) in sets.items():
-        p = np.asarray(model.predict(x, batch_size=DEFAULT_BATCH_SIZE, verbose=0)).reshape(-1)
+        p = np.asarray(model.predict(x, batch_size=batch_size_for(size), verbose=0)).reshape(-1)
         flagged = int(is_flagged(p, threshold).sum())
         domain = check([input_statistics(v[..., 0]) for v in x], reference)
         inside = (

@@ -11,10 +11,19 @@ from typing import Any
 #: A card's own ``threshold`` (chosen on tuning products; model_registry.card_threshold) comes first.
 DEFAULT_THRESHOLD = 0.6
 
-#: Chunks per CNN batch. 8, not 16: measured with bench/inference.py on 2 cores, the default ensemble (512 px
-#: inputs) ran at 6.2 chunks/s either way with peak RSS 3.4 GB instead of 5.5 GB, and --fast at 28.0 against
-#: 26.8 chunks/s (batch 4: 5.8 chunks/s, 2.5 GB).
-DEFAULT_BATCH_SIZE = 8
+#: Model-input pixels per CNN batch: 8 chunks of 256 px, 2 of 512 px. Activations, not weights, set detect's peak
+#: memory, and they grow with batch x input side². Measured on 2 cores (4096 px product, default ensemble of 512 px
+#: inputs, 2026-12-06, load 3-5): batch 8 took 18.4-20.3 s CPU and 3.0 GB peak RSS, batch 4 18.7 s and 1.9 GB,
+#: batch 2 18.5-19.1 s and 1.4-1.5 GB; earlier, --fast (256 px) ran as fast at 8 as at 16 (bench/inference.py).
+#: A CPU convolution gains nothing from bigger batches, so the budget is held in pixels, not chunks.
+BATCH_PIXELS = 2 * 512 * 512
+
+
+def batch_size_for(input_size: int, requested: int | None = None) -> int:
+    """Chunks per CNN batch for a model of ``input_size`` px: ``requested`` if given, else :data:`BATCH_PIXELS`'s."""
+    if requested is not None:
+        return max(1, int(requested))
+    return max(1, BATCH_PIXELS // (int(input_size) ** 2))
 
 
 def is_flagged(probability: Any, threshold: float) -> Any:

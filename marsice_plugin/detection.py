@@ -20,7 +20,7 @@ import numpy as np
 from .candidates import CandidateOptions, delineate
 from .chunk_reader import ChunkReader
 from .cnn.domain import DomainReference, check, load_reference
-from .detect_defaults import DEFAULT_BATCH_SIZE, is_flagged
+from .detect_defaults import batch_size_for, is_flagged
 from .model_registry import model_read_level
 from .patches.stage import SEARCH_MODES, PatchStage, score_candidates
 from .product import Product
@@ -40,7 +40,7 @@ class DetectOptions:
     #: None (default): the grid module's overlap, so every patch up to 32 m lies whole in some chunk and is scored
     #: whole, never "cut in half at chunk edges" as in the paper; 0: the paper's tiling
     overlap: int | None = None
-    batch_size: int = DEFAULT_BATCH_SIZE  # why 8: detect_defaults
+    batch_size: int | None = None  # None: by the model's input size (detect_defaults.batch_size_for: memory)
     precision: str = "float32"  # or mixed_float16 (GPU), mixed_bfloat16: see cnn.model.with_precision
     read_level: int | None = None  # JPEG2000 level to decode (0 every pixel, 1 half, ...); None: the model card's
     max_center_nodata: float = 0.01
@@ -84,7 +84,7 @@ def score_chunks(
     results: list[ChunkScore] = []
 
     def make() -> Any:
-        return batches(reader, input_size, product.valid_max, options.batch_size)
+        return batches(reader, input_size, product.valid_max, batch_size_for(input_size, options.batch_size))
 
     source = Feeder(make) if overlapped else None
     try:

@@ -341,7 +341,7 @@ def evaluate_labelled(
     """
     from .cnn.chunk_data import load_labelled
     from .cnn.model import load_model, model_input_size
-    from .detect_defaults import DEFAULT_BATCH_SIZE
+    from .detect_defaults import batch_size_for
     from .model_registry import model_threshold
 
     reporter = reporter or Reporter("quiet")
@@ -350,8 +350,9 @@ def evaluate_labelled(
     reporter.progress(5, f"reading labelled chunks from {data}")
     chunks = load_labelled(Path(data), model_input_size(model), label_field)
     reporter.progress(40, f"scoring {len(chunks.y)} chunks")
-    # detect's batch size: as fast, and the memory bench/inference.py measured
-    p = np.asarray(model.predict(chunks.x, batch_size=DEFAULT_BATCH_SIZE, verbose=0)).reshape(-1)
+    # detect's batch size: as fast, and its memory (detect_defaults.BATCH_PIXELS)
+    size = model_input_size(model)
+    p = np.asarray(model.predict(chunks.x, batch_size=batch_size_for(size), verbose=0)).reshape(-1)
     b = brightness_baseline(chunks.x)
     y = chunks.y.astype(bool)
     products = _products_of(chunks.files, Path(data))

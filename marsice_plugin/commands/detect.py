@@ -6,7 +6,6 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from ..detect_defaults import DEFAULT_BATCH_SIZE
 from ..progress import Reporter
 from .arguments import add_model_args, chosen_model, overlap_arg
 
@@ -33,8 +32,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--batch-size",
         type=int,
-        default=DEFAULT_BATCH_SIZE,
-        help="chunks per CNN batch (memory grows with it; 8 is as fast as 16)",
+        default=None,
+        help="chunks per CNN batch (default: 2 for 512-px models, 8 for 256-px ones; memory grows with it, speed on "
+        "CPUs does not)",
     )
     p.add_argument(
         "--precision",
