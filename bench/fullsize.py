@@ -274,7 +274,12 @@ def main() -> None:
     ap.add_argument("--height", type=int, default=50_000)
     ap.add_argument("--work", type=Path, default=Path("/tmp/marsice-fullsize"))
     ap.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, of {', '.join(STAGES)}")
-    ap.add_argument("--keep", action="store_true", help="keep the stages' outputs (rasters: ~16 GB at 1 Gpx)")
+    ap.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the stages' outputs (rasters: ~16 GB at 1 Gpx; a later --stages "
+        "terrain run scores the kept detect's candidates)",
+    )
     ap.add_argument("--generate-only", action="store_true", help="write the product and stop")
     ap.add_argument("--patch-model", type=Path, help="detect's second-stage model (default: the shipped one)")
     ap.add_argument("--child-read", help=argparse.SUPPRESS)
@@ -289,6 +294,8 @@ def main() -> None:
         generate(args.work, args.width, args.height)
         return
     meta = args.work / f"product_{args.width}x{args.height}.json"
+    if meta.exists() and not Path(json.loads(meta.read_text())["jp2"]).exists():
+        meta.unlink()  # the product was removed (a cleaned /tmp): generate it again
     if not meta.exists():  # in a child process: this one stays small (its RSS would reach the stages' ru_maxrss)
         cmd = [sys.executable, __file__, "--child-generate", "--work", str(args.work)]
         subprocess.run([*cmd, "--width", str(args.width), "--height", str(args.height)], check=True)
@@ -301,8 +308,7 @@ def main() -> None:
     if args.generate_only:
         return
     runs = args.work / f"runs_{args.width}x{args.height}"
-    shutil.rmtree(runs, ignore_errors=True)
-    runs.mkdir(parents=True)
+    runs.mkdir(parents=True, exist_ok=True)  # each stage clears its own outputs; an earlier detect's stay for terrain
     cli = [sys.executable, "-m", "marsice_plugin"]
     label = info["label"]
     argv = {
@@ -320,15 +326,25 @@ def main() -> None:
     if "terrain" in wanted:  # the candidates of the detect run before it: the default model's, else --fast's
         before = wanted[: wanted.index("terrain")]
         source = next((f"{n}.gpkg" for s, n in (("detect", "default"), ("fast", "fast")) if s in before), None)
+        if source is None:  # an earlier invocation's, kept with --keep (figures of one stage per run, when loaded)
+            source = next((n for n in ("default.gpkg", "fast.gpkg") if (runs / n).exists()), None)
         if source is None:
             print("terrain without a detect stage before it: rasters only, no candidates to score")
         else:
             argv["terrain"] += ["--candidates", str(runs / source)]
             print(f"terrain scores the candidates of {source}")
-    results: dict[str, dict] = {}
+    out = args.work / f"fullsize_{args.width}x{args.height}.json"
+    # stages of earlier invocations at this size stay in the table (each row says when it ran and the load)
+    results: dict[str, dict] = json.loads(out.read_text())["results"] if out.exists() else {}
+    outputs = {"detect": "default", "fast": "fast", "terrain": "terrain"}
     for stage in wanted:
         print(f"running {stage} ...", flush=True)
+        for old in runs.glob(f"{outputs.get(stage, stage)}*"):
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
+        load = os.getloadavg()[0]
         results[stage] = run_stage(argv[stage], runs / f"{stage}.log")
+        results[stage]["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        results[stage]["load"] = round((load + os.getloadavg()[0]) / 2, 1)
         if stage in ("detect", "fast"):
             gpkg = runs / f"{'default' if stage == 'detect' else 'fast'}.gpkg"
             results[stage]["chunks"] = _count(gpkg, "chunks")
@@ -336,12 +352,12 @@ def main() -> None:
         r = results[stage]
         rate = mpx / r["seconds"]
         print(f"  {r['seconds']:.1f} s, {r['cpu_s']:.1f} s CPU, {rate:.2f} Mpx/s, peak RSS {r['peak_rss_mb']:.0f} MB")
-        out = args.work / f"fullsize_{args.width}x{args.height}.json"
         out.write_text(json.dumps({"mpx": mpx, "results": results}, indent=1))  # kept if a later stage is cut short
     names = {"read": "read (level 0, once)", "detect": "detect (default)", "fast": "detect --fast"}
     print(f"\n{'stage':<22}{'time s':>9}{'CPU s':>9}{'Mpx/s':>8}{'peak RSS MB':>13}{'ru_maxrss':>11}  notes")
     for stage, r in results.items():
-        note = f"{r['chunks']} chunks, {r['candidates']} candidates" if "chunks" in r else ""
+        note = f"{r['chunks']} chunks, {r['candidates']} candidates; " if "chunks" in r else ""
+        note += f"{r.get('when', '')}, load {r.get('load', '?')}"
         row = f"{names.get(stage, stage):<22}{r['seconds']:>9.1f}{r['cpu_s']:>9.1f}{mpx / r['seconds']:>8.2f}"
         print(f"{row}{r['peak_rss_mb']:>13.0f}{r['ru_maxrss_mb']:>11.0f}  {note}")
     if "terrain" in results and "read" in results:
@@ -358,7 +374,6 @@ def main() -> None:
                     f"{3600 / total:.1f} products per hour on 2 cores; a Dask cluster of N such machines: "
                     f"N x {3600 / total:.1f} per hour (downloads apart)"
                 )
-    out = args.work / f"fullsize_{args.width}x{args.height}.json"
     out.write_text(json.dumps({"mpx": mpx, "results": results}, indent=1))
     for other in sorted(args.work.glob("fullsize_*.json")):
         if other != out:
@@ -369,7 +384,7 @@ def main() -> None:
                 if s in results
             )
             print(f"Mpx/s at {prev['mpx']:.0f} Mpx -> {mpx:.0f} Mpx: {rates}")
-    if not args.keep:
+    if not args.keep:  # keep the logs (and, with --keep, a detect's GeoPackage for a later terrain-only run)
         for path in runs.iterdir():
             if path.suffix != ".log":
                 shutil.rmtree(path) if path.is_dir() else path.unlink()

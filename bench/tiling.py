@@ -123,7 +123,8 @@ def bench_transform():
 
 def jp2_layout(path: Path) -> dict:
     """Tiles, levels, progression, code-blocks and precincts from the codestream's SIZ and COD markers."""
-    blob = path.read_bytes()[: 1 << 16]
+    with open(path, "rb") as handle:  # the main header is at the start: not the whole file (1 GB at real size)
+        blob = handle.read(1 << 16)
     start = blob.find(b"\xff\x4f\xff\x51")  # SOC followed by SIZ
     siz = start + 4
     xsiz, ysiz, _, _, xt, yt = (int.from_bytes(blob[siz + 4 + 4 * k : siz + 8 + 4 * k], "big") for k in range(6))
