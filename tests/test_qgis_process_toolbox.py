@@ -153,9 +153,12 @@ def test_graphical_model_detects_then_ranks_with_terrain(home: Path, product: Ti
     log = "\n".join(answer["log"]["info"])
     assert log.index("marsice detect") < log.index("marsice terrain") and "Executed 2 algorithms" in log
     with sqlite3.connect(results) as db:
-        rows = db.execute("SELECT max_probability, terrain_rank_value FROM ice_candidates").fetchall()
+        rows = db.execute("SELECT probability, terrain_rank_value, rank FROM ice_candidates").fetchall()
         # the model's threshold left empty: detect ran at the shipped model card's
         assert db.execute("SELECT threshold FROM products").fetchall() == [(card_threshold(default_model_path()),)]
-    assert rows and all(rank is not None and 0.0 <= rank <= probability for probability, rank in rows)
+    # terrain ranked every candidate from the second stage's probability and wrote that order into rank
+    assert rows and all(
+        value is not None and 0.0 <= value <= probability and rank == value for probability, value, rank in rows
+    )
     with rasterio.open(tmp_path / "terrain" / f"{product.product_id}_slope.tif") as slope:
         assert (slope.width, slope.height) == (512, 384)

@@ -285,7 +285,7 @@ def _add_terrain(outcome: ProductOutcome, job: ProductJob, label: Path, dtm: Pat
     """
     from ..errors import TerrainError
     from ..result_layers import CANDIDATES_LAYER
-    from ..terrain.candidates import candidate_terrain
+    from ..terrain.candidates import candidate_terrain, with_rank
 
     assert outcome.rows is not None
     candidates = outcome.rows.get(CANDIDATES_LAYER.name, [])
@@ -295,5 +295,5 @@ def _add_terrain(outcome: ProductOutcome, job: ProductJob, label: Path, dtm: Pat
         return f"terrain skipped: {exc}"
     for (_geom, attrs), values in zip(candidates, fields, strict=True):
         if values is not None:
-            attrs.update(values)
+            attrs.update(with_rank(values))
     return "applied"

@@ -5,7 +5,8 @@ scratch GeoPackage only so that the terrain code could read them back. :func:`te
 ``(geometry, attributes)`` rows (the rows :mod:`marsice_plugin.result_layers` makes and
 :func:`marsice_plugin.gpkg.read_layer` returns) and gives each its :data:`TERRAIN_FIELDS`; the scan calls it through
 :func:`candidate_terrain`. ``marsice terrain`` reads a results file's rows with :func:`read_candidates` and writes
-the fields back with :func:`write_terrain_fields`, the reader beside its writer.
+the fields back with :func:`write_terrain_fields`, the reader beside its writer. That writer and the scan set ``rank``
+from ``terrain_rank_value`` (:func:`with_rank`): one column says the order, with or without terrain.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..gpkg import Feature, Field, layer_info, read_layer
-from .ranking import combined_rank_value, terrain_score
+from .ranking import rank_probability, terrain_rank, terrain_score
 from .stream import PixelWindow, Strip, TerrainStream, open_stream
 from .zonal import zonal_attributes
 
@@ -41,8 +42,8 @@ TERRAIN_FIELDS: tuple[Field, ...] = (
     Field("terrain_sunward_shade_fraction", float, "fraction of the sunward ring (shadowing side) in DTM shadow"),
     Field("terrain_image_shadow_fraction", float, "fraction of the sunward ring that is dark in the image"),
     Field("terrain_elevation", float, "mean DTM height over the patch (m)"),
-    Field("terrain_score", float, "terrain consistency with remnant ice, 0..1"),
-    Field("terrain_rank_value", float, "max_probability x (0.2 + 0.8 x terrain_score); sort descending"),
+    Field("terrain_score", float, "terrain consistency with remnant ice, 0..1: the mean of every terrain term"),
+    Field("terrain_rank_value", float, "probability x plausibility of the kept terms (README Ranking), copied to rank"),
     Field("terrain_aligned", int, "1 when the image-to-DTM co-registration succeeded and was applied"),
     Field("terrain_note", str, "why the terrain fields are NULL: 'outside DTM' when the DTM has no height under it"),
 )
@@ -116,7 +117,7 @@ def _fields(
         a.image_shadow_fraction,
         a.elevation,
         score,
-        combined_rank_value(probability, score),
+        terrain_rank(probability, a),
         int(stream.coregistration.aligned),  # type: ignore[union-attr]
         None,
     ]
@@ -157,7 +158,7 @@ def terrain_fields(
 
     def scored(index: int, image: np.ndarray, grids: dict[str, np.ndarray]) -> None:
         _, mask = windows[index]  # type: ignore[misc]
-        probability = float(candidates[index][1].get("max_probability") or 0.0)
+        probability = rank_probability(candidates[index][1])
         out[index] = _fields(stream, mask, image, grids, probability, ring_px)
         done[0] += 1
         report(last[0], f"candidate {done[0]}/{total}")
@@ -185,6 +186,9 @@ def candidate_terrain(
 #: The columns read from each candidate row (``fid`` comes along).
 _READ = ("candidate_id", "max_probability")
 
+#: Columns read when the layer has them: files written before the second stage have no ``probability``.
+_READ_IF_PRESENT = ("probability",)
+
 
 def check_candidates(path: Path) -> str | None:
     """Fail now, before any raster is read, unless ``path`` holds a candidates layer; returns the layer's CRS WKT."""
@@ -192,17 +196,35 @@ def check_candidates(path: Path) -> str | None:
 
 
 def read_candidates(path: Path, product_id: str) -> list[Feature]:
-    """``product_id``'s rows of the candidates layer, with their ``fid``, candidate id and probability."""
-    return read_layer(path, CANDIDATES, _READ, "product_id = ?", (product_id,), hint=CANDIDATES_HINT)
+    """``product_id``'s rows of the candidates layer, with their ``fid``, candidate id and probabilities (the second
+    stage's ``probability`` only where the file has it: :func:`marsice_plugin.terrain.ranking.rank_probability`)."""
+    columns = layer_info(path, CANDIDATES, hint=CANDIDATES_HINT).columns
+    wanted = (*_READ, *(c for c in _READ_IF_PRESENT if c in columns))
+    return read_layer(path, CANDIDATES, wanted, "product_id = ?", (product_id,), hint=CANDIDATES_HINT)
+
+
+def with_rank(values: dict[str, Any]) -> dict[str, Any]:
+    """A row's terrain fields plus ``rank`` = ``terrain_rank_value`` where terrain scored it.
+
+    Why: ``rank`` is the one column that says the order to inspect in (detect sets it to ``probability``); a row
+    terrain could not score (no DTM height under it) keeps the ``rank`` it had.
+    """
+    if values.get("terrain_rank_value") is None:
+        return dict(values)
+    return {**values, "rank": values["terrain_rank_value"]}
 
 
 def write_terrain_fields(path: Path, fields_by_fid: dict[int, dict[str, Any]]) -> int:
-    """Add the terrain columns the candidates layer lacks and set the rows' fields, in one transaction.
+    """Add the terrain columns the candidates layer lacks and set the rows' fields and ``rank``, in one transaction.
 
     Through the results writer (its lock keeps a concurrent ``marsice detect`` out while the columns change).
-    Re-runs are idempotent: columns are added only when missing and rows are overwritten.
+    Re-runs are idempotent: columns are added only when missing, rows are overwritten, and ``rank`` is computed from
+    the probability, never from the rank it replaces. A file without a ``rank`` column gets one.
     """
+    from ..result_layers import CANDIDATE_FIELDS
     from ..results import ResultsWriter
 
+    rank = [f for f in CANDIDATE_FIELDS if f.name == "rank"]
+    updates = {fid: with_rank(values) for fid, values in fields_by_fid.items()}
     with ResultsWriter(path, layers=(), wait_s=30.0) as writer:
-        return writer.update_rows(CANDIDATES, "fid", fields_by_fid, TERRAIN_FIELDS)
+        return writer.update_rows(CANDIDATES, "fid", updates, (*TERRAIN_FIELDS, *rank))
