@@ -103,6 +103,7 @@ def detect(
     threshold: float | None = None,
     fast: bool = False,
     reporter: Reporter | None = None,
+    probability_raster: str | Path | bool | None = True,
     **options: Any,
 ) -> dict[str, geopandas.GeoDataFrame]:
     """Detect one product: its ``chunks``, ``ice_candidates`` and ``products`` rows as frames, by layer name.
@@ -113,17 +114,29 @@ def detect(
     ensemble, or with ``fast`` the 256-px level-2 model) and ``threshold`` (default: the model card's) are
     those of the CLI; ``options`` takes the other fields of :class:`~marsice_plugin.detection.DetectOptions`
     (``chunk_size``, ``overlap``, ``batch_size``, ``precision``, ``read_level``).
+
+    ``probability_raster`` only applies with ``output``, as in the CLI: True (default) writes the stitched
+    probability GeoTIFF beside the GeoPackage (:func:`marsice_plugin.pipeline.probability_raster_path`), a path
+    writes it there, None or False writes none; a written raster gets its QGIS style (``.qml``) beside it.
     """
     from .detection import DetectOptions, detect_product
     from .model_registry import default_model_path, fast_model_path, model_threshold
+    from .pipeline import BESIDE_OUTPUT
     from .pipeline import detect as detect_to_file
 
     if model is not None and fast:
         raise ValueError("give a model or fast=True, not both")
+    if output is None and isinstance(probability_raster, str | Path):
+        raise ValueError("a probability_raster path needs an output GeoPackage: nothing is written without one")
     model_path = Path(model) if model is not None else fast_model_path() if fast else default_model_path()
     detect_options = DetectOptions(model_path=model_path, threshold=threshold, **options)
     if output is not None:
-        result = detect_to_file(product, output, detect_options, reporter)
+        raster = BESIDE_OUTPUT if probability_raster is True else probability_raster or None
+        result = detect_to_file(product, output, detect_options, reporter, probability_raster=raster)
+        if result.probability_raster is not None:
+            from .styles import write_raster_style
+
+            write_raster_style(result.probability_raster, result.threshold)
         frames = read_results(output)
         return {spec.name: _of_product(frames[spec.name], result.product_id) for spec in RESULT_LAYERS}
     from .cnn.model import load_model, with_precision

@@ -5,6 +5,10 @@ disk needs: output checks before any work, the model load, and the writing. The 
 the single results writer (:mod:`marsice_plugin.results`): a new file appears only when complete, an
 existing file gains or replaces this product's rows in one transaction, so a cancelled or failed run leaves
 the output as it was. The quick-look and the probability raster appear only once the GeoPackage is in.
+
+The probability raster has a default name beside the GeoPackage (:func:`probability_raster_path`), which
+``marsice detect`` writes unless told otherwise: named after the GeoPackage *and* the product, so that several
+products detected into one GeoPackage each keep their own raster, and a rerun replaces its own.
 """
 
 from __future__ import annotations
@@ -20,6 +24,20 @@ from .progress import Reporter
 from .result_layers import RESULT_LAYERS, Detections, DetectResult
 from .results import ResultsWriter
 from .stitching import write_geotiff
+
+#: ``probability_raster`` value (and the CLI's default) that names the raster after the GeoPackage and the product.
+BESIDE_OUTPUT = "beside-output"
+
+
+def probability_raster_path(output: str | Path, product_id: str) -> Path:
+    """The default probability raster of ``product_id`` detected into ``output``: in the GeoPackage's folder,
+    ``<stem>_<PRODUCT_ID>_probability.tif`` (``results.gpkg`` → ``results_ESP_011319_1305_RED_probability.tif``).
+
+    Why both names: the GeoPackage alone would make a second product overwrite the first's raster; the product
+    alone would make two GeoPackages of one product (say, two models) share one.
+    """
+    output = Path(output)
+    return output.with_name(f"{output.stem}_{product_id}_probability.tif")
 
 
 def write_results(path: Path, product: Product, found: Detections, wait_s: float = 0.0) -> Path:
@@ -39,24 +57,31 @@ def detect(
 ) -> DetectResult:
     """Score every chunk of a product and write the result layers (and optionally a quick-look and raster).
 
-    Every output is checked before the product is opened (:func:`~marsice_plugin.outputs.check_outputs`: none
-    may be an input, each has its format's extension, every folder is writable). The quick-look and the
+    ``probability_raster``: a GeoTIFF path, :data:`BESIDE_OUTPUT` for :func:`probability_raster_path` (named from
+    the product id the label gives, :func:`~marsice_plugin.outputs.product_id_of`, so it is checked before the
+    product is opened too), or None for none. Every output is checked before the product is opened
+    (:func:`~marsice_plugin.outputs.check_outputs`: none may be an input, each has its format's extension, every
+    folder is writable). The quick-look and the
     probability raster are written under temporary names first and put in place only after the GeoPackage has
     been committed, so a failure anywhere leaves no side output beside an unchanged GeoPackage.
     """
     from .cnn.model import load_model, with_precision
-    from .outputs import GEOPACKAGE, GEOTIFF, PNG, Output, SideOutputs, check_outputs
+    from .outputs import GEOPACKAGE, GEOTIFF, PNG, Output, SideOutputs, check_outputs, product_id_of
 
     options = options or DetectOptions()
     reporter = reporter or Reporter("quiet")
     output = Path(output)
     model_path = Path(options.model_path) if options.model_path else default_model_path()
+    raster_option = "--probability-raster"
+    if probability_raster == BESIDE_OUTPUT:
+        probability_raster = probability_raster_path(output, product_id_of(product_path))
+        raster_option = "the probability raster (default name; --probability-raster PATH names another)"
     check_outputs(
         [product_path, model_path],
         [
             Output(output, GEOPACKAGE, "-o", in_place=True),
             Output(quicklook, PNG, "--quicklook"),
-            Output(probability_raster, GEOTIFF, "--probability-raster"),
+            Output(probability_raster, GEOTIFF, raster_option),
         ],
     )
     options = replace(options, model_path=model_path, threshold=model_threshold(options.threshold, model_path))

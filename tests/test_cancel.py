@@ -236,9 +236,11 @@ def test_detect_cancelled_while_replacing_rows_keeps_the_file_and_a_second_run_i
                 child.kill()
                 child.wait()
     assert second.returncode == 4, second_err
+    raster = out / f"o_{small_product.product_id}_probability.tif"  # detect's default side output, not put in place
     assert message_lines(second_err) == [
         f"marsice: error: {output} is being written by process {first.pid} (lock file o.gpkg.lock); "
-        "wait for it to finish or write to another file"
+        f"wait for it to finish or write to another file; nothing was written: {output} is as it was, {raster} not "
+        "written"
     ]
     assert first.returncode == 130
     assert _snapshot(out) == before  # same rows, no lock file, no journal

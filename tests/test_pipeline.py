@@ -148,6 +148,9 @@ def test_cli_detect_json_progress(marsice_cli, small_product, tmp_path):
     # has 2 x 2)
     assert result["outputs"]["OUTPUT"] == str(out) and result["outputs"]["chunks"] == 6
     assert out.exists()
+    raster = tmp_path / f"cli_{small_product.product_id}_probability.tif"  # written by default, styled
+    assert result["outputs"]["PROBABILITY"] == str(raster)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cli.gpkg", raster.with_suffix(".qml").name, raster.name]
 
 
 def test_cli_bad_input_one_line_and_exit_code(marsice_cli, tmp_path):

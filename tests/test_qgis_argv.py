@@ -43,6 +43,9 @@ CASES = [
     # the shipped fast model when no model is given; the threshold left to the card
     ("marsice:detect", {"INPUT": "/data/P.LBL", "FAST": True, "READ_LEVEL": 1, "OUTPUT": "/out/f.gpkg"},
      ["detect", "/data/P.LBL", "-o", "/out/f.gpkg", "--fast", "--read-level", "0"]),
+    # the probability raster left empty: no option, so the CLI writes it under its default name beside the GeoPackage
+    ("marsice:detect", {"INPUT": "/data/P.LBL", "PROBABILITY": "", "OUTPUT": "/out/e.gpkg"},
+     ["detect", "/data/P.LBL", "-o", "/out/e.gpkg"]),
     ("marsice:search", {"OUTPUT": "/out/fp.gpkg"}, [
         "search", "--lat", "-60.0", "-40.0", "--ls", "140.0", "200.0", "--lat-rule", "centre", "--product", "RED",
         "--source", "auto", "--table", "0", "-o", "/out/fp.gpkg",
@@ -227,6 +230,17 @@ R["temporary"] = {
     "results": detect.cli_results(resolved, context, {}),
 }
 
+# the probability raster left empty: the result and the layer loaded are the raster the CLI reports it wrote
+raster_project = QgsProject()  # kept referenced: the context does not own it
+context = QgsProcessingContext()
+context.setProject(raster_project)
+R["default_raster"] = {
+    "results": detect.cli_results(
+        {"INPUT": "/data/P.LBL", "OUTPUT": P["detect_out"], "PROBABILITY": None}, context, {"PROBABILITY": P["raster"]}
+    ),
+    "queued": list(context.layersToLoadOnCompletion()),
+}
+
 # an output the dialog would open: queued once when resolved; a dry run (nothing written) un-queues it
 project = QgsProject()
 scan = alg("marsice:scan")
@@ -266,8 +280,11 @@ def qgis(tmp_path_factory: pytest.TempPathFactory) -> dict:
     model = tmp / "m.keras"
     model.write_bytes(b"")
     model.with_suffix(".curves.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    raster = tmp / "d_P_probability.tif"  # where the CLI reports it wrote the default raster (only its path is read)
+    raster.write_bytes(b"")
     params = {
         "repo": str(REPO), "cases": CASES, "scan_out": str(tmp / "scan.gpkg"), "model": str(model),
+        "detect_out": str(tmp / "d.gpkg"), "raster": str(raster),
     }  # fmt: skip
     code = f"P = json.loads({json.dumps(json.dumps(params))})\n" + SCRIPT
     result = run_qgis_python(code, tmp / "home", timeout=300)
@@ -327,6 +344,14 @@ def test_a_temporary_output_is_one_path_for_the_argv_and_the_results(qgis: dict)
     argv, again = temporary["argv_twice"]
     assert argv == again == ["detect", "/data/P.LBL", "-o", output, "--quicklook", quicklook]
     assert temporary["results"] == {"OUTPUT": output, "QUICKLOOK": quicklook, "PROBABILITY": None}
+
+
+@pytest.mark.qgis
+def test_an_empty_probability_raster_is_returned_and_loaded_from_where_the_cli_wrote_it(qgis: dict) -> None:
+    raster = str(qgis["tmp"] / "d_P_probability.tif")
+    assert qgis["default_raster"]["results"] == {"OUTPUT": str(qgis["tmp"] / "d.gpkg"), "QUICKLOOK": None,
+                                                 "PROBABILITY": raster}  # fmt: skip
+    assert qgis["default_raster"]["queued"] == [raster]
 
 
 @pytest.mark.qgis

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyproj
 import pytest
 from PIL import Image
 
@@ -138,15 +139,18 @@ res = run(
     {"INPUT": P["label"], "THRESHOLD": 0.0, "OUTPUT": str(detect_gpkg), "QUICKLOOK": str(out / "detect" / "ql.png")},
     load=True,
 )
-R["detect"] = {"OUTPUT": res["OUTPUT"], "QUICKLOOK": res["QUICKLOOK"]}
+R["detect"] = {"OUTPUT": res["OUTPUT"], "QUICKLOOK": res["QUICKLOOK"], "PROBABILITY": res["PROBABILITY"]}
 R["tree"] = []
 for child in QgsProject.instance().layerTreeRoot().children():
     entry = {"name": child.name(), "group": isinstance(child, QgsLayerTreeGroup), "layers": []}
     for node in child.children() if entry["group"] else []:
         layer = node.layer()
+        vector = isinstance(layer, QgsVectorLayer)  # the probability raster loads into the group too
         entry["layers"].append({
-            "name": node.name(), "source": layer.source(), "valid": layer.isValid(), "count": layer.featureCount(),
-            "crs_valid": layer.crs().isValid(), "renderer": layer.renderer().type(), "colour": symbol_colour(layer),
+            "name": node.name(), "source": layer.source(), "valid": layer.isValid(),
+            "count": layer.featureCount() if vector else None, "crs_valid": layer.crs().isValid(),
+            "crs_wkt": layer.crs().toWkt(), "renderer": layer.renderer().type(),
+            "colour": symbol_colour(layer) if vector else None,
         })
     R["tree"].append(entry)
 
@@ -400,8 +404,20 @@ def test_detect_results_load_styled_into_one_group_per_run(toolbox: dict) -> Non
     assert len(groups) == 1 and len(toolbox["tree"]) == 1  # nothing loose at the root, the dry run added nothing
     assert groups[0]["name"].startswith("results (Detect ice patches, ")
     layers = {layer["name"]: layer for layer in groups[0]["layers"]}
-    assert list(layers) == ["Ice candidates", "Chunk ice probability", "Product footprints"]
     gpkg = toolbox["detect"]["OUTPUT"]
+    # the probability raster, left empty, is written under its default name beside the GeoPackage and loaded below
+    pid = Path(toolbox["params"]["label"]).stem
+    raster_name = f"Ice probability (from the run's threshold): results_{pid}_probability"
+    assert list(layers) == ["Ice candidates", "Chunk ice probability", "Product footprints", raster_name]
+    raster = layers.pop(raster_name)
+    assert (
+        toolbox["detect"]["PROBABILITY"]
+        == raster["source"]
+        == str(Path(gpkg).parent / f"results_{pid}_probability.tif")
+    )
+    assert raster["valid"] and raster["crs_valid"] and raster["renderer"] == "singlebandpseudocolor"  # its .qml
+    crs = pyproj.CRS.from_wkt(raster["crs_wkt"])
+    assert crs.to_epsg() is None and 3.37e6 < crs.ellipsoid.semi_major_metre < 3.40e6  # the product's Mars CRS
     for layer in layers.values():
         assert layer["valid"] and layer["crs_valid"] and layer["source"].startswith(gpkg + "|layername=")
     # the styles stored in the GeoPackage, not Processing's plain default symbols

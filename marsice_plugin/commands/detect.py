@@ -16,8 +16,8 @@ def add_parser(sub: Any) -> None:
         help="score a product's chunks with the CNN and write a GeoPackage",
         description="Cut a product into georeferenced chunks, score each with the CNN, outline bright patches "
         "in the chunks at or above the threshold, and write the layers 'chunks', 'ice_candidates' and "
-        "'products' (common Mars CRS IAU_2015:49900). Writing into an existing file adds this product or "
-        "replaces its earlier rows.",
+        "'products' (common Mars CRS IAU_2015:49900), and the stitched probability GeoTIFF beside the GeoPackage. "
+        "Writing into an existing file adds this product or replaces its earlier rows (and its raster).",
     )
     p.add_argument("product", type=Path, help="HiRISE PDS3 label (.LBL beside its .JP2) or a GDAL raster in a Mars CRS")
     p.add_argument("-o", "--output", type=Path, required=True, help="output GeoPackage (.gpkg)")
@@ -69,14 +69,22 @@ def add_parser(sub: Any) -> None:
         help="second-stage model (.keras with its .card.json; default: the shipped models/marsice_patch_64.keras)",
     )
     p.add_argument("--quicklook", type=Path, default=None, help="also write a quick-look PNG here")
-    p.add_argument(
-        "--probability-raster", type=Path, default=None, help="also write the stitched probability GeoTIFF here"
+    raster = p.add_mutually_exclusive_group()
+    raster.add_argument(
+        "--probability-raster",
+        type=Path,
+        default=None,
+        help="where to write the stitched probability GeoTIFF (styled by a .qml beside it); default: beside the "
+        "GeoPackage as <output stem>_<PRODUCT_ID>_probability.tif, one per product",
+    )
+    raster.add_argument(
+        "--no-probability-raster", action="store_true", help="write no probability GeoTIFF (only the GeoPackage)"
     )
 
 
 def run(args: argparse.Namespace, reporter: Reporter) -> None:
     from ..detection import DetectOptions
-    from ..pipeline import detect
+    from ..pipeline import BESIDE_OUTPUT, detect
     from ..styles import write_raster_style
 
     options = DetectOptions(
@@ -97,7 +105,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         options,
         reporter,
         quicklook=args.quicklook,
-        probability_raster=args.probability_raster,
+        probability_raster=None if args.no_probability_raster else args.probability_raster or BESIDE_OUTPUT,
     )
     outputs = {
         "OUTPUT": str(result.output),

@@ -82,7 +82,7 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 self.PROBABILITY,
-                "Probability raster",
+                "Probability raster (empty: beside the GeoPackage)",
                 "GeoTIFF (*.tif)",
                 optional=True,
                 createByDefault=False,
@@ -110,7 +110,7 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         args += threshold_args(self, parameters, context) + model_args(self, parameters, context)
         args += ["--quicklook", quicklook] if quicklook else []
         args += [] if self.parameterAsBoolean(parameters, self.OVERLAP, context) else ["--overlap", "0"]
-        args += ["--probability-raster", raster] if raster else []
+        args += ["--probability-raster", raster] if raster else []  # empty: the CLI's default name, written
         args += ["--precision", precision] if precision != "float32" else []
         args += ["--read-level", str(read_level)] if read_level >= 0 else []
         args += ["--all-candidates"] if self.parameterAsBoolean(parameters, self.ALL_CANDIDATES, context) else []
@@ -125,7 +125,8 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         if Path(output).is_file():
             queue_geopackage(context, output, group, replace=output)
         quicklook = self.parameterAsFileOutput(parameters, self.QUICKLOOK, context)
-        raster = self.parameterAsFileOutput(parameters, self.PROBABILITY, context)
+        # left empty, the raster is where the CLI says it wrote it (its default name beside the GeoPackage)
+        raster = self.parameterAsFileOutput(parameters, self.PROBABILITY, context) or outputs.get(self.PROBABILITY)
         if raster:  # styled by the .qml marsice detect writes beside it, in the same group as the layers
             queue_raster(context, raster, group)
         return {self.OUTPUT: output, self.QUICKLOOK: quicklook or None, self.PROBABILITY: raster or None}
