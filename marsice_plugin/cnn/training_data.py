@@ -27,6 +27,14 @@ patches every shipped model misses most. The choice comes from its own random st
 and a patch's size and contrast are one draw each whatever their range, so the terrain, decoys and
 patch places are the scene P = 0 renders (patches sit a little closer to their boulders, by half the
 smaller radius). Chunks without ice are unchanged.
+
+With ``terrain_kinds`` the chunk's scene also gets the renderer's optional terrain kinds and decoys
+(:mod:`marsice_plugin.synthetic.landforms`: dunes, layered deposits, gullies, small polygons with varied
+troughs, bright outcrops, dust on sun-facing slopes and dune crests, CO2-frost-like patches on sunlit slopes,
+low contrast), each drawn at the rate :data:`TERRAIN_KIND_RATES` states, from its own random stream
+(``(seed, 3)``) and independently of the label, so no kind says "ice" or "no ice". The base scene is the one
+``terrain_kinds=False`` draws: old draws keep their pixels, and the seeds a model card names still mean the
+same chunks.
 """
 
 from __future__ import annotations
@@ -75,12 +83,56 @@ HARD_ICE_RADIUS_M = (1.0, 2.5)
 HARD_ICE_CONTRAST = (0.25, 0.6)
 
 
-def chunk_config(seed: int, size: int, with_ice: bool, hard_ice: float = 0.0) -> SceneConfig:
-    """The scene of one training chunk; with ``hard_ice`` P, a fraction P of ice chunks get small faint patches."""
+def chunk_config(
+    seed: int, size: int, with_ice: bool, hard_ice: float = 0.0, terrain_kinds: bool = False
+) -> SceneConfig:
+    """The scene of one training chunk; with ``hard_ice`` P, a fraction P of ice chunks get small faint patches,
+    with ``terrain_kinds`` the optional terrain kinds and decoys at their stated rates (module docstring)."""
     config = random_chunk_config(np.random.default_rng(seed), seed, size, with_ice)
     if with_ice and hard_ice > 0 and np.random.default_rng((seed, 2)).random() < hard_ice:
         config = replace(config, ice_radius_m=HARD_ICE_RADIUS_M, ice_contrast=HARD_ICE_CONTRAST)
+    if terrain_kinds:
+        config = draw_terrain_kinds(config, seed)
     return config
+
+
+#: Chance that a ``terrain_kinds`` chunk gets each kind (drawn independently); the counts and strengths drawn
+#: with them are in :func:`draw_terrain_kinds`. The project's choice, not measured frequencies on HiRISE.
+TERRAIN_KIND_RATES = {
+    "dunes": 0.2,
+    "layered": 0.1,
+    "gullies": 0.15,
+    "small_polygons": 0.25,
+    "trough_variation": 0.5,
+    "outcrops": 0.15,
+    "slope_dust": 0.3,
+    "frost": 0.15,
+    "low_contrast": 0.15,
+}
+
+
+def draw_terrain_kinds(config: SceneConfig, seed: int) -> SceneConfig:
+    """``config`` with terrain kinds and decoys drawn at :data:`TERRAIN_KIND_RATES` from stream ``(seed, 3)``.
+
+    Every kind's chance and strength is drawn whether or not it is taken, so the stream's draws mean the same
+    thing in every chunk.
+    """
+    rng = np.random.default_rng((seed, 3))
+    on = {kind: bool(rng.random() < rate) for kind, rate in TERRAIN_KIND_RATES.items()}
+    counts = rng.integers(1, 5, size=3)
+    variation, haze = float(rng.uniform(0.2, 0.6)), float(rng.uniform(0.3, 0.8))
+    return replace(
+        config,
+        dunes=on["dunes"],
+        layered=on["layered"],
+        n_gullies=int(counts[0]) if on["gullies"] else 0,
+        small_polygons=on["small_polygons"],
+        trough_variation=variation if on["trough_variation"] else 0.0,
+        n_outcrops=int(counts[1]) if on["outcrops"] else 0,
+        n_slope_dust=int(counts[2]) if on["slope_dust"] else 0,
+        n_frost=int(rng.integers(1, 4)) if on["frost"] else 0,
+        low_contrast=haze if on["low_contrast"] else 0.0,
+    )
 
 
 #: Special values of the generated 10-bit products (null 0, low saturation 1-2, high saturation 1022-1023).
@@ -120,10 +172,16 @@ def edge_band(rng: np.random.Generator, size: int) -> np.ndarray:
 
 
 def render_chunk(
-    seed: int, size: int, with_ice: bool, read_level: int = 0, edge_nodata: float = 0.0, hard_ice: float = 0.0
+    seed: int,
+    size: int,
+    with_ice: bool,
+    read_level: int = 0,
+    edge_nodata: float = 0.0,
+    hard_ice: float = 0.0,
+    terrain_kinds: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """One training chunk's DNs (as decoded at ``read_level``), its full-size ice truth and sun azimuth."""
-    config = chunk_config(seed, size, with_ice, hard_ice)
+    config = chunk_config(seed, size, with_ice, hard_ice, terrain_kinds)
     scene = render(config)
     dn, ice = scene.dn, scene.ice
     edge_rng = np.random.default_rng((seed, 1))
@@ -136,9 +194,9 @@ def render_chunk(
     return dn, ice, config.sun_azimuth
 
 
-def _render_one(args: tuple[int, int, int, bool, int, int, float, float]) -> tuple[np.ndarray, int, float]:
-    seed, size, input_size, with_ice, min_ice_pixels, read_level, edge_nodata, hard_ice = args
-    dn, ice, sun_azimuth = render_chunk(seed, size, with_ice, read_level, edge_nodata, hard_ice)
+def _render_one(args: tuple[int, int, int, bool, int, int, float, float, bool]) -> tuple[np.ndarray, int, float]:
+    seed, size, input_size, with_ice, min_ice_pixels, read_level, edge_nodata, hard_ice, kinds = args
+    dn, ice, sun_azimuth = render_chunk(seed, size, with_ice, read_level, edge_nodata, hard_ice, kinds)
     special = np.isin(dn, SPECIAL_DNS)
     x, _ = prepare(dn.astype(np.float32), ~special, dn == 0, dn.shape[0], input_size, 1023.0)
     return x, int(ice.sum() >= min_ice_pixels), sun_azimuth
@@ -154,11 +212,13 @@ def synthetic_chunks(
     read_level: int = 0,
     edge_nodata: float = 0.0,
     hard_ice: float = 0.0,
+    terrain_kinds: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Render ``count`` chunks (half planted with ice); return model inputs, labels and sun azimuths.
 
     ``edge_nodata`` is the fraction of chunks given a strip-edge no-data band, ``hard_ice`` the fraction
-    of ice chunks given only small faint patches (module docstring).
+    of ice chunks given only small faint patches, ``terrain_kinds`` adds the renderer's optional terrain
+    kinds and decoys at :data:`TERRAIN_KIND_RATES` (module docstring).
     """
     if seed + 2 * count >= EVALUATION_SEED_BASE:
         raise ValueError("training seeds would overlap the reserved evaluation seeds")
@@ -169,7 +229,7 @@ def synthetic_chunks(
     if not 0.0 <= hard_ice <= 1.0:
         raise ValueError(f"hard_ice is a fraction of the ice chunks, between 0 and 1, not {hard_ice}")
     jobs = [
-        (seed + i, size, input_size, i % 2 == 0, min_ice_pixels, read_level, edge_nodata, hard_ice)
+        (seed + i, size, input_size, i % 2 == 0, min_ice_pixels, read_level, edge_nodata, hard_ice, terrain_kinds)
         for i in range(count)
     ]
     if workers > 1:

@@ -9,6 +9,11 @@ Physics, in order:
    Being flat, ice casts no shadow. Contrast is drawn down to barely visible.
 4. Decoys (labelled not-ice): bright dust on sun-facing slopes, dark sublimation spots, isolated
    hot pixels at special values (1022/1023) and at ordinary high DNs.
+
+Optional terrain kinds and decoys (:mod:`.landforms`, each off by default so the frozen evaluation sets
+re-render to the same pixels): dune fields, layered deposits, gullies, small polygons with varied troughs,
+bright bedrock outcrops (all relief, lit and shadowed like the rest), bright dust on sun-facing dune crests,
+CO2-frost-like bright patches on sunlit slopes, and low-contrast (hazy) scenes.
 5. Radiance factor I/F = albedo × (direct × cos(i_local) × lit + ambient), where ``lit`` comes from
    ray-marched cast shadows and ``ambient`` is diffuse skylight (Mars shadows are not black).
 6. Instrument: shot + read noise, conversion to 10-bit DN with the product's own SCALING_FACTOR and
@@ -23,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import illumination, terrain
+from . import illumination, landforms, terrain
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,37 @@ class SceneConfig:
     #: Off by default so evaluation_set_v1 (frozen with this renderer) keeps its pixels; training sets
     #: and later evaluation sets turn it on.
     ccd_offsets: bool = False
+    # Terrain kinds and decoys of real southern mid-latitude images (module docstring); all off by default.
+    dunes: bool = False
+    #: azimuth (degrees from north) toward which dune sand moves; None draws it
+    dune_wind_azimuth: float | None = None
+    layered: bool = False
+    n_gullies: int = 0
+    #: a second polygon network of small cells (size range in metres) over the base relief
+    small_polygons: bool = False
+    small_polygon_cell_m: tuple[float, float] = (3.0, 8.0)
+    #: troughs' width and depth vary from edge to edge by up to this fraction (both polygon networks)
+    trough_variation: float = 0.0
+    n_outcrops: int = 0
+    #: bright dust patches on sun-facing slopes (on dune crests when there are dunes)
+    n_slope_dust: int = 0
+    #: CO2-frost-like bright patches on sunlit slopes
+    n_frost: int = 0
+    #: 0..1: haze that flattens the scene's contrast and a narrower DN range
+    low_contrast: float = 0.0
+
+    def __post_init__(self) -> None:
+        """Refuse terrain-kind settings that would render nonsense (troughs of negative width, negative haze)."""
+        lo, hi = self.small_polygon_cell_m
+        checks = (
+            (0.0 <= self.low_contrast <= 1.0, f"low_contrast is a fraction from 0 to 1, not {self.low_contrast}"),
+            (0.0 <= self.trough_variation < 1.0, f"trough_variation is from 0 to below 1, not {self.trough_variation}"),
+            (0.0 < lo <= hi, f"small_polygon_cell_m is (smallest, largest) metres above 0, not {(lo, hi)}"),
+            (min(self.n_gullies, self.n_outcrops, self.n_slope_dust, self.n_frost) >= 0, "counts cannot be negative"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
 
 
 @dataclass
@@ -77,6 +113,11 @@ class Scene:
     scaling_factor: float
     offset: float
     ice_patches: list[dict] = field(default_factory=list)
+    albedo: np.ndarray | None = None  # ground albedo before ice and decoy brightening
+    #: what the optional terrain kinds drew (landforms.add_kinds): beds, dune_layer, gullies, ...
+    landforms: dict = field(default_factory=dict)
+    #: masks of the optional decoys: "frost", "slope_dust", "outcrops"
+    decoys: dict = field(default_factory=dict)
 
 
 def _poleward_sign(hemisphere: str) -> int:
@@ -117,9 +158,18 @@ def render(config: SceneConfig) -> Scene:
     terrain.add_craters(height, craters, s)
     if config.polygons:
         terrain.add_polygon_troughs(
-            height, rng, s, cell_m=float(rng.uniform(10, 25)), depth_m=float(rng.uniform(0.3, 1.0))
+            height,
+            rng,
+            s,
+            cell_m=float(rng.uniform(10, 25)),
+            depth_m=float(rng.uniform(0.3, 1.0)),
+            variation=config.trough_variation,
+            variation_rng=landforms.kind_rng(config.seed, "troughs"),
         )
+    kinds = landforms.add_kinds(config, height)
     boulders = terrain.random_boulders(rng, shape, s, config.n_boulders)
+    if "dune_layer" in kinds:  # no boulders lie on sand
+        boulders = [b for b in boulders if kinds["dune_layer"][int(b.row), int(b.col)] < 0.3]
     for row, col, radius_m, _contrast, *extra in config.ice_at:
         if extra and extra[0] > 0:  # the placed patch's own boulder, equatorward of it, as high as its radius
             offset_px = (extra[0] + 0.5 * radius_m) / s
@@ -132,6 +182,8 @@ def render(config: SceneConfig) -> Scene:
     albedo = 0.2 * (1.0 + 0.12 * terrain.low_frequency_relief(rng, shape, s, amplitude_m=1.0))
     albedo *= 1.0 + 0.04 * rng.standard_normal(shape).astype(np.float32)
     albedo = np.clip(albedo, 0.05, 0.5).astype(np.float32)
+    if "albedo_factor" in kinds:  # beds and outcrops scale the same albedo texture
+        albedo = np.clip(albedo * kinds["albedo_factor"], 0.05, 0.8).astype(np.float32)
 
     # 3. ice patches in and beside shade, poleward of landforms
     ice_opacity = np.zeros(shape, dtype=np.float32)  # brightness boost: opacity x contrast
@@ -192,13 +244,24 @@ def render(config: SceneConfig) -> Scene:
         )
         albedo[window] *= 1.0 - 0.5 * op
 
+    # 5. illumination (direct light is needed first by the decoys on sunlit slopes)
+    direct = illumination.lambert(height, s, config.sun_azimuth, config.incidence)
+    decoys = {}
+    if config.n_slope_dust or config.n_frost:
+        slope_dust, frost = landforms.sun_side_decoys(config, direct, kinds.get("dune_layer"))
+        decoys = {"slope_dust": slope_dust > 0.3, "frost": frost > 0.3}
+        sun_side = np.maximum(sun_side, slope_dust)
+        dust = sun_side > 0.3
+        sun_side = sun_side + frost
+    if "outcrops" in kinds:
+        decoys["outcrops"] = kinds["outcrops"]
     effective_albedo = albedo * (1.0 + ice_opacity + sun_side)
 
-    # 5. illumination
-    direct = illumination.lambert(height, s, config.sun_azimuth, config.incidence)
     shadow = illumination.cast_shadows(height, s, config.sun_azimuth, config.incidence)
     ambient = 0.25 * math.cos(math.radians(config.incidence))
     iof = effective_albedo * (direct * ~shadow + ambient)
+    if config.low_contrast > 0:
+        iof = landforms.haze(iof, config.low_contrast)
 
     # 6. instrument
     if config.noise:
@@ -206,6 +269,10 @@ def render(config: SceneConfig) -> Scene:
     lo, hi = np.percentile(iof, [0.1, 99.9])
     scaling = float((hi - lo) / 700.0) or 1e-4
     offset = float(lo - 120.0 * scaling)
+    if config.low_contrast > 0:  # the scene fills a narrower band of DNs around the usual middle
+        span = 700.0 * (1.0 - 0.6 * config.low_contrast)
+        scaling = float((hi - lo) / span) or 1e-4
+        offset = float(lo - (120.0 + (700.0 - span) / 2) * scaling)
     dn_float = (iof - offset) / scaling
     if config.ccd_offsets:
         dn_float = _ccd_effects(dn_float, config, rng)
@@ -222,7 +289,7 @@ def render(config: SceneConfig) -> Scene:
 
     nodata = _strip_margins(shape, config.nodata_margin)
     dn[nodata] = 0
-    for layer in (ice, hot, dust):
+    for layer in (ice, hot, dust, *decoys.values()):
         layer &= ~nodata
     return Scene(
         config=config,
@@ -236,6 +303,9 @@ def render(config: SceneConfig) -> Scene:
         scaling_factor=scaling,
         offset=offset,
         ice_patches=patches,
+        albedo=albedo,
+        landforms=kinds,
+        decoys=decoys,
     )
 
 

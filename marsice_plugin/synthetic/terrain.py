@@ -89,9 +89,22 @@ def add_boulders(height: np.ndarray, boulders: list[Boulder], scale_m: float) ->
 
 
 def add_polygon_troughs(
-    height: np.ndarray, rng: np.random.Generator, scale_m: float, cell_m: float = 15.0, depth_m: float = 0.8
+    height: np.ndarray,
+    rng: np.random.Generator,
+    scale_m: float,
+    cell_m: float = 15.0,
+    depth_m: float = 0.8,
+    half_width_m: float = 1.5,
+    variation: float = 0.0,
+    variation_rng: np.random.Generator | None = None,
 ) -> None:
-    """Polygonal cracks: V-shaped troughs along the edges of a random Voronoi tessellation."""
+    """Polygonal cracks: V-shaped troughs along the edges of a random Voronoi tessellation.
+
+    With ``variation`` v > 0 each Voronoi seed also gets a width and a depth factor in 1 ± v (drawn from
+    ``variation_rng``, else from ``rng`` after the seeds) and a trough takes the mean of its two cells' factors,
+    so the edges of one polygon differ as real cracks of different ages do; v = 0 draws nothing more and gives
+    every trough the same section.
+    """
     from scipy.spatial import cKDTree
 
     rows, cols = height.shape
@@ -99,9 +112,16 @@ def add_polygon_troughs(
     seeds = rng.uniform([0, 0], [rows, cols], size=(n, 2))
     tree = cKDTree(seeds)
     rr, cc = np.mgrid[0:rows, 0:cols]
-    dist, _ = tree.query(np.column_stack([rr.ravel(), cc.ravel()]), k=2)
+    dist, idx = tree.query(np.column_stack([rr.ravel(), cc.ravel()]), k=2)
     gap_m = (dist[:, 1] - dist[:, 0]).reshape(rows, cols) * scale_m / 2.0
-    half_width = 1.5
+    if variation > 0:
+        width_f, depth_f = 1.0 + variation * (variation_rng or rng).uniform(-1.0, 1.0, (2, n))
+        pair = idx.reshape(rows, cols, 2)
+        half = half_width_m * 0.5 * (width_f[pair[..., 0]] + width_f[pair[..., 1]])
+        depth = depth_m * 0.5 * (depth_f[pair[..., 0]] + depth_f[pair[..., 1]])
+        height -= (depth * np.clip(1.0 - gap_m / half, 0.0, None)).astype(np.float32)
+        return
+    half_width = half_width_m
     height -= (depth_m * np.clip(1.0 - gap_m / half_width, 0.0, None)).astype(np.float32)
 
 
