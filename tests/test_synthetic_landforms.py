@@ -258,3 +258,26 @@ def test_training_draws_take_the_terrain_kinds_at_their_stated_rates_whatever_th
 def test_out_of_range_terrain_kind_settings_are_refused_before_rendering(setting, message):
     with pytest.raises(ValueError, match=message):
         SceneConfig(width=64, height=64, **setting)
+
+
+def test_train_terrain_kinds_switch_draws_them_and_records_their_rates() -> None:
+    """`train --synthetic N --terrain-kinds` trains on the kinds' draws, and its card data names their rates."""
+    import argparse
+
+    from marsice_plugin.cli import build_parser
+    from marsice_plugin.cnn.training_data import TERRAIN_KIND_RATES, synthetic_chunks
+    from marsice_plugin.commands.train import generated_and_real
+    from marsice_plugin.progress import Reporter
+
+    args = build_parser().parse_args(
+        ["train", "--synthetic", "2", "--data-seed", "4", "--input-size", "64", "--terrain-kinds", "-o", "m.keras"]
+    )
+    assert isinstance(args, argparse.Namespace) and args.terrain_kinds
+    x, y, sun, data = generated_and_real(args, Reporter("quiet"))
+    assert data["terrain_kinds"] == TERRAIN_KIND_RATES
+    ex, ey, esun = synthetic_chunks(2, seed=4, input_size=64, terrain_kinds=True)
+    order = np.lexsort((sun, y))  # one shuffle of the sources: compare as sets of (label, sun, pixels)
+    eorder = np.lexsort((esun, ey))
+    np.testing.assert_array_equal(x[order], ex[eorder])
+    off = build_parser().parse_args(["train", "--synthetic", "2", "--input-size", "64", "-o", "m.keras"])
+    assert off.terrain_kinds is False

@@ -62,6 +62,12 @@ def add_parser(sub: Any) -> None:
         "0.25-0.6), the ones models miss most",
     )
     p.add_argument(
+        "--terrain-kinds",
+        action="store_true",
+        help="draw --synthetic chunks with dunes, layered deposits, gullies, small polygons, outcrops, slope dust, "
+        "CO2-like frost and low contrast at the rates of cnn.training_data.TERRAIN_KIND_RATES (README, Terrain kinds)",
+    )
+    p.add_argument(
         "--real",
         type=Path,
         metavar="FOLDER",
@@ -176,6 +182,7 @@ def generated_and_real(args: argparse.Namespace, reporter: Reporter) -> tuple[An
             read_level=args.read_level,
             edge_nodata=args.edge_nodata,
             hard_ice=args.hard_ice,
+            terrain_kinds=args.terrain_kinds,
         )
         parts.append((x, y, sun))
         data = {"source": "marsice synthetic chunks", "chunks": args.synthetic, "first_seed": args.data_seed}
@@ -183,6 +190,10 @@ def generated_and_real(args: argparse.Namespace, reporter: Reporter) -> tuple[An
             data["edge_nodata"] = args.edge_nodata
         if args.hard_ice:
             data["hard_ice"] = args.hard_ice
+        if args.terrain_kinds:  # the card says what went in
+            from ..cnn.training_data import TERRAIN_KIND_RATES
+
+            data["terrain_kinds"] = dict(TERRAIN_KIND_RATES)
     if args.real is not None:
         from ..cnn.real_tiles import open_tiles, real_examples
 
