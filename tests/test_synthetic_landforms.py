@@ -192,6 +192,7 @@ def test_low_contrast_scenes_fill_a_narrow_band_of_dns():
 
 #: SceneConfig fields of the terrain kinds and decoys, all off.
 KINDS_OFF = {
+    "centred_relief": False,  # terrain-kind draws also centre the relief (SceneConfig.centred_relief)
     "dunes": False,
     "layered": False,
     "n_gullies": 0,
@@ -281,3 +282,26 @@ def test_train_terrain_kinds_switch_draws_them_and_records_their_rates() -> None
     np.testing.assert_array_equal(x[order], ex[eorder])
     off = build_parser().parse_args(["train", "--synthetic", "2", "--input-size", "64", "-o", "m.keras"])
     assert off.terrain_kinds is False
+
+
+def test_centred_relief_keeps_the_albedo_texture_the_old_renderer_clipped_flat() -> None:
+    """A 1024 px chunk at 0.25 m is ~2.5 correlation lengths wide: the old relief's blown-up mean pinned the albedo
+    at its clip limits (seeds 2 and 7: 90 % and 100 % of pixels); centred, no pixel is pinned and new training draws
+    are centred while old configs keep their pixels."""
+    from marsice_plugin.cnn.training_data import chunk_config, draw_terrain_kinds
+    from marsice_plugin.synthetic import terrain
+
+    def pinned(seed: int, centred: bool) -> float:
+        field = terrain.low_frequency_relief(np.random.default_rng(seed), (1024, 1024), 0.25, 1.0, centred=centred)
+        albedo = np.clip(0.2 * (1.0 + 0.12 * field), 0.05, 0.5)
+        return float(((albedo <= 0.05) | (albedo >= 0.5)).mean())
+
+    assert pinned(2, False) > 0.8 and pinned(7, False) > 0.8
+    assert max(pinned(seed, True) for seed in range(8)) == 0.0
+    field = terrain.low_frequency_relief(np.random.default_rng(7), (1024, 1024), 0.25, 1.0, centred=True)
+    assert abs(float(field.mean())) < 0.3 and float(field.std()) == pytest.approx(1.0, rel=0.05)
+    scene = render(SceneConfig(width=256, height=256, scale_m=0.25, seed=7, centred_relief=True))
+    inside = scene.albedo[~scene.nodata]
+    assert float(((inside <= 0.05) | (inside >= 0.5)).mean()) < 0.01
+    assert draw_terrain_kinds(chunk_config(7, 256, True), 7).centred_relief
+    assert not chunk_config(7, 256, True).centred_relief and not SceneConfig().centred_relief

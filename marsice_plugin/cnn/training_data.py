@@ -132,6 +132,7 @@ def draw_terrain_kinds(config: SceneConfig, seed: int) -> SceneConfig:
         n_slope_dust=int(counts[2]) if on["slope_dust"] else 0,
         n_frost=int(rng.integers(1, 4)) if on["frost"] else 0,
         low_contrast=haze if on["low_contrast"] else 0.0,
+        centred_relief=True,  # new draws get the albedo texture the old renderer clipped away (SceneConfig)
     )
 
 

@@ -83,6 +83,11 @@ class SceneConfig:
     n_frost: int = 0
     #: 0..1: haze that flattens the scene's contrast and a narrower DN range
     low_contrast: float = 0.0
+    #: rolling relief and the albedo's low-frequency field drawn with zero mean. Off (the renderer as the frozen
+    #: sets and shipped models saw it): on scenes a few times smaller than the ~100 m correlation length (a 1024 px
+    #: chunk at 0.25 m) the field is nearly constant, scaling it to its spread blows that constant up, and the
+    #: albedo is pinned at its clip limits over much of the scene, with no texture left (terrain.low_frequency_relief)
+    centred_relief: bool = False
 
     def __post_init__(self) -> None:
         """Refuse terrain-kind settings that would render nonsense (troughs of negative width, negative haze)."""
@@ -153,7 +158,7 @@ def render(config: SceneConfig) -> Scene:
     pole = _poleward_sign(config.hemisphere)
 
     # 1. terrain
-    height = terrain.low_frequency_relief(rng, shape, s, amplitude_m=4.0)
+    height = terrain.low_frequency_relief(rng, shape, s, amplitude_m=4.0, centred=config.centred_relief)
     craters = terrain.random_craters(rng, shape, s, config.n_craters)
     terrain.add_craters(height, craters, s)
     if config.polygons:
@@ -179,7 +184,8 @@ def render(config: SceneConfig) -> Scene:
     boulder_layer = height - base
 
     # 2. albedo
-    albedo = 0.2 * (1.0 + 0.12 * terrain.low_frequency_relief(rng, shape, s, amplitude_m=1.0))
+    field = terrain.low_frequency_relief(rng, shape, s, amplitude_m=1.0, centred=config.centred_relief)
+    albedo = 0.2 * (1.0 + 0.12 * field)
     albedo *= 1.0 + 0.04 * rng.standard_normal(shape).astype(np.float32)
     albedo = np.clip(albedo, 0.05, 0.5).astype(np.float32)
     if "albedo_factor" in kinds:  # beds and outcrops scale the same albedo texture

@@ -32,15 +32,23 @@ class Crater:
 
 
 def low_frequency_relief(
-    rng: np.random.Generator, shape: tuple[int, int], scale_m: float, amplitude_m: float
+    rng: np.random.Generator, shape: tuple[int, int], scale_m: float, amplitude_m: float, centred: bool = False
 ) -> np.ndarray:
-    """Smooth rolling relief: Gaussian-filtered noise with a ~100 m correlation length."""
+    """Smooth rolling relief: Gaussian-filtered noise with a ~100 m correlation length.
+
+    ``centred`` removes the field's mean before it is scaled to ``amplitude_m``. Without it (the renderer the frozen
+    sets were made with) a grid only a few correlation lengths wide filters to a nearly constant field, and scaling
+    its small spread up scales that constant too: offsets of hundreds of amplitudes, harmless for heights (only slopes
+    are seen) but fatal for an albedo made from it, which is then clipped flat.
+    """
     from scipy import ndimage
 
     sigma_px = max(2.0, 100.0 / scale_m)
     coarse = max(1, int(sigma_px // 8))
     small = rng.standard_normal((shape[0] // coarse + 2, shape[1] // coarse + 2)).astype(np.float32)
     small = ndimage.gaussian_filter(small, sigma_px / coarse, mode="wrap")
+    if centred:
+        small -= small.mean()
     small *= amplitude_m / max(1e-6, float(small.std()))
     field = ndimage.zoom(small, coarse, order=1)[: shape[0], : shape[1]]
     return np.ascontiguousarray(field, dtype=np.float32)
