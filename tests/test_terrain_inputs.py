@@ -87,3 +87,29 @@ def test_bad_dtms_get_clear_errors(sample, tmp_path: Path) -> None:
     # the real HiRISE-style DTM resamples onto the image grid with its MISSING_CONSTANT masked
     h = dtm_on_image_grid(sp.dtm_path, crs, transform, width, height)
     assert np.nanmin(h) > -1.0e4 and np.isfinite(h).mean() > 0.8
+
+
+def test_upsampling_onto_the_image_grid_equals_gdals_warper_bit_for_bit(sample, monkeypatch) -> None:
+    """The DTM onto grids in its own CRS, as fine as the image's or finer (with NoData margins, fractional shifts and
+    parts off the DTM): the two-gather bilinear gives the warper's values and NoData pixels exactly."""
+    from affine import Affine
+
+    from marsice_plugin.terrain.dem import DtmSource
+
+    sp, _, _, (crs, transform, _, _), _ = sample
+    grids = [
+        transform,
+        transform @ Affine.translation(-3, 700),  # past the DTM's bottom and left edges
+        transform @ Affine.translation(517.5, -20.25),  # half and quarter pixels, above its top
+        transform @ Affine.scale(0.5),  # 2x finer than the image
+    ]
+    with DtmSource(sp.dtm_path) as dtm:
+        assert dtm._upsampled(crs, transform, 400, 600) is not None  # the fast path serves the image grid
+        assert dtm._upsampled(crs, transform @ Affine.scale(8), 40, 60) is None  # a coarser grid is GDAL's
+        fast = [dtm.on_grid(crs, t, 400, 600) for t in grids]
+        monkeypatch.setattr(DtmSource, "_upsampled", lambda *args: None)
+        warped = [dtm.on_grid(crs, t, 400, 600) for t in grids]
+    for f, w in zip(fast, warped, strict=True):
+        assert np.array_equal(f, w, equal_nan=True)
+    gaps = np.concatenate([np.isnan(f).ravel() for f in fast])
+    assert 0.05 < gaps.mean() < 0.6  # the comparison covers NoData and heights both

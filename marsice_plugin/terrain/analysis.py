@@ -4,11 +4,11 @@ The grids come from :mod:`marsice_plugin.terrain.grids` and the candidates' fiel
 :mod:`marsice_plugin.terrain.candidates` (which a scan calls on rows in memory); this module adds the files. Rasters
 are written on the image grid itself (pixel for pixel, same CRS and transform), so they overlay the image in QGIS
 without resampling. They are written strip by strip as :mod:`marsice_plugin.terrain.stream` makes them (in a
-writer thread, while the next strip is computed), tiled (256 px) and ZSTD-compressed (see :data:`ZSTD_LEVEL`), into
-temporary files that get overviews at the end; then the candidate fields are committed in one transaction (through
-the results writer's lock), and the rasters are renamed into place. A failure
-or a cancel before that point (a file truncated partway, a SIGTERM) removes the temporary files (and an output folder
-the run created), so the rasters and the GeoPackage stay as they were.
+writer thread, while the next strip is computed), tiled (256 px) and compressed (LERC or ZSTD, see
+:data:`RASTERS`), into temporary files that get overviews at the end; then the candidate fields are committed in
+one transaction (through the results writer's lock), and the rasters are renamed into place. A failure or a cancel
+before that point (a file truncated partway, a SIGTERM) removes the temporary files (and an output folder the run
+created), so the rasters and the GeoPackage stay as they were.
 """
 
 from __future__ import annotations
@@ -29,9 +29,9 @@ from .coregistration import Coregistration
 from .grids import check_sun_options
 from .stream import TILE, Strip, TerrainStream, open_stream
 
-#: ZSTD level 1 with the floating-point predictor. Why ZSTD: compression was the largest cost of a terrain run, and
-#: ZSTD writes these grids many times faster than DEFLATE (even at DEFLATE's level 1) at a similar size. Every GDAL
-#: built with libzstd reads it (GDAL >= 2.3; the GDAL of the QGIS this project targets, Debian 12's 3.6, lists it).
+#: ZSTD level 1 with the horizontal predictor for the 0/1 masks. Why ZSTD: it writes these grids many times faster
+#: than DEFLATE (even at DEFLATE's level 1) at a similar size. Every GDAL built with libzstd reads it (GDAL >= 2.3;
+#: the GDAL of the QGIS this project targets, Debian 12's 3.6, lists it).
 ZSTD_LEVEL = 1
 
 #: Threads GDAL compresses blocks with (the pipeline's own work is one thread).
@@ -45,13 +45,26 @@ WRITE_CACHE = 256 * 2**20
 #: Rasters whose overviews are averaged (the others take the nearest pixel).
 AVERAGED = ("slope", "height")
 
-RASTERS = {
-    "slope": ("float32", "slope (degrees)"),
-    "aspect": ("float32", "aspect, clockwise from true north (degrees)"),
-    "poleward": ("uint8", "1 = poleward-facing slope"),
-    "shadow": ("uint8", "1 = cast or self shadow for the image's sun"),
-    "height": ("float32", "DTM height resampled bilinearly onto the image grid (m)"),
+#: name: (data type, description, LERC's largest error in the raster's unit, None for the lossless 0/1 masks).
+#: Why LERC for the float grids: with ZSTD and the floating-point predictor they shrank by only 10-30 % (a float's
+#: low bits are noise) and their encoding was the largest cost of writing; LERC keeps every value within the stated
+#: error (0.005 degrees, 1 mm: far below what a 1-2 m DTM resolves) and writes them 2x faster, 2-3x smaller. The
+#: grids stay float32 in degrees and metres, so styles and tools read them unchanged (LERC is in every GDAL since 2.4,
+#: Debian 12's 3.6 included). Candidate fields never read these files: they come from the exact grids in memory.
+RASTERS: dict[str, tuple[str, str, float | None]] = {
+    "slope": ("float32", "slope (degrees)", 0.005),
+    "aspect": ("float32", "aspect, clockwise from true north (degrees)", 0.005),
+    "poleward": ("uint8", "1 = poleward-facing slope", None),
+    "shadow": ("uint8", "1 = cast or self shadow for the image's sun", None),
+    "height": ("float32", "DTM height resampled bilinearly onto the image grid (m)", 0.001),
 }
+
+
+def _compression(max_error: float | None) -> dict[str, Any]:
+    """GDAL creation options of a raster: LERC within ``max_error``, or lossless ZSTD for the masks."""
+    if max_error is None:
+        return {"compress": "zstd", "zstd_level": ZSTD_LEVEL, "predictor": 2}
+    return {"compress": "lerc", "max_z_error": max_error}
 
 
 @dataclass
@@ -72,8 +85,8 @@ class TerrainResult:
         )
 
 
-def _create_raster(path: Path, stream: TerrainStream, dtype: str, description: str) -> Any:
-    """One tiled (256 px), ZSTD-compressed GeoTIFF on the image grid, open for writing strip by strip."""
+def _create_raster(path: Path, stream: TerrainStream, dtype: str, description: str, max_error: float | None) -> Any:
+    """One tiled (256 px), compressed (:data:`RASTERS`) GeoTIFF on the image grid, open for writing strip by strip."""
     import rasterio
     from rasterio.crs import CRS
 
@@ -89,14 +102,12 @@ def _create_raster(path: Path, stream: TerrainStream, dtype: str, description: s
         crs=CRS.from_wkt(product.crs.to_wkt()),
         transform=product.transform,
         nodata=float("nan") if dtype == "float32" else 255,
-        compress="zstd",
-        zstd_level=ZSTD_LEVEL,
-        predictor=3 if dtype == "float32" else 2,
         num_threads=WRITE_THREADS,
         tiled=True,
         blockxsize=TILE,
         blockysize=TILE,
         BIGTIFF="IF_SAFER",
+        **_compression(max_error),
     )
     ds.set_band_description(1, description)
     return ds
@@ -109,16 +120,19 @@ def _write_raster(ds: Any, row0: int, values: np.ndarray, dtype: str) -> None:
     ds.write(values.astype(dtype, copy=False), 1, window=Window(0, row0, values.shape[1], values.shape[0]))
 
 
-def _add_overviews(path: Path, dtype: str, average: bool) -> None:
+def _add_overviews(path: Path, max_error: float | None, average: bool) -> None:
     """Overviews (2x, 4x, ... down to one tile) so QGIS draws a full-size raster without reading every pixel;
     averaged for slope and height, nearest for the aspect (an average of 350 and 10 degrees is 180, not 0) and the
-    0/1 masks (an average of 0, 1 and 255 means nothing)."""
+    0/1 masks (an average of 0, 1 and 255 means nothing). Compressed as the full-resolution grid."""
     import rasterio
     from rasterio.enums import Resampling
 
-    env = {"ZSTD_LEVEL_OVERVIEW": str(ZSTD_LEVEL), "GDAL_NUM_THREADS": WRITE_THREADS, "GDAL_CACHEMAX": WRITE_CACHE}
-    env["PREDICTOR_OVERVIEW"] = "3" if dtype == "float32" else "2"  # the predictors of the full-resolution grid
-    with rasterio.Env(COMPRESS_OVERVIEW="ZSTD", **env), rasterio.open(path, "r+") as ds:
+    env: dict[str, Any] = {"GDAL_NUM_THREADS": WRITE_THREADS, "GDAL_CACHEMAX": WRITE_CACHE}
+    if max_error is None:
+        env.update(COMPRESS_OVERVIEW="ZSTD", ZSTD_LEVEL_OVERVIEW=str(ZSTD_LEVEL), PREDICTOR_OVERVIEW="2")
+    else:
+        env.update(COMPRESS_OVERVIEW="LERC", MAX_Z_ERROR_OVERVIEW=str(max_error))
+    with rasterio.Env(**env), rasterio.open(path, "r+") as ds:
         factors, f = [], 2
         while max(ds.width, ds.height) / f >= TILE // 2:
             factors.append(f)
@@ -162,15 +176,15 @@ def run_terrain(
             rasters = {name: out_dir / f"{pid}_{name}.tif" for name in RASTERS}
             rows = read_candidates(Path(candidates), pid) if candidates is not None else []
             out_dir.mkdir(parents=True, exist_ok=True)
-            for name, (dtype, description) in RASTERS.items():
+            for name, (dtype, description, max_error) in RASTERS.items():
                 tmp = rasters[name].with_name(f".{rasters[name].name}.{os.getpid()}.partial")
                 temps.append(tmp)
-                open_sets.append(_create_raster(tmp, stream, dtype, description))
+                open_sets.append(_create_raster(tmp, stream, dtype, description, max_error))
 
             def write_all(strip: Strip) -> None:
                 values = strip.rasters()
                 with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE):
-                    for ds, (name, (dtype, _)) in zip(open_sets, RASTERS.items(), strict=True):
+                    for ds, (name, (dtype, _, _)) in zip(open_sets, RASTERS.items(), strict=True):
                         _write_raster(ds, strip.row0, values[name], dtype)
 
             def write(strip: Strip) -> None:
@@ -187,7 +201,7 @@ def run_terrain(
             ds.close()
         open_sets.clear()
         report(90, "overviews")
-        jobs = [(tmp, dtype, name in AVERAGED) for tmp, (name, (dtype, _)) in zip(temps, RASTERS.items(), strict=True)]
+        jobs = [(tmp, spec[2], name in AVERAGED) for tmp, (name, spec) in zip(temps, RASTERS.items(), strict=True)]
         for done in [pool.submit(_add_overviews, *job) for job in jobs]:
             done.result()
         updates: dict[int, dict[str, Any]] = {}

@@ -18,6 +18,7 @@ them once per block (the three used to take them three times, in float64).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -54,16 +55,25 @@ def slope_degrees(height: np.ndarray, scale_m: float) -> np.ndarray:
     return _slope(np.hypot(*_gradients(height, scale_m)))
 
 
+@functools.lru_cache(maxsize=8)
+def _transformers(crs_wkt: str) -> tuple[pyproj.Transformer, pyproj.Transformer]:
+    """(grid -> geographic, geographic -> grid) of a CRS, made once: building them was most of the lattice's cost
+    (a strip asks for its lattice once per block of rows)."""
+    crs = pyproj.CRS(crs_wkt)
+    geo = crs.geodetic_crs
+    return (
+        pyproj.Transformer.from_crs(crs, geo, always_xy=True),
+        pyproj.Transformer.from_crs(geo, crs, always_xy=True),
+    )
+
+
 def grid_convergence(crs: pyproj.CRS | str, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """Grid azimuth (degrees clockwise from grid up) of true north at projected points ``xs, ys``.
 
     Found by stepping 1e-4° north in latitude on the CRS's own sphere and projecting back: no formula per
     projection is needed, and an equirectangular grid gives 0 everywhere. Points at the pole itself get 0.
     """
-    crs = pyproj.CRS(crs)
-    geo = crs.geodetic_crs
-    to_geo = pyproj.Transformer.from_crs(crs, geo, always_xy=True)
-    to_grid = pyproj.Transformer.from_crs(geo, crs, always_xy=True)
+    to_geo, to_grid = _transformers(crs if isinstance(crs, str) else pyproj.CRS(crs).to_wkt())
     lon, lat = to_geo.transform(np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64))
     step = np.where(lat > 89.9, -1e-4, 1e-4)  # step south at the north pole, read the direction backwards
     x2, y2 = to_grid.transform(lon, lat + step)

@@ -1,17 +1,20 @@
 """The terrain of an image computed strip by strip, so memory stays bounded whatever the product's size.
 
 Why strips: a HiRISE RDR is 0.5-1.5 Gpx; its heights, slopes and aspects as whole float arrays would be tens of GB.
-Two passes over full-width strips of rows do the work:
+The work goes in full-width strips of rows:
 
-1. **Image pass** (:meth:`TerrainStream.run`, first loop): the image is read once at level 0, strip by strip. It is
-   averaged into blocks of ``f`` x ``f`` pixels (``f`` = ceil(longest side / 2048)) for the co-registration, its grey
-   values are counted for the exact image median (:class:`ValueCounts`), and the windows the candidates need are
-   kept. The DTM is resampled straight onto the block grid and hillshaded there, so co-registration never sees a
-   full-resolution grid (for products up to 2048 px, ``f`` = 1 and it is the full grid, as before).
-2. **Terrain pass** (second loop): for each strip the DTM is resampled onto the image grid (shifted by the
-   co-registration offset), and slope, aspect, poleward and shadow are derived; the caller writes the strip
-   (:func:`marsice_plugin.terrain.analysis.run_terrain`) and the candidates' windows are handed over as soon as the
-   strips under them are complete (:class:`WindowCollector`).
+1. **Co-registration** (:meth:`TerrainStream.run`): the image is averaged onto a grid of at most 2048 px a side,
+   from its reduced JPEG2000 levels (:func:`marsice_plugin.terrain.imagepass.reduced_image`: a fraction of a level-0
+   decode), and the DTM is resampled straight onto that grid and hillshaded there, so co-registration never sees a
+   full-resolution grid. An image without levels (a GeoTIFF), or one small enough for a single FFT (``f`` = 1), is
+   read once at level 0 instead, averaged into blocks of ``f`` x ``f`` pixels (``f`` = ceil(longest side / 2048)).
+2. **Terrain strips**: for each strip the DTM is resampled onto the image grid (shifted by the co-registration
+   offset), and slope, aspect, poleward and shadow are derived; the caller writes the strip
+   (:func:`marsice_plugin.terrain.analysis.run_terrain`) and the candidates' windows are cut out of the strips
+   (:class:`WindowCollector`). Candidates also need the image at level 0 (the exact median, :class:`ValueCounts`,
+   and the pixels of their windows): a thread reads it beside the strips
+   (:class:`marsice_plugin.terrain.imagepass.ImagePass`), and the windows are scored when both have ended. A run
+   without candidates never decodes level 0.
 
 **Halo arithmetic.** Slope, aspect and self shadow use central differences: one row above and below a strip. A cast
 shadow at a pixel comes from terrain up to ``L = relief / tan(elevation)`` metres toward the sun, where ``relief``
@@ -28,8 +31,8 @@ grid's own relief needs changes nothing: a step ``k`` is at least ``k - 0.71`` p
 from __future__ import annotations
 
 import math
-import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,29 @@ import numpy as np
 from ..errors import TerrainError
 from .coregistration import MAX_FFT_SIZE, Coregistration, hillshade, phase_correlate, shift_grid
 from .derivatives import derive, poleward_facing
+from .imagepass import (
+    ImagePass,
+    PixelWindow,
+    ValueCounts,
+    WindowCollector,
+    block_mean,
+    image_strips,
+    reduced_image,
+    refine_offset,
+)
+from .shadows import SHADOW_TILE, cast_shadows_rows, shadow_steps
+
+__all__ = [
+    "SHADOW_TILE",
+    "PixelWindow",
+    "Strip",
+    "TerrainStream",
+    "ValueCounts",
+    "WindowCollector",
+    "cast_shadows_rows",
+    "open_stream",
+    "shadow_steps",
+]
 
 #: Target pixels per strip (rows are a multiple of the 256-px raster tiles): a few tens of MB per grid.
 STRIP_PIXELS = 4_000_000
@@ -50,154 +76,6 @@ MAX_STRIP_PIXELS = 16_000_000
 DERIVATIVE_PIXELS = 1_000_000
 
 TILE = 256
-
-#: Tile (rows, columns) of the shadow march: a tile and the rows it is compared with stay in the CPU's cache, and a
-#: tile stops marching once no higher terrain within the longest shadow's reach can shade it.
-SHADOW_TILE = (64, 512)
-
-#: A pixel window (row0, row1, col0, col1), end-exclusive.
-PixelWindow = tuple[int, int, int, int]
-
-
-class ValueCounts:
-    """Exact median of many values, read in pieces: distinct values and their counts.
-
-    HiRISE grey values are 10-bit integers (a COLOR product's band mean: a few thousand distinct values), so the
-    table stays tiny and the median is the one ``numpy.nanmedian`` gives on the whole image, bit for bit.
-    """
-
-    def __init__(self) -> None:
-        self.values = np.empty(0, dtype=np.float64)
-        self.counts = np.empty(0, dtype=np.int64)
-
-    def add(self, values: np.ndarray) -> None:
-        v = np.asarray(values).ravel()
-        v = v[~np.isnan(v)]
-        whole = v.astype(np.uint16)
-        if v.size and np.array_equal(whole, v):  # integer grey values (DNs): counted without a sort
-            c = np.bincount(whole)
-            u = np.flatnonzero(c)
-            u, c = u.astype(np.float64), c[u]
-        else:
-            u, c = np.unique(v.astype(np.float64), return_counts=True)
-        if u.size == 0:
-            return
-        merged, inverse = np.unique(np.concatenate([self.values, u]), return_inverse=True)
-        self.counts = np.bincount(inverse, weights=np.concatenate([self.counts, c]), minlength=merged.size).astype(
-            np.int64
-        )
-        self.values = merged
-
-    def median(self) -> float:
-        """The median (the mean of the two middle values for an even count, as numpy takes it); NaN when empty."""
-        n = int(self.counts.sum())
-        if n == 0:
-            return float("nan")
-        cum = np.cumsum(self.counts)
-        low = self.values[int(np.searchsorted(cum, (n - 1) // 2, side="right"))]
-        if n % 2:
-            return float(low)
-        high = self.values[int(np.searchsorted(cum, n // 2, side="right"))]
-        return float(np.mean(np.array([low, high])))
-
-
-class WindowCollector:
-    """Cuts windows out of strips that arrive top to bottom, keeping only the strips a pending window still needs."""
-
-    def __init__(self, windows: Sequence[PixelWindow | None]) -> None:
-        self._pending = sorted((w[1], i, w) for i, w in enumerate(windows) if w is not None)
-        self._strips: list[tuple[int, dict[str, np.ndarray]]] = []
-
-    def add(self, row0: int, arrays: dict[str, np.ndarray]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-        """Take the strip starting at ``row0``; yield ``(index, window arrays)`` for each window now complete."""
-        self._strips.append((row0, arrays))
-        end = row0 + next(iter(arrays.values())).shape[0]
-        while self._pending and self._pending[0][0] <= end:
-            _, index, (r0, r1, c0, c1) = self._pending.pop(0)
-            parts: dict[str, list[np.ndarray]] = {name: [] for name in arrays}
-            for s0, strip in self._strips:
-                s1 = s0 + next(iter(strip.values())).shape[0]
-                a, b = max(r0, s0), min(r1, s1)
-                if a < b:
-                    for name, values in strip.items():
-                        parts[name].append(values[a - s0 : b - s0, c0:c1])
-            yield index, {name: np.concatenate(p) if len(p) > 1 else p[0] for name, p in parts.items()}
-        first = min((w[0] for _, _, w in self._pending), default=end)
-        self._strips = [(s0, s) for s0, s in self._strips if s0 + next(iter(s.values())).shape[0] > first]
-
-
-def cast_shadows_rows(
-    height: np.ndarray,
-    first: int,
-    count: int,
-    total_rows: int,
-    scale_m: float,
-    azimuth_deg: float,
-    incidence_deg: float,
-    relief: float,
-) -> np.ndarray:
-    """Cast shadows of rows ``first .. first + count`` of ``height`` (a full-width strip with its halo).
-
-    The loop of :func:`marsice_plugin.synthetic.illumination.cast_shadows` restricted to the strip: the same steps
-    (from ``relief``, the image's relief, not the strip's) and the same stop at the whole image's size
-    (``total_rows``), so the result equals the whole-grid shadows on those rows when the halo is present.
-
-    Why it is faster and still exact: the grid goes in tiles of :data:`SHADOW_TILE` (a tile and the pixels it is
-    compared with stay in cache over all steps, with no temporary arrays), a step whose offset repeats the previous
-    one is skipped (the same comparison), and a tile stops marching at the first step whose rise
-    ``hypot(dr, dc) x scale x tan(elevation)`` (rounded to float32, as it is added) reaches the highest height any of
-    its steps can reach minus its own lowest height: no later step can shadow any of its pixels (the rise only grows
-    with the step).
-    """
-    rows_e, cols = height.shape
-    tan_el = math.tan(math.radians(90.0 - incidence_deg))
-    if tan_el <= 0:
-        return np.ones((count, cols), dtype=bool)
-    d_row, d_col = -math.cos(math.radians(azimuth_deg)), math.sin(math.radians(azimuth_deg))
-    steps = min(shadow_steps(relief, scale_m, incidence_deg), total_rows + cols)
-    h = np.ascontiguousarray(height, dtype=np.float32)
-    shadow = np.zeros((count, cols), dtype=bool)
-    rise_per_step = scale_m * tan_el
-    offsets: list[tuple[int, int, float]] = []
-    for k in range(1, steps + 1):
-        dr, dc = round(k * d_row), round(k * d_col)
-        if abs(dr) >= total_rows or abs(dc) >= cols:
-            break
-        if not offsets or (dr, dc) != offsets[-1][:2]:
-            offsets.append((dr, dc, float(np.float32(math.hypot(dr, dc) * rise_per_step))))
-    if not offsets:
-        return shadow
-    reach_r = (min(0, *(o[0] for o in offsets)), max(0, *(o[0] for o in offsets)))
-    reach_c = (min(0, *(o[1] for o in offsets)), max(0, *(o[1] for o in offsets)))
-    tile_rows, tile_cols = SHADOW_TILE
-    level = np.empty(SHADOW_TILE, dtype=np.float32)
-    above = np.empty(SHADOW_TILE, dtype=bool)
-    for b0 in range(first, first + count, tile_rows):
-        b1 = min(first + count, b0 + tile_rows)
-        for c0 in range(0, cols, tile_cols):
-            c1 = min(cols, c0 + tile_cols)
-            reach = h[max(0, b0 + reach_r[0]) : b1 + reach_r[1], max(0, c0 + reach_c[0]) : c1 + reach_c[1]]
-            span = float(reach.max()) - float(h[b0:b1, c0:c1].min())
-            out = shadow[b0 - first : b1 - first]
-            for dr, dc, distance_rise in offsets:
-                if distance_rise >= span:
-                    break
-                lo, hi = max(b0, -dr), min(b1, rows_e - dr)
-                cl, ch = max(c0, -dc), min(c1, cols - dc)
-                if lo >= hi or cl >= ch:
-                    continue
-                lv, ab = level[: hi - lo, : ch - cl], above[: hi - lo, : ch - cl]
-                np.add(h[lo:hi, cl:ch], np.float32(distance_rise), out=lv)  # h + rise, in float32 as the renderer
-                np.greater(h[lo + dr : hi + dr, cl + dc : ch + dc], lv, out=ab)
-                target = out[lo - b0 : hi - b0, cl:ch]
-                np.logical_or(target, ab, out=target)
-    return shadow
-
-
-def shadow_steps(relief: float, scale_m: float, incidence_deg: float) -> int:
-    """Pixels the shadow ray march walks: the longest shadow ``relief / tan(elevation)`` in pixels, plus one."""
-    tan_el = math.tan(math.radians(90.0 - incidence_deg))
-    return math.ceil(max(relief, 0.0) / (scale_m * tan_el)) + 1 if tan_el > 0 else 0
 
 
 @dataclass
@@ -243,6 +121,7 @@ class TerrainStream:
     relief: float = 0.0
     strip_rows: int = TILE
     _factor: int = field(default=1, repr=False)
+    _shadow_pool: ThreadPoolExecutor | None = field(default=None, repr=False)
 
     @property
     def width(self) -> int:
@@ -262,42 +141,60 @@ class TerrainStream:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- pass 1: image -------------------------------------------------------------------------
-    def _image_strips(self, rows: int) -> Iterator[tuple[int, np.ndarray]]:
-        """Full-width strips of the image at level 0, under a bounded GDAL block cache: two rows of the image's
-        storage blocks (each JPEG2000 tile is decoded once as the strips cross it), never GDAL's default share of
-        the machine's memory (5 %: GBs on a large machine, held until the run ends)."""
-        import rasterio
-
-        null = self.product.null_value
-        p = self.product
-        cache = max(64 * 2**20, 2 * self.width * max(rows, p.block_height) * 2 * max(1, p.band_count))
-        for r0 in range(0, self.height, rows):
-            n = min(rows, self.height - r0)
-            with rasterio.Env(GDAL_CACHEMAX=cache):
-                image = p.read(r0, 0, n, self.width).astype(np.float32)
-            if null is not None:
-                image[image == null] = np.nan
-            yield r0, image
-
-    def _coregister(self, reduced: np.ndarray, report: Callable[[float, str], None], pct: float) -> None:
+    # -- co-registration --------------------------------------------------------------------------
+    def _coregister(
+        self, reduced: np.ndarray, grid: Any, scale: int, report: Callable[[float, str], None], pct: float
+    ) -> None:
+        """Phase correlation of ``reduced`` (the image on ``grid``, pixels of ``scale`` image pixels) with the DTM's
+        hillshade on the same grid; then the fill height of the DTM's gaps."""
         from affine import Affine
 
-        f = self._factor
         report(pct, "co-registering the image to the DTM hillshade")
         rows, cols = reduced.shape
-        heights = self.dtm.on_grid(self.product.crs, self.product.transform @ Affine.scale(f), rows, cols)
+        heights = self.dtm.on_grid(self.product.crs, grid, rows, cols)
         if not np.isfinite(heights).any():
             raise TerrainError(f"DTM {self.dtm.path} has no valid height inside the image footprint")
-        scale = self.product.scale_m * f
-        coreg = phase_correlate(reduced, hillshade(heights, scale, self.sun_azimuth, self.incidence))
-        if f > 1:
-            coreg = Coregistration(coreg.d_row * f, coreg.d_col * f, coreg.peak_ratio, coreg.aligned)
+        shade = hillshade(heights, self.product.scale_m * scale, self.sun_azimuth, self.incidence)
+        coreg = phase_correlate(reduced, shade)
+        if scale > 1:
+            coreg = Coregistration(coreg.d_row * scale, coreg.d_col * scale, coreg.peak_ratio, coreg.aligned)
+        if scale > self._factor:  # a reduced level's grid: made precise on level-0 windows
+            sun = (self.sun_azimuth, self.incidence)
+            coreg = refine_offset(self.product, self.dtm, coreg, scale, sun, self.relief)
         self.coregistration = coreg
-        # gaps are filled with the mean height for the derivatives (as the whole-grid code did); the block grid gives
-        # it, exactly the same when f = 1
+        # gaps are filled with the mean height for the derivatives (as the whole-grid code did), taken on the grid of
+        # f x f blocks whatever grid the correlation used (exactly the whole grid's mean when f = 1)
+        f = self._factor
+        if grid != self.product.transform @ Affine.scale(f):
+            heights = self.dtm.on_grid(self.product.crs, self.product.transform @ Affine.scale(f), *self._blocks())
         moved = shift_grid(heights, coreg.d_row / f, coreg.d_col / f) if coreg.aligned else heights
         self.fill_height = float(np.nanmean(moved)) if np.isfinite(moved).any() else float(np.nanmean(heights))
+
+    def _blocks(self) -> tuple[int, int]:
+        return self.height // self._factor, self.width // self._factor
+
+    def _image_pass(
+        self, windows: Sequence[PixelWindow | None], rows: int, report: Callable[[float, str], None], span: float
+    ) -> tuple[np.ndarray, ValueCounts | None, dict[int, np.ndarray]]:
+        """The level-0 read before the strips (an image without reduced levels): its f x f block means, and for
+        candidates its value counts and their windows."""
+        f = self._factor
+        reduced = np.empty(self._blocks(), dtype=np.float32 if f == 1 else np.float64)
+        counts = ValueCounts() if windows else None
+        images = WindowCollector(windows)
+        image_windows: dict[int, np.ndarray] = {}
+        n1 = -(-self.height // rows)
+        for k, (r0, image) in enumerate(image_strips(self.product, rows)):
+            report(span * k / n1, f"reading the image: strip {k + 1}/{n1}")
+            if counts is not None:
+                counts.add(image)
+                for index, parts in images.add(r0, {"image": image}):
+                    image_windows[index] = parts["image"]
+            b0, b1 = r0 // f, min(reduced.shape[0], (r0 + image.shape[0]) // f)
+            if b1 > b0:
+                block = image[: (b1 - b0) * f, : reduced.shape[1] * f]
+                reduced[b0:b1] = block if f == 1 else block_mean(block, f)
+        return reduced, counts, image_windows
 
     # -- pass 2: terrain ------------------------------------------------------------------------
     def halo_rows(self) -> tuple[int, int]:
@@ -330,7 +227,10 @@ class TerrainStream:
         valid_ext = np.isfinite(ext)
         filled = np.where(valid_ext, ext, np.float32(self.fill_height)).astype(np.float32)
         scale, az, inc = self.product.scale_m, self.sun_azimuth, self.incidence
-        cast = cast_shadows_rows(filled, r0 - e0, r1 - r0, self.height, scale, az, inc, self.relief)
+        march = (filled, r0 - e0, r1 - r0, self.height, scale, az, inc, self.relief)
+        # the shadow march beside the derivatives: both are numpy loops that release Python's lock (same values)
+        pending = self._shadow_pool.submit(cast_shadows_rows, *march) if self._shadow_pool is not None else None
+        cast = cast_shadows_rows(*march) if pending is None else None
         n = r1 - r0
         slope = np.empty((n, self.width), dtype=np.float32)
         aspect = np.empty((n, self.width), dtype=np.float32)
@@ -354,7 +254,7 @@ class TerrainStream:
             slope=slope,
             aspect=aspect,
             poleward=poleward_facing(aspect, self.latitude),
-            shadow=cast | selfs,
+            shadow=(cast if pending is None else pending.result()) | selfs,
         )
 
     def run(
@@ -365,52 +265,80 @@ class TerrainStream:
         progress: Callable[[float, str], None] | None = None,
         span: tuple[float, float] = (5.0, 95.0),
     ) -> Coregistration:
-        """Both passes. ``on_window(index, image window, grid windows)`` is called once per window (after the image
-        median is known), ``on_strip(strip)`` once per terrain strip, top to bottom; progress per strip."""
+        """Co-registration, then the terrain strips. ``on_window(index, image window, grid windows)`` is called once
+        per window (after the image median is known), ``on_strip(strip)`` once per terrain strip, top to bottom;
+        progress per strip.
+
+        The co-registration reads the image's reduced JPEG2000 levels (:func:`reduced_image`); the level-0 read that
+        candidates need then runs beside the strips (:class:`ImagePass`), and the windows are scored once it ends.
+        An image without levels (a GeoTIFF) or small enough for one FFT is read at level 0 first, as a whole.
+        """
         report = progress or (lambda percent, message: None)
         lo, hi = span
         self._factor = f = max(1, math.ceil(max(self.height, self.width) / MAX_FFT_SIZE))
         rows1 = max(f, (max(TILE, STRIP_PIXELS // self.width) // f) * f)
-        reduced = np.empty((self.height // f, self.width // f), dtype=np.float32 if f == 1 else np.float64)
-        counts = ValueCounts() if windows else None
-        images = WindowCollector(windows)
+        levels = reduced_image(self.product, f)
         image_windows: dict[int, np.ndarray] = {}
-        n1 = -(-self.height // rows1)
-        for k, (r0, image) in enumerate(self._image_strips(rows1)):
-            report(lo + (hi - lo) * 0.3 * k / n1, f"reading the image: strip {k + 1}/{n1}")
+        reader: ImagePass | None = None
+        first = 0.05 if levels is not None else 0.3  # the part of the progress before the strips
+        if levels is None:
+            reduced, counts, image_windows = self._image_pass(
+                windows, rows1, lambda p, m: report(lo + (hi - lo) * p, m), first
+            )
             if counts is not None:
-                counts.add(image)
-                for index, parts in images.add(r0, {"image": image}):
-                    image_windows[index] = parts["image"]
-            b0, b1 = r0 // f, min(reduced.shape[0], (r0 + image.shape[0]) // f)
-            if b1 > b0:
-                block = image[: (b1 - b0) * f, : reduced.shape[1] * f]
-                if f == 1:
-                    reduced[b0:b1] = block
-                else:
-                    block = block.astype(np.float64).reshape(b1 - b0, f, reduced.shape[1], f)
-                    with warnings.catch_warnings():  # blocks in the black margins are NaN, as they should be
-                        warnings.simplefilter("ignore", RuntimeWarning)
-                        reduced[b0:b1] = np.nanmean(block, axis=(1, 3))
-        if counts is not None:
-            self.image_median = counts.median()
-        self._coregister(reduced, report, lo + (hi - lo) * 0.3)
-        del reduced
+                self.image_median = counts.median()
+            self._coregister(reduced, self.product.transform @ _scale(f), f, report, lo + (hi - lo) * first)
+        else:
+            self._coregister(*levels, report, lo)
+            if any(w is not None for w in windows):
+                reader = ImagePass(self.product, windows, rows1)
+        del levels
         above, below = self.halo_rows()
         base = max(TILE, (STRIP_PIXELS // self.width) // TILE * TILE)
         cap = max(base, (MAX_STRIP_PIXELS // self.width) // TILE * TILE)
         self.strip_rows = min(cap, max(base, -(-max(above, below) // TILE) * TILE))
         grids = WindowCollector(windows)
+        waiting: dict[int, dict[str, np.ndarray]] = {}  # grid windows scored once the level-0 read has ended
         n2 = -(-self.height // self.strip_rows)
-        for k, r0 in enumerate(range(0, self.height, self.strip_rows)):
-            report(lo + (hi - lo) * (0.35 + 0.65 * k / n2), f"slope, aspect and shadows: strip {k + 1}/{n2}")
-            strip = self._strip(r0, min(self.height, r0 + self.strip_rows))
-            if on_strip is not None:
-                on_strip(strip)
-            if on_window is not None:
-                for index, parts in grids.add(r0, strip.grids()):
-                    on_window(index, image_windows.pop(index), parts)
+        self._shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="terrain-shadow")
+        try:
+            if reader is not None:
+                reader.start()
+            for k, r0 in enumerate(range(0, self.height, self.strip_rows)):
+                report(
+                    lo + (hi - lo) * (first + (1 - first) * k / n2), f"slope, aspect and shadows: strip {k + 1}/{n2}"
+                )
+                if reader is not None:
+                    reader.check()
+                strip = self._strip(r0, min(self.height, r0 + self.strip_rows))
+                if on_strip is not None:
+                    on_strip(strip)
+                if on_window is not None:
+                    for index, parts in grids.add(r0, strip.grids()):
+                        if reader is None:
+                            on_window(index, image_windows.pop(index), parts)
+                        else:
+                            waiting[index] = parts
+            if reader is not None:
+                if reader.is_alive():
+                    report(hi, f"reading the image for the candidates: strip {reader.strips_done + 1}")
+                self.image_median = reader.finish()
+                image_windows = reader.windows
+        finally:
+            self._shadow_pool.shutdown(wait=True, cancel_futures=True)
+            self._shadow_pool = None
+            if reader is not None:
+                reader.stop()
+        if on_window is not None:
+            for index, parts in waiting.items():
+                on_window(index, image_windows.pop(index), parts)
         return self.coregistration  # type: ignore[return-value]
+
+
+def _scale(f: int) -> Any:
+    from affine import Affine
+
+    return Affine.scale(f)
 
 
 def open_stream(
