@@ -390,3 +390,20 @@ def test_image_read_failing_beside_the_strips_is_its_one_line_and_writes_nothing
             run_terrain(wide.dtm_path, wide.label_path, tmp_path / "t", candidates=results)
     assert results.read_bytes() == before and not (tmp_path / "t").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.gpkg"]
+
+
+def test_windows_are_copies_that_do_not_keep_their_strips_alive() -> None:
+    """A kept window must own its pixels: a view would hold its whole full-width strip until the run ends."""
+    from marsice_plugin.terrain.imagepass import WindowCollector
+
+    strips = [np.arange(k * 400, (k + 1) * 400, dtype=np.float32).reshape(4, 100) for k in range(3)]
+    collector = WindowCollector([(1, 3, 10, 20), (3, 6, 50, 60), None])
+    got: dict[int, np.ndarray] = {}
+    for k, strip in enumerate(strips):
+        for index, arrays in collector.add(4 * k, {"image": strip}):
+            got[index] = arrays["image"]
+    whole = np.concatenate(strips)
+    np.testing.assert_array_equal(got[0], whole[1:3, 10:20])  # inside one strip
+    np.testing.assert_array_equal(got[1], whole[3:6, 50:60])  # across two strips
+    for window in got.values():
+        assert window.base is None and not any(np.shares_memory(window, s) for s in strips)
