@@ -11,12 +11,14 @@ from typing import Any
 #: A card's own ``threshold`` (chosen on tuning products; model_registry.card_threshold) comes first.
 DEFAULT_THRESHOLD = 0.6
 
-#: Model-input pixels per CNN batch: 8 chunks of 256 px, 2 of 512 px. Activations, not weights, set detect's peak
-#: memory, and they grow with batch x input side². Measured on 2 cores (4096 px product, default ensemble of 512 px
-#: inputs, 2026-12-06, load 3-5): batch 8 took 18.4-20.3 s CPU and 3.0 GB peak RSS, batch 4 18.7 s and 1.9 GB,
-#: batch 2 18.5-19.1 s and 1.4-1.5 GB; earlier, --fast (256 px) ran as fast at 8 as at 16 (bench/inference.py).
-#: A CPU convolution gains nothing from bigger batches, so the budget is held in pixels, not chunks.
-BATCH_PIXELS = 2 * 512 * 512
+#: Model-input pixels per CNN batch: 1 chunk of 512 px, 4 of 256 px. Activations, not weights, set detect's peak
+#: memory, and they grow with batch x input side², while a CPU convolution gains nothing from bigger batches, so the
+#: budget is held in pixels, not chunks. Measured on 2 cores (2026-12-06, load 3-6): the default ensemble (512 px)
+#: loaded and predicting holds 883 MB at batch 1, 1,197 MB at 2, 1,714 MB at 4, at 0.53-0.56 s CPU per chunk for
+#: all three; the 256 px --fast model 707 / 909 / 1,138 MB at batch 2 / 4 / 8, 0.10-0.11 s per chunk. A whole
+#: detect of a 4096 px product: batch 8 3.0 GB, batch 2 1.4 GB, the same CPU time; of the 1 Gpx product of
+#: bench/fullsize.py at batch 2: 2.4 GB (reader, model and GDAL's cache together).
+BATCH_PIXELS = 512 * 512
 
 
 def batch_size_for(input_size: int, requested: int | None = None) -> int:

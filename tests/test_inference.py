@@ -91,11 +91,11 @@ def test_mixed_precision_copy_keeps_weights_and_decisions():
 
 
 def test_batch_size_is_held_in_model_input_pixels() -> None:
-    """Detect's memory is set by activations (batch x side²): 2 chunks of 512 px per batch, 8 of 256 px; asked wins."""
+    """Detect's memory is set by activations (batch x side²): 1 chunk of 512 px per batch, 4 of 256 px; asked wins."""
     from marsice_plugin.detect_defaults import BATCH_PIXELS, batch_size_for
 
-    assert batch_size_for(512) == 2
-    assert batch_size_for(256) == 8
+    assert batch_size_for(512) == 1
+    assert batch_size_for(256) == 4
     assert batch_size_for(1024) == 1  # never zero
     assert batch_size_for(512, requested=5) == 5
     assert batch_size_for(512) * 512**2 == batch_size_for(256) * 256**2 == BATCH_PIXELS

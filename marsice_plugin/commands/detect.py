@@ -33,7 +33,7 @@ def add_parser(sub: Any) -> None:
         "--batch-size",
         type=int,
         default=None,
-        help="chunks per CNN batch (default: 2 for 512-px models, 8 for 256-px ones; memory grows with it, speed on "
+        help="chunks per CNN batch (default: 1 for 512-px models, 4 for 256-px ones; memory grows with it, speed on "
         "CPUs does not)",
     )
     p.add_argument(
