@@ -100,3 +100,27 @@ def test_bad_second_stage_models_are_refused_with_one_line(tmp_path):
         patch_threshold(copy)
     with pytest.raises(ModelError, match="does not exist"):
         load_patch_model(tmp_path / "missing.keras")
+
+
+def test_crops_scored_block_by_block_give_the_same_probabilities(runs, monkeypatch):
+    """Crops are cut and scored CROP_BLOCK candidates at a time (bounded memory); blocks of 2 give the same values."""
+    from marsice_plugin.candidates import Candidate
+    from marsice_plugin.patches import stage as stage_module
+    from marsice_plugin.product import open_product
+
+    _, every, product = runs
+    assert len(every.candidates) >= 3
+    patch = load_stage(None, keep_all=True)
+
+    def copies() -> list[Candidate]:
+        return [Candidate(**{**vars(c), "probability": None, "rank": None}) for c in every.candidates]
+
+    with open_product(product.label_path) as opened:
+        whole = stage_module.score_candidates(opened, copies(), patch)
+        monkeypatch.setattr(stage_module, "CROP_BLOCK", 2)
+        blocks = stage_module.score_candidates(opened, copies(), patch)
+    # the same values up to float32 rounding (TensorFlow's kernels differ by batch size: ~3e-8)
+    np.testing.assert_allclose(sorted(c.probability for c in blocks), sorted(c.probability for c in whole), atol=1e-6)
+    np.testing.assert_allclose(
+        sorted(c.probability for c in whole), sorted(c.probability for c in every.candidates), atol=1e-6
+    )

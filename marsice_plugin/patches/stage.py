@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..candidates import Candidate
     from ..product import Product
 
+#: Candidates whose crops are cut and scored together (bounds the crops' memory: 256 x 32 KB).
+CROP_BLOCK = 256
+
 #: Where candidates are searched: in the chunks the first stage flags, or in every scored chunk.
 SEARCH_MODES = ("flagged", "all")
 
@@ -96,7 +99,15 @@ def score_candidates(product: Product, candidates: list[Candidate], stage: Patch
     """
     from .model import predict_crops
 
-    probs = predict_crops(stage.model, product_crops(product, candidates))
+    # crops cut and scored a block at a time: a real-size product outlines thousands of patches (4,655 on the 1 Gpx
+    # product of bench/fullsize.py), whose crops at once would hold 150 MB, twice over while they are stacked
+    probs = np.concatenate(
+        [np.empty(0, np.float32)]
+        + [
+            predict_crops(stage.model, product_crops(product, candidates[i : i + CROP_BLOCK]))
+            for i in range(0, len(candidates), CROP_BLOCK)
+        ]
+    )
     for cand, p in zip(candidates, probs, strict=True):
         cand.probability = float(p)
         cand.chunk_probability = cand.max_probability
