@@ -9,8 +9,10 @@ is a connected group of pixels brighter than their local background:
 2. Local background: median over ``background_m`` metres, computed on an 8× block-averaged copy and
    interpolated back bilinearly (the background varies over tens of metres, so this costs ~1% of its
    value, measured, and is 7× faster than a median on the 4× copy, which dominated scans of small products).
-3. Seeds: pixels at least ``min_contrast`` (relative) above the background, in groups of at least
-   ``min_area_m2``.
+3. Seeds: pixels at least ``min_contrast`` (relative, 50 %) above the background, in groups of at least
+   ``min_area_m2``; 25 % (:data:`SMALL_PATCH_CONTRAST`) when every chunk is searched: faint small patches lie
+   30-50 % over their background and were never outlined; there the second stage, not the seed threshold, keeps
+   the list short (README, *Second stage*).
 4. Each seed grows to its half-maximum outline: the connected pixels whose relative brightness is at
    least half of the seed's peak (the 90th percentile of its contrast). For a patch with diffuse edges
    this is where its opacity is one half, the same rule the scene renderer's truth uses.
@@ -124,6 +126,35 @@ def patch_mask(
         keep = keep[keep > 0]
         out[r0:r1, c0:c1] |= np.isin(local_labels, keep)
     return out, rel
+
+
+#: Seed contrast of every-chunk search (``--search all``), which looks for the small patches the chunk CNN misses:
+#: chosen among 0.5, 0.35 and 0.25 on tuning products (bench/small_patches.py: patch recall 36 -> 38 of 43, polygon
+#: precision 0.72 -> 0.79). Flagged search keeps 0.5: there it gained one patch of 43 and would change every output.
+SMALL_PATCH_CONTRAST = 0.25
+
+#: Side (pixels) of the tiles every-chunk search (``--search all``) reads: one tile instead of each overlapping chunk
+#: window, so each pixel is read, repaired and filtered about once, not three or four times (README, *Second stage*).
+SEARCH_TILE = 2048
+
+
+def search_windows(product: Product, scored: list[Window], tile: int = SEARCH_TILE) -> list[Window]:
+    """Tiles of ``tile`` pixels covering the product, those that meet a scored chunk window (``--search all``).
+
+    The patches are those found chunk by chunk (each tile is read with the same margin, and outlines merge across
+    tile borders as across chunk borders; an edge may move by a pixel where the background's 8-pixel blocks fall
+    differently); the cost is what changes: on 2048 x 2048 products one read instead of nine overlapping ones.
+    """
+    out = []
+    for r in range(0, product.height, tile):
+        for c in range(0, product.width, tile):
+            h, w = min(tile, product.height - r), min(tile, product.width - c)
+            if any(
+                s.row_off < r + h and r < s.row_off + s.height and s.col_off < c + w and c < s.col_off + s.width
+                for s in scored
+            ):
+                out.append(Window(c, r, w, h))
+    return out
 
 
 def delineate(

@@ -11,23 +11,23 @@ Chunks are streamed strip by strip and scored in batches while the next batch is
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .candidates import CandidateOptions, delineate
+from .candidates import SMALL_PATCH_CONTRAST, CandidateOptions, delineate, search_windows
 from .chunk_reader import ChunkReader
 from .cnn.domain import DomainReference, check, load_reference
 from .detect_defaults import batch_size_for, is_flagged
 from .model_registry import model_read_level
+from .patches.chunk_score import CHUNK_SCORE_RULES, combine_chunk_scores, default_chunk_score
 from .patches.stage import SEARCH_MODES, PatchStage, score_candidates
 from .product import Product
 from .progress import Reporter
 from .result_layers import ChunkScore, Detections, result_rows
 from .stitching import stitch
-
 
 #: GDAL's block cache while candidates are outlined and cropped from level-0 windows after scoring. GDAL's default
 #: (5 % of RAM) kept every tile those windows touched: on a 1 Gpx product detect's peak rose from 1.8 GB while
@@ -57,6 +57,9 @@ class DetectOptions:
     patch_model_path: Path | None = None
     all_candidates: bool = False
     search: str = "flagged"
+    #: how a chunk's probability combines the chunk CNN with the second stage's best patch in it (CHUNK_SCORE_RULES);
+    #: None: "max_kept" when every chunk is searched, "cnn" when only flagged ones are (patches.chunk_score)
+    chunk_score: str | None = None
 
 
 def score_chunks(
@@ -144,7 +147,14 @@ def detect_product(
 
     with rasterio.Env(GDAL_CACHEMAX=WINDOW_READ_CACHE):  # the outlines' and crops' level-0 windows
         return detections_from_scores(
-            product, chunks, options.threshold, name, load_reference(options.model_path), patch, options.search
+            product,
+            chunks,
+            options.threshold,
+            name,
+            load_reference(options.model_path),
+            patch,
+            options.search,
+            options.chunk_score,
         )
 
 
@@ -172,6 +182,7 @@ def detections_from_scores(
     reference: DomainReference | None = None,
     patch: PatchStage | None = None,
     search: str = "flagged",
+    chunk_score: str | None = None,
 ) -> Detections:
     """The flow after the CNN: stitch the chunk probabilities, outline candidates in flagged chunks, build rows.
 
@@ -180,23 +191,37 @@ def detections_from_scores(
     product its domain check (:mod:`marsice_plugin.cnn.domain`). ``patch`` is the second stage
     (:mod:`marsice_plugin.patches.stage`): each candidate gets its probability and rank, and those under its
     threshold are dropped unless it keeps all; None leaves the rule's candidates as they are. ``search`` "all"
-    outlines candidates in every scored chunk, not only the flagged ones (README, *Second stage*).
+    outlines candidates in every scored chunk, not only the flagged ones (README, *Second stage*). With a second
+    stage, ``chunk_score`` says how each chunk's probability combines the chunk CNN with the best patch in it
+    (:mod:`marsice_plugin.patches.chunk_score`); the chunk rows, the stitched raster and the image summary all carry
+    the combination, and ``cnn_probability`` the first stage's value. Outlines are searched by the first stage's.
+    None: :func:`~marsice_plugin.patches.chunk_score.default_chunk_score` of ``search``.
     """
+    chunk_score = chunk_score or default_chunk_score(search)
     if search not in SEARCH_MODES:
         raise ValueError(f"search must be one of {SEARCH_MODES}, not {search!r}")
-    found = Detections(product.product_id, threshold, chunks=list(chunks))
+    if chunk_score not in CHUNK_SCORE_RULES:
+        raise ValueError(f"chunk_score must be one of {CHUNK_SCORE_RULES}, not {chunk_score!r}")
+    first = [c if c.cnn_probability is None else replace(c, probability=c.cnn_probability) for c in chunks]
+    found = Detections(product.product_id, threshold, chunks=first)
     found.domain = check([c.input_stats for c in found.chunks if c.input_stats is not None], reference)
     found.raster = stitch(found.chunks, product.width, product.height, product.transform)
     if search == "all":
-        windows = [c.window for c in found.scored]
-        rule = CandidateOptions(threshold=0.0)
+        windows = search_windows(product, [c.window for c in found.scored])
+        rule = CandidateOptions(threshold=0.0, min_contrast=SMALL_PATCH_CONTRAST)
     else:
         windows = [c.window for c in found.chunks if is_flagged(c.probability, threshold)]
         rule = CandidateOptions(threshold=threshold)
     found.candidates = delineate(product, windows, found.raster, rule)
     if patch is not None:
-        found.outlined = len(found.candidates)
-        found.candidates = score_candidates(product, found.candidates, patch)
+        outlined = found.candidates
+        found.outlined = len(outlined)
+        found.candidates = score_candidates(product, outlined, patch)
         found.patch_threshold = patch.threshold
+        if chunk_score != "cnn":
+            found.chunks = combine_chunk_scores(
+                found.chunks, outlined, chunk_score, patch.threshold, threshold, product.transform
+            )
+            found.raster = stitch(found.chunks, product.width, product.height, product.transform)
     found.rows = result_rows(product, found, model_name)
     return found

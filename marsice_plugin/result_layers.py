@@ -34,8 +34,14 @@ CHUNK_FIELDS = [
     Field("col_off", int, "first image sample of the chunk (0-based)"),
     Field("width", int, "chunk width in pixels"),
     Field("height", int, "chunk height in pixels"),
-    Field("probability", float, "CNN probability of a bright patch consistent with remnant ice; NULL if skipped"),
+    Field(
+        "probability",
+        float,
+        "probability of a bright patch consistent with remnant ice: the chunk CNN's, raised by the best patch the "
+        "second stage keeps in the chunk; NULL if skipped",
+    ),
     Field("above_threshold", bool, "probability >= threshold"),
+    Field("cnn_probability", float, "the chunk CNN's own probability (first stage); NULL if skipped"),
     Field("skipped", bool, "chunk not scored (mostly no-data)"),
     Field("skip_reason", str, "why the chunk was skipped"),
     Field("nodata_fraction", float, "fraction of no-data pixels in the chunk"),
@@ -69,6 +75,9 @@ class ChunkScore:
     outlier_pixels: int = 0
     #: statistics of the model input (cnn.domain.input_statistics), for the product's domain check; None if skipped
     input_stats: Any = None
+    #: the chunk CNN's own probability when ``probability`` combines it with the second stage
+    #: (patches.chunk_score); None before that combination
+    cnn_probability: float | None = None
 
 
 @dataclass
@@ -237,6 +246,7 @@ def result_rows(product: Product, result: Detections, model_name: str) -> dict[s
                     "height": w.height,
                     "probability": c.probability,
                     "above_threshold": is_flagged(c.probability, result.threshold),
+                    "cnn_probability": c.probability if c.cnn_probability is None else c.cnn_probability,
                     "skipped": c.skipped,
                     "skip_reason": c.skip_reason,
                     "nodata_fraction": c.nodata_fraction,
