@@ -50,6 +50,21 @@ def _rows(product, windows) -> list:
     return [(g, {"candidate_id": f"c{i}", "max_probability": 0.9}) for i, g in enumerate(geoms)]
 
 
+def _candidates_file(path, product_id: str, rows: list):
+    """A results GeoPackage whose ice_candidates layer holds ``rows`` (from :func:`_rows`) of ``product_id``."""
+    from marsice_plugin.gpkg import Field, write_new
+    from marsice_plugin.mars_crs import common_crs
+
+    schema = [Field("product_id", str), Field("candidate_id", str), Field("max_probability", float)]
+    file_rows = [(g, {**a, "product_id": product_id}) for g, a in rows]
+
+    def build(gpkg) -> None:
+        gpkg.create_layer("ice_candidates", schema, "POLYGON", gpkg.add_srs(common_crs()))
+        gpkg.insert("ice_candidates", schema, file_rows)
+
+    return write_new(path, build)
+
+
 def _whole(stream, fill: float | None = None) -> dict[str, np.ndarray]:
     """The grids as the whole-image code made them, from the stream's own co-registration and sun; DTM gaps filled
     with ``fill`` (default: the mean height, which a stream with f = 1 takes)."""
@@ -207,8 +222,7 @@ def _half_dtm(product, path: Path) -> Path:
 
 
 def test_dtm_over_half_the_image_gives_null_fields_and_a_note_outside_it(product, tmp_path: Path) -> None:
-    from marsice_plugin.gpkg import Field, read_layer, write_new
-    from marsice_plugin.mars_crs import common_crs
+    from marsice_plugin.gpkg import read_layer
     from marsice_plugin.terrain.analysis import run_terrain
 
     half = _half_dtm(product, tmp_path / "half.tif")
@@ -220,14 +234,7 @@ def test_dtm_over_half_the_image_gives_null_fields_and_a_note_outside_it(product
     for values in fields[2:]:  # on the other half: NULL terrain, and why
         assert values == {**dict.fromkeys(NAMES), "terrain_note": "outside DTM"}
 
-    schema = [Field("product_id", str), Field("candidate_id", str), Field("max_probability", float)]
-    file_rows = [(g, {**a, "product_id": product.product_id}) for g, a in rows]
-
-    def build(gpkg) -> None:
-        gpkg.create_layer("ice_candidates", schema, "POLYGON", gpkg.add_srs(common_crs()))
-        gpkg.insert("ice_candidates", schema, file_rows)
-
-    results = write_new(tmp_path / "r.gpkg", build)
+    results = _candidates_file(tmp_path / "r.gpkg", product.product_id, rows)
     result = run_terrain(half, product.label_path, tmp_path / "t", candidates=results)
     assert result.candidates_updated == 4 and len(result.scores) == 2
     written = read_layer(results, "ice_candidates", NAMES, geometry=False)
@@ -254,8 +261,6 @@ def test_dtm_over_half_the_image_gives_null_fields_and_a_note_outside_it(product
 
 def test_truncated_dtm_is_one_clear_error_and_leaves_the_geopackage_as_it_was(product, tmp_path: Path) -> None:
     from marsice_plugin.errors import TerrainError
-    from marsice_plugin.gpkg import Field, write_new
-    from marsice_plugin.mars_crs import common_crs
     from marsice_plugin.terrain.analysis import run_terrain
 
     with rasterio.open(product.dtm_path) as src:
@@ -265,14 +270,7 @@ def test_truncated_dtm_is_one_clear_error_and_leaves_the_geopackage_as_it_was(pr
     with rasterio.open(dtm, "w", **profile) as dst:
         dst.write(data, 1)
     dtm.write_bytes(dtm.read_bytes()[: dtm.stat().st_size * 6 // 10])  # cut partway through its tiles
-    schema = [Field("product_id", str), Field("candidate_id", str), Field("max_probability", float)]
-    rows = [(g, {**a, "product_id": product.product_id}) for g, a in _rows(product, [(200, 60, 30, 30)])]
-
-    def build(gpkg) -> None:
-        gpkg.create_layer("ice_candidates", schema, "POLYGON", gpkg.add_srs(common_crs()))
-        gpkg.insert("ice_candidates", schema, rows)
-
-    results = write_new(tmp_path / "r.gpkg", build)
+    results = _candidates_file(tmp_path / "r.gpkg", product.product_id, _rows(product, [(200, 60, 30, 30)]))
     before = results.read_bytes()
     with pytest.raises(TerrainError, match=r"cannot be read at rows \d+-\d+ .*damaged or truncated: download it again"):
         run_terrain(dtm, product.label_path, tmp_path / "t", candidates=results)
@@ -360,19 +358,10 @@ def test_image_read_failing_beside_the_strips_is_its_one_line_and_writes_nothing
     """A decode error in the thread's level-0 read (a damaged tile past the first strips) stops the run with that
     error: no raster, no temporary file, no output folder, the candidates GeoPackage byte-identical."""
     from marsice_plugin.errors import ProductError
-    from marsice_plugin.gpkg import Field, write_new
-    from marsice_plugin.mars_crs import common_crs
     from marsice_plugin.product import Product
     from marsice_plugin.terrain.analysis import run_terrain
 
-    schema = [Field("product_id", str), Field("candidate_id", str), Field("max_probability", float)]
-    rows = [(g, {**a, "product_id": wide.product_id}) for g, a in _rows(wide, [(2000, 80, 30, 30)])]
-
-    def build(gpkg) -> None:
-        gpkg.create_layer("ice_candidates", schema, "POLYGON", gpkg.add_srs(common_crs()))
-        gpkg.insert("ice_candidates", schema, rows)
-
-    results = write_new(tmp_path / "r.gpkg", build)
+    results = _candidates_file(tmp_path / "r.gpkg", wide.product_id, _rows(wide, [(2000, 80, 30, 30)]))
     before = results.read_bytes()
     real_read = Product.read
 
