@@ -8,9 +8,9 @@ A product of ``side`` x ``side`` px at 0.5 m/px with its 4x coarser HiRISE-style
 results GeoPackage of ``candidates`` square patches is generated once into ``--work`` (kept for later runs). Each
 measurement then runs in a fresh child process (so its peak RSS is its own):
 
-- ``read``: the image read once at level 0, strip by strip (the floor any terrain run pays, and the yardstick of
-  the issue's target "terrain >= 0.8 x the time of one level-0 read", read as throughput: Mpx/s of terrain over Mpx/s
-  of the read);
+- ``read``: the image read once at level 0, strip by strip (the yardstick of the issue's target "terrain >= 0.8 x
+  the time of one level-0 read", read as throughput: Mpx/s of terrain over Mpx/s of the read; terrain itself decodes
+  level 0 only in windows around the candidates, and works on the DTM's grid);
 - ``terrain``: :func:`marsice_plugin.terrain.analysis.run_terrain` with the candidates (rasters and fields);
 - ``old terrain``: the same with the package found in ``--old DIR`` (e.g. ``git archive <commit> marsice_plugin |
   tar -x -C DIR``), when given. Without it the issue's figures for the whole-image code (25 Mpx: 177 s, 3.8 GB) are

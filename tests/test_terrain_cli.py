@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pyproj
 import pytest
 import rasterio
 
@@ -72,15 +73,25 @@ def test_cli_writes_aligned_rasters_and_scores_candidates(sample, tmp_path: Path
     proc = _cli(*args, "--candidates", str(gpkg))
     assert proc.returncode == 0, proc.stderr
     assert "applied" in proc.stdout and f"{n} candidates scored" in proc.stdout
+    # on the DTM's grid: its 2 m posts (the image's 1024 px of 0.5 m are 256 of them, 257 with a fractional offset)
     with open_product(sample.label_path) as p, rasterio.open(tmp_path / "t" / f"{sample.product_id}_slope.tif") as s:
-        assert (s.width, s.height) == (p.width, p.height)
-        assert s.transform == p.transform
-        slope = s.read(1)
+        assert s.res == (2.0, 2.0) and s.width in (256, 257) and s.height in (256, 257)
+        assert pyproj.CRS(s.crs.to_wkt()).equals(p.crs) and s.overviews(1) == [2]
+        left, bottom, right, top = s.bounds
+        assert left <= p.bounds[0] < left + 2 and top - 2 < p.bounds[3] <= top
+        slope, image_transform, transform = s.read(1), p.transform, s.transform
     assert np.nanmin(slope) >= 0.0 and np.nanmax(slope) < 90.0
     with rasterio.open(tmp_path / "t" / f"{sample.product_id}_height.tif") as h:
         height = h.read(1)
-    valid = np.isfinite(height) & ~sample.scene.nodata
-    assert np.mean(np.abs(height[valid] - sample.scene.height[valid])) < 0.2  # metres: the DTM is a 4x average
+    # each post's height against the scene's under its centre (the offset applied): the DTM is a 4 x 4 average
+    rows, cols = np.mgrid[0 : height.shape[0], 0 : height.shape[1]] + 0.5
+    x, y = transform * (cols, rows)
+    col, row = ~image_transform * (x, y)
+    inside = (col >= 0) & (col < 1024) & (row >= 0) & (row < 1024)
+    r, c = row[inside].astype(int), col[inside].astype(int)
+    valid = np.isfinite(height[inside]) & ~sample.scene.nodata[r, c]
+    assert valid.mean() > 0.8
+    assert np.mean(np.abs(height[inside][valid] - sample.scene.height[r, c][valid])) < 0.2  # metres
 
     con = sqlite3.connect(gpkg)
     rows = con.execute("SELECT candidate_id, terrain_score, terrain_rank_value, max_probability FROM ice_candidates")

@@ -1,8 +1,8 @@
 """Terrain in bounded memory (issue 23): strips, windows and a DTM that covers only part of the image.
 
-Each test compares the streamed result with the whole-grid computation it replaces (the DTM resampled onto the whole
-image, shifted by the co-registration, and the whole-image shadow march), on one small generated product cut into
-many strips, so that every halo crosses strip boundaries.
+Each test compares the streamed result with the whole-grid computation it replaces (the DTM's posts under the image,
+read straight from the file, and the whole-grid shadow march), on one small generated product whose terrain grid (its
+2 m DTM beside 0.5 m pixels) is cut into many strips, so that every halo crosses strip boundaries.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import rasterio
 from marsice_plugin.product import open_product
 from marsice_plugin.terrain import stream as stream_module
 from marsice_plugin.terrain.candidates import TERRAIN_FIELDS, candidate_terrain, terrain_fields
-from marsice_plugin.terrain.coregistration import Coregistration, shift_grid
-from marsice_plugin.terrain.dem import dtm_on_image_grid
+from marsice_plugin.terrain.coregistration import Coregistration
+from marsice_plugin.terrain.dem import read_dtm
 from marsice_plugin.terrain.derivatives import aspect_degrees, shadow_mask, slope_degrees
-from marsice_plugin.terrain.stream import ValueCounts, open_stream
-from marsice_plugin.terrain.zonal import zonal_attributes
+from marsice_plugin.terrain.stream import open_stream
+from marsice_plugin.terrain.zonal import image_shadow_fraction, zonal_attributes
 from marsice_plugin.vectors import window_footprint
 
 NAMES = [f.name for f in TERRAIN_FIELDS]
@@ -38,8 +38,9 @@ def product(tmp_path_factory):
 
 @pytest.fixture
 def thin_strips(monkeypatch):
-    """Strips of 32 rows (the real ones are 256-row multiples of a few Mpx): 16 strips on the 512-px product."""
-    monkeypatch.setattr(stream_module, "TILE", 32)
+    """Strips of 8 rows (the real ones are 256-row multiples of a few Mpx): 16 or 17 strips on the 512-px product's
+    terrain grid (its 2 m DTM's 128 posts, and one more where the offset moves the grid by a fraction of a post)."""
+    monkeypatch.setattr(stream_module, "TILE", 8)
     monkeypatch.setattr(stream_module, "STRIP_PIXELS", 1)
     monkeypatch.setattr(stream_module, "MAX_STRIP_PIXELS", 1)
 
@@ -65,29 +66,67 @@ def _candidates_file(path, product_id: str, rows: list):
     return write_new(path, build)
 
 
-def _whole(stream, fill: float | None = None) -> dict[str, np.ndarray]:
-    """The grids as the whole-image code made them, from the stream's own co-registration and sun; DTM gaps filled
-    with ``fill`` (default: the mean height, which a stream with f = 1 takes)."""
-    p = stream.product
-    heights = dtm_on_image_grid(stream.dtm.path, p.crs, p.transform, p.width, p.height)
-    c = stream.coregistration
-    if c.aligned:
-        heights = shift_grid(heights, c.d_row, c.d_col)
+def _posts(dtm_path, grid) -> np.ndarray:
+    """The grid's heights read straight from the DTM file: the posts under the grid's unshifted transform (which must
+    lie on the DTM's lattice, at its pixel size), NaN past the DTM's edges."""
+    posts, t, _ = read_dtm(dtm_path)
+    col, row = ~t @ (grid.source.c, grid.source.f)
+    assert (col, row) == (round(col), round(row)) and (grid.source.a, grid.source.e) == (t.a, t.e)
+    pad = np.full((posts.shape[0] + 2 * grid.height, posts.shape[1] + 2 * grid.width), np.nan, np.float32)
+    pad[grid.height : grid.height + posts.shape[0], grid.width : grid.width + posts.shape[1]] = posts
+    r0, c0 = grid.height + round(row), grid.width + round(col)
+    return pad[r0 : r0 + grid.height, c0 : c0 + grid.width]
+
+
+def _whole(stream) -> dict[str, np.ndarray]:
+    """The grids computed on the whole terrain grid at once, from the stream's own co-registration and sun; DTM gaps
+    filled with the mean height the stream took."""
+    g = stream.grid
+    heights = _posts(stream.dtm.path, g)
     valid = np.isfinite(heights)
-    filled = np.where(valid, heights, np.nanmean(heights) if fill is None else np.float32(fill))
-    aspect = aspect_degrees(filled, p.scale_m, crs=p.crs, transform=tuple(p.transform)[:6])
+    filled = np.where(valid, heights, np.float32(stream.fill_height))
+    aspect = aspect_degrees(filled, g.scale_m, crs=g.crs, transform=tuple(g.transform)[:6])
     return {
         "height": heights,
-        "slope": np.where(valid, slope_degrees(filled, p.scale_m), np.nan).astype(np.float32),
+        "slope": np.where(valid, slope_degrees(filled, g.scale_m), np.nan).astype(np.float32),
         "aspect": np.where(valid, aspect, np.nan).astype(np.float32),
-        "shadow": shadow_mask(filled, p.scale_m, stream.sun_azimuth, stream.incidence),
+        "shadow": shadow_mask(filled, g.scale_m, stream.sun_azimuth, stream.incidence),
     }
+
+
+def _expected(stream, rows, grids: dict[str, np.ndarray], image: np.ndarray) -> list[list[float | None] | None]:
+    """Each row's eight terrain figures from the whole grids: the patch rasterised (all touched) on the whole terrain
+    grid for the DTM figures, on the whole image for the dark-pixel one (the whole image's median); None where no
+    DTM height is under it."""
+    import pyproj
+    import shapely
+    from rasterio.features import rasterize
+
+    from marsice_plugin.mars_crs import common_crs
+
+    g, p = stream.grid, stream.product
+    to_image = pyproj.Transformer.from_crs(common_crs(), p.crs, always_xy=True)
+    out = []
+    for geom, _ in rows:
+        on_image = shapely.transform(geom, lambda xy: np.column_stack(to_image.transform(xy[:, 0], xy[:, 1])))
+        mask = rasterize([(on_image, 1)], out_shape=(g.height, g.width), transform=g.transform, all_touched=True)
+        mask = mask.astype(bool)
+        if not np.isfinite(grids["height"][mask]).any():
+            out.append(None)
+            continue
+        a = zonal_attributes(mask, **grids, azimuth_deg=stream.sun_azimuth, ring_px=math.ceil(5.0 / g.scale_m))
+        image_mask = rasterize([(on_image, 1)], out_shape=image.shape, transform=p.transform, all_touched=True)
+        dark = image_shadow_fraction(image_mask, image, stream.sun_azimuth, math.ceil(5.0 / p.scale_m))
+        expected = [a.mean_slope, a.max_slope, a.mean_aspect, a.poleward_fraction, a.shadow_fraction]
+        expected += [a.sunward_shade_fraction, dark, a.elevation]
+        out.append([None if math.isnan(v) else v for v in expected])
+    return out
 
 
 @pytest.mark.parametrize(
     ("azimuth", "incidence", "offset"), [(20.0, 80.0, None), (200.0, 75.0, (3.2, -5.4)), (90.0, 60.0, (-7.0, 2.0))]
 )
-def test_strip_wise_shadows_equal_whole_image_shadows(
+def test_strip_wise_shadows_equal_whole_grid_shadows(
     product, thin_strips, monkeypatch, azimuth, incidence, offset
 ) -> None:
     """North, south and east suns; the DTM moved by a co-registration offset (forced: the sun given here is not the
@@ -100,8 +139,10 @@ def test_strip_wise_shadows_equal_whole_image_shadows(
         stream.run(on_strip=strips.append)
         whole = _whole(stream)
         above, below = stream.halo_rows()
-        longest = stream.relief / math.tan(math.radians(90 - incidence)) / stream.product.scale_m
-    assert stream.strip_rows == 32 and len(strips) == 16
+        g = stream.grid
+        longest = stream.relief / math.tan(math.radians(90 - incidence)) / g.scale_m
+    assert g.own and g.scale_m == 2.0 and g.height in (128, 129)  # the 2 m DTM's posts under 256 m of image
+    assert stream.strip_rows == 8 and len(strips) == -(-g.height // 8)
     # the halo is the longest shadow's rows on the sun's side: here several strips tall (north sun: rows above)
     sun_side = above if azimuth < 90 or azimuth > 270 else below
     assert sun_side == round((math.ceil(longest) + 1) * abs(math.cos(math.radians(azimuth)))) or azimuth == 90.0
@@ -114,14 +155,9 @@ def test_strip_wise_shadows_equal_whole_image_shadows(
     assert stream.coregistration.aligned == (offset is not None)
 
 
-def test_window_statistics_equal_whole_image_statistics(product, thin_strips) -> None:
-    """Each candidate is scored from a window around it; the figures are the whole-image ones, bit for bit."""
-    import pyproj
-    import shapely
-    from rasterio.features import rasterize
-
-    from marsice_plugin.mars_crs import common_crs
-
+def test_window_statistics_equal_whole_grid_statistics(product, thin_strips) -> None:
+    """Each candidate is scored from windows around it (terrain grid and image); the figures are those of the whole
+    grids, bit for bit."""
     # (col, row, width, height): inside, at the image's corner, at its right edge (no DTM), 300 rows tall
     windows = [(240, 240, 30, 30), (40, 300, 12, 20), (0, 0, 9, 7), (480, 100, 32, 80), (25, 5, 40, 300)]
     rows = _rows(product, windows)
@@ -134,34 +170,21 @@ def test_window_statistics_equal_whole_image_statistics(product, thin_strips) ->
         p = stream.product
         image = p.read(0, 0, stream.height, stream.width).astype(np.float32)
         image[image == p.null_value] = np.nan
-        ring_px = math.ceil(5.0 / p.scale_m)
-        grids = {
-            "height": np.concatenate([s.heights for s in strips]),
-            "slope": np.concatenate([s.slope for s in strips]),
-            "aspect": np.concatenate([s.aspect for s in strips]),
-            "poleward": np.concatenate([s.poleward for s in strips]),
-            "shadow": np.concatenate([s.shadow for s in strips]),
-        }
-        to_image = pyproj.Transformer.from_crs(common_crs(), p.crs, always_xy=True)
-        scored = 0
-        for (geom, _), values in zip(rows, fields, strict=True):
-            on_image = shapely.transform(geom, lambda xy: np.column_stack(to_image.transform(xy[:, 0], xy[:, 1])))
-            mask = rasterize([(on_image, 1)], out_shape=image.shape, transform=p.transform, all_touched=True)
-            mask = mask.astype(bool)
-            if values["terrain_note"] == "outside DTM":  # the right edge, where the DTM has no height
-                assert not np.isfinite(grids["height"][mask]).any()
-                continue
-            a = zonal_attributes(mask, **grids, azimuth_deg=stream.sun_azimuth, ring_px=ring_px, image=image)
-            expected = [a.mean_slope, a.max_slope, a.mean_aspect, a.poleward_fraction, a.shadow_fraction]
-            expected += [a.sunward_shade_fraction, a.image_shadow_fraction, a.elevation]
-            assert [values[n] for n in NAMES[:8]] == [None if math.isnan(v) else v for v in expected]
-            scored += 1
+        grids = {n: np.concatenate([s.grids()[n] for s in strips]) for n in strips[0].grids()}
+        expected = _expected(stream, rows, grids, image)
         assert np.array_equal(grids["shadow"], whole["shadow"])
         assert stream.image_median == float(np.nanmedian(image.astype(np.float64)))
+    scored = 0
+    for values, figures in zip(fields, expected, strict=True):
+        if figures is None:  # the right edge, where the DTM has no height
+            assert values == {**dict.fromkeys(NAMES), "terrain_note": "outside DTM"}
+            continue
+        assert [values[n] for n in NAMES[:8]] == figures
+        scored += 1
     assert scored == 4
-    # the tall patch (300 rows) spans ten strips; progress names each candidate
+    # the tall patch (300 image rows: 75 grid rows) spans ten strips; progress names each candidate
     assert [m for _, m in progress if m.startswith("candidate")] == [f"candidate {k}/5" for k in range(1, 6)]
-    assert sum(m.startswith("slope, aspect and shadows: strip") for _, m in progress) == 16
+    assert sum(m.startswith("slope, aspect and shadows: strip") for _, m in progress) == len(strips) >= 16
 
 
 def test_rasters_hold_the_grids_within_the_stated_lerc_error(product, tmp_path: Path) -> None:
@@ -187,25 +210,6 @@ def test_rasters_hold_the_grids_within_the_stated_lerc_error(product, tmp_path: 
         assert 0.0 < error <= max_error + ulp, (name, error)
 
 
-def test_exact_median_from_pieces() -> None:
-    rng = np.random.default_rng(2)
-    values = rng.integers(0, 1024, size=10_001).astype(np.float32)
-    values[::7] = np.nan
-    for n in (10_001, 10_000):
-        counts = ValueCounts()
-        for piece in np.array_split(values[:n], 13):
-            counts.add(piece)
-        assert counts.median() == float(np.nanmedian(values[:n].astype(np.float64)))
-    assert math.isnan(ValueCounts().median())
-    # grey values that are not whole numbers (an I/F raster) take the sorting path, with the same answer
-    floats = rng.normal(0.2, 0.05, size=(40, 50)).astype(np.float32)
-    floats[3, :7] = np.nan
-    counts = ValueCounts()
-    for piece in np.array_split(floats, 6):
-        counts.add(piece)
-    assert counts.median() == float(np.nanmedian(floats.astype(np.float64)))
-
-
 def _half_dtm(product, path: Path) -> Path:
     """The product's DTM cropped to its northern half (as a GeoTIFF in the same CRS)."""
     with rasterio.open(product.dtm_path) as src:
@@ -221,8 +225,9 @@ def _half_dtm(product, path: Path) -> Path:
     return path
 
 
-def test_dtm_over_half_the_image_gives_null_fields_and_a_note_outside_it(product, tmp_path: Path) -> None:
+def test_dtm_over_half_the_image_gives_null_fields_and_a_note_outside_it(product, tmp_path: Path, monkeypatch) -> None:
     from marsice_plugin.gpkg import read_layer
+    from marsice_plugin.terrain import analysis
     from marsice_plugin.terrain.analysis import run_terrain
 
     half = _half_dtm(product, tmp_path / "half.tif")
@@ -235,28 +240,35 @@ def test_dtm_over_half_the_image_gives_null_fields_and_a_note_outside_it(product
         assert values == {**dict.fromkeys(NAMES), "terrain_note": "outside DTM"}
 
     results = _candidates_file(tmp_path / "r.gpkg", product.product_id, rows)
+    monkeypatch.setattr(analysis, "TILE", 32)  # tiles and overviews of 32 px: the grid is 128 posts a side
     result = run_terrain(half, product.label_path, tmp_path / "t", candidates=results)
     assert result.candidates_updated == 4 and len(result.scores) == 2
     written = read_layer(results, "ice_candidates", NAMES, geometry=False)
     assert [{n: a[n] for n in NAMES} for _, a in written] == fields
+    g = result.grid
     with rasterio.open(result.rasters["height"]) as ds:
         height = ds.read(1)
-        assert ds.profile["tiled"] and ds.profile["blockxsize"] == 256 and ds.profile["compress"] == "lerc"
-        assert ds.overviews(1) == [2, 4]
+        assert ds.profile["tiled"] and ds.profile["blockxsize"] == 32 and ds.profile["compress"] == "lerc"
+        assert ds.overviews(1) == [2, 4, 8] and ds.transform == g.transform and ds.shape == (g.height, g.width)
+    # the half DTM's posts as they are (within LERC's 1 mm), NaN on the grid rows past its last one
+    posts = _posts(half, g)
+    assert np.array_equal(np.isnan(height), np.isnan(posts)) and np.nanmax(np.abs(height - posts)) <= 0.001
+    south = np.arange(g.height) + g.post_row >= 64  # the half DTM's 64 rows of posts
+    assert 20 < south.sum() < 100 and np.isnan(height[south]).all() and np.isfinite(height[~south]).mean() > 0.8
+    with rasterio.open(result.rasters["shadow"]) as ds:
+        shadow = ds.read(1)
+    assert set(np.unique(shadow[np.isfinite(height)])) == {0, 1} and (shadow[np.isnan(height)] == 255).all()
     # overviews: slope averaged (2 x 2 pixels where all four have a value), aspect the nearest pixel (no 180 degrees
     # between 350 and 10)
     with rasterio.open(result.rasters["slope"]) as ds, rasterio.open(result.rasters["slope"], overview_level=0) as ov:
         slope, slope2 = ds.read(1).astype(np.float64), ov.read(1)
-    blocks = slope[:200, 40:470].reshape(100, 2, 215, 2)
-    assert np.allclose(slope2[:100, 20:235], blocks.mean(axis=(1, 3)), atol=0.0101)  # each level within 0.005
+    n_r, n_c = g.height // 2, g.width // 2
+    blocks = slope[: 2 * n_r, : 2 * n_c].reshape(n_r, 2, n_c, 2).mean(axis=(1, 3))
+    whole = np.isfinite(blocks)
+    assert whole.mean() > 0.3 and np.allclose(slope2[:n_r, :n_c][whole], blocks[whole], atol=0.0101)
     with rasterio.open(result.rasters["aspect"]) as ds, rasterio.open(result.rasters["aspect"], overview_level=0) as ov:
         aspect, aspect2 = ds.read(1), ov.read(1)
-    assert np.allclose(aspect2[:100, 20:235], aspect[:200:2, 40:470:2], atol=0.0051, equal_nan=True)
-    # the DTM's half (less its edge posts, as with the whole DTM), and the rest
-    assert np.isfinite(height[:200, 40:470]).all() and np.isnan(height[300:]).all()
-    with rasterio.open(result.rasters["shadow"]) as ds:
-        shadow = ds.read(1)
-    assert set(np.unique(shadow[:200, 40:470])) == {0, 1} and (shadow[300:] == 255).all()
+    assert np.allclose(aspect2[:n_r, :n_c], aspect[: 2 * n_r : 2, : 2 * n_c : 2], atol=0.0051, equal_nan=True)
 
 
 def test_truncated_dtm_is_one_clear_error_and_leaves_the_geopackage_as_it_was(product, tmp_path: Path) -> None:
@@ -278,7 +290,7 @@ def test_truncated_dtm_is_one_clear_error_and_leaves_the_geopackage_as_it_was(pr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dtm.tif", "r.gpkg"]
 
 
-# -- a product wider than one FFT: co-registration on the JPEG2000 levels, level 0 for candidates in a thread -------
+# -- a product wider than one FFT: co-registration on the JPEG2000 levels, level-0 windows for candidates ------------
 
 
 @pytest.fixture(scope="module")
@@ -316,7 +328,7 @@ def test_wide_product_without_candidates_reads_level_0_only_in_three_tiles(wide,
     strips = []
     with open_stream(wide.dtm_path, wide.label_path) as stream:
         stream.run(on_strip=strips.append)
-        whole = _whole(stream, stream.fill_height)  # f = 3: gaps take the mean on the 3 x 3 block grid
+        whole = _whole(stream)
         base = stream.coregistration
     assert stream._factor == 3 and base.aligned
     assert reads == [(0, 1920, 192, 192)] * 3  # one storage tile (192 rows here) in the middle, three times
@@ -331,32 +343,62 @@ def test_wide_product_without_candidates_reads_level_0_only_in_three_tiles(wide,
     assert abs((c.d_row - base.d_row) + 2) < 0.5 and abs((c.d_col - base.d_col) - 6) < 0.5, (base, c)
 
 
-def test_wide_product_candidates_scored_from_the_level_0_read_beside_the_strips(wide, thin_strips) -> None:
-    """The candidates' image windows and median come from the thread's level-0 read: the whole image's figures."""
+def test_wide_product_candidates_scored_from_level_0_windows_read_beside_the_strips(
+    wide, thin_strips, monkeypatch
+) -> None:
+    """The candidates' image pixels are level-0 windows around them (read one by one: nothing else of level 0 but the
+    co-registration's three tiles), and the median the dark figure compares with is the co-registration's reduced
+    grid's; every figure equals the whole grids' with that median."""
+    from marsice_plugin.product import Product
+    from marsice_plugin.terrain.imagepass import reduced_image
+
     windows = [(2000, 80, 30, 30), (4100, 20, 60, 40), (10, 150, 25, 30)]
     rows = _rows(wide, windows)
-    strips, progress = [], []
+    strips, progress, reads = [], [], []
+    real_read = Product.read
+    monkeypatch.setattr(Product, "read", lambda self, *a: reads.append(a) or real_read(self, *a))
     with open_stream(wide.dtm_path, wide.label_path) as stream:
         fields = terrain_fields(stream, rows, on_strip=strips.append, progress=lambda p, m: progress.append(m))
         p = stream.product
-        image = p.read(0, 0, stream.height, stream.width).astype(np.float32)
+        median = float(np.nanmedian(reduced_image(p, stream._factor)[0]))
+        assert stream.image_median == median and stream._factor == 3
+        image = real_read(p, 0, 0, stream.height, stream.width).astype(np.float32)
         image[image == p.null_value] = np.nan
-        assert stream.image_median == float(np.nanmedian(image.astype(np.float64)))
         grids = {n: np.concatenate([s.grids()[n] for s in strips]) for n in strips[0].grids()}
-        ring_px = math.ceil(5.0 / p.scale_m)
-        for (col, row, w, h), values in zip(windows, fields, strict=True):
-            mask = np.zeros(image.shape, dtype=bool)
-            mask[row : row + h, col : col + w] = True
-            a = zonal_attributes(mask, **grids, azimuth_deg=stream.sun_azimuth, ring_px=ring_px, image=image)
-            expected = [a.mean_slope, a.max_slope, a.mean_aspect, a.poleward_fraction, a.shadow_fraction]
-            expected += [a.sunward_shade_fraction, a.image_shadow_fraction, a.elevation]
-            assert [values[n] for n in NAMES[:8]] == [None if math.isnan(v) else v for v in expected]
+        expected = _expected(stream, rows, grids, image)
+    m = math.ceil(5.0 / p.scale_m) + 1  # each window: the patch and its sunward ring, cut at the image's edges
+    cut = [(max(0, r - m), min(192, r + h + m), max(0, c - m), min(4200, c + w + m)) for c, r, w, h in windows]
+    got = sorted((r0, r0 + h, c0, c0 + w) for r0, c0, h, w in reads[3:])  # to within the projection's rounding
+    assert len(got) == 3 and np.abs(np.subtract(got, sorted(cut), dtype=float)).max() <= 1
+    assert reads[:3] == [(0, 1920, 192, 192)] * 3  # the co-registration's refinement tiles
+    for values, figures in zip(fields, expected, strict=True):
+        assert figures is not None and [values[n] for n in NAMES[:8]][:6] == figures[:6]
+        assert values["terrain_elevation"] == figures[7]
+    # the dark figure: the whole image's pixels in the ring, against the reduced grid's median
+    assert [values["terrain_image_shadow_fraction"] for values in fields] == [
+        _dark(stream, geom, image, median) for geom, _ in rows
+    ]
     assert [m for m in progress if m.startswith("candidate")] == ["candidate 1/3", "candidate 2/3", "candidate 3/3"]
 
 
+def _dark(stream, geom, image: np.ndarray, median: float) -> float | None:
+    import pyproj
+    import shapely
+    from rasterio.features import rasterize
+
+    from marsice_plugin.mars_crs import common_crs
+
+    p = stream.product
+    to_image = pyproj.Transformer.from_crs(common_crs(), p.crs, always_xy=True)
+    on_image = shapely.transform(geom, lambda xy: np.column_stack(to_image.transform(xy[:, 0], xy[:, 1])))
+    mask = rasterize([(on_image, 1)], out_shape=image.shape, transform=p.transform, all_touched=True)
+    value = image_shadow_fraction(mask, image, stream.sun_azimuth, math.ceil(5.0 / p.scale_m), median)
+    return None if math.isnan(value) else value
+
+
 def test_image_read_failing_beside_the_strips_is_its_one_line_and_writes_nothing(wide, thin_strips, tmp_path) -> None:
-    """A decode error in the thread's level-0 read (a damaged tile past the first strips) stops the run with that
-    error: no raster, no temporary file, no output folder, the candidates GeoPackage byte-identical."""
+    """A decode error in the thread's level-0 read (a damaged tile under a candidate's window) stops the run with
+    that error: no raster, no temporary file, no output folder, the candidates GeoPackage byte-identical."""
     from marsice_plugin.errors import ProductError
     from marsice_plugin.product import Product
     from marsice_plugin.terrain.analysis import run_terrain
@@ -366,7 +408,7 @@ def test_image_read_failing_beside_the_strips_is_its_one_line_and_writes_nothing
     real_read = Product.read
 
     def damaged(self, row_off, col_off, height, width):
-        if col_off == 0 and row_off >= 60:  # the thread's full-width strips, past the first two
+        if row_off >= 60:  # the candidate's window (rows 69-120), not the co-registration's tiles (rows 0-191)
             raise ProductError(
                 f"{self.path}: cannot decode pixels at rows {row_off}-{row_off + height - 1}: tile damaged. The image "
                 "file may be truncated or corrupt: download it again"
@@ -375,24 +417,7 @@ def test_image_read_failing_beside_the_strips_is_its_one_line_and_writes_nothing
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(Product, "read", damaged)
-        with pytest.raises(ProductError, match=r"cannot decode pixels at rows 60-89: .* download it again"):
+        with pytest.raises(ProductError, match=r"cannot decode pixels at rows 69-120: .* download it again"):
             run_terrain(wide.dtm_path, wide.label_path, tmp_path / "t", candidates=results)
     assert results.read_bytes() == before and not (tmp_path / "t").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.gpkg"]
-
-
-def test_windows_are_copies_that_do_not_keep_their_strips_alive() -> None:
-    """A kept window must own its pixels: a view would hold its whole full-width strip until the run ends."""
-    from marsice_plugin.terrain.imagepass import WindowCollector
-
-    strips = [np.arange(k * 400, (k + 1) * 400, dtype=np.float32).reshape(4, 100) for k in range(3)]
-    collector = WindowCollector([(1, 3, 10, 20), (3, 6, 50, 60), None])
-    got: dict[int, np.ndarray] = {}
-    for k, strip in enumerate(strips):
-        for index, arrays in collector.add(4 * k, {"image": strip}):
-            got[index] = arrays["image"]
-    whole = np.concatenate(strips)
-    np.testing.assert_array_equal(got[0], whole[1:3, 10:20])  # inside one strip
-    np.testing.assert_array_equal(got[1], whole[3:6, 50:60])  # across two strips
-    for window in got.values():
-        assert window.base is None and not any(np.shares_memory(window, s) for s in strips)

@@ -13,10 +13,11 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "terrain",
         help="DTM slope/aspect/shadow aligned to an image; terrain-aware ranking of ice candidates",
-        description="Resample a DTM (HiRISE DTEEC/DTEPC .IMG or a GDAL DEM in a Mars CRS) bilinearly onto the "
-        "image grid, co-register it to the image by phase correlation against its hillshade for the image's sun "
-        "(applied only when the correlation peak is clear), and write OUTPUT/ID_{slope,aspect,poleward,shadow,"
-        "height}.tif on the image's own pixel grid. With --candidates, add terrain_* fields (slope, aspect, "
+        description="Co-register a DTM (HiRISE DTEEC/DTEPC .IMG or a GDAL DEM in a Mars CRS) to the image by "
+        "phase correlation against its hillshade for the image's sun (applied only when the correlation peak is "
+        "clear), and write OUTPUT/ID_{slope,aspect,poleward,shadow,height}.tif on the DTM's own grid (its posts "
+        "under the image, no resampling; the geotransform moved by the offset) in the image's CRS. "
+        "With --candidates, add terrain_* fields (slope, aspect, "
         "poleward and shade fractions, score, rank value = max_probability x (0.2 + 0.8 x score)) to the "
         "ice_candidates layer of that GeoPackage; max_probability is left unchanged.",
     )

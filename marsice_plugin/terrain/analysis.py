@@ -2,9 +2,12 @@
 
 The grids come from :mod:`marsice_plugin.terrain.grids` and the candidates' fields from
 :mod:`marsice_plugin.terrain.candidates` (which a scan calls on rows in memory); this module adds the files. Rasters
-are written on the image grid itself (pixel for pixel, same CRS and transform), so they overlay the image in QGIS
-without resampling. They are written strip by strip as :mod:`marsice_plugin.terrain.stream` makes them (in a
-writer thread, while the next strip is computed), tiled (256 px) and compressed (LERC or ZSTD, see
+are written on the DTM's own grid (:mod:`marsice_plugin.terrain.dtmgrid`: its posts and pixel size, clipped to the
+image, in the product's CRS, the geotransform moved by the co-registration offset), so they overlay the image in QGIS
+where the image shows that terrain, with no resampling and 1/16 of the image's pixels beside a 4x finer image. They
+are created once the co-registration has fixed the grid, and written strip by strip as
+:mod:`marsice_plugin.terrain.stream` makes them (in a writer thread, while the next strip is computed), tiled
+(256 px) and compressed (LERC or ZSTD, see
 :data:`RASTERS`), into temporary files that get overviews at the end; then the candidate fields are committed in
 one transaction (through the results writer's lock), and the rasters are renamed into place. A failure or a cancel
 before that point (a file truncated partway, a SIGTERM) removes the temporary files (and an output folder the run
@@ -27,7 +30,7 @@ from ..errors import OutputError
 from .candidates import check_candidates, read_candidates, terrain_fields, write_terrain_fields
 from .coregistration import Coregistration
 from .grids import check_sun_options
-from .stream import TILE, Strip, TerrainStream, open_stream
+from .stream import TILE, Strip, TerrainGrid, TerrainStream, open_stream
 
 #: ZSTD level 1 with the horizontal predictor for the 0/1 masks. Why ZSTD: it writes these grids many times faster
 #: than DEFLATE (even at DEFLATE's level 1) at a similar size. Every GDAL built with libzstd reads it (GDAL >= 2.3;
@@ -56,7 +59,7 @@ RASTERS: dict[str, tuple[str, str, float | None]] = {
     "aspect": ("float32", "aspect, clockwise from true north (degrees)", 0.005),
     "poleward": ("uint8", "1 = poleward-facing slope", None),
     "shadow": ("uint8", "1 = cast or self shadow for the image's sun", None),
-    "height": ("float32", "DTM height resampled bilinearly onto the image grid (m)", 0.001),
+    "height": ("float32", "DTM height on the DTM's own grid, moved by the co-registration offset (m)", 0.001),
 }
 
 
@@ -73,6 +76,7 @@ class TerrainResult:
 
     rasters: dict[str, Path]
     coregistration: Coregistration
+    grid: TerrainGrid | None = None
     candidates_updated: int = 0
     scores: list[tuple[str, float, float]] = field(default_factory=list)
 
@@ -86,21 +90,24 @@ class TerrainResult:
 
 
 def _create_raster(path: Path, stream: TerrainStream, dtype: str, description: str, max_error: float | None) -> Any:
-    """One tiled (256 px), compressed (:data:`RASTERS`) GeoTIFF on the image grid, open for writing strip by strip."""
+    """One tiled (256 px), compressed (:data:`RASTERS`) GeoTIFF on the terrain grid (the product's CRS, from its
+    label), open for writing strip by strip."""
     import rasterio
     from rasterio.crs import CRS
 
-    product = stream.product
+    grid = stream.grid
+    if grid is None:
+        raise RuntimeError("the terrain grid is known once the co-registration has run")
     ds = rasterio.open(
         path,
         "w",
         driver="GTiff",
-        width=stream.width,
-        height=stream.height,
+        width=grid.width,
+        height=grid.height,
         count=1,
         dtype=dtype,
-        crs=CRS.from_wkt(product.crs.to_wkt()),
-        transform=product.transform,
+        crs=CRS.from_wkt(grid.crs.to_wkt()),
+        transform=grid.transform,
         nodata=float("nan") if dtype == "float32" else 255,
         num_threads=WRITE_THREADS,
         tiled=True,
@@ -176,10 +183,13 @@ def run_terrain(
             rasters = {name: out_dir / f"{pid}_{name}.tif" for name in RASTERS}
             rows = read_candidates(Path(candidates), pid) if candidates is not None else []
             out_dir.mkdir(parents=True, exist_ok=True)
-            for name, (dtype, description, max_error) in RASTERS.items():
-                tmp = rasters[name].with_name(f".{rasters[name].name}.{os.getpid()}.partial")
-                temps.append(tmp)
-                open_sets.append(_create_raster(tmp, stream, dtype, description, max_error))
+
+            def create() -> None:
+                # the grid is fixed by the co-registration, which runs before the first strip
+                for name, (dtype, description, max_error) in RASTERS.items():
+                    tmp = rasters[name].with_name(f".{rasters[name].name}.{os.getpid()}.partial")
+                    temps.append(tmp)
+                    open_sets.append(_create_raster(tmp, stream, dtype, description, max_error))
 
             def write_all(strip: Strip) -> None:
                 values = strip.rasters()
@@ -189,6 +199,8 @@ def run_terrain(
 
             def write(strip: Strip) -> None:
                 # one strip is written (GDAL compresses it without the GIL) while the next is computed
+                if not open_sets:
+                    create()
                 if pending:
                     pending.pop().result()
                 pending.append(pool.submit(write_all, strip))
@@ -196,7 +208,7 @@ def run_terrain(
             fields = terrain_fields(stream, rows, candidates_crs, ring_m, on_strip=write, progress=report, span=(5, 90))
             if pending:
                 pending.pop().result()
-            coregistration = stream.coregistration
+            coregistration, grid = stream.coregistration, stream.grid
         for ds in open_sets:
             ds.close()
         open_sets.clear()
@@ -230,6 +242,6 @@ def run_terrain(
             raise OutputError(f"cannot write terrain rasters into {out_dir}: {exc.strerror or exc}") from exc
         raise
     pool.shutdown(wait=True)
-    result = TerrainResult(rasters, coregistration)  # type: ignore[arg-type]
+    result = TerrainResult(rasters, coregistration, grid)  # type: ignore[arg-type]
     result.candidates_updated, result.scores = len(updates), scores
     return result

@@ -11,6 +11,7 @@ from ``terrain_rank_value`` (:func:`with_rank`): one column says the order, with
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,8 +21,8 @@ import numpy as np
 
 from ..gpkg import Feature, Field, layer_info, read_layer
 from .ranking import rank_probability, terrain_rank, terrain_score
-from .stream import PixelWindow, Strip, TerrainStream, open_stream
-from .zonal import zonal_attributes
+from .stream import PixelWindow, Strip, TerrainGrid, TerrainStream, open_stream
+from .zonal import image_shadow_fraction, zonal_attributes
 
 #: The layer whose rows get terrain fields.
 CANDIDATES = "ice_candidates"
@@ -49,63 +50,80 @@ TERRAIN_FIELDS: tuple[Field, ...] = (
 )
 
 
-def candidate_windows(
-    stream: TerrainStream, candidates: Sequence[Feature], candidates_crs: Any = None, ring_px: int = 1
-) -> list[tuple[PixelWindow, np.ndarray] | None]:
-    """Each row's pixel window on the image (its bounds, ``ring_px`` + 1 pixels wider, cut at the image's edges) and
-    its patch mask in that window; None for a row that misses the image.
-
-    Why windows: rasterising each patch onto the whole image made every candidate cost a whole-image pass. The window
-    holds every pixel the patch touches and its whole sunward ring, so the statistics equal the whole-image ones.
-    """
+def _on_image(stream: TerrainStream, candidates: Sequence[Feature], candidates_crs: Any = None) -> list[Any]:
+    """Each row's geometry in the image's CRS (the terrain grid's too); None for an empty or unprojectable one."""
     import pyproj
     import shapely
-    from affine import Affine
-    from rasterio.features import rasterize
 
     from ..mars_crs import common_crs
 
-    product = stream.product
     source = common_crs() if candidates_crs is None else pyproj.CRS(candidates_crs)
-    to_image = pyproj.Transformer.from_crs(source, product.crs, always_xy=True)
-    inverse = ~product.transform
-    margin = ring_px + 1
-    out: list[tuple[PixelWindow, np.ndarray] | None] = []
+    to_image = pyproj.Transformer.from_crs(source, stream.product.crs, always_xy=True)
+    out: list[Any] = []
     for geom, _ in candidates:
         if geom is None or geom.is_empty:
             out.append(None)
             continue
         on_image = shapely.transform(geom, lambda xy: np.column_stack(to_image.transform(xy[:, 0], xy[:, 1])))
-        x0, y0, x1, y1 = on_image.bounds
-        if not all(math.isfinite(v) for v in (x0, y0, x1, y1)):
-            out.append(None)
-            continue
-        cols, rows = zip(*(inverse @ (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
-        r0, r1 = max(0, math.floor(min(rows)) - margin), min(stream.height, math.ceil(max(rows)) + margin)
-        c0, c1 = max(0, math.floor(min(cols)) - margin), min(stream.width, math.ceil(max(cols)) + margin)
-        if r1 <= r0 or c1 <= c0:
-            out.append(None)
-            continue
-        t = product.transform @ Affine.translation(c0, r0)
-        mask = rasterize([(on_image, 1)], out_shape=(r1 - r0, c1 - c0), transform=t, all_touched=True).astype(bool)
-        out.append(((r0, r1, c0, c1), mask) if mask.any() else None)
+        out.append(on_image if all(math.isfinite(v) for v in on_image.bounds) else None)
     return out
+
+
+def window_mask(
+    geom: Any, transform: Any, height: int, width: int, margin: int
+) -> tuple[PixelWindow, np.ndarray] | None:
+    """The pixel window of ``geom`` on a grid (its bounds, ``margin`` pixels wider, cut at the grid's edges) and its
+    mask there, rasterised with ``all_touched`` (every pixel the patch touches: a 2 m patch on a 1 m DTM grid gets
+    its 4-9 posts, not the 0-4 whose centres it covers); None when it misses the grid.
+
+    Why windows: rasterising each patch onto the whole grid made every candidate cost a whole-grid pass. The window
+    holds every pixel the patch touches and its whole sunward ring (``margin`` = ring + 1), so the statistics equal
+    the whole-grid ones.
+    """
+    from affine import Affine
+    from rasterio.features import rasterize
+
+    inverse = ~transform
+    x0, y0, x1, y1 = geom.bounds
+    cols, rows = zip(*(inverse @ (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
+    r0, r1 = max(0, math.floor(min(rows)) - margin), min(height, math.ceil(max(rows)) + margin)
+    c0, c1 = max(0, math.floor(min(cols)) - margin), min(width, math.ceil(max(cols)) + margin)
+    if r1 <= r0 or c1 <= c0:
+        return None
+    t = transform @ Affine.translation(c0, r0)
+    mask = rasterize([(geom, 1)], out_shape=(r1 - r0, c1 - c0), transform=t, all_touched=True).astype(bool)
+    return ((r0, r1, c0, c1), mask) if mask.any() else None
+
+
+def candidate_windows(
+    stream: TerrainStream, candidates: Sequence[Feature], candidates_crs: Any = None, ring_px: int = 1
+) -> list[tuple[PixelWindow, np.ndarray] | None]:
+    """Each row's pixel window on the image and its patch mask there (:func:`window_mask`, ``ring_px`` + 1 pixels
+    wider); None for a row that misses the image."""
+    p = stream.product
+    return [
+        None if g is None else window_mask(g, p.transform, stream.height, stream.width, ring_px + 1)
+        for g in _on_image(stream, candidates, candidates_crs)
+    ]
 
 
 def _fields(
     stream: TerrainStream,
-    mask: np.ndarray,
-    image: np.ndarray,
+    mask: np.ndarray | None,
     grids: dict[str, np.ndarray],
+    image_mask: np.ndarray,
+    image: np.ndarray,
     probability: float,
-    ring_px: int,
+    rings: tuple[int, int],
 ) -> dict[str, Any]:
-    """The :data:`TERRAIN_FIELDS` of one patch from its window; all NULL with a note when no DTM height is under it."""
-    if not np.isfinite(grids["height"][mask]).any():
+    """The :data:`TERRAIN_FIELDS` of one patch: the DTM figures from ``mask`` on its terrain-grid window
+    (``grids``), the dark-pixel figure from ``image_mask`` on its image window; all NULL with a note when no DTM
+    height is under the patch. ``rings``: the sunward ring's width in (grid, image) pixels."""
+    if mask is None or not grids or not np.isfinite(grids["height"][mask]).any():
         return {**dict.fromkeys(f.name for f in TERRAIN_FIELDS), "terrain_note": OUTSIDE_DTM}
-    a = zonal_attributes(
-        mask, **grids, azimuth_deg=stream.sun_azimuth, ring_px=ring_px, image=image, image_median=stream.image_median
-    )
+    a = zonal_attributes(mask, **grids, azimuth_deg=stream.sun_azimuth, ring_px=rings[0])
+    dark = image_shadow_fraction(image_mask, image, stream.sun_azimuth, rings[1], stream.image_median)
+    a = dataclasses.replace(a, image_shadow_fraction=dark)
     score = terrain_score(a)
     values = [
         a.mean_slope,
@@ -138,13 +156,28 @@ def terrain_fields(
 ) -> list[dict[str, Any] | None]:
     """The :data:`TERRAIN_FIELDS` of each candidate row, in order; None for a row that misses the image.
 
-    Runs ``stream``'s two passes (``on_strip`` gets each terrain strip, for rasters), scoring each candidate from a
-    window around it as soon as the strips under it are done, with progress per candidate. ``candidates_crs`` is the
-    CRS of the rows' geometries (a pyproj CRS or its WKT; default the common Mars CRS every MarsIce results layer
-    uses). A field with no value is None; a patch with no DTM height under it gets only ``terrain_note``.
+    Runs ``stream``'s two passes (``on_strip`` gets each terrain strip, for rasters), scoring each candidate from
+    its windows (on the terrain grid and on the image) as soon as the strips under it are done, with progress per
+    candidate. ``candidates_crs`` is the CRS of the rows' geometries (a pyproj CRS or its WKT; default the common
+    Mars CRS every MarsIce results layer uses). A field with no value is None; a patch with no DTM height under it
+    gets only ``terrain_note``. The sunward ring is ``ring_m`` wide on both grids (whole pixels, at least one).
     """
-    ring_px = max(1, math.ceil(ring_m / stream.product.scale_m))
-    windows = candidate_windows(stream, candidates, candidates_crs, ring_px)
+    p = stream.product
+    ring_image = max(1, math.ceil(ring_m / p.scale_m))
+    geoms = _on_image(stream, candidates, candidates_crs)
+    windows = [
+        None if g is None else window_mask(g, p.transform, stream.height, stream.width, ring_image + 1) for g in geoms
+    ]
+    on_grid: list[tuple[PixelWindow, np.ndarray] | None] = [None] * len(candidates)
+    rings = [1, ring_image]
+
+    def grid_windows(grid: TerrainGrid) -> list[PixelWindow | None]:
+        rings[0] = max(1, math.ceil(ring_m / grid.scale_m))
+        for i, g in enumerate(geoms):
+            if windows[i] is not None:
+                on_grid[i] = window_mask(g, grid.transform, grid.height, grid.width, rings[0] + 1)
+        return [w[0] if w else None for w in on_grid]
+
     out: list[dict[str, Any] | None] = [None] * len(candidates)
     total = sum(w is not None for w in windows)
     last = [span[0]]
@@ -157,13 +190,15 @@ def terrain_fields(
     done = [0]  # a count, not a scan of ``out`` per candidate (thousands of candidates on a full-size product)
 
     def scored(index: int, image: np.ndarray, grids: dict[str, np.ndarray]) -> None:
-        _, mask = windows[index]  # type: ignore[misc]
+        _, image_mask = windows[index]  # type: ignore[misc]
+        found = on_grid[index]
         probability = rank_probability(candidates[index][1])
-        out[index] = _fields(stream, mask, image, grids, probability, ring_px)
+        mask = found[1] if found is not None else None
+        out[index] = _fields(stream, mask, grids, image_mask, image, probability, (rings[0], rings[1]))
         done[0] += 1
         report(last[0], f"candidate {done[0]}/{total}")
 
-    stream.run([w[0] if w else None for w in windows], scored, on_strip, tracked, span)
+    stream.run([w[0] if w else None for w in windows], scored, on_strip, tracked, span, grid_windows)
     return out
 
 

@@ -1,11 +1,14 @@
-"""Read a DTM (HiRISE PDS3 DTEEC/DTEPC ``.IMG`` or any GDAL DEM in a Mars CRS) onto an image's pixel grid.
+"""Read a DTM (HiRISE PDS3 DTEEC/DTEPC ``.IMG`` or any GDAL DEM in a Mars CRS): its posts as they are, or on a grid.
 
-Resampling choice: **bilinear** for heights. DTMs are 1-2 m/px and images 0.25-0.5 m/px, so we upsample by 2-8x;
-nearest neighbour would turn every slope into terraces whose risers are 2-8 image pixels apart (slopes of 0° and
-steep steps), while cubic overshoots at crater rims. Bilinear is continuous, never leaves the range of its four
-neighbours, and gradients of the result equal the DTM's own finite differences, which is all the information the
-DTM holds. Beside a DTM gap GDAL's warper renormalises the weights of the valid posts, and a pixel is NoData when
-the post under its centre is, so gaps are not smeared into the image (:meth:`DtmSource._upsampled` does the same).
+The terrain rasters use the posts themselves (:meth:`DtmSource.posts`, :mod:`marsice_plugin.terrain.dtmgrid`).
+Heights on another grid are needed by the co-registration (the hillshade on the image's reduced grid and level-0
+tiles) and by a DTM whose projection is not the image's. Resampling choice there: **bilinear** for heights. DTMs
+are 1-2 m/px and images 0.25-0.5 m/px, so we upsample by 2-8x; nearest neighbour would turn every slope into
+terraces whose risers are 2-8 image pixels apart (slopes of 0° and steep steps), while cubic overshoots at crater
+rims. Bilinear is continuous, never leaves the range of its four neighbours, and gradients of the result equal the
+DTM's own finite differences, which is all the information the DTM holds. Beside a DTM gap GDAL's warper
+renormalises the weights of the valid posts, and a pixel is NoData when the post under its centre is, so gaps are
+not smeared into the image (:meth:`DtmSource._upsampled` does the same).
 """
 
 from __future__ import annotations
@@ -198,12 +201,19 @@ class DtmSource:
         Bilinear heights on any grid over ``bounds`` stay within this range, which bounds the longest shadow (see
         :mod:`marsice_plugin.terrain.stream`).
         """
+        return self.height_stats(dst_crs, bounds)[:3]
+
+    def height_stats(
+        self, dst_crs: pyproj.CRS, bounds: tuple[float, float, float, float]
+    ) -> tuple[int, float, float, float]:
+        """(valid posts, lowest, highest, mean) under ``bounds`` (2 posts wider), read in blocks of rows; the mean is
+        what fills the DTM's gaps for slopes and shadows (NaN without a valid post)."""
         from rasterio.windows import Window
 
         window = self.window_over(dst_crs, bounds)
-        count, low, high = 0, math.inf, -math.inf
+        count, low, high, total = 0, math.inf, -math.inf, 0.0
         if window is None:
-            return count, low, high
+            return count, low, high, math.nan
         step = max(1, 1_000_000 // max(1, int(window.width)))
         for r in range(int(window.row_off), int(window.row_off + window.height), step):
             rows = min(step, int(window.row_off + window.height) - r)
@@ -211,7 +221,20 @@ class DtmSource:
             valid = h[np.isfinite(h)]
             if valid.size:
                 count, low, high = count + valid.size, min(low, float(valid.min())), max(high, float(valid.max()))
-        return count, low, high
+                total += float(valid.sum(dtype=np.float64))
+        return count, low, high, total / count if count else math.nan
+
+    def posts(self, r0: int, r1: int, c0: int, c1: int) -> np.ndarray:
+        """The posts of rows ``r0 .. r1`` and columns ``c0 .. c1`` (which may reach past the DTM's edges: NaN there),
+        as they are: the terrain grid is the DTM's own (:mod:`marsice_plugin.terrain.dtmgrid`)."""
+        from rasterio.windows import Window
+
+        out = np.full((r1 - r0, c1 - c0), np.nan, dtype=np.float32)
+        a0, b0 = max(r0, 0), max(c0, 0)
+        a1, b1 = min(r1, self.shape[0]), min(c1, self.shape[1])
+        if a1 > a0 and b1 > b0:
+            out[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0] = self.read(Window(b0, a0, b1 - b0, a1 - a0))
+        return out
 
     def on_grid(self, dst_crs: pyproj.CRS, dst_transform: Any, height: int, width: int) -> np.ndarray:
         """The DTM resampled bilinearly onto a grid (``height`` x ``width`` pixels of ``dst_transform``), NaN outside

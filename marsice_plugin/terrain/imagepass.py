@@ -1,11 +1,16 @@
-"""What a terrain run reads of the image: a reduced grid for the co-registration, and level-0 strips for candidates.
+"""What a terrain run reads of the image: a reduced grid for the co-registration, and level-0 windows for candidates.
 
-Why two reads: the co-registration needs the image only at the resolution of its FFT (at most
+Why so little: the co-registration needs the image only at the resolution of its FFT (at most
 :data:`~marsice_plugin.terrain.coregistration.MAX_FFT_SIZE` px a side), and a JPEG2000 product carries reduced
-resolution levels whose decoding costs a fraction of a level-0 read (:func:`reduced_image`). The level-0 pixels are
-needed only by candidates: the exact image median (:class:`ValueCounts`) and the windows around them. A run without
-candidates therefore never decodes level 0; a run with candidates decodes it once, in a thread beside the terrain
-strips (:class:`ImagePass`), since the strips no longer wait for it.
+resolution levels whose decoding costs a fraction of a level-0 read (:func:`reduced_image`). Every terrain raster comes
+from the DTM alone. Level-0 pixels are needed by one candidate field only (the fraction of dark pixels in the sunward
+ring, ``terrain_image_shadow_fraction``): the pixels of each candidate's window, read window by window in a thread
+beside the terrain strips (:class:`ImagePass`; GDAL decodes only the storage tiles under them), and the image's median,
+taken from the reduced grid the co-registration has already decoded (on the generated 40 Mpx product: 414 there,
+412 at level 0; the dark threshold, 0.6 x the median, moves by 1.2 DN). A level-0 read of the whole image, which the
+field's median once took, cost more than every terrain raster together. An image without reduced levels (a GeoTIFF),
+or one small enough for one FFT, is read whole at level 0 for the co-registration anyway: there the median is exact
+(:class:`ValueCounts`) and the windows are cut from that read.
 """
 
 from __future__ import annotations
@@ -206,33 +211,37 @@ def refine_offset(product: Any, dtm: Any, coarse: Any, scale: int, sun: tuple[fl
 
 
 class ImagePass(threading.Thread):
-    """The level-0 read for candidates, in a thread beside the terrain strips: the value counts of the whole image
-    and the pixels of each candidate's window (``windows[index]``).
+    """The level-0 pixels of each candidate's window (``windows[index]``), read window by window in a thread beside
+    the terrain strips, top to bottom (neighbouring windows share the storage tiles GDAL's cache holds).
 
     GDAL decodes without Python's lock, so the read and the strips' numpy work share the machine's cores. The
-    thread stops at the next strip once :meth:`stop` is called (a failure or a cancel in the main thread); an error
+    thread stops at the next window once :meth:`stop` is called (a failure or a cancel in the main thread); an error
     of its own (a truncated image) is raised again by :meth:`finish` or :meth:`check`.
     """
 
-    def __init__(self, product: Any, windows: Sequence[PixelWindow | None], rows: int) -> None:
+    def __init__(self, product: Any, windows: Sequence[PixelWindow | None]) -> None:
         super().__init__(name="terrain-image", daemon=True)
-        self.product, self.rows = product, rows
-        self.counts = ValueCounts()
+        self.product = product
         self.windows: dict[int, np.ndarray] = {}
-        self.strips_done = 0
-        self._collector = WindowCollector(windows)
+        self.windows_done = 0
+        self._todo = sorted((w[0], w[2], i, w) for i, w in enumerate(windows) if w is not None)
         self._halt = threading.Event()
         self._error: BaseException | None = None
 
     def run(self) -> None:
+        import rasterio
+
+        null = self.product.null_value
         try:
-            for r0, image in image_strips(self.product, self.rows):
-                if self._halt.is_set():
-                    return
-                self.counts.add(image)
-                for index, parts in self._collector.add(r0, {"image": image}):
-                    self.windows[index] = parts["image"]
-                self.strips_done += 1
+            with rasterio.Env(GDAL_CACHEMAX=_cache_bytes(self.product, 1)):
+                for _, _, index, (r0, r1, c0, c1) in self._todo:
+                    if self._halt.is_set():
+                        return
+                    image = self.product.read(r0, c0, r1 - r0, c1 - c0).astype(np.float32)
+                    if null is not None:
+                        image[image == null] = np.nan
+                    self.windows[index] = image
+                    self.windows_done += 1
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, which raises it
             self._error = exc
 
@@ -246,8 +255,7 @@ class ImagePass(threading.Thread):
         if self._error is not None:
             raise self._error
 
-    def finish(self) -> float:
-        """Wait for the whole read; the image's median."""
+    def finish(self) -> None:
+        """Wait for every window."""
         self.join()
         self.check()
-        return self.counts.median()

@@ -8,18 +8,19 @@ The work goes in full-width strips of rows:
    decode), and the DTM is resampled straight onto that grid and hillshaded there, so co-registration never sees a
    full-resolution grid. An image without levels (a GeoTIFF), or one small enough for a single FFT (``f`` = 1), is
    read once at level 0 instead, averaged into blocks of ``f`` x ``f`` pixels (``f`` = ceil(longest side / 2048)).
-2. **Terrain strips**: for each strip the DTM is resampled onto the image grid (shifted by the co-registration
-   offset), and slope, aspect, poleward and shadow are derived; the caller writes the strip
-   (:func:`marsice_plugin.terrain.analysis.run_terrain`) and the candidates' windows are cut out of the strips
-   (:class:`WindowCollector`). Candidates also need the image at level 0 (the exact median, :class:`ValueCounts`,
-   and the pixels of their windows): a thread reads it beside the strips
-   (:class:`marsice_plugin.terrain.imagepass.ImagePass`), and the windows are scored when both have ended. A run
-   without candidates never decodes level 0.
+2. **Terrain strips** on the DTM's own grid (:mod:`marsice_plugin.terrain.dtmgrid`: its posts under the image, the
+   geotransform moved by the co-registration offset; no resampling): for each strip the posts are read, and slope,
+   aspect, poleward and shadow are derived; the caller writes the strip
+   (:func:`marsice_plugin.terrain.analysis.run_terrain`) and the candidates' grid windows are cut out of the strips
+   (:class:`WindowCollector`). Candidates also need image pixels for one field (the fraction of dark pixels in their
+   sunward ring): the image's median comes from the co-registration's reduced grid, and a thread reads their level-0
+   windows beside the strips (:class:`marsice_plugin.terrain.imagepass.ImagePass`); they are scored when both have
+   ended. Level 0 is never decoded whole (:mod:`marsice_plugin.terrain.imagepass` says why).
 
-**Halo arithmetic.** Slope, aspect and self shadow use central differences: one row above and below a strip. A cast
-shadow at a pixel comes from terrain up to ``L = relief / tan(elevation)`` metres toward the sun, where ``relief``
-is the highest minus the lowest DTM post under the image (bilinear heights never leave that range, so no shadow
-can be longer). The ray march (:func:`cast_shadows_rows`, the renderer's own loop) steps
+**Halo arithmetic** (rows and pixels of the terrain grid). Slope, aspect and self shadow use central differences:
+one row above and below a strip. A cast shadow at a pixel comes from terrain up to ``L = relief / tan(elevation)``
+metres toward the sun, where ``relief`` is the highest minus the lowest DTM post under the image (no shadow can be
+longer). The ray march (:func:`cast_shadows_rows`, the renderer's own loop) steps
 ``steps = ceil(L / scale) + 1`` pixels; on the grid a step toward the sun moves ``-cos(azimuth)`` rows, so a strip
 needs ``round(steps * |cos(azimuth)|)`` rows of halo on the sun's side only (rows run southward: a northern sun
 needs the rows above). Strips are full width, so no column halo is needed. With the halo, every strip's shadows
@@ -31,6 +32,7 @@ grid's own relief needs changes nothing: a step ``k`` is at least ``k - 0.71`` p
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,8 +42,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import TerrainError
-from .coregistration import MAX_FFT_SIZE, Coregistration, hillshade, phase_correlate, shift_grid
+from .coregistration import MAX_FFT_SIZE, Coregistration, hillshade, phase_correlate
 from .derivatives import derive, poleward_facing
+from .dtmgrid import TerrainGrid, terrain_grid
 from .imagepass import (
     ImagePass,
     PixelWindow,
@@ -58,6 +61,7 @@ __all__ = [
     "SHADOW_TILE",
     "PixelWindow",
     "Strip",
+    "TerrainGrid",
     "TerrainStream",
     "ValueCounts",
     "WindowCollector",
@@ -80,7 +84,8 @@ TILE = 256
 
 @dataclass
 class Strip:
-    """Full-width rows ``row0 .. row0 + rows`` of the terrain grids (NaN where the DTM has no value)."""
+    """Full-width rows ``row0 .. row0 + rows`` of the terrain grid (:attr:`TerrainStream.grid`; NaN where the DTM
+    has no value)."""
 
     row0: int
     heights: np.ndarray
@@ -116,6 +121,7 @@ class TerrainStream:
     incidence: float
     latitude: float
     coregistration: Coregistration | None = None
+    grid: TerrainGrid | None = None
     image_median: float = float("nan")
     fill_height: float = float("nan")
     relief: float = 0.0
@@ -125,10 +131,12 @@ class TerrainStream:
 
     @property
     def width(self) -> int:
+        """The image's width (px); the terrain grid's is ``grid.width``."""
         return int(self.product.width)
 
     @property
     def height(self) -> int:
+        """The image's height (px); the terrain grid's is ``grid.height``."""
         return int(self.product.height)
 
     def close(self) -> None:
@@ -146,9 +154,7 @@ class TerrainStream:
         self, reduced: np.ndarray, grid: Any, scale: int, report: Callable[[float, str], None], pct: float
     ) -> None:
         """Phase correlation of ``reduced`` (the image on ``grid``, pixels of ``scale`` image pixels) with the DTM's
-        hillshade on the same grid; then the fill height of the DTM's gaps."""
-        from affine import Affine
-
+        hillshade on the same grid; then the terrain grid, moved by the offset when it is applied."""
         report(pct, "co-registering the image to the DTM hillshade")
         rows, cols = reduced.shape
         heights = self.dtm.on_grid(self.product.crs, grid, rows, cols)
@@ -162,13 +168,14 @@ class TerrainStream:
             sun = (self.sun_azimuth, self.incidence)
             coreg = refine_offset(self.product, self.dtm, coreg, scale, sun, self.relief)
         self.coregistration = coreg
-        # gaps are filled with the mean height for the derivatives (as the whole-grid code did), taken on the grid of
-        # f x f blocks whatever grid the correlation used (exactly the whole grid's mean when f = 1)
-        f = self._factor
-        if grid != self.product.transform @ Affine.scale(f):
-            heights = self.dtm.on_grid(self.product.crs, self.product.transform @ Affine.scale(f), *self._blocks())
-        moved = shift_grid(heights, coreg.d_row / f, coreg.d_col / f) if coreg.aligned else heights
-        self.fill_height = float(np.nanmean(moved)) if np.isfinite(moved).any() else float(np.nanmean(heights))
+        offset = (coreg.d_row, coreg.d_col) if coreg.aligned else (0.0, 0.0)
+        self.grid = g = terrain_grid(self.dtm, self.product, *offset)
+        if offset != (0.0, 0.0):  # the moved grid may reach posts past the image's: the longest shadow from them too
+            left, top = g.source @ (0, 0)
+            right, bottom = g.source @ (g.width, g.height)
+            _, low, high, _ = self.dtm.height_stats(self.product.crs, (left, bottom, right, top))
+            if math.isfinite(high):
+                self.relief = max(self.relief, high - low)
 
     def _blocks(self) -> tuple[int, int]:
         return self.height // self._factor, self.width // self._factor
@@ -198,45 +205,35 @@ class TerrainStream:
 
     # -- pass 2: terrain ------------------------------------------------------------------------
     def halo_rows(self) -> tuple[int, int]:
-        """(rows above, rows below) a strip needs: one for the differences, and the shadow's on the sun's side."""
-        steps = min(shadow_steps(self.relief, self.product.scale_m, self.incidence), self.height + self.width)
+        """(rows above, rows below) of the terrain grid a strip needs: one for the differences, and the shadow's on
+        the sun's side."""
+        g = self.grid
+        if g is None:
+            raise RuntimeError("the terrain grid is known once the co-registration has run")
+        steps = min(shadow_steps(self.relief, g.scale_m, self.incidence), g.height + g.width)
         d_row = -math.cos(math.radians(self.sun_azimuth))
-        shadow = min(self.height, round(steps * abs(d_row)))
+        shadow = min(g.height, round(steps * abs(d_row)))
         above, below = (shadow, 0) if d_row < 0 else (0, shadow)
         return max(1, above), max(1, below)
 
-    def _heights(self, r0: int, r1: int) -> np.ndarray:
-        """Image rows ``r0 .. r1`` of the DTM on the image grid, moved by the co-registration (NaN where uncovered)."""
-        from affine import Affine
-
-        c = self.coregistration
-        dr, dc = (round(c.d_row), round(c.d_col)) if c is not None and c.aligned else (0, 0)
-        # out[r, c] = on_grid[r - dr, c - dc]: sample the grid shifted by (-dr, -dc) pixels
-        t = self.product.transform @ Affine.translation(-dc, r0 - dr)
-        out = self.dtm.on_grid(self.product.crs, t, r1 - r0, self.width)
-        src_rows = np.arange(r0, r1) - dr
-        out[(src_rows < 0) | (src_rows >= self.height), :] = np.nan
-        cols = np.arange(self.width) - dc
-        out[:, (cols < 0) | (cols >= self.width)] = np.nan
-        return out
-
     def _strip(self, r0: int, r1: int) -> Strip:
+        g: TerrainGrid = self.grid  # type: ignore[assignment]
         above, below = self.halo_rows()
-        e0, e1 = max(0, r0 - above), min(self.height, r1 + below)
-        ext = self._heights(e0, e1)
+        e0, e1 = max(0, r0 - above), min(g.height, r1 + below)
+        ext = g.heights(self.dtm, e0, e1)
         valid_ext = np.isfinite(ext)
         filled = np.where(valid_ext, ext, np.float32(self.fill_height)).astype(np.float32)
-        scale, az, inc = self.product.scale_m, self.sun_azimuth, self.incidence
-        march = (filled, r0 - e0, r1 - r0, self.height, scale, az, inc, self.relief)
+        scale, az, inc = g.scale_m, self.sun_azimuth, self.incidence
+        march = (filled, r0 - e0, r1 - r0, g.height, scale, az, inc, self.relief)
         # the shadow march beside the derivatives: both are numpy loops that release Python's lock (same values)
         pending = self._shadow_pool.submit(cast_shadows_rows, *march) if self._shadow_pool is not None else None
         cast = cast_shadows_rows(*march) if pending is None else None
         n = r1 - r0
-        slope = np.empty((n, self.width), dtype=np.float32)
-        aspect = np.empty((n, self.width), dtype=np.float32)
-        selfs = np.empty((n, self.width), dtype=bool)
-        block = max(1, DERIVATIVE_PIXELS // self.width)
-        crs, transform = self.product.crs, tuple(self.product.transform)[:6]
+        slope = np.empty((n, g.width), dtype=np.float32)
+        aspect = np.empty((n, g.width), dtype=np.float32)
+        selfs = np.empty((n, g.width), dtype=bool)
+        block = max(1, DERIVATIVE_PIXELS // g.width)
+        crs, transform = g.crs, tuple(g.transform)[:6]
         for b0 in range(r0, r1, block):
             b1 = min(r1, b0 + block)
             s0, s1 = max(e0, b0 - 1), min(e1, b1 + 1)  # one row of halo for the central differences
@@ -264,14 +261,18 @@ class TerrainStream:
         on_strip: Callable[[Strip], None] | None = None,
         progress: Callable[[float, str], None] | None = None,
         span: tuple[float, float] = (5.0, 95.0),
+        grid_windows: Callable[[TerrainGrid], Sequence[PixelWindow | None]] | None = None,
     ) -> Coregistration:
-        """Co-registration, then the terrain strips. ``on_window(index, image window, grid windows)`` is called once
+        """Co-registration, then the terrain strips. ``windows`` are image windows (pixels of the image);
+        ``grid_windows(grid)`` gives each one's window on the terrain grid (known once the co-registration has
+        run; an empty window where it gives None). ``on_window(index, image window, grid windows)`` is called once
         per window (after the image median is known), ``on_strip(strip)`` once per terrain strip, top to bottom;
         progress per strip.
 
-        The co-registration reads the image's reduced JPEG2000 levels (:func:`reduced_image`); the level-0 read that
-        candidates need then runs beside the strips (:class:`ImagePass`), and the windows are scored once it ends.
-        An image without levels (a GeoTIFF) or small enough for one FFT is read at level 0 first, as a whole.
+        The co-registration reads the image's reduced JPEG2000 levels (:func:`reduced_image`), whose median is the
+        image's for the candidates; their level-0 windows are then read beside the strips (:class:`ImagePass`), and
+        scored once both have ended. An image without levels (a GeoTIFF) or small enough for one FFT is read at level 0
+        first, as a whole (the exact median and the windows come from that read).
         """
         report = progress or (lambda percent, message: None)
         lo, hi = span
@@ -291,26 +292,32 @@ class TerrainStream:
         else:
             self._coregister(*levels, report, lo)
             if any(w is not None for w in windows):
-                reader = ImagePass(self.product, windows, rows1)
+                with warnings.catch_warnings():  # an all-margin grid has no median (NaN: no pixel is "dark")
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    self.image_median = float(np.nanmedian(levels[0]))
+                reader = ImagePass(self.product, windows)
         del levels
+        g: TerrainGrid = self.grid  # type: ignore[assignment]
         above, below = self.halo_rows()
-        base = max(TILE, (STRIP_PIXELS // self.width) // TILE * TILE)
-        cap = max(base, (MAX_STRIP_PIXELS // self.width) // TILE * TILE)
+        base = max(TILE, (STRIP_PIXELS // g.width) // TILE * TILE)
+        cap = max(base, (MAX_STRIP_PIXELS // g.width) // TILE * TILE)
         self.strip_rows = min(cap, max(base, -(-max(above, below) // TILE) * TILE))
-        grids = WindowCollector(windows)
+        on_grid = list(grid_windows(g)) if grid_windows is not None else [None] * len(windows)
+        empty = [i for i, w in enumerate(on_grid) if w is None and windows[i] is not None]
+        grids = WindowCollector(on_grid)
         waiting: dict[int, dict[str, np.ndarray]] = {}  # grid windows scored once the level-0 read has ended
-        n2 = -(-self.height // self.strip_rows)
+        n2 = -(-g.height // self.strip_rows)
         self._shadow_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="terrain-shadow")
         try:
             if reader is not None:
                 reader.start()
-            for k, r0 in enumerate(range(0, self.height, self.strip_rows)):
+            for k, r0 in enumerate(range(0, g.height, self.strip_rows)):
                 report(
                     lo + (hi - lo) * (first + (1 - first) * k / n2), f"slope, aspect and shadows: strip {k + 1}/{n2}"
                 )
                 if reader is not None:
                     reader.check()
-                strip = self._strip(r0, min(self.height, r0 + self.strip_rows))
+                strip = self._strip(r0, min(g.height, r0 + self.strip_rows))
                 if on_strip is not None:
                     on_strip(strip)
                 if on_window is not None:
@@ -320,9 +327,13 @@ class TerrainStream:
                         else:
                             waiting[index] = parts
             if reader is not None:
-                if reader.is_alive():
-                    report(hi, f"reading the image for the candidates: strip {reader.strips_done + 1}")
-                self.image_median = reader.finish()
+                total, done = sum(w is not None for w in windows), -1
+                while reader.is_alive():  # the windows left once the strips are done, with progress per window
+                    if reader.windows_done != done:
+                        done = reader.windows_done
+                        report(hi, f"reading the image around the candidates: window {done + 1}/{total}")
+                    reader.join(0.5)
+                reader.finish()
                 image_windows = reader.windows
         finally:
             self._shadow_pool.shutdown(wait=True, cancel_futures=True)
@@ -332,6 +343,8 @@ class TerrainStream:
         if on_window is not None:
             for index, parts in waiting.items():
                 on_window(index, image_windows.pop(index), parts)
+            for index in empty:  # off the terrain grid (a grid resampled in another projection): no DTM value
+                on_window(index, image_windows.pop(index), {})
         return self.coregistration  # type: ignore[return-value]
 
 
@@ -366,7 +379,7 @@ def open_stream(
         try:
             dtm.require_heights()
             check_overlap(dtm, product.crs, product.transform, product.width, product.height)
-            _, low, high = dtm.height_range(product.crs, product.bounds)
+            _, low, high, mean = dtm.height_stats(product.crs, product.bounds)
             _, lat = product.center_lonlat()
         except BaseException:
             dtm.close()
@@ -374,4 +387,6 @@ def open_stream(
     except BaseException:
         product.close()
         raise
-    return TerrainStream(product, dtm, az, inc, lat, relief=max(0.0, high - low) if math.isfinite(high) else 0.0)
+    relief = max(0.0, high - low) if math.isfinite(high) else 0.0
+    # DTM gaps are filled with the mean height of the posts under the image for slopes and shadows (NaN in the rasters)
+    return TerrainStream(product, dtm, az, inc, lat, fill_height=mean, relief=relief)

@@ -1,4 +1,7 @@
-"""Zonal terrain attributes of one candidate patch, given as a boolean pixel mask on the image grid.
+"""Zonal terrain attributes of one candidate patch, given as a boolean pixel mask on the terrain grid.
+
+The DTM-derived figures take the patch rasterised on the terrain grid (the DTM's own posts); the dark-pixel figure
+takes it on the image grid, since it is about image pixels (:func:`image_shadow_fraction`).
 
 The paper's ice patch lies on the poleward side of a shadowing landform and casts no shadow itself. On the image
 grid the shadowing landform sits on the patch's *sunward* side (its shadow falls toward the patch, away from the
@@ -53,6 +56,24 @@ def circular_mean_deg(angles_deg: np.ndarray) -> float:
     return float(np.degrees(np.arctan2(np.sin(a).mean(), np.cos(a).mean())) % 360.0)
 
 
+def image_shadow_fraction(
+    mask: np.ndarray,
+    image: np.ndarray,
+    azimuth_deg: float,
+    ring_px: int,
+    image_median: float | None = None,
+    dark_fraction_of_median: float = 0.6,
+) -> float:
+    """Fraction of the sunward ring of ``mask`` (both on the image grid) darker than ``dark_fraction_of_median``
+    times the image's median (``image_median``; the window's own when not given); NaN without a ring."""
+    ring = sunward_ring(mask.astype(bool), azimuth_deg, ring_px)
+    if not ring.any():
+        return float("nan")
+    img = image.astype(np.float64)
+    median = float(np.nanmedian(img)) if image_median is None else image_median
+    return float(np.mean(img[ring] < dark_fraction_of_median * median))
+
+
 def _mean(values: np.ndarray) -> float:
     values = values[np.isfinite(values)]
     return float(values.mean()) if values.size else float("nan")
@@ -86,10 +107,8 @@ def zonal_attributes(
     patch_slope = slope[mask]
     valid = np.isfinite(patch_slope)
     image_frac = float("nan")
-    if image is not None and ring.any():
-        img = image.astype(np.float64)
-        median = float(np.nanmedian(img)) if image_median is None else image_median
-        image_frac = float(np.mean(img[ring] < dark_fraction_of_median * median))
+    if image is not None:
+        image_frac = image_shadow_fraction(mask, image, azimuth_deg, ring_px, image_median, dark_fraction_of_median)
     return ZonalAttributes(
         mean_slope=_mean(patch_slope),
         max_slope=float(patch_slope[valid].max()) if valid.any() else float("nan"),

@@ -1,4 +1,4 @@
-"""Processing algorithm ``marsice:terrain``: DTM slope, aspect and shadow on the image grid; candidate ranking."""
+"""Processing algorithm ``marsice:terrain``: DTM slope, aspect and shadow on the DTM's grid; candidate ranking."""
 
 from __future__ import annotations
 
