@@ -53,6 +53,7 @@ from marsice_plugin.normalisation import DN_MAX, bits_scale  # noqa: E402
 from marsice_plugin.synthetic.containers import write_containers  # noqa: E402
 
 REAL = REPO.parent / "shared" / "realdata"
+REAL_INDEX = REPO.parent / "shared" / "data" / "hirise_rdr_color_index.csv.gz"
 #: ISIS 32-bit saturation values (LRS, LIS, HIS, HRS) put where the label's 1, 2, 1022, 1023 are.
 #: The frozen sets and the overlap today's figures (models/NAME.evaluation*.json) were scored with.
 SETS = {"evaluation_set_v1": 0, "evaluation_set_v2": None, "evaluation_set_v3": 0}
@@ -87,47 +88,86 @@ def tiles(grey: np.ndarray, chunk: int = 1024) -> list[np.ndarray]:
     ]
 
 
-def real_sets(size: int) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Model inputs and frost labels (1 frost, 0 ice-free) of every real set."""
+def real_sets(size: int) -> dict[str, tuple[np.ndarray, np.ndarray, list[np.ndarray], list[str]]]:
+    """Per real set: model inputs, frost labels (1 frost, 0 ice-free), the grey images and their observation ids."""
     rows = list(csv.DictReader((REAL / "landmark_tiles" / "tiles.csv").open()))
     held = [r for r in rows if r["split"] == "heldout"]
     free = [r for r in held if r["frost_prior"].startswith("no_")]
     frost_dunes = [r for r in held if r["frost_likely"] == "1"]
-    sets: dict[str, tuple[list[np.ndarray], list[int]]] = {}
-    sets["landmark held-out ice-free tiles"] = (
-        [tile_input(grey8(REAL / "landmark_tiles" / r["file"]), size) for r in free],
+    greys: dict[str, tuple[list[np.ndarray], list[int], list[str], bool]] = {}  # images, labels, observations, chunk
+    greys["landmark held-out ice-free tiles"] = (
+        [grey8(REAL / "landmark_tiles" / r["file"]) for r in free],
         [0] * len(free),
+        [r["observation"] for r in free],
+        False,
     )
-    sets["landmark held-out frosted bright dunes"] = (
-        [tile_input(grey8(REAL / "landmark_tiles" / r["file"]), size) for r in frost_dunes],
+    greys["landmark held-out frosted bright dunes"] = (
+        [grey8(REAL / "landmark_tiles" / r["file"]) for r in frost_dunes],
         [1] * len(frost_dunes),
+        [r["observation"] for r in frost_dunes],
+        False,
     )
     labels = list(csv.DictReader((REAL / "frost_tiles" / "labels.csv").open()))
-    sets["frost_tiles"] = (
-        [tile_input(grey8(REAL / "frost_tiles" / r["file"]), size) for r in labels],
+    greys["frost_tiles"] = (
+        [grey8(REAL / "frost_tiles" / r["file"]) for r in labels],
         [int(r["label"]) for r in labels],
+        [Path(r["file"]).name[:15] for r in labels],
+        False,
     )
     panels = sorted((REAL / "planet4_timelapse" / "panels").glob("*.png"))
-    sets["Planet Four panels"] = (
-        [tile_input(grey8(p), size) for p in panels],
-        [int("_frosted" in p.name) for p in panels],
-    )
-    chunks = []
+    greys["Planet Four panels"] = ([grey8(p) for p in panels], [int("_frosted" in p.name) for p in panels], [], False)
+    chunks, observations = [], []
     for name in (
         "PSP_001331_2260_IR10_1_image8bit_LUTcompressed.png",
         "PSP_001446_1790_BG12_0_image8bit_LUTcompressed.png",
     ):
-        chunks += strip_chunks(grey8(REAL / "images" / name))
+        pieces = strip_chunks(grey8(REAL / "images" / name))
+        chunks += pieces
+        observations += [name[:15]] * len(pieces)
     import rasterio
 
     with rasterio.open(REAL / "images" / "PSP_001331_2260_IR10_1.IMG") as ds:
-        chunks += strip_chunks(ds.read(1).astype(np.float32))
-    sets["ice-free chunks: ISIS3 test strips"] = ([chunk_input(c, size) for c in chunks], [0] * len(chunks))
+        pieces = strip_chunks(ds.read(1).astype(np.float32))
+    chunks += pieces
+    observations += ["PSP_001331_2260"] * len(pieces)
+    greys["ice-free chunks: ISIS3 test strips"] = (chunks, [0] * len(chunks), observations, True)
     crops = [grey8(p) for p in sorted((REAL / "images").glob("PSP_004398_1610_RED5_0.*.crop.jpg"))]
-    sets["ice-free chunks: RED5 crops"] = ([chunk_input(c, size) for c in crops], [0] * len(crops))
+    greys["ice-free chunks: RED5 crops"] = (crops, [0] * len(crops), ["PSP_004398_1610"] * len(crops), True)
     browse = tiles(grey8(REAL / "browse" / "ESP_072719_1970_RED.browse.jpg"))
-    sets["ice-free chunks: ESP_072719_1970 browse"] = ([chunk_input(c, size) for c in browse], [0] * len(browse))
-    return {k: (np.stack(x)[..., None], np.array(y)) for k, (x, y) in sets.items()}
+    greys["ice-free chunks: ESP_072719_1970 browse"] = (
+        browse,
+        [0] * len(browse),
+        ["ESP_072719_1970"] * len(browse),
+        True,
+    )
+    out = {}
+    for name, (images, y, obs, is_chunk) in greys.items():
+        x = np.stack([chunk_input(g, size) if is_chunk else tile_input(g, size) for g in images])[..., None]
+        out[name] = (x, np.array(y), images, obs)
+    return out
+
+
+def best_patches(images: list[np.ndarray], observations: list[str], stage: object) -> np.ndarray:
+    """The second stage's best probability per image (-1: nothing outlined), as detect's confirmation reads it.
+
+    Every outline of the brightness rule, cut at one crop pixel per image pixel (0.5 m, as the second stage's real
+    negatives were) and turned by the observation's sun from the RDR index (a fixed random turn where the index has
+    none: the Planet Four panels). Same reading as ``bench/confirm_rule.py``.
+    """
+    from marsice_plugin.cnn.real_tiles import sun_azimuths
+    from marsice_plugin.patches.model import predict_crops
+    from marsice_plugin.patches.training import array_examples
+
+    suns = sun_azimuths(REAL_INDEX)
+    rng = np.random.default_rng(21)
+    best = []
+    for k, grey in enumerate(images):
+        sun = suns.get(observations[k]) if k < len(observations) else None
+        azimuth = float(sun) if sun is not None else float(rng.uniform(0, 360))
+        ex = array_examples(grey, 0.5, azimuth, "real", limit=10_000)
+        x = np.asarray(ex.x, np.float32).reshape(-1, 64, 64, 2)
+        best.append(float(predict_crops(stage.model, x).max()) if len(x) else -1.0)
+    return np.array(best)
 
 
 def container_invariance(model, model_path: Path, threshold: float) -> dict[str, dict[str, float]]:
@@ -253,41 +293,60 @@ def main() -> None:
 
 
 def real_figures(model: object, size: int, threshold: float, reference: object) -> None:
-    """Sections 1-2: ice-free real tiles and chunks flagged, and frost against ice-free (held-out split only)."""
+    """Sections 1-2: ice-free real tiles and chunks flagged, and frost against ice-free (held-out split only).
+
+    Two flags per image: the chunk CNN's alone, and detect's (``confirm``, :mod:`marsice_plugin.patches.chunk_score`):
+    the CNN at the threshold **and** a patch the second stage keeps in the image.
+    """
     from marsice_plugin.cnn.domain import check, input_statistics
     from marsice_plugin.detect_defaults import batch_size_for, is_flagged
+    from marsice_plugin.detection import load_stage
+    from marsice_plugin.patches.chunk_score import patch_chunk_score
 
-    print("\n1-2. real pixels (held-out split only)")
+    stage = load_stage(None)
+    print(
+        f"\n1-2. real pixels (held-out split only); detect = CNN and a kept patch (second stage >= {stage.threshold})"
+    )
     sets = real_sets(size)
-    ys, ps = [], []
-    for name, (x, y) in sets.items():
+    ys, ps, ds = [], [], []
+    flags: dict[str, tuple[int, int, int]] = {}
+    for name, (x, y, images, observations) in sets.items():
         p = np.asarray(model.predict(x, batch_size=batch_size_for(size), verbose=0)).reshape(-1)
-        flagged = int(is_flagged(p, threshold).sum())
+        best = best_patches(images, observations, stage)
+        both = np.array(
+            [
+                patch_chunk_score(float(v), b if b >= 0 else None, "confirm", stage.threshold, threshold)
+                for v, b in zip(p, best, strict=True)
+            ]
+        )
+        flagged, detected = int(is_flagged(p, threshold).sum()), int(is_flagged(both, threshold).sum())
+        flags[name] = (flagged, detected, len(p))
         domain = check([input_statistics(v[..., 0]) for v in x], reference)
         inside = (
             f", domain distance {domain.distance:.2f} ({'inside' if domain.inside else 'outside'})" if domain else ""
         )
         kind = "frost" if y.all() else "ice-free" if not y.any() else "mixed"
         print(
-            f"  {name} ({kind}): {flagged} of {len(p)} flagged ({flagged / len(p):.0%}), "
-            f"median p {np.median(p):.3f}{inside}"
+            f"  {name} ({kind}): CNN {flagged} of {len(p)} flagged ({flagged / len(p):.0%}), detect {detected} "
+            f"({detected / len(p):.0%}); median p {np.median(p):.3f}{inside}"
         )
         ys.append(y)
         ps.append(p)
-    y, p = np.concatenate(ys), np.concatenate(ps)
-    free_tiles = sets["landmark held-out ice-free tiles"][1].size
+        ds.append(both)
+    y, p, d = np.concatenate(ys), np.concatenate(ps), np.concatenate(ds)
+    tiles_name = "landmark held-out ice-free tiles"
     chunk_sets = [k for k in sets if k.startswith("ice-free chunks")]
-    n_chunks = sum(sets[k][1].size for k in chunk_sets)
-    flagged_chunks = sum(int(is_flagged(ps[list(sets).index(k)], threshold).sum()) for k in chunk_sets)
-    flagged_tiles = int(is_flagged(ps[0], threshold).sum())
-    print(
-        f"  ice-free real tiles flagged: {flagged_tiles}/{free_tiles} ({flagged_tiles / free_tiles:.0%}); "
-        f"ice-free real chunks flagged: {flagged_chunks}/{n_chunks} ({flagged_chunks / n_chunks:.0%}) (target <= 5 %)"
-    )
+    for i, who in enumerate(("CNN alone", "detect (both stages)")):
+        t_flag, n_tiles = flags[tiles_name][i], flags[tiles_name][2]
+        c_flag, n_chunks = sum(flags[k][i] for k in chunk_sets), sum(flags[k][2] for k in chunk_sets)
+        print(
+            f"  {who}: ice-free real tiles flagged {t_flag}/{n_tiles} ({t_flag / n_tiles:.1%}); "
+            f"ice-free real chunks flagged {c_flag}/{n_chunks} ({c_flag / n_chunks:.0%}) (target <= 5 %)"
+        )
     frost_vs_free = y == 1
     print(
         f"  ROC-AUC frost ({int(frost_vs_free.sum())}) vs ice-free ({int((~frost_vs_free).sum())}) tiles and chunks: "
-        f"{roc_auc(y, p):.3f} (information only)"
+        f"CNN {roc_auc(y, p):.3f}, detect's chunk score {roc_auc(y, d):.3f} (information only)"
     )
 
 

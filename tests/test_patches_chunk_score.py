@@ -29,6 +29,15 @@ def test_the_rules_give_these_values():
     assert patch_chunk_score(0.2, 1.0, "max_kept", PATCH_T, CHUNK_T) == pytest.approx(1.0)
     assert patch_chunk_score(0.8, 0.95, "max_kept", PATCH_T, CHUNK_T) == 0.8  # never lowers the chunk CNN
     assert patch_chunk_score(0.3, None, "max_kept", PATCH_T, CHUNK_T) == 0.3  # no patch in the chunk
+    # confirm: a kept patch leaves the CNN's value; none (or one under the patch threshold) scales it under CHUNK_T
+    assert patch_chunk_score(0.8, 0.95, "confirm", PATCH_T, CHUNK_T) == 0.8
+    assert patch_chunk_score(0.2, 0.95, "confirm", PATCH_T, CHUNK_T) == 0.2  # confirmed but under: still unflagged
+    assert patch_chunk_score(0.8, 0.89, "confirm", PATCH_T, CHUNK_T) == pytest.approx(0.4)
+    assert patch_chunk_score(0.8, None, "confirm", PATCH_T, CHUNK_T) == pytest.approx(0.4)
+    assert patch_chunk_score(0.99, None, "confirm", PATCH_T, CHUNK_T) < CHUNK_T  # never flagged unconfirmed
+    assert patch_chunk_score(0.9, None, "confirm", PATCH_T, CHUNK_T) > patch_chunk_score(
+        0.6, None, "confirm", PATCH_T, CHUNK_T
+    )
     with pytest.raises(ValueError, match="chunk_score must be one of"):
         patch_chunk_score(0.3, 0.9, "mean", PATCH_T, CHUNK_T)
 
@@ -55,6 +64,10 @@ def test_a_kept_patch_raises_only_the_chunks_holding_its_centroid_and_the_first_
     again = combine_chunk_scores(out, cands, "max", PATCH_T, CHUNK_T, transform)
     assert [c.probability for c in again[:3]] == pytest.approx([0.95, 0.95, 0.5])
     assert [c.cnn_probability for c in again[:3]] == [0.1, 0.2, 0.3]
+    # confirm: the two chunks holding the kept patch keep their CNN value, the third (a patch under 0.9) is scaled
+    confirmed = combine_chunk_scores(out, cands, "confirm", PATCH_T, CHUNK_T, transform)
+    assert [c.probability for c in confirmed[:3]] == pytest.approx([0.1, 0.2, 0.15])
+    assert confirmed[3].probability is None
 
 
 def test_detect_rows_raster_and_summary_carry_the_combination(tmp_path):

@@ -87,13 +87,14 @@ def test_detect_reads_the_level_the_model_card_names(sample_product, tmp_path):
     result = detect(sample_product.label_path, tmp_path / "o.gpkg", DetectOptions(model_path=model_path, **paper))
     p2 = np.array([s.probability for s in level2])
     assert len(p2) == 6
-    np.testing.assert_allclose([c.probability for c in result.chunks], p2, atol=1e-5)
+    # the chunk CNN's own values (detect's probability also asks the second stage to confirm: patches.chunk_score)
+    np.testing.assert_allclose([c.cnn_probability for c in result.chunks], p2, atol=1e-5)
     assert np.abs(p2 - np.array([s.probability for s in level0])).max() > 1e-3  # the level changed the input
     assert [c.window for c in result.chunks] == [s.window for s in level0]  # full-resolution windows either way
     explicit = detect(
         sample_product.label_path, tmp_path / "p.gpkg", DetectOptions(model_path=model_path, read_level=0, **paper)
     )
-    np.testing.assert_allclose([c.probability for c in explicit.chunks], [s.probability for s in level0], atol=1e-5)
+    np.testing.assert_allclose([c.cnn_probability for c in explicit.chunks], [s.probability for s in level0], atol=1e-5)
 
 
 def test_detect_refuses_a_read_level_below_the_model_input(small_product, tmp_path, marsice_cli):
@@ -120,8 +121,8 @@ def test_shipped_models_read_at_their_card_level_rank_ice_chunks_above_ice_free_
     sample_product, tmp_path, which, level
 ):
     """The shipped default (the ensemble, level 1) and --fast (level 2), each read as its card says, on a known
-    scene: every chunk without planted ice scores below every chunk with some, and every chunk flagged (>= 0.6)
-    holds ice (the paper's image-level failure was the opposite: flags without ice)."""
+    scene: every chunk without planted ice scores below every chunk with some, and every chunk flagged (at the card's
+    threshold) holds ice (the paper's image-level failure was the opposite: flags without ice)."""
     from marsice_plugin.model_registry import default_model_path, fast_model_path
     from marsice_plugin.truth import chunk_truth
 
@@ -133,7 +134,11 @@ def test_shipped_models_read_at_their_card_level_rank_ice_chunks_above_ice_free_
     free = [c.probability for c in result.chunks if not truth[(c.chunk_row, c.chunk_col)]]
     assert len(result.chunks) == 12 and len(free) == 2
     assert max(free) < min(ice)
-    assert all(truth[(c.chunk_row, c.chunk_col)] for c in result.above) and len(result.above) >= 5
+    cnn_flags = [c for c in result.chunks if c.cnn_probability >= result.threshold]
+    assert all(truth[(c.chunk_row, c.chunk_col)] for c in cnn_flags) and len(cnn_flags) >= 5
+    # detect's flags: the CNN's confirmed by a kept patch (patches.chunk_score "confirm"), so a subset, all on ice
+    assert {id(c) for c in result.above} <= {id(c) for c in cnn_flags}
+    assert all(truth[(c.chunk_row, c.chunk_col)] for c in result.above) and len(result.above) >= 3
 
 
 def test_model_read_level_takes_the_card_unless_told_and_names_the_model_it_refuses(tmp_path):
