@@ -27,8 +27,8 @@ plugin runs), so its peak RSS (VmHWM, see :func:`run_stage`) and CPU time are it
 below (terrain scores detect's candidates; each stage's figures are printed and saved as it ends):
 
 - ``detect``: the default model, with ``--quicklook`` (reduced JPEG2000 levels) and ``--probability-raster``;
-- ``terrain``: DTM resampling, co-registration, slope/aspect/poleward/shadow/height rasters with overviews, and the
-  terrain fields of the candidates of the detect stage run before it (the default model's, else ``--fast``'s);
+- ``terrain``: co-registration, slope/aspect/poleward/shadow/height rasters on the DTM's own grid with overviews,
+  and the terrain fields of the candidates of the detect stage run before it (the default model's, else ``--fast``'s);
 - ``read``: the image read once at level 0, strip by strip (the yardstick of terrain's target);
 - ``fast``: ``detect --fast``, the same outputs.
 
@@ -45,6 +45,7 @@ import argparse
 import json
 import math
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -282,6 +283,11 @@ def main() -> None:
     )
     ap.add_argument("--generate-only", action="store_true", help="write the product and stop")
     ap.add_argument("--patch-model", type=Path, help="detect's second-stage model (default: the shipped one)")
+    ap.add_argument(
+        "--detect-args",
+        default="",
+        help='more options for the detect and fast stages, as one string (e.g. "--search all")',
+    )
     ap.add_argument("--child-read", help=argparse.SUPPRESS)
     ap.add_argument("--child-generate", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -322,6 +328,8 @@ def main() -> None:
     if args.patch_model:
         argv["detect"] += ["--patch-model", str(args.patch_model)]
         argv["fast"] += ["--patch-model", str(args.patch_model)]
+    argv["detect"] += shlex.split(args.detect_args)
+    argv["fast"] += shlex.split(args.detect_args)
     wanted = [s for s in args.stages.split(",") if s]
     if "terrain" in wanted:  # the candidates of the detect run before it: the default model's, else --fast's
         before = wanted[: wanted.index("terrain")]
@@ -342,14 +350,16 @@ def main() -> None:
         for old in runs.glob(f"{outputs.get(stage, stage)}*"):
             shutil.rmtree(old) if old.is_dir() else old.unlink()
         load = os.getloadavg()[0]
-        results[stage] = run_stage(argv[stage], runs / f"{stage}.log")
-        results[stage]["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-        results[stage]["load"] = round((load + os.getloadavg()[0]) / 2, 1)
+        # a detect with other options is its own row (e.g. "fast --search all"), beside the defaults' rows
+        key = f"{stage} {args.detect_args}".strip() if stage in ("detect", "fast") else stage
+        results[key] = run_stage(argv[stage], runs / f"{stage}.log")
+        results[key]["when"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+        results[key]["load"] = round((load + os.getloadavg()[0]) / 2, 1)
         if stage in ("detect", "fast"):
             gpkg = runs / f"{'default' if stage == 'detect' else 'fast'}.gpkg"
-            results[stage]["chunks"] = _count(gpkg, "chunks")
-            results[stage]["candidates"] = _count(gpkg, "ice_candidates")
-        r = results[stage]
+            results[key]["chunks"] = _count(gpkg, "chunks")
+            results[key]["candidates"] = _count(gpkg, "ice_candidates")
+        r = results[key]
         rate = mpx / r["seconds"]
         print(f"  {r['seconds']:.1f} s, {r['cpu_s']:.1f} s CPU, {rate:.2f} Mpx/s, peak RSS {r['peak_rss_mb']:.0f} MB")
         out.write_text(json.dumps({"mpx": mpx, "results": results}, indent=1))  # kept if a later stage is cut short

@@ -17,7 +17,9 @@ is a connected group of pixels brighter than their local background:
    least half of the seed's peak (the 90th percentile of its contrast). For a patch with diffuse edges
    this is where its opacity is one half, the same rule the scene renderer's truth uses.
 5. Outlines from all flagged chunks are merged (one patch is one polygon, never split at a chunk
-   edge), simplified to half a pixel, and measured on the product's own sphere. Long thin shapes
+   edge), simplified to half a pixel, and measured on the product's own sphere. Window after window: a
+   group of pieces is merged, measured and handed on as soon as no later window can touch it
+   (:func:`outline_stream`), so a real-size product never holds all its pieces at once. Long thin shapes
    (minimum rotated rectangle longer than ``max_elongation`` times its width: sunlit trough walls and
    ridges), patches under ``min_area_m2`` (sunlit boulder faces) and, optionally, shapes of low
    isoperimetric compactness 4πA/P² (``min_compactness``, off by default: measured on generated scenes
@@ -29,6 +31,7 @@ CO₂ frost, and bright dust looks alike too (the terrain ranking addresses that
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -160,42 +163,171 @@ def search_windows(product: Product, scored: list[Window], tile: int = SEARCH_TI
 def delineate(
     product: Product, windows: list[Window], probability: ProbabilityRaster, options: CandidateOptions
 ) -> list[Candidate]:
-    """Outline bright patches in the given chunk windows and merge them across chunk borders."""
+    """Outline bright patches in the given chunk windows and merge them across chunk borders.
+
+    Every outline in one list, in the order of :func:`outline_stream`'s keys (the order of one merge of every
+    piece). For a whole real-size product use the stream itself: this list holds all of them at once.
+    """
+    found = [pair for _, block in outline_stream(product, windows, probability, options) for pair in block]
+    return [c for _, c in sorted(found, key=lambda pair: pair[0])]
+
+
+def outline_stream(
+    product: Product, windows: list[Window], probability: ProbabilityRaster, options: CandidateOptions
+) -> Iterator[tuple[int, list[tuple[tuple[int, int], Candidate]]]]:
+    """Outline window after window, yielding ``(windows done, [(key, candidate), ...])`` as outlines become final.
+
+    Why a stream: every-chunk search on a real-size product outlines about 10^5 patches from millions of pieces;
+    held together with their merge they took 7.5 GB (README, *Second stage*). An outline is final once no later
+    window can touch it: pieces of a window lie inside its read (the window and ``margin_px``), so a group of
+    touching pieces ending above every later read's top row is merged, measured and handed on, and the caller may
+    score it and drop it. Windows in row order (as chunks and search tiles come) keep only about one band of
+    pieces pending. ``key`` (first piece's number, part) sorts the candidates into the order of one merge of every
+    piece, so the outlines, their measurements and their order are those of :func:`delineate`.
+    """
+    import shapely
+
+    extents = [_read_extent(product, w, options.margin_px) for w in windows]
+    tops = np.array([e[0] for e in extents] + [product.height + 2])  # after the last: none
+    later_top = np.minimum.accumulate(tops[::-1])[::-1][1:].tolist()  # the highest top row of the reads after each
+    pieces: list[Any] = []  # pending pieces, their peak contrast and their number in read order
+    peaks: list[float] = []
+    numbers: list[int] = []
+    count = 0
+    last_final = -1
+    inv = ~product.transform
+    for i in range(len(windows)):
+        for poly, peak in _window_pieces(product, extents[i], _shared_area(extents, i), options):
+            pieces.append(poly)
+            peaks.append(peak)
+            numbers.append(count)
+            count += 1
+        done: list[tuple[tuple[int, int], Candidate]] = []
+        if pieces and (later_top[i] > last_final or i == len(windows) - 1):
+            last_final = later_top[i]
+            tree = shapely.STRtree(pieces)
+            keep: list[int] = []
+            for group in touching_groups(pieces, tree):
+                bounds = shapely.bounds([pieces[k] for k in group])
+                rows = np.concatenate([(inv @ (bounds[:, 0], bounds[:, j]))[1] for j in (1, 3)])
+                if rows.max() >= later_top[i] - 1:  # a later window's pieces may still touch it
+                    keep.extend(group)
+                    continue
+                done.extend(_final_group(product, probability, options, group, pieces, peaks, numbers))
+            pieces, peaks, numbers = [pieces[k] for k in keep], [peaks[k] for k in keep], [numbers[k] for k in keep]
+        yield i + 1, done
+
+
+#: A measured area never exceeds the convex hull of the unsimplified outline (simplifying keeps a subset of its
+#: vertices) times the sphere's area over the map's, which this bounds with a wide margin; outlines under
+#: ``min_area_m2`` by this bound are dropped before they are measured (97 % of every-chunk search's pieces are
+#: specks of a few pixels, and measuring each cost a millisecond).
+AREA_BOUND = 2.0
+
+
+def _read_extent(product: Product, w: Window, margin: int) -> tuple[int, int, int, int]:
+    """(r0, c0, r1, c1): the pixels read for a window, with its margin, clipped to the product."""
+    r0, c0 = max(0, w.row_off - margin), max(0, w.col_off - margin)
+    r1, c1 = min(product.height, w.row_off + w.height + margin), min(product.width, w.col_off + w.width + margin)
+    return r0, c0, r1, c1
+
+
+def _shared_area(extents: list[tuple[int, int, int, int]], i: int) -> np.ndarray:
+    """Pixels of read ``i`` within two pixels of another window's read: pieces there may merge with that one's."""
+    r0, c0, r1, c1 = extents[i]
+    shared = np.zeros((r1 - r0, c1 - c0), bool)
+    for j, (o0, p0, o1, p1) in enumerate(extents):
+        if j != i and o0 - 2 < r1 and r0 < o1 + 2 and p0 - 2 < c1 and c0 < p1 + 2:
+            shared[max(0, o0 - 2 - r0) : max(0, o1 + 2 - r0), max(0, p0 - 2 - c0) : max(0, p1 + 2 - c0)] = True
+    return shared
+
+
+def _window_pieces(
+    product: Product, extent: tuple[int, int, int, int], shared: np.ndarray, options: CandidateOptions
+) -> Iterator[tuple[Any, float]]:
+    """The outline pieces of one window's read with the 90th percentile of their contrast.
+
+    A patch whose pixels' bounding box is too small to ever reach ``min_area_m2`` (:data:`AREA_BOUND`) and that
+    lies away from every other read (``shared``) can merge with nothing, so it would be measured and dropped:
+    it is dropped here, before it is turned into polygons.
+    """
     import shapely
     from rasterio import features
     from scipy import ndimage
 
-    pieces: list[Any] = []
-    contrasts: list[float] = []
-    for w in windows:
-        r0, c0 = max(0, w.row_off - options.margin_px), max(0, w.col_off - options.margin_px)
-        r1 = min(product.height, w.row_off + w.height + options.margin_px)
-        c1 = min(product.width, w.col_off + w.width + options.margin_px)
-        data = product.read(r0, c0, r1 - r0, c1 - c0)
-        nodata = nodata_mask(data, product.special_values)
-        valid = ~(nodata | special_mask(data, product.special_values))
-        fixed, _ = repair(data, valid, nodata=nodata)
-        mask, rel = patch_mask(fixed, ~nodata, product.scale_m, options)
-        if not mask.any():
-            continue
-        transform = Window(c0, r0, c1 - c0, r1 - r0).transform(product.transform)
-        labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
-        index = np.arange(1, count + 1)
-        peaks = ndimage.labeled_comprehension(rel, labels, index, lambda v: np.percentile(v, 90), float, 0.0)
-        for geom, value in features.shapes(labels.astype(np.int32), mask=mask, transform=transform):
-            poly = shapely.geometry.shape(geom)
-            pieces.append(poly)
-            contrasts.append(float(peaks[int(value) - 1]))
-    if not pieces:
-        return []
-    tree = shapely.STRtree(pieces)
-    polygons = merge_touching(pieces, tree)
-    peak = np.asarray(contrasts)
-    measured = (
-        _measure(p, product, probability, float(peak[tree.query(p, predicate="intersects")].max()), options)
-        for p in polygons
+    r0, c0, r1, c1 = extent
+    data = product.read(r0, c0, r1 - r0, c1 - c0)
+    nodata = nodata_mask(data, product.special_values)
+    valid = ~(nodata | special_mask(data, product.special_values))
+    fixed, _ = repair(data, valid, nodata=nodata)
+    del data, valid  # a 2304 px tile's arrays are tens of MB each: only what is still needed stays
+    mask, rel = patch_mask(fixed, ~nodata, product.scale_m, options)
+    del fixed, nodata
+    if not mask.any():
+        return
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    boxes = ndimage.find_objects(labels)
+    small_px = options.min_area_m2 / (AREA_BOUND * product.scale_m**2)
+    speck = np.zeros(count + 1, bool)
+    for index, box in enumerate(boxes, start=1):
+        if (box[0].stop - box[0].start) * (box[1].stop - box[1].start) < small_px and not shared[box].any():
+            speck[index] = True
+    index = np.flatnonzero(~speck[1:]) + 1
+    if not len(index):
+        return
+    peak_of = dict(
+        zip(
+            index.tolist(),
+            ndimage.labeled_comprehension(rel, labels, index, lambda v: np.percentile(v, 90), float, 0.0),
+            strict=True,
+        )
     )
-    return [c for c in measured if c is not None]
+    transform = Window(c0, r0, c1 - c0, r1 - r0).transform(product.transform)
+    shapes = features.shapes(labels.astype(np.int32, copy=False), mask=mask & ~speck[labels], transform=transform)
+    # polygons built in bulk from the rings' vertices: the same polygons as one shapely.geometry.shape() each, in a
+    # quarter of the time (a 2048 px tile of every-chunk search gives ~16,000 pieces)
+    coords: list[Any] = []
+    ring_of: list[int] = []
+    polygon_of: list[int] = []
+    values: list[float] = []
+    for geom, value in shapes:  # never empty: some label is not a speck
+        for ring in geom["coordinates"]:
+            coords.extend(ring)
+            ring_of.extend([len(polygon_of)] * len(ring))
+            polygon_of.append(len(values))
+        values.append(float(peak_of[int(value)]))
+    del labels, rel, mask, shared  # freed before the caller merges and scores
+    rings = shapely.linearrings(np.asarray(coords, float), indices=np.asarray(ring_of))
+    yield from zip(shapely.polygons(rings, indices=np.asarray(polygon_of)).tolist(), values, strict=True)
+
+
+def _final_group(
+    product: Product,
+    probability: ProbabilityRaster,
+    options: CandidateOptions,
+    group: list[int],
+    pieces: list[Any],
+    peaks: list[float],
+    numbers: list[int],
+) -> list[tuple[tuple[int, int], Candidate]]:
+    """The measured candidates of one group of touching pieces, keyed by (its first piece's number, part)."""
+    import shapely
+
+    members = [pieces[k] for k in group]
+    merged = members[0] if len(group) == 1 else shapely.union_all(members)
+    parts = list(getattr(merged, "geoms", [merged]))
+    hull = shapely.area(shapely.convex_hull(parts)) * AREA_BOUND
+    group_peaks = np.asarray([peaks[k] for k in group])
+    tree = shapely.STRtree(members) if len(parts) > 1 else None
+    out = []
+    for j, (part, bound) in enumerate(zip(parts, hull, strict=True)):
+        if bound < options.min_area_m2:
+            continue
+        peak = float(group_peaks.max() if tree is None else group_peaks[tree.query(part, predicate="intersects")].max())
+        cand = _measure(part, product, probability, peak, options)
+        if cand is not None:
+            out.append(((numbers[group[0]], j), cand))
+    return out
 
 
 def _measure(
@@ -226,15 +358,13 @@ def _measure(
     probs = probs[np.isfinite(probs)]
     if not len(probs) or probs.max() < options.threshold:
         return None
+    if _elongated(poly, options.max_elongation):  # before the area on the sphere, which costs more
+        return None  # sunlit trough walls and ridges: long thin strips, unlike a patch
     lonlat = transform_geometry(poly, product.crs)
     radius = product.crs.ellipsoid.semi_major_metre
     area = abs(pyproj.Geod(a=radius, b=radius).geometry_area_perimeter(lonlat)[0])
     if area < options.min_area_m2:
         return None
-    box = np.asarray(poly.minimum_rotated_rectangle.exterior.coords)
-    sides = np.hypot(*np.diff(box[:3], axis=0).T)
-    if sides.min() <= 0 or sides.max() / sides.min() > options.max_elongation:
-        return None  # sunlit trough walls and ridges: long thin strips, unlike a patch
     compactness = 4 * np.pi * poly.area / max(poly.length, 1e-9) ** 2
     if compactness < options.min_compactness:  # sunlit trough walls and ridges are long and thin
         return None
@@ -250,14 +380,35 @@ def _measure(
     )
 
 
-def merge_touching(pieces: list[Any], tree: Any) -> list[Any]:
-    """The union of ``pieces`` as separate polygons, computed per group of pieces that touch.
+def _elongated(poly: shapely.Polygon, limit: float) -> bool:
+    """Whether the minimum rotated rectangle of ``poly`` is more than ``limit`` times longer than wide.
 
-    The same result as one ``shapely.union_all`` of every piece (a union of groups that do not touch is their
-    union), but bounded: pieces only meet their neighbours across a chunk's overlap, so groups are small. One union
-    of a whole real-size product's pieces (1,288 chunks) ran for ten minutes with memory growing and did not finish.
+    The rectangles on every convex-hull edge at once in numpy, as shapely's own (pure Python for GEOS < 3.12,
+    2 ms a polygon, the largest cost of outlining) builds them one by one; where that could decide otherwise (a
+    ratio within 1e-6 of the limit, two edges' areas within 1e-9 with other ratios, a degenerate hull) shapely's
+    rectangle decides, so the answer is always shapely's.
     """
-    import shapely
+    hull = poly.convex_hull
+    ring = np.asarray(getattr(hull, "exterior", hull).coords)
+    d = np.diff(ring, axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        u = d / np.sqrt(d[:, 0] ** 2 + d[:, 1] ** 2)[:, None]
+        along = u[:, :1] * ring[:, 0] + u[:, 1:] * ring[:, 1]
+        across = u[:, :1] * ring[:, 1] - u[:, 1:] * ring[:, 0]
+        w, h = np.ptp(along, axis=1), np.ptp(across, axis=1)
+        area, ratio = w * h, np.maximum(w, h) / np.minimum(w, h)
+    if len(ring) >= 4 and np.isfinite(ratio).all() and np.isfinite(area).all():
+        k = int(np.argmin(area))
+        near = area <= area[k] * (1 + 1e-9)
+        if np.all(np.abs(ratio[near] - ratio[k]) <= 1e-9 * ratio[k]) and abs(ratio[k] - limit) > 1e-6 * limit:
+            return bool(ratio[k] > limit)
+    box = np.asarray(poly.minimum_rotated_rectangle.exterior.coords)
+    sides = np.hypot(*np.diff(box[:3], axis=0).T)
+    return bool(sides.min() <= 0 or sides.max() / sides.min() > limit)
+
+
+def touching_groups(pieces: list[Any], tree: Any) -> list[list[int]]:
+    """Indices of ``pieces`` in groups that touch, each group in increasing order, groups by their first index."""
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -266,9 +417,20 @@ def merge_touching(pieces: list[Any], tree: Any) -> list[Any]:
     graph = coo_matrix((np.ones(len(left), dtype=np.int8), (left, right)), shape=(n, n))
     _, component = connected_components(graph, directed=False)
     order = np.argsort(component, kind="stable")
-    groups = np.split(order, np.flatnonzero(np.diff(component[order])) + 1)
+    return [g.tolist() for g in np.split(order, np.flatnonzero(np.diff(component[order])) + 1)]
+
+
+def merge_touching(pieces: list[Any], tree: Any) -> list[Any]:
+    """The union of ``pieces`` as separate polygons, computed per group of pieces that touch.
+
+    The same result as one ``shapely.union_all`` of every piece (a union of groups that do not touch is their
+    union), but bounded: pieces only meet their neighbours across a chunk's overlap, so groups are small. One union
+    of a whole real-size product's pieces (1,288 chunks) ran for ten minutes with memory growing and did not finish.
+    """
+    import shapely
+
     polygons: list[Any] = []
-    for group in groups:
+    for group in touching_groups(pieces, tree):
         merged = pieces[group[0]] if len(group) == 1 else shapely.union_all([pieces[i] for i in group])
         polygons.extend(getattr(merged, "geoms", [merged]))
     return polygons

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from .candidates import SMALL_PATCH_CONTRAST, CandidateOptions, delineate, search_windows
+from .candidates import SMALL_PATCH_CONTRAST, CandidateOptions, outline_stream, search_windows
 from .chunk_reader import ChunkReader
 from .cnn.domain import DomainReference, check, load_reference
 from .detect_defaults import batch_size_for, is_flagged
 from .model_registry import model_read_level
 from .patches.chunk_score import CHUNK_SCORE_RULES, combine_chunk_scores, default_chunk_score
-from .patches.stage import SEARCH_MODES, PatchStage, score_candidates
+from .patches.stage import SEARCH_MODES, PatchStage, score_stream
 from .product import Product
 from .progress import Reporter
 from .result_layers import ChunkScore, Detections, result_rows
@@ -155,6 +155,7 @@ def detect_product(
             patch,
             options.search,
             options.chunk_score,
+            reporter,
         )
 
 
@@ -183,6 +184,7 @@ def detections_from_scores(
     patch: PatchStage | None = None,
     search: str = "flagged",
     chunk_score: str | None = None,
+    reporter: Reporter | None = None,
 ) -> Detections:
     """The flow after the CNN: stitch the chunk probabilities, outline candidates in flagged chunks, build rows.
 
@@ -195,7 +197,8 @@ def detections_from_scores(
     stage, ``chunk_score`` says how each chunk's probability combines the chunk CNN with the best patch in it
     (:mod:`marsice_plugin.patches.chunk_score`); the chunk rows, the stitched raster and the image summary all carry
     the combination, and ``cnn_probability`` the first stage's value. Outlines are searched by the first stage's.
-    None: :func:`~marsice_plugin.patches.chunk_score.default_chunk_score` of ``search``.
+    None: :func:`~marsice_plugin.patches.chunk_score.default_chunk_score` of ``search``. ``reporter`` gets one
+    progress line per outlined window.
     """
     chunk_score = chunk_score or default_chunk_score(search)
     if search not in SEARCH_MODES:
@@ -212,15 +215,17 @@ def detections_from_scores(
     else:
         windows = [c.window for c in found.chunks if is_flagged(c.probability, threshold)]
         rule = CandidateOptions(threshold=threshold)
-    found.candidates = delineate(product, windows, found.raster, rule)
+    # outlined, scored and dropped window by window: at real size every outline at once took gigabytes (README)
+    outlines = outline_stream(product, windows, found.raster, rule)
+    search_result = score_stream(product, outlines, patch, [c.window for c in found.chunks], len(windows), reporter)
+    found.candidates = search_result.candidates
     if patch is not None:
-        outlined = found.candidates
-        found.outlined = len(outlined)
-        found.candidates = score_candidates(product, outlined, patch)
+        found.outlined = search_result.outlined
         found.patch_threshold = patch.threshold
-        if chunk_score != "cnn":
+        if chunk_score != "cnn":  # each chunk's best outline is all its score needs (patches.chunk_score)
+            best = [c for c in search_result.best if c is not None]
             found.chunks = combine_chunk_scores(
-                found.chunks, outlined, chunk_score, patch.threshold, threshold, product.transform
+                found.chunks, best, chunk_score, patch.threshold, threshold, product.transform
             )
             found.raster = stitch(found.chunks, product.width, product.height, product.transform)
     found.rows = result_rows(product, found, model_name)

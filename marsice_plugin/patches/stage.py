@@ -14,7 +14,8 @@ dust and noise. This stage cuts a level-0 crop around each outline (:mod:`.crops
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -25,7 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
     import shapely
 
     from ..candidates import Candidate
+    from ..grid import Window
     from ..product import Product
+    from ..progress import Reporter
 
 #: Candidates whose crops are cut and scored together (bounds the crops' memory: 256 x 32 KB).
 CROP_BLOCK = 256
@@ -114,3 +117,77 @@ def score_candidates(product: Product, candidates: list[Candidate], stage: Patch
         cand.rank = float(p)  # terrain comes later (marsice terrain); until then rank = probability
     kept = [c for c in candidates if stage.keep_all or (c.probability or 0.0) >= stage.threshold]
     return sorted(kept, key=lambda c: -(c.rank or 0.0))
+
+
+@dataclass
+class SearchResult:
+    """What a streamed search keeps: the output's candidates and, per chunk, its best scored outline."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    #: outlines the rule found (all scored by the second stage when there is one)
+    outlined: int = 0
+    #: per chunk window (in the order given), the scored outline of highest probability whose centroid it holds
+    best: list[Candidate | None] = field(default_factory=list)
+
+
+def score_stream(
+    product: Product,
+    outlines: Iterable[tuple[int, list[tuple[tuple[int, int], Candidate]]]],
+    stage: PatchStage | None,
+    chunk_windows: list[Window],
+    total: int,
+    reporter: Reporter | None = None,
+) -> SearchResult:
+    """Score outlines as :func:`marsice_plugin.candidates.outline_stream` hands them on, keeping only what is output.
+
+    Why: every-chunk search on a real-size product outlines about 10^5 patches; scored and kept all at once they
+    held gigabytes. Here each :data:`CROP_BLOCK` of final outlines is scored and dropped unless kept (at or above
+    the threshold, or all with ``keep_all``: then every outline stays, about a kilobyte each), and per chunk only the
+    best outline is held, which is all a chunk's score needs (max over the patches whose centroid it holds, as
+    :func:`~marsice_plugin.patches.chunk_score.combine_chunk_scores` places them). Without a stage every outline is
+    kept unscored. The candidates come in the order :func:`score_candidates` gives one list of every outline.
+    Progress: one report per window, from 90 to 92 % (``total`` windows).
+    """
+    result = SearchResult(best=[None] * len(chunk_windows))
+    best_p = np.full(len(chunk_windows), -np.inf)
+    box = np.array([(w.row_off, w.row_off + w.height, w.col_off, w.col_off + w.width) for w in chunk_windows], float)
+    box = box.reshape(-1, 4)
+    kept: list[tuple[tuple[int, int], Candidate]] = []
+    waiting: list[tuple[tuple[int, int], Candidate]] = []
+
+    def score(block: list[tuple[tuple[int, int], Candidate]]) -> None:
+        if stage is None:
+            kept.extend(block)
+            return
+        cands = [c for _, c in block]
+        key = {id(c): k for k, c in block}
+        kept.extend((key[id(c)], c) for c in score_candidates(product, cands, stage))
+        inv = ~product.transform
+        xy = np.array([(c.geometry.centroid.x, c.geometry.centroid.y) for c in cands])
+        cols, rows = inv @ (xy[:, 0], xy[:, 1])
+        probs = np.array([c.probability for c in cands], float)
+        inside = ((rows[:, None] >= box[:, 0]) & (rows[:, None] < box[:, 1]) & (cols[:, None] >= box[:, 2])) & (
+            cols[:, None] < box[:, 3]
+        )
+        values = np.where(inside, probs[:, None], -np.inf)
+        top = values.argmax(axis=0)
+        better = values[top, np.arange(len(chunk_windows))] > best_p
+        for j in np.flatnonzero(better):
+            best_p[j], result.best[j] = values[top[j], j], cands[top[j]]
+
+    for done, block in outlines:
+        result.outlined += len(block)
+        waiting.extend(block)
+        if len(waiting) >= CROP_BLOCK:
+            score(waiting)
+            waiting = []
+        if reporter is not None:
+            message = f"outlining window {done}/{total}: {result.outlined} outlines, {len(kept)} kept"
+            reporter.progress(90 + 2 * done / max(total, 1), message)
+    if waiting:
+        score(waiting)
+    kept.sort(key=lambda pair: pair[0])  # the order of one list of every outline, then best first (a stable sort)
+    result.candidates = [c for _, c in kept]
+    if stage is not None:
+        result.candidates.sort(key=lambda c: -(c.rank or 0.0))
+    return result

@@ -1,0 +1,193 @@
+"""Streamed outlining and scoring (every-chunk search in bounded memory) give what one pass over all outlines gave."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import shapely
+
+from marsice_plugin.candidates import (
+    SMALL_PATCH_CONTRAST,
+    Candidate,
+    CandidateOptions,
+    _measure,
+    delineate,
+    merge_touching,
+    outline_stream,
+    patch_mask,
+    search_windows,
+)
+from marsice_plugin.grid import ChunkGrid, Window
+from marsice_plugin.product import open_product
+from marsice_plugin.result_layers import ChunkScore
+from marsice_plugin.stitching import stitch
+
+RULE = CandidateOptions(threshold=0.0, min_contrast=SMALL_PATCH_CONTRAST)
+
+
+def _reference_outlines(product, windows, raster, options) -> list[Candidate]:
+    """The outlining before it streamed: every window's pieces at once, one merge, every outline measured."""
+    from rasterio import features
+    from scipy import ndimage
+
+    from marsice_plugin.anomalies import repair
+    from marsice_plugin.product import nodata_mask, special_mask
+
+    pieces, contrasts = [], []
+    for w in windows:
+        r0, c0 = max(0, w.row_off - options.margin_px), max(0, w.col_off - options.margin_px)
+        r1 = min(product.height, w.row_off + w.height + options.margin_px)
+        c1 = min(product.width, w.col_off + w.width + options.margin_px)
+        data = product.read(r0, c0, r1 - r0, c1 - c0)
+        nodata = nodata_mask(data, product.special_values)
+        valid = ~(nodata | special_mask(data, product.special_values))
+        fixed, _ = repair(data, valid, nodata=nodata)
+        mask, rel = patch_mask(fixed, ~nodata, product.scale_m, options)
+        if not mask.any():
+            continue
+        transform = Window(c0, r0, c1 - c0, r1 - r0).transform(product.transform)
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+        peaks = ndimage.labeled_comprehension(
+            rel, labels, np.arange(1, count + 1), lambda v: np.percentile(v, 90), float, 0.0
+        )
+        for geom, value in features.shapes(labels.astype(np.int32), mask=mask, transform=transform):
+            pieces.append(shapely.geometry.shape(geom))
+            contrasts.append(float(peaks[int(value) - 1]))
+    tree = shapely.STRtree(pieces)
+    peak = np.asarray(contrasts)
+    measured = (
+        _measure(p, product, raster, float(peak[tree.query(p, predicate="intersects")].max()), options)
+        for p in merge_touching(pieces, tree)
+    )
+    return [c for c in measured if c is not None]
+
+
+@pytest.fixture(scope="module")
+def busy_product(tmp_path_factory):
+    """A 1536 px product with boulders, dust, hot pixels and planted ice: thousands of pieces, most of them specks."""
+    from marsice_plugin.synthetic.product_writer import write_sample_product
+    from marsice_plugin.synthetic.scene import SceneConfig
+
+    config = SceneConfig(width=1536, height=1536, seed=23, n_boulders=400, nodata_margin=0.05)
+    return write_sample_product(tmp_path_factory.mktemp("busy"), config)
+
+
+def _chunks(product, size=512):
+    """Chunk scores without a CNN: values that vary over the product, so the stitched raster is not flat."""
+    grid = ChunkGrid(product.width, product.height, size, size // 4)
+    return [ChunkScore(i, j, w, 0.1 + 0.8 * ((i + 2 * j) % 5) / 4, False, "", 0.0) for i, j, w in grid]
+
+
+def _same_candidates(got: list[Candidate], want: list[Candidate]) -> None:
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert a.geometry.equals_exact(b.geometry, 0.0)  # the same vertices, in the same order
+        assert (a.area_m2, a.peak_contrast, a.max_probability, a.mean_probability) == (
+            b.area_m2,
+            b.peak_contrast,
+            b.max_probability,
+            b.mean_probability,
+        )
+
+
+def test_streamed_outlines_are_those_of_one_merge_in_the_same_order(busy_product):
+    """512 px tiles (9 windows in 3 rows, as real-size search tiles come): the same outlines, measured alike."""
+    with open_product(busy_product.label_path) as product:
+        chunks = _chunks(product)
+        raster = stitch(chunks, product.width, product.height, product.transform)
+        tiles = search_windows(product, [c.window for c in chunks], tile=512)
+        assert len(tiles) == 9
+        want = _reference_outlines(product, tiles, raster, RULE)
+        _same_candidates(delineate(product, tiles, raster, RULE), want)
+        # the stream hands outlines on before the last window: only a band of pieces is ever pending
+        done = [(n, len(block)) for n, block in outline_stream(product, tiles, raster, RULE)]
+        chunk_windows = [c.window for c in chunks]
+        # overlapping chunk windows, 50 % seeds (flagged search's rule)
+        flagged = _reference_outlines(product, chunk_windows, raster, CandidateOptions(threshold=0.0))
+        _same_candidates(delineate(product, chunk_windows, raster, CandidateOptions(threshold=0.0)), flagged)
+    assert len(want) > 500 and len(flagged) > 5
+    assert [n for n, _ in done] == list(range(1, 10))
+    assert sum(k for _, k in done) == len(want)
+    assert sum(k for n, k in done if n <= 6) > len(want) / 3  # the first two rows were final before the last one
+
+
+def test_streamed_search_keeps_the_same_candidates_probabilities_and_chunk_scores(busy_product, monkeypatch):
+    """detections_from_scores streams (second stage in blocks of 4 here) and gives one pass's results."""
+    from marsice_plugin.detection import detections_from_scores, load_stage
+    from marsice_plugin.patches import stage as stage_module
+    from marsice_plugin.patches.chunk_score import combine_chunk_scores
+    from marsice_plugin.progress import Reporter
+
+    patch = load_stage(None)
+    every = load_stage(None, keep_all=True)
+    lines = []
+
+    class Recorder(Reporter):
+        def progress(self, percent, message="", **kwargs):
+            lines.append((percent, message))
+
+    monkeypatch.setattr(stage_module, "CROP_BLOCK", 4)
+    with open_product(busy_product.label_path) as product:
+        chunks = _chunks(product, size=256)  # flagged search over 256 px chunks: 81 windows, streamed
+        raster = stitch(chunks, product.width, product.height, product.transform)
+        flagged = [c.window for c in chunks if c.probability >= 0.3]
+        outlines = _reference_outlines(product, flagged, raster, CandidateOptions(threshold=0.3))
+        scored = stage_module.score_candidates(product, outlines, every)  # sets every outline's probability
+        want_chunks = combine_chunk_scores(chunks, outlines, "max_kept", patch.threshold, 0.3, product.transform)
+        kept = detections_from_scores(product, chunks, 0.3, "", None, patch, "flagged", "max_kept", Recorder("quiet"))
+        kept_all = detections_from_scores(product, chunks, 0.3, "", None, every, "flagged", "max_kept")
+        confirm = combine_chunk_scores(chunks, outlines, "confirm", patch.threshold, 0.3, product.transform)
+        confirmed = detections_from_scores(product, chunks, 0.3, "", None, patch, "flagged", "confirm")
+    want_kept = [c for c in scored if c.probability >= patch.threshold]
+    assert kept.outlined == kept_all.outlined == len(outlines) > 4 * 3  # several blocks of the second stage
+    assert 0 < len(want_kept) < len(scored)
+    for got, want in ((kept.candidates, want_kept), (kept_all.candidates, scored)):
+        order = np.argsort([c.centroid_lon for c in got]), np.argsort([c.centroid_lon for c in want])
+        _same_candidates([got[i] for i in order[0]], [want[i] for i in order[1]])
+        # float32 network outputs in blocks of another size: equal to TensorFlow's rounding (~3e-8)
+        np.testing.assert_allclose(
+            [got[i].probability for i in order[0]], [want[i].probability for i in order[1]], atol=1e-6
+        )
+        assert [c.rank for c in got] == sorted((c.rank for c in got), reverse=True)
+    np.testing.assert_allclose([c.probability for c in kept.chunks], [c.probability for c in want_chunks], atol=1e-6)
+    assert [c.cnn_probability for c in kept.chunks] == [c.probability for c in chunks]
+    # detect's default with flagged search: both stages must agree (each chunk's best outline is all it needs too)
+    np.testing.assert_allclose([c.probability for c in confirmed.chunks], [c.probability for c in confirm], atol=1e-6)
+    assert sum(c.probability < 0.3 <= c.cnn_probability for c in confirmed.chunks) > 0
+    assert sum(a.probability > b.probability + 1e-3 for a, b in zip(want_chunks, chunks, strict=True)) > 0
+    # the bar moves while outlining: one line per window, from 90 to 92 %
+    outlining = [(p, m) for p, m in lines if m.startswith("outlining window")]
+    assert len(outlining) == len(flagged) and outlining[-1][0] == pytest.approx(92.0)
+    assert [p for p, _ in outlining] == sorted(p for p, _ in outlining) and outlining[0][0] < 91
+    assert f"{len(outlines)} outlines, {len(want_kept)} kept" in outlining[-1][1]
+
+
+def test_fast_elongation_test_decides_as_shapely_rectangle():
+    """The numpy minimum-rectangle test gives shapely's answer, also at limits equal to a polygon's own ratio."""
+    from rasterio import features
+    from scipy import ndimage
+
+    from marsice_plugin.candidates import _elongated
+
+    rng = np.random.default_rng(1)
+    mask = ndimage.binary_opening(rng.random((300, 300)) > 0.45)
+    labels, _ = ndimage.label(mask)
+    polygons = [
+        shapely.geometry.shape(g).simplify(0.5, preserve_topology=True)
+        for g, _ in features.shapes(labels.astype(np.int32), mask=mask)
+    ]
+    polygons = [p for p in polygons if p.area > 3]
+
+    def ratio(p):
+        box = np.asarray(p.minimum_rotated_rectangle.exterior.coords)
+        sides = np.hypot(*np.diff(box[:3], axis=0).T)
+        return sides.max() / sides.min()
+
+    ratios = [ratio(p) for p in polygons]
+    assert len(polygons) > 1000 and min(ratios) < 1.5 and max(ratios) > 2.5
+    for limit in (1.25, 1.5, 2.0, 2.5):
+        assert [_elongated(p, limit) for p in polygons] == [r > limit for r in ratios]
+    for p, r in zip(polygons[:200], ratios[:200], strict=True):
+        assert [_elongated(p, r * f) for f in (1 - 1e-7, 1.0, 1 + 1e-7)] == [
+            r > r * f for f in (1 - 1e-7, 1.0, 1 + 1e-7)
+        ]
