@@ -58,8 +58,15 @@ class DetectOptions:
     all_candidates: bool = False
     search: str = "flagged"
     #: how a chunk's probability combines the chunk CNN with the second stage's best patch in it (CHUNK_SCORE_RULES);
-    #: None: "max_kept" when every chunk is searched, "cnn" when only flagged ones are (patches.chunk_score)
+    #: None: "max_kept" when every chunk is searched, "confirm" when only flagged ones are (patches.chunk_score)
     chunk_score: str | None = None
+
+
+#: Progress bar spans (percent) of chunk scoring and of outlining, per search mode. Flagged search outlines a few
+#: chunks in seconds; every-chunk search outlines the whole product at level 0, which took 30 of the 33 minutes of a
+#: 1 Gpx `--fast --search all` detect (bench/fullsize.py, 2026-12-07); the default model scores about 4x slower than
+#: `--fast`, so with every chunk searched scoring gets a quarter of the bar and outlining the rest.
+PROGRESS_SPANS = {"flagged": ((5.0, 90.0), (90.0, 92.0)), "all": ((5.0, 30.0), (30.0, 92.0))}
 
 
 def score_chunks(
@@ -116,7 +123,8 @@ def score_chunks(
                 score.special_pixels, score.outlier_pixels = chunk.special_pixels, chunk.outlier_pixels
                 score.input_stats = stats.get(k)
                 results.append(score)
-            reporter.progress(5 + 85 * len(results) / total, f"chunk {len(results)}/{total}")
+            (start, end), _ = PROGRESS_SPANS.get(options.search, PROGRESS_SPANS["flagged"])
+            reporter.progress(start + (end - start) * len(results) / total, f"chunk {len(results)}/{total}")
     finally:
         if source is not None:
             source.close()
@@ -142,7 +150,9 @@ def detect_product(
     name = model_name if model_name is not None else Path(options.model_path or "").name
     patch = load_stage(options.patch_model_path, options.all_candidates)  # before the long part: a missing file fails
     chunks = score_chunks(product, model, options, reporter)
-    reporter.progress(90, f"outlining bright patches in {'flagged' if options.search == 'flagged' else 'every'} chunk")
+    outline_start = PROGRESS_SPANS.get(options.search, PROGRESS_SPANS["flagged"])[1][0]
+    where = "flagged" if options.search == "flagged" else "every"
+    reporter.progress(outline_start, f"outlining bright patches in {where} chunk")
     import rasterio
 
     with rasterio.Env(GDAL_CACHEMAX=WINDOW_READ_CACHE):  # the outlines' and crops' level-0 windows
@@ -217,7 +227,10 @@ def detections_from_scores(
         rule = CandidateOptions(threshold=threshold)
     # outlined, scored and dropped window by window: at real size every outline at once took gigabytes (README)
     outlines = outline_stream(product, windows, found.raster, rule)
-    search_result = score_stream(product, outlines, patch, [c.window for c in found.chunks], len(windows), reporter)
+    span = PROGRESS_SPANS[search][1]
+    search_result = score_stream(
+        product, outlines, patch, [c.window for c in found.chunks], len(windows), reporter, span
+    )
     found.candidates = search_result.candidates
     if patch is not None:
         found.outlined = search_result.outlined

@@ -10,6 +10,7 @@ import shapely
 from marsice_plugin.candidates import Candidate
 from marsice_plugin.grid import Window
 from marsice_plugin.patches.chunk_score import combine_chunk_scores, patch_chunk_score
+from marsice_plugin.progress import Reporter
 from marsice_plugin.result_layers import ChunkScore
 
 from .conftest import DEMO_MODEL, tiny_product
@@ -83,8 +84,14 @@ def test_detect_rows_raster_and_summary_carry_the_combination(tmp_path):
     threshold = model_threshold(None, DEMO_MODEL)
     options = DetectOptions(model_path=DEMO_MODEL, threshold=threshold, chunk_size=256, search="all")
     model = load_model(DEMO_MODEL)
+    lines: list[tuple[float, str]] = []
+
+    class Recorder(Reporter):
+        def progress(self, percent, message="", **kwargs):
+            lines.append((percent, message))
+
     with open_product(product.label_path) as opened:
-        found = detect_product(opened, model, options)
+        found = detect_product(opened, model, options, Recorder("quiet"))
         first = detect_product(opened, model, DetectOptions(**{**options.__dict__, "chunk_score": "cnn"}))
     patch_t = load_stage(None).threshold
     assert found.candidates and all(c.probability >= patch_t for c in found.candidates)
@@ -104,3 +111,8 @@ def test_detect_rows_raster_and_summary_carry_the_combination(tmp_path):
     np.testing.assert_allclose(found.raster.values, again.values, equal_nan=True)
     assert not np.allclose(found.raster.values, first.raster.values, equal_nan=True)
     assert len(found.above) >= len(first.above)
+    # every chunk searched: scoring fills 5-30 % of the bar and outlining the rest up to 92 % (PROGRESS_SPANS)
+    scoring = [pct for pct, m in lines if m.startswith("chunk ")]
+    outlining = [pct for pct, m in lines if m.startswith("outlining window")]
+    assert scoring and max(scoring) == pytest.approx(30.0) and min(scoring) >= 5.0
+    assert outlining and min(outlining) > 30.0 and outlining[-1] == pytest.approx(92.0)

@@ -137,6 +137,7 @@ def score_stream(
     chunk_windows: list[Window],
     total: int,
     reporter: Reporter | None = None,
+    span: tuple[float, float] = (90.0, 92.0),
 ) -> SearchResult:
     """Score outlines as :func:`marsice_plugin.candidates.outline_stream` hands them on, keeping only what is output.
 
@@ -146,7 +147,7 @@ def score_stream(
     best outline is held, which is all a chunk's score needs (max over the patches whose centroid it holds, as
     :func:`~marsice_plugin.patches.chunk_score.combine_chunk_scores` places them). Without a stage every outline is
     kept unscored. The candidates come in the order :func:`score_candidates` gives one list of every outline.
-    Progress: one report per window, from 90 to 92 % (``total`` windows).
+    Progress: one report per window across ``span`` percent (``total`` windows; detection.PROGRESS_SPANS).
     """
     result = SearchResult(best=[None] * len(chunk_windows))
     best_p = np.full(len(chunk_windows), -np.inf)
@@ -183,7 +184,7 @@ def score_stream(
             waiting = []
         if reporter is not None:
             message = f"outlining window {done}/{total}: {result.outlined} outlines, {len(kept)} kept"
-            reporter.progress(90 + 2 * done / max(total, 1), message)
+            reporter.progress(span[0] + (span[1] - span[0]) * done / max(total, 1), message)
     if waiting:
         score(waiting)
     kept.sort(key=lambda pair: pair[0])  # the order of one list of every outline, then best first (a stable sort)
