@@ -147,8 +147,8 @@ def real_sets(size: int) -> dict[str, tuple[np.ndarray, np.ndarray, list[np.ndar
     return out
 
 
-def best_patches(images: list[np.ndarray], observations: list[str], stage: object) -> np.ndarray:
-    """The second stage's best probability per image (-1: nothing outlined), as detect's confirmation reads it.
+def best_patches(images: list[np.ndarray], observations: list[str], stage: object) -> tuple[np.ndarray, np.ndarray]:
+    """The second stage's best probability per image (-1: nothing outlined) and its outlines kept, as detect reads them.
 
     Every outline of the brightness rule, cut at one crop pixel per image pixel (0.5 m, as the second stage's real
     negatives were) and turned by the observation's sun from the RDR index (a fixed random turn where the index has
@@ -160,14 +160,16 @@ def best_patches(images: list[np.ndarray], observations: list[str], stage: objec
 
     suns = sun_azimuths(REAL_INDEX)
     rng = np.random.default_rng(21)
-    best = []
+    best, kept = [], []
     for k, grey in enumerate(images):
         sun = suns.get(observations[k]) if k < len(observations) else None
         azimuth = float(sun) if sun is not None else float(rng.uniform(0, 360))
         ex = array_examples(grey, 0.5, azimuth, "real", limit=10_000)
         x = np.asarray(ex.x, np.float32).reshape(-1, 64, 64, 2)
-        best.append(float(predict_crops(stage.model, x).max()) if len(x) else -1.0)
-    return np.array(best)
+        p = predict_crops(stage.model, x) if len(x) else np.zeros(0)
+        best.append(float(p.max()) if len(p) else -1.0)
+        kept.append(int((p >= stage.threshold).sum()))
+    return np.array(best), np.array(kept)
 
 
 def container_invariance(model, model_path: Path, threshold: float) -> dict[str, dict[str, float]]:
@@ -312,15 +314,22 @@ def real_figures(model: object, size: int, threshold: float, reference: object) 
     flags: dict[str, tuple[int, int, int]] = {}
     for name, (x, y, images, observations) in sets.items():
         p = np.asarray(model.predict(x, batch_size=batch_size_for(size), verbose=0)).reshape(-1)
-        best = best_patches(images, observations, stage)
+        best, kept = best_patches(images, observations, stage)
         both = np.array(
             [
-                patch_chunk_score(float(v), b if b >= 0 else None, "confirm", stage.threshold, threshold)
+                # detect outlines only the chunks the CNN flags, so only those can be confirmed
+                patch_chunk_score(
+                    float(v), b if b >= 0 and v >= threshold else None, "confirm", stage.threshold, threshold
+                )
                 for v, b in zip(p, best, strict=True)
             ]
         )
         flagged, detected = int(is_flagged(p, threshold).sum()), int(is_flagged(both, threshold).sum())
         flags[name] = (flagged, detected, len(p))
+        if name == "landmark held-out ice-free tiles":  # issue 22: kept polygons per km², in detect's flagged images
+            polygons = int(kept[is_flagged(p, threshold)].sum())
+            km2 = sum(g.size for g in images) * 0.5**2 / 1e6
+            density = f"{polygons} kept polygons in CNN-flagged tiles, {polygons / km2:.2f} per km² (target <= 1)"
         domain = check([input_statistics(v[..., 0]) for v in x], reference)
         inside = (
             f", domain distance {domain.distance:.2f} ({'inside' if domain.inside else 'outside'})" if domain else ""
@@ -343,6 +352,7 @@ def real_figures(model: object, size: int, threshold: float, reference: object) 
             f"  {who}: ice-free real tiles flagged {t_flag}/{n_tiles} ({t_flag / n_tiles:.1%}); "
             f"ice-free real chunks flagged {c_flag}/{n_chunks} ({c_flag / n_chunks:.0%}) (target <= 5 %)"
         )
+    print(f"  {density}; area at 0.5 m/px, the scale the second stage reads them at (their own is coarser)")
     frost_vs_free = y == 1
     print(
         f"  ROC-AUC frost ({int(frost_vs_free.sum())}) vs ice-free ({int((~frost_vs_free).sum())}) tiles and chunks: "
