@@ -38,6 +38,7 @@ TRAIN_SEED, TRAIN_SCENES = 200_000, 360
 TUNE_SEED, TUNE_SCENES = 210_000, 90
 SPLIT_SEED = 22
 TUNE_RECALL = 0.8
+REAL_INDEX = REAL.parent / "data" / "hirise_rdr_color_index.csv.gz"
 REAL_SCALE_M = 0.5  # real tiles are cut at one crop pixel per image pixel (their own scale is coarser: texture)
 
 
@@ -69,8 +70,13 @@ def _grey(path: Path) -> np.ndarray:
         return np.asarray(im.convert("L"), dtype=np.float32)
 
 
-def _real(part: str) -> tuple[np.ndarray, list[str]]:
-    """Negatives of the open split's ``part`` ('train' or 'tune'); training also takes images/ and browse/."""
+def _real(part: str, real_sun: bool = False) -> tuple[np.ndarray, list[str]]:
+    """Negatives of the open split's ``part`` ('train' or 'tune'); training also takes images/ and browse/.
+
+    Each image is turned by a random azimuth (the shipped model), or with ``real_sun`` by its observation's sun from
+    the RDR index (``(SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) mod 360``; random where the index has none), so that real
+    pixels are lit from the top as rendered ones are and lighting cannot tell the two apart.
+    """
     from marsice_plugin.patches.training import Examples, array_examples
 
     root = REAL / "landmark_tiles"
@@ -85,9 +91,16 @@ def _real(part: str) -> tuple[np.ndarray, list[str]]:
         files += sorted(p for p in (REAL / "images").iterdir() if p.suffix.lower() in (".png", ".jpg"))
         files += sorted((REAL / "browse").glob("*.jpg"))
     rng = np.random.default_rng(SPLIT_SEED + (part == "tune"))
+    suns: dict[str, float] = {}
+    if real_sun:
+        from marsice_plugin.cnn.real_tiles import sun_azimuths
+
+        suns = sun_azimuths(REAL_INDEX)
     total = Examples()
-    for f in files:  # the tiles' sun azimuth is not in the bundled catalogue: a random turn (README, card)
-        total.extend(array_examples(_grey(f), REAL_SCALE_M, float(rng.uniform(0, 360)), f.name))
+    for f in files:
+        turn = float(rng.uniform(0, 360))  # drawn for every file, so both modes turn the same files alike
+        azimuth = suns.get(f.name[:15], turn)
+        total.extend(array_examples(_grey(f), REAL_SCALE_M, azimuth, f.name))
     return np.asarray(total.x, np.float32).reshape(-1, 64, 64, 2), [str(f.relative_to(REAL)) for f in files]
 
 
@@ -126,12 +139,16 @@ def main() -> None:
     parser.add_argument("-o", "--output", type=Path, default=Path("models/marsice_patch_64.keras"))
     parser.add_argument("--cache", type=Path, default=Path("build/patch_data"))
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument(
+        "--real-sun", action="store_true", help="turn real negatives by their observation's sun (default: random)"
+    )
+    parser.add_argument("--compare", type=Path, help="also score this model on the same tuning data, for comparison")
     args = parser.parse_args()
 
     train = _scenes(TRAIN_SEED, TRAIN_SCENES, args.cache)
     tune = _scenes(TUNE_SEED, TUNE_SCENES, args.cache)
-    real_train, real_files = _real("train")
-    real_tune, _ = _real("tune")
+    real_train, real_files = _real("train", args.real_sun)
+    real_tune, _ = _real("tune", args.real_sun)
     print(
         f"scenes: {len(train['y'])} training candidates ({int(train['y'].sum())} ice), real negatives "
         f"{len(real_train)}; tuning {len(tune['y'])} ({int(tune['y'].sum())} ice), real {len(real_tune)}"
@@ -145,6 +162,24 @@ def main() -> None:
     p_tune = predict_crops(model, tune["x"])
     p_real = predict_crops(model, real_tune)
     threshold = _threshold(p_tune, tune["y"])
+    if args.compare is not None:  # the other model on these very crops, at its own card's threshold
+        from marsice_plugin.patches.model import load_patch_model, patch_threshold
+
+        other, other_t = load_patch_model(args.compare), patch_threshold(args.compare)
+        q_tune, q_real = predict_crops(other, tune["x"]), predict_crops(other, real_tune)
+        print(
+            "COMPARE",
+            json.dumps(
+                {
+                    "model": args.compare.name,
+                    "threshold": other_t,
+                    "scenes": _figures(q_tune, tune["y"], other_t),
+                    "real_tune_passing": int((q_real >= other_t).sum()),
+                    "real_tune": len(q_real),
+                }
+            ),
+            flush=True,
+        )
     args.output.parent.mkdir(parents=True, exist_ok=True)
     model.save(args.output)
     card = {
@@ -165,6 +200,7 @@ def main() -> None:
                 "ice": int(train["y"].sum()),
             },
             "real_negatives": {
+                "turned_by": "observation's sun from the RDR index" if args.real_sun else "random azimuth (seed 22)",
                 "candidates": len(real_train),
                 "files": len(real_files),
                 "source": "../shared/realdata landmark_tiles split=open (80 % of observations, "
