@@ -29,6 +29,19 @@ DATA = Path(__file__).resolve().parent / "data"
 DEMO_MODEL = REPO / "models" / "demo_xception_256.keras"
 #: The committed tiny product (``tests/data/make_data.py`` writes it).
 TINY = DATA / "tiny"
+#: SceneConfig fields that switch off every random landform, decoy and planted patch: the scene holds only its
+#: relief, the boulders it asks for and what the test plants (``ice_at``), so a figure is the planted thing's alone.
+QUIET_SCENE = dict(
+    n_craters=0,
+    polygons=False,
+    n_ice_boulder=0,
+    n_ice_crater=0,
+    n_dust=0,
+    n_dark_spots=0,
+    n_hot_special=0,
+    n_hot_ordinary=0,
+    nodata_margin=0.0,
+)
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups

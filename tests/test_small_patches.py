@@ -11,6 +11,8 @@ from marsice_plugin.grid import ChunkGrid, Window
 from marsice_plugin.product import open_product
 from marsice_plugin.stitching import ProbabilityRaster
 
+from .conftest import QUIET_SCENE
+
 #: A 3 m wide faint patch (albedo +20 %: about 0.45 over its background in DN at its 90th percentile): too few of
 #: its pixels reach the old rule's 0.5 to seed it.
 FAINT = (300, 700, 1.5, 0.2)
@@ -22,23 +24,7 @@ def faint_product(tmp_path_factory):
     from marsice_plugin.synthetic.product_writer import write_sample_product
     from marsice_plugin.synthetic.scene import SceneConfig
 
-    config = SceneConfig(
-        width=1024,
-        height=1024,
-        seed=31,
-        scale_m=0.5,
-        n_craters=0,
-        n_boulders=40,
-        polygons=False,
-        n_ice_boulder=0,
-        n_ice_crater=0,
-        n_dust=0,
-        n_dark_spots=0,
-        n_hot_special=0,
-        n_hot_ordinary=0,
-        nodata_margin=0.0,
-        ice_at=(FAINT,),
-    )
+    config = SceneConfig(width=1024, height=1024, seed=31, scale_m=0.5, n_boulders=40, ice_at=(FAINT,), **QUIET_SCENE)
     return write_sample_product(tmp_path_factory.mktemp("faint"), config)
 
 

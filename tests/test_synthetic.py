@@ -14,6 +14,8 @@ from marsice_plugin.mars_crs import label_transform
 from marsice_plugin.synthetic import illumination
 from marsice_plugin.synthetic.product_writer import product_id_for, projection_center_latitude
 
+from .conftest import QUIET_SCENE
+
 
 def test_jp2_is_lossless_10bit(sample_product):
     with rasterio.open(sample_product.image_path) as ds:
@@ -138,21 +140,7 @@ def test_shadows_fall_away_from_the_labels_sun():
 def test_ccd_offsets_step_at_ccd_boundaries():
     from marsice_plugin.synthetic.scene import SceneConfig, ccd_width_px, render
 
-    base = dict(
-        width=1536,
-        height=256,
-        seed=2,
-        n_craters=0,
-        n_boulders=0,
-        polygons=False,
-        n_ice_boulder=0,
-        n_ice_crater=0,
-        n_dust=0,
-        n_dark_spots=0,
-        n_hot_special=0,
-        n_hot_ordinary=0,
-        nodata_margin=0.0,
-    )
+    base = dict(width=1536, height=256, seed=2, n_boulders=0, **QUIET_SCENE)
     plain = render(SceneConfig(**base)).dn.astype(float)
     stepped = render(SceneConfig(**base, ccd_offsets=True)).dn.astype(float)
     width = ccd_width_px(0.5)
