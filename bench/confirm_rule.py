@@ -40,7 +40,7 @@ choice was the same with both. Both runs' rows:
 How a real tile is read: the chunk CNN sees the whole tile resized to its input (``real_tiles.tile_input``); the
 second stage outlines the tile with the brightness rule and scores every outline's crop at one crop pixel per tile
 pixel (0.5 m, as its training did), turned by the observation's sun azimuth from the RDR index
-(``(SUB_SOLAR_AZIMUTH − NORTH_AZIMUTH) mod 360``).
+(``(SUB_SOLAR_AZIMUTH − NORTH_AZIMUTH) mod 360``): ``bench/real_pixels.py``'s ``best_patches``, shared by both.
 
 Usage::
 
@@ -83,7 +83,6 @@ COMBINATIONS = ("cnn", "confirm")
 #: bench/choose_threshold.py's tuning products (seeds 1,100,000 and up), added to small_patches.py's 32.
 TUNING_SET = "tuning_products"
 TUNING_COUNT = 40
-REAL_SCALE_M = 0.5  # the second stage's crop scale for real tiles (its training cut them so)
 
 
 def confirm_score(cnn: np.ndarray, confirmed: np.ndarray, threshold: float) -> np.ndarray:
@@ -187,32 +186,27 @@ def product_rows(samples: list[_Sample], stage: Any) -> dict[str, list[dict]]:
 
 def real_rows(part: str, stage: Any) -> dict[str, Any]:
     """Per real ice-free tile of ``part`` ("tune": open split; "heldout"): each CNN's p and the tile's kept patch."""
+    from bench.real_pixels import best_patches
     from marsice_plugin.cnn.model import model_input_size
     from marsice_plugin.cnn.real_tiles import grey8, open_tiles, sun_azimuths, tile_input
-    from marsice_plugin.patches.model import predict_crops
-    from marsice_plugin.patches.training import array_examples
 
     key = CACHE / f"real_{part}.pkl"
     if key.exists():
         return pickle.loads(key.read_bytes())
     if part == "tune":
-        tiles = [(t.path, t.sun_azimuth) for t in open_tiles(REAL / "landmark_tiles", REAL_INDEX, "tune")]
+        tiles = [(t.path, t.observation) for t in open_tiles(REAL / "landmark_tiles", REAL_INDEX, "tune")]
     else:
-        suns = sun_azimuths(REAL_INDEX)
         with (REAL / "landmark_tiles" / "tiles.csv").open(newline="") as fh:
             rows = [r for r in csv.DictReader(fh) if r["split"] == "heldout" and r["frost_prior"].startswith("no_")]
-        tiles = [(REAL / "landmark_tiles" / r["file"], suns.get(r["observation"])) for r in rows]
-    rng = np.random.default_rng(21)
+        tiles = [(REAL / "landmark_tiles" / r["file"], r["observation"]) for r in rows]
     greys = [grey8(path) for path, _ in tiles]
-    out: dict[str, Any] = {"files": [str(p.relative_to(REAL)) for p, _ in tiles], "sun_from_index": []}
-    best = []
-    for grey, (_, sun) in zip(greys, tiles, strict=True):
-        out["sun_from_index"].append(sun is not None)
-        azimuth = float(sun) if sun is not None else float(rng.uniform(0, 360))
-        ex = array_examples(grey, REAL_SCALE_M, azimuth, "tile", limit=10_000)
-        x = np.asarray(ex.x, np.float32).reshape(-1, 64, 64, 2)
-        best.append(float(predict_crops(stage.model, x).max()) if len(x) else -1.0)
-    out["best_patch"] = np.array(best)
+    observations = [obs for _, obs in tiles]
+    suns = sun_azimuths(REAL_INDEX)
+    out: dict[str, Any] = {
+        "files": [str(p.relative_to(REAL)) for p, _ in tiles],
+        "sun_from_index": [obs in suns for obs in observations],
+    }
+    out["best_patch"] = best_patches(greys, observations, stage)[0]
     for name, path in MODELS.items():
         model = _load(path)
         size = model_input_size(model)
