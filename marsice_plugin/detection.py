@@ -69,6 +69,11 @@ class DetectOptions:
 PROGRESS_SPANS = {"flagged": ((5.0, 90.0), (90.0, 92.0)), "all": ((5.0, 30.0), (30.0, 92.0))}
 
 
+def progress_spans(search: str) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(scoring, outlining) spans of the bar for ``search`` (an unknown mode, refused later, gets flagged's)."""
+    return PROGRESS_SPANS.get(search, PROGRESS_SPANS["flagged"])
+
+
 def score_chunks(
     product: Product, model: Any, options: DetectOptions, reporter: Reporter, overlapped: bool = True
 ) -> list[ChunkScore]:
@@ -104,6 +109,7 @@ def score_chunks(
         return batches(reader, input_size, product.valid_max, batch_size_for(input_size, options.batch_size))
 
     source = Feeder(make) if overlapped else None
+    (start, end), _ = progress_spans(options.search)
     try:
         for batch in source if source is not None else make():
             probs = predict(model, batch.x) if batch.scored else np.empty(0)
@@ -123,7 +129,6 @@ def score_chunks(
                 score.special_pixels, score.outlier_pixels = chunk.special_pixels, chunk.outlier_pixels
                 score.input_stats = stats.get(k)
                 results.append(score)
-            (start, end), _ = PROGRESS_SPANS.get(options.search, PROGRESS_SPANS["flagged"])
             reporter.progress(start + (end - start) * len(results) / total, f"chunk {len(results)}/{total}")
     finally:
         if source is not None:
@@ -150,7 +155,7 @@ def detect_product(
     name = model_name if model_name is not None else Path(options.model_path or "").name
     patch = load_stage(options.patch_model_path, options.all_candidates)  # before the long part: a missing file fails
     chunks = score_chunks(product, model, options, reporter)
-    outline_start = PROGRESS_SPANS.get(options.search, PROGRESS_SPANS["flagged"])[1][0]
+    outline_start = progress_spans(options.search)[1][0]
     where = "flagged" if options.search == "flagged" else "every"
     reporter.progress(outline_start, f"outlining bright patches in {where} chunk")
     import rasterio
@@ -227,7 +232,7 @@ def detections_from_scores(
         rule = CandidateOptions(threshold=threshold)
     # outlined, scored and dropped window by window: at real size every outline at once took gigabytes (README)
     outlines = outline_stream(product, windows, found.raster, rule)
-    span = PROGRESS_SPANS[search][1]
+    span = progress_spans(search)[1]
     search_result = score_stream(
         product, outlines, patch, [c.window for c in found.chunks], len(windows), reporter, span
     )
