@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 import contextlib
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -114,6 +116,46 @@ def test_layer_names_and_a_name_that_a_uri_would_misread(tmp_path):
     write_new(odd, _build)
     assert layer_names(odd) == ["things"] and layer_names(odd, data_type="attributes") == []
     assert [a["name"] for _, a in read_layer(odd, "things")] == ["a", "b"]
+
+
+def test_a_reader_after_a_writer_killed_mid_transaction_sees_the_last_commit(tmp_path):
+    """A SIGKILLed writer leaves a hot rollback journal; the next read-only open must not refuse the file.
+
+    (A resumed scan once stopped with "attempt to write a readonly database" on its own GeoPackage.)
+    """
+    path = write_new(tmp_path / "x.gpkg", _build)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[1],
+    )
+    try:
+        assert writer.stdout.readline().strip() == "half-written"
+        journal = path.with_name(path.name + "-journal")
+        assert journal.exists() and journal.stat().st_size > 0
+    finally:
+        writer.kill()  # SIGKILL: no rollback of any kind in the writer
+        writer.wait()
+    assert layer_names(path) == ["things"]
+    assert [(a["name"], a["n"]) for _, a in read_layer(path, "things")] == [("a", 1), ("b", 2)]
+    assert not path.with_name(path.name + "-journal").exists()
+    assert add_columns(path, "things", [Field("extra", float)]) == ["extra"]  # and it can be written again
+
+
+#: A writer that deletes every row and adds a thousand inside one transaction, then waits to be killed.
+KILLED_WRITER = """
+import sys, time
+from marsice_plugin.gpkg import connect
+conn = connect(sys.argv[1], read_only=False)
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("DELETE FROM things")
+conn.executemany("INSERT INTO things (name, n) VALUES (?, ?)", [(str(i), i) for i in range(1000)])
+conn.execute("PRAGMA cache_size = 1")
+conn.execute("UPDATE things SET name = name || 'x'")
+print("half-written", flush=True)
+time.sleep(60)
+"""
 
 
 def _bad_files(tmp_path):

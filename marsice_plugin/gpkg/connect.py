@@ -24,9 +24,30 @@ def connect(path: str | Path, *, read_only: bool = True, timeout: float = 5.0) -
     """
     path = Path(path)
     if read_only:
+        _roll_back_hot_journal(path, timeout)
         uri = path.resolve().as_uri() + "?mode=ro"  # as_uri quotes '?', '#' and '%' in the name
         return register_functions(sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None))
     return register_functions(sqlite3.connect(path, timeout=timeout, isolation_level=None))
+
+
+def _roll_back_hot_journal(path: Path, timeout: float) -> None:
+    """Restore the last committed state of a file whose writer was killed in the middle of a transaction.
+
+    Why: a process killed mid-write (SIGKILL, power loss, a cancelled QGIS task) leaves a *hot* rollback journal
+    next to the file. SQLite undoes it on the next open that may write, but a ``mode=ro`` open cannot, and fails
+    with "attempt to write a readonly database": a resumed scan then refused its own GeoPackage. Reading one page
+    through a read-write connection lets SQLite roll the journal back (nothing is written but the committed
+    state); a journal of a live transaction elsewhere is not hot and is left alone. Where the file cannot be
+    opened for writing, the read-only open reports the fault as before.
+    """
+    if not path.with_name(path.name + "-journal").exists():
+        return
+    with contextlib.suppress(sqlite3.Error):
+        conn = connect(path, read_only=False, timeout=timeout)
+        try:
+            conn.execute("PRAGMA schema_version").fetchone()
+        finally:
+            conn.close()
 
 
 @contextlib.contextmanager
