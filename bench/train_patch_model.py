@@ -15,6 +15,16 @@ What goes in (``make model-patch``; about 55 minutes on 2 shared cores):
 Threshold rule, fixed before training: the highest threshold at which the tuning candidates labelled ice are still
 found at a rate of at least :data:`TUNE_RECALL` (0.8). The frozen evaluation sets are never read.
 
+**Outlines seeded at 25 %** (``--contrast 0.25``): ``--search all`` seeds the rule at
+:data:`~marsice_plugin.candidates.SMALL_PATCH_CONTRAST`, so its fainter outlines reach a model trained on the 50 %
+ones. With ``--contrast`` every training and real candidate comes from that seed level; the threshold is still
+chosen on the 50 % tuning candidates (the default flagged search's outlines), and the 25 % tuning candidates are
+scored beside them. With ``--compare`` the rule below, fixed before the first such run, says whether the new model
+replaces the shipped one (:func:`adopt`): on the 25 % tuning candidates its precision is at least
+:data:`ADOPT_GAIN` higher at a recall no more than :data:`ADOPT_GAIN` lower, on the 50 % tuning candidates its
+precision is no more than :data:`ADOPT_GAIN` lower, and it passes no more real tuning negatives (25 % outlines);
+each model at its own threshold by the rule above.
+
 Usage::
 
     .venv/bin/python bench/train_patch_model.py -o models/marsice_patch_64.keras
@@ -27,6 +37,7 @@ import csv
 import json
 import sys
 from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -39,18 +50,20 @@ TUNE_SEED, TUNE_SCENES = 210_000, 90
 SPLIT_SEED = 22
 TUNE_RECALL = 0.8
 REAL_INDEX = REAL.parent / "data" / "hirise_rdr_color_index.csv.gz"
+ADOPT_GAIN = 0.02
 REAL_SCALE_M = 0.5  # real tiles are cut at one crop pixel per image pixel (their own scale is coarser: texture)
 
 
-def _scenes(first: int, count: int, cache: Path) -> dict:
+def _scenes(first: int, count: int, cache: Path, contrast: float = 0.5) -> dict:
     from marsice_plugin.patches.training import Examples, scene_examples
 
-    path = cache / f"scenes_{first}_{count}.npz"
+    suffix = "" if contrast == 0.5 else f"_c{round(contrast * 100)}"
+    path = cache / f"scenes_{first}_{count}{suffix}.npz"
     if path.exists():
         return dict(np.load(path))
     total = Examples()
     with ProcessPoolExecutor(2) as pool:
-        for ex in pool.map(scene_examples, range(first, first + count), chunksize=4):
+        for ex in pool.map(partial(scene_examples, min_contrast=contrast), range(first, first + count), chunksize=4):
             total.extend(ex)
     arrays = {
         "x": np.asarray(total.x, np.float32),
@@ -70,7 +83,7 @@ def _grey(path: Path) -> np.ndarray:
         return np.asarray(im.convert("L"), dtype=np.float32)
 
 
-def _real(part: str, real_sun: bool = False) -> tuple[np.ndarray, list[str]]:
+def _real(part: str, real_sun: bool = False, contrast: float = 0.5) -> tuple[np.ndarray, list[str]]:
     """Negatives of the open split's ``part`` ('train' or 'tune'); training also takes images/ and browse/.
 
     Each image is turned by a random azimuth (the shipped model), or with ``real_sun`` by its observation's sun from
@@ -100,7 +113,7 @@ def _real(part: str, real_sun: bool = False) -> tuple[np.ndarray, list[str]]:
     for f in files:
         turn = float(rng.uniform(0, 360))  # drawn for every file, so both modes turn the same files alike
         azimuth = suns.get(f.name[:15], turn)
-        total.extend(array_examples(_grey(f), REAL_SCALE_M, azimuth, f.name))
+        total.extend(array_examples(_grey(f), REAL_SCALE_M, azimuth, f.name, min_contrast=contrast))
     return np.asarray(total.x, np.float32).reshape(-1, 64, 64, 2), [str(f.relative_to(REAL)) for f in files]
 
 
@@ -134,6 +147,21 @@ def _figures(p: np.ndarray, y: np.ndarray, t: float) -> dict:
     return {k: s[k] for k in ("n", "positives", "precision", "recall", "roc_auc")}
 
 
+def adopt(new: dict, shipped: dict) -> tuple[bool, list[str]]:
+    """The replacement rule (module docstring): whether ``new`` replaces ``shipped``, and each test's verdict.
+
+    Each argument holds ``small`` and ``default`` (:func:`_figures` on the 25 % and 50 % tuning candidates) and
+    ``real_passing`` (real tuning negatives at or over the model's threshold).
+    """
+    tests = {
+        "25 % precision gain": new["small"]["precision"] >= shipped["small"]["precision"] + ADOPT_GAIN,
+        "25 % recall held": new["small"]["recall"] >= shipped["small"]["recall"] - ADOPT_GAIN,
+        "50 % precision held": new["default"]["precision"] >= shipped["default"]["precision"] - ADOPT_GAIN,
+        "real negatives not more": new["real_passing"] <= shipped["real_passing"],
+    }
+    return all(tests.values()), [f"{name}: {'yes' if ok else 'no'}" for name, ok in tests.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-o", "--output", type=Path, default=Path("models/marsice_patch_64.keras"))
@@ -143,12 +171,16 @@ def main() -> None:
         "--real-sun", action="store_true", help="turn real negatives by their observation's sun (default: random)"
     )
     parser.add_argument("--compare", type=Path, help="also score this model on the same tuning data, for comparison")
+    parser.add_argument(
+        "--contrast", type=float, default=0.5, help="the rule's seed level for training and real candidates (0.5; 0.25)"
+    )
     args = parser.parse_args()
 
-    train = _scenes(TRAIN_SEED, TRAIN_SCENES, args.cache)
+    train = _scenes(TRAIN_SEED, TRAIN_SCENES, args.cache, args.contrast)
     tune = _scenes(TUNE_SEED, TUNE_SCENES, args.cache)
-    real_train, real_files = _real("train", args.real_sun)
-    real_tune, _ = _real("tune", args.real_sun)
+    small = _scenes(TUNE_SEED, TUNE_SCENES, args.cache, args.contrast) if args.contrast != 0.5 else None
+    real_train, real_files = _real("train", args.real_sun, args.contrast)
+    real_tune, _ = _real("tune", args.real_sun, args.contrast)
     print(
         f"scenes: {len(train['y'])} training candidates ({int(train['y'].sum())} ice), real negatives "
         f"{len(real_train)}; tuning {len(tune['y'])} ({int(tune['y'].sum())} ice), real {len(real_tune)}"
@@ -162,11 +194,28 @@ def main() -> None:
     p_tune = predict_crops(model, tune["x"])
     p_real = predict_crops(model, real_tune)
     threshold = _threshold(p_tune, tune["y"])
+    p_small = predict_crops(model, small["x"]) if small is not None else None
     if args.compare is not None:  # the other model on these very crops, at its own card's threshold
         from marsice_plugin.patches.model import load_patch_model, patch_threshold
 
         other, other_t = load_patch_model(args.compare), patch_threshold(args.compare)
         q_tune, q_real = predict_crops(other, tune["x"]), predict_crops(other, real_tune)
+        if small is not None:
+            q_small = predict_crops(other, small["x"])
+            figures = {
+                name: {
+                    "threshold": t,
+                    "default": _figures(pt, tune["y"], t),
+                    "small": _figures(ps, small["y"], t),
+                    "real_passing": int((pr >= t).sum()),
+                }
+                for name, t, pt, ps, pr in (
+                    ("new", threshold, p_tune, p_small, p_real),
+                    ("shipped", other_t, q_tune, q_small, q_real),
+                )
+            }
+            verdict, tests = adopt(figures["new"], figures["shipped"])
+            print("ADOPT" if verdict else "KEEP SHIPPED", "; ".join(tests), json.dumps(figures), flush=True)
         print(
             "COMPARE",
             json.dumps(
@@ -193,6 +242,7 @@ def main() -> None:
             "batch_size": 64,
             "learning_rate": 1e-3,
             "augment": "mirror across the sun's axis",
+            "outline_seed_contrast": args.contrast,
             "scenes": {
                 "first_seed": TRAIN_SEED,
                 "count": TRAIN_SCENES,
@@ -213,6 +263,11 @@ def main() -> None:
             if (p_tune >= threshold).any()
             else None,
             "real_negatives": {"candidates": len(real_tune), "passing": int((p_real >= threshold).sum())},
+            **(
+                {f"scenes_seeded_{round(args.contrast * 100)}": _figures(p_small, small["y"], threshold)}
+                if small is not None
+                else {}
+            ),
         },
         "reproduce": "make model-patch",
     }

@@ -84,8 +84,8 @@ def scene_config(seed: int) -> tuple[object, object]:
     return config, geometry
 
 
-def all_candidates(product: object) -> list:
-    """The rule's candidates in every chunk of a product, with no first-stage threshold."""
+def all_candidates(product: object, min_contrast: float = CandidateOptions.min_contrast) -> list:
+    """The rule's candidates (seeded at ``min_contrast``) in every chunk of a product, with no first-stage threshold."""
     from ..candidates import delineate
     from ..grid import Window
     from ..stitching import ProbabilityRaster
@@ -99,7 +99,7 @@ def all_candidates(product: object) -> list:
         for r in range(0, product.height, 1024)
         for c in range(0, product.width, 1024)
     ]
-    return delineate(product, windows, raster, CandidateOptions(threshold=0.0))
+    return delineate(product, windows, raster, CandidateOptions(threshold=0.0, min_contrast=min_contrast))
 
 
 def ice_share(product: object, geometry: object, ice: np.ndarray) -> tuple[float, bool]:
@@ -112,8 +112,12 @@ def ice_share(product: object, geometry: object, ice: np.ndarray) -> tuple[float
     return (on / n if n else 0.0), on > 0
 
 
-def scene_examples(seed: int) -> Examples:
-    """Crops and labels of every candidate the rule finds in the product rendered from ``seed``."""
+def scene_examples(seed: int, min_contrast: float = CandidateOptions.min_contrast) -> Examples:
+    """Crops and labels of every candidate the rule finds in the product rendered from ``seed``.
+
+    ``min_contrast`` is the rule's seed level: 0.5 as in flagged search, or
+    :data:`~marsice_plugin.candidates.SMALL_PATCH_CONTRAST` for the fainter outlines ``--search all`` adds.
+    """
     from ..product import open_product
     from ..synthetic.product_writer import write_sample_product
     from .stage import product_crop
@@ -123,7 +127,7 @@ def scene_examples(seed: int) -> Examples:
     with tempfile.TemporaryDirectory(prefix="marsice-patch-") as tmp:
         sample = write_sample_product(Path(tmp), config, geometry)
         with open_product(sample.label_path) as product:
-            for cand in all_candidates(product):
+            for cand in all_candidates(product, min_contrast):
                 share, touches = ice_share(product, cand.geometry, sample.scene.ice)
                 out.x.append(product_crop(product, cand.geometry))
                 out.y.append(float(share >= MIN_ICE_SHARE))
@@ -133,7 +137,14 @@ def scene_examples(seed: int) -> Examples:
     return out
 
 
-def array_examples(grey: np.ndarray, scale_m: float, sun_azimuth: float, source: str, limit: int = 40) -> Examples:
+def array_examples(
+    grey: np.ndarray,
+    scale_m: float,
+    sun_azimuth: float,
+    source: str,
+    limit: int = 40,
+    min_contrast: float = CandidateOptions.min_contrast,
+) -> Examples:
     """Negatives from an ice-free grey image: a crop around each bright patch the rule outlines (at most ``limit``).
 
     The rule's mask on the whole image, split into 8-connected patches; patches under the rule's minimum area or
@@ -142,7 +153,7 @@ def array_examples(grey: np.ndarray, scale_m: float, sun_azimuth: float, source:
     """
     from scipy import ndimage
 
-    options = CandidateOptions(threshold=0.0)
+    options = CandidateOptions(threshold=0.0, min_contrast=min_contrast)
     valid = np.isfinite(grey) & (grey > 0)
     mask, _ = patch_mask(np.where(valid, grey, 0).astype(np.float32), valid, scale_m, options)
     labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
