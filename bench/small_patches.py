@@ -116,7 +116,7 @@ def main() -> None:
     from marsice_plugin.detection import DetectOptions, load_stage
     from marsice_plugin.evaluation import render_set
     from marsice_plugin.model_registry import default_model_path, model_read_level, model_threshold
-    from marsice_plugin.patches.chunk_score import CHUNK_SCORE_RULES, combine_chunk_scores
+    from marsice_plugin.patches.chunk_score import CHUNK_SCORE_RULES, best_in_chunks, combine_chunk_scores
     from marsice_plugin.patches.metrics import touched, truth_patches
     from marsice_plugin.patches.stage import score_candidates
     from marsice_plugin.product import open_product
@@ -175,9 +175,8 @@ def main() -> None:
                     for combo in CHUNK_SCORE_RULES if args.set is None else ("cnn", "max_kept"):
                         for search in ("flagged", "all"):
                             sel = [c for c in cands if search == "all" or c.max_probability >= threshold]
-                            scored = combine_chunk_scores(
-                                chunks, sel, combo, stage.threshold, threshold, product.transform
-                            )
+                            best = best_in_chunks([c.window for c in chunks], sel, product.transform)
+                            scored = combine_chunk_scores(chunks, best, combo, stage.threshold, threshold)
                             d = combos.setdefault(f"{combo} / search {search}", {"y": [], "p": [], "img": []})
                             ys = [truth[(c.chunk_row, c.chunk_col)] for c in scored if c.probability is not None]
                             ps = [c.probability for c in scored if c.probability is not None]

@@ -241,9 +241,8 @@ def detections_from_scores(
         found.outlined = search_result.outlined
         found.patch_threshold = patch.threshold
         if chunk_score != "cnn":  # each chunk's best outline is all its score needs (patches.chunk_score)
-            best = [c for c in search_result.best if c is not None]
             found.chunks = combine_chunk_scores(
-                found.chunks, best, chunk_score, patch.threshold, threshold, product.transform
+                found.chunks, search_result.best, chunk_score, patch.threshold, threshold
             )
             found.raster = stitch(found.chunks, product.width, product.height, product.transform)
     found.rows = result_rows(product, found, model_name)

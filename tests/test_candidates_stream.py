@@ -115,7 +115,7 @@ def test_streamed_search_keeps_the_same_candidates_probabilities_and_chunk_score
     """detections_from_scores streams (second stage in blocks of 4 here) and gives one pass's results."""
     from marsice_plugin.detection import detections_from_scores, load_stage
     from marsice_plugin.patches import stage as stage_module
-    from marsice_plugin.patches.chunk_score import combine_chunk_scores
+    from marsice_plugin.patches.chunk_score import best_in_chunks, combine_chunk_scores
     from marsice_plugin.progress import Reporter
 
     patch = load_stage(None)
@@ -133,10 +133,11 @@ def test_streamed_search_keeps_the_same_candidates_probabilities_and_chunk_score
         flagged = [c.window for c in chunks if c.probability >= 0.3]
         outlines = _reference_outlines(product, flagged, raster, CandidateOptions(threshold=0.3))
         scored = stage_module.score_candidates(product, outlines, every)  # sets every outline's probability
-        want_chunks = combine_chunk_scores(chunks, outlines, "max_kept", patch.threshold, 0.3, product.transform)
+        best = best_in_chunks([c.window for c in chunks], outlines, product.transform)
+        want_chunks = combine_chunk_scores(chunks, best, "max_kept", patch.threshold, 0.3)
         kept = detections_from_scores(product, chunks, 0.3, "", None, patch, "flagged", "max_kept", Recorder("quiet"))
         kept_all = detections_from_scores(product, chunks, 0.3, "", None, every, "flagged", "max_kept")
-        confirm = combine_chunk_scores(chunks, outlines, "confirm", patch.threshold, 0.3, product.transform)
+        confirm = combine_chunk_scores(chunks, best, "confirm", patch.threshold, 0.3)
         confirmed = detections_from_scores(product, chunks, 0.3, "", None, patch, "flagged", "confirm")
     want_kept = [c for c in scored if c.probability >= patch.threshold]
     assert kept.outlined == kept_all.outlined == len(outlines) > 4 * 3  # several blocks of the second stage

@@ -9,7 +9,7 @@ import shapely
 
 from marsice_plugin.candidates import Candidate
 from marsice_plugin.grid import Window
-from marsice_plugin.patches.chunk_score import combine_chunk_scores, patch_chunk_score
+from marsice_plugin.patches.chunk_score import best_in_chunks, combine_chunk_scores, patch_chunk_score
 from marsice_plugin.progress import Reporter
 from marsice_plugin.result_layers import ChunkScore
 
@@ -43,7 +43,7 @@ def test_the_rules_give_these_values():
         patch_chunk_score(0.3, 0.9, "mean", PATCH_T, CHUNK_T)
 
 
-def _candidate(col: float, row: float, probability: float) -> Candidate:
+def _candidate(col: float, row: float, probability: float | None) -> Candidate:
     box = shapely.box(col - 2, -(row + 2), col + 2, -(row - 2))  # transform below: y = -row
     return Candidate(box, 16.0, 0.1, 0.1, 1.0, 0.0, 0.0, probability=probability)
 
@@ -57,18 +57,23 @@ def test_a_kept_patch_raises_only_the_chunks_holding_its_centroid_and_the_first_
         ChunkScore(1, 1, Window(100, 100, 100, 100), None, True, "no-data", 1.0),
     ]
     cands = [_candidate(90, 50, 0.95), _candidate(50, 150, 0.5)]  # one kept, in both overlapping chunks; one not
-    out = combine_chunk_scores(chunks, cands, "max_kept", PATCH_T, CHUNK_T, transform)
+    cands.append(_candidate(95, 55, None))  # unscored: counts for no chunk
+    best = best_in_chunks([c.window for c in chunks], cands, transform)
+    assert best == pytest.approx([0.95, 0.95, 0.5, np.nan], nan_ok=True)
+    out = combine_chunk_scores(chunks, best, "max_kept", PATCH_T, CHUNK_T)
     assert [c.probability for c in out] == pytest.approx([0.75, 0.75, 0.3, None], nan_ok=True)
     assert [c.cnn_probability for c in out] == [0.1, 0.2, 0.3, None]
     assert [c.probability for c in chunks] == [0.1, 0.2, 0.3, None]  # copies: the first stage's list is untouched
     # combined again from combined chunks: from the first stage's values, never compounded
-    again = combine_chunk_scores(out, cands, "max", PATCH_T, CHUNK_T, transform)
+    again = combine_chunk_scores(out, best, "max", PATCH_T, CHUNK_T)
     assert [c.probability for c in again[:3]] == pytest.approx([0.95, 0.95, 0.5])
     assert [c.cnn_probability for c in again[:3]] == [0.1, 0.2, 0.3]
     # confirm: the two chunks holding the kept patch keep their CNN value, the third (a patch under 0.9) is scaled
-    confirmed = combine_chunk_scores(out, cands, "confirm", PATCH_T, CHUNK_T, transform)
+    confirmed = combine_chunk_scores(out, best, "confirm", PATCH_T, CHUNK_T)
     assert [c.probability for c in confirmed[:3]] == pytest.approx([0.1, 0.2, 0.15])
     assert confirmed[3].probability is None
+    with pytest.raises(ValueError, match="one best patch value per chunk: 3 values for 4 chunks"):
+        combine_chunk_scores(chunks, best[:3], "confirm", PATCH_T, CHUNK_T)
 
 
 def test_detect_rows_raster_and_summary_carry_the_combination(tmp_path):

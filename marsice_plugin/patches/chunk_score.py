@@ -31,6 +31,7 @@ summary) is the combination.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..candidates import Candidate
+    from ..grid import Window
     from ..result_layers import ChunkScore
 
 #: The ways a chunk's probability may combine the two stages (module docstring).
@@ -68,42 +70,49 @@ def patch_chunk_score(
     return max(cnn, min(1.0, mapped))
 
 
+def best_in_chunks(windows: Sequence[Window], candidates: Sequence[Candidate], transform: Any) -> np.ndarray:
+    """Per window, the highest second-stage ``probability`` among the candidates whose centroid it holds.
+
+    NaN where a window holds none (or only unscored ones). The one place a patch is put into chunks: detect's
+    streamed search (:func:`~marsice_plugin.patches.stage.score_stream`) takes the running maximum of this over its
+    blocks of outlines, and the benches call it on one list. ``transform`` is the product's pixel-to-CRS transform.
+    """
+    best = np.full(len(windows), np.nan)
+    scored = [c for c in candidates if c.probability is not None]
+    if not scored or not len(windows):
+        return best
+    xy = np.array([(c.geometry.centroid.x, c.geometry.centroid.y) for c in scored])
+    cols, rows = ~transform @ (xy[:, 0], xy[:, 1])
+    probs = np.array([c.probability for c in scored], float)
+    box = np.array([(w.row_off, w.row_off + w.height, w.col_off, w.col_off + w.width) for w in windows], float)
+    inside = (rows[:, None] >= box[:, 0]) & (rows[:, None] < box[:, 1])
+    inside &= (cols[:, None] >= box[:, 2]) & (cols[:, None] < box[:, 3])
+    values = np.where(inside, probs[:, None], -np.inf).max(axis=0)
+    return np.where(np.isfinite(values), values, np.nan)
+
+
 def combine_chunk_scores(
     chunks: list[ChunkScore],
-    candidates: list[Candidate],
+    best: Sequence[float] | np.ndarray,
     rule: str,
     patch_threshold: float,
     chunk_threshold: float,
-    transform: Any,
 ) -> list[ChunkScore]:
     """New chunk scores (copies) whose ``probability`` combines both stages and ``cnn_probability`` keeps the first.
 
-    ``candidates`` carry their second-stage ``probability`` (every scored one, kept or not: the rule decides);
-    ``transform`` is the product's pixel-to-CRS transform, for placing each candidate's centroid in the chunk grid.
-    A chunk scored before (``cnn_probability`` set) is combined from its first-stage value again, never twice.
+    ``best`` holds, per chunk in order, the best second-stage probability of its patches (every scored one, kept
+    or not: the rule decides), NaN where it has none (:func:`best_in_chunks`). A chunk scored before
+    (``cnn_probability`` set) is combined from its first-stage value again, never twice.
     """
-    cols = np.array([0.0])
-    rows = np.array([0.0])
-    probs = np.array([0.0])
-    if candidates:
-        inv = ~transform
-        xy = np.array([(c.geometry.centroid.x, c.geometry.centroid.y) for c in candidates])
-        cols, rows = inv @ (xy[:, 0], xy[:, 1])
-        probs = np.array([c.probability if c.probability is not None else -1.0 for c in candidates])
+    if len(best) != len(chunks):
+        raise ValueError(f"one best patch value per chunk: {len(best)} values for {len(chunks)} chunks")
     out = []
-    for chunk in chunks:
+    for chunk, value in zip(chunks, best, strict=True):
         first = chunk.cnn_probability if chunk.cnn_probability is not None else chunk.probability
         if first is None:  # skipped: no score to combine
             out.append(replace(chunk, cnn_probability=None))
             continue
-        best = None
-        if candidates:
-            w = chunk.window
-            inside = (
-                (rows >= w.row_off) & (rows < w.row_off + w.height) & (cols >= w.col_off) & (cols < w.col_off + w.width)
-            )
-            inside &= probs >= 0.0
-            best = float(probs[inside].max()) if inside.any() else None
-        value = patch_chunk_score(first, best, rule, patch_threshold, chunk_threshold)
-        out.append(replace(chunk, probability=value, cnn_probability=first))
+        patch = None if np.isnan(value) else float(value)
+        combined = patch_chunk_score(first, patch, rule, patch_threshold, chunk_threshold)
+        out.append(replace(chunk, probability=combined, cnn_probability=first))
     return out

@@ -126,8 +126,9 @@ class SearchResult:
     candidates: list[Candidate] = field(default_factory=list)
     #: outlines the rule found (all scored by the second stage when there is one)
     outlined: int = 0
-    #: per chunk window (in the order given), the scored outline of highest probability whose centroid it holds
-    best: list[Candidate | None] = field(default_factory=list)
+    #: per chunk window (in the order given), the highest probability of the scored outlines whose centroid it
+    #: holds, NaN where none (:func:`~marsice_plugin.patches.chunk_score.best_in_chunks`)
+    best: np.ndarray = field(default_factory=lambda: np.empty(0))
 
 
 def score_stream(
@@ -144,15 +145,14 @@ def score_stream(
     Why: every-chunk search on a real-size product outlines about 10^5 patches; scored and kept all at once they
     held gigabytes. Here each :data:`CROP_BLOCK` of final outlines is scored and dropped unless kept (at or above
     the threshold, or all with ``keep_all``: then every outline stays, about a kilobyte each), and per chunk only the
-    best outline is held, which is all a chunk's score needs (max over the patches whose centroid it holds, as
-    :func:`~marsice_plugin.patches.chunk_score.combine_chunk_scores` places them). Without a stage every outline is
+    best probability is held, which is all a chunk's score needs (the running maximum of
+    :func:`~marsice_plugin.patches.chunk_score.best_in_chunks` over the blocks). Without a stage every outline is
     kept unscored. The candidates come in the order :func:`score_candidates` gives one list of every outline.
     Progress: one report per window across ``span`` percent (``total`` windows; detection.PROGRESS_SPANS).
     """
-    result = SearchResult(best=[None] * len(chunk_windows))
-    best_p = np.full(len(chunk_windows), -np.inf)
-    box = np.array([(w.row_off, w.row_off + w.height, w.col_off, w.col_off + w.width) for w in chunk_windows], float)
-    box = box.reshape(-1, 4)
+    from .chunk_score import best_in_chunks
+
+    result = SearchResult(best=np.full(len(chunk_windows), np.nan))
     kept: list[tuple[tuple[int, int], Candidate]] = []
     waiting: list[tuple[tuple[int, int], Candidate]] = []
 
@@ -163,18 +163,7 @@ def score_stream(
         cands = [c for _, c in block]
         key = {id(c): k for k, c in block}
         kept.extend((key[id(c)], c) for c in score_candidates(product, cands, stage))
-        inv = ~product.transform
-        xy = np.array([(c.geometry.centroid.x, c.geometry.centroid.y) for c in cands])
-        cols, rows = inv @ (xy[:, 0], xy[:, 1])
-        probs = np.array([c.probability for c in cands], float)
-        inside = ((rows[:, None] >= box[:, 0]) & (rows[:, None] < box[:, 1]) & (cols[:, None] >= box[:, 2])) & (
-            cols[:, None] < box[:, 3]
-        )
-        values = np.where(inside, probs[:, None], -np.inf)
-        top = values.argmax(axis=0)
-        better = values[top, np.arange(len(chunk_windows))] > best_p
-        for j in np.flatnonzero(better):
-            best_p[j], result.best[j] = values[top[j], j], cands[top[j]]
+        result.best = np.fmax(result.best, best_in_chunks(chunk_windows, cands, product.transform))
 
     for done, block in outlines:
         result.outlined += len(block)
