@@ -261,6 +261,7 @@ def main() -> None:
     parser.add_argument(
         "--sections", default="real,containers,sets", help="which figures: real, containers, sets (comma-separated)"
     )
+    parser.add_argument("--patch-model", type=Path, default=None, help="second stage (default: the shipped one)")
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     if not REAL.is_dir():
@@ -274,7 +275,7 @@ def main() -> None:
     print(f"{model_path.name} at its card's threshold {threshold}, {size} px input")
 
     if "real" in sections:
-        real_figures(model, size, threshold, reference)
+        real_figures(model, size, threshold, reference, args.patch_model)
     if "containers" in sections:
         print("\n3. container invariance (worst chunk |dp| to the JPEG2000 + label; target <= 0.05)")
         for level_name, worst in container_invariance(model, model_path, threshold).items():
@@ -294,7 +295,9 @@ def main() -> None:
     print(f"\n{time.time() - started:.0f} s")
 
 
-def real_figures(model: object, size: int, threshold: float, reference: object) -> None:
+def real_figures(
+    model: object, size: int, threshold: float, reference: object, patch_model: Path | None = None
+) -> None:
     """Sections 1-2: ice-free real tiles and chunks flagged, and frost against ice-free (held-out split only).
 
     Two flags per image: the chunk CNN's alone, and detect's (``confirm``, :mod:`marsice_plugin.patches.chunk_score`):
@@ -305,9 +308,9 @@ def real_figures(model: object, size: int, threshold: float, reference: object) 
     from marsice_plugin.detection import load_stage
     from marsice_plugin.patches.chunk_score import patch_chunk_score
 
-    stage = load_stage(None)
+    stage = load_stage(patch_model)
     print(
-        f"\n1-2. real pixels (held-out split only); detect = CNN and a kept patch (second stage >= {stage.threshold})"
+        f"\n1-2. real pixels (held-out split only); detect = CNN and a kept patch ({stage.name} >= {stage.threshold})"
     )
     sets = real_sets(size)
     ys, ps, ds = [], [], []

@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument(
         "--set", default=None, help="report (never choose) on this frozen evaluation set instead of tuning products"
     )
+    parser.add_argument("--patch-model", type=Path, default=None, help="second stage (default: the shipped one)")
     args = parser.parse_args()
     args.rules = args.rules or (REPORTED if args.set else list(RULES))
 
@@ -138,8 +139,8 @@ def main() -> None:
     threshold = model_threshold(None, model_path)
     options = DetectOptions(model_path=model_path, threshold=threshold, overlap=None)
     options = replace(options, read_level=model_read_level(options, model_input_size(model)))
-    stage = replace(load_stage(None), keep_all=True)
-    report: dict[str, Any] = {"set": spec["name"], "products": len(products), "rules": {}}
+    stage = replace(load_stage(args.patch_model), keep_all=True)
+    report: dict[str, Any] = {"set": spec["name"], "products": len(products), "patch_model": stage.name, "rules": {}}
     combos: dict[str, dict[str, list]] = {}
     for name in args.rules:
         rule_fields = RULES[name]
