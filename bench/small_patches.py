@@ -21,6 +21,9 @@ Usage::
 
     nice -n 10 .venv/bin/python bench/small_patches.py [--count 32] [--rules NAME ...]   # tuning: choose
     nice -n 10 .venv/bin/python bench/small_patches.py --set evaluation_set_v3 [--rules NAME ...]  # report only
+
+``--patch-model A B`` scores the very same outlines with each second stage and reports each (``models`` in the
+JSON): outlining, most of the cost, runs once.
 """
 
 from __future__ import annotations
@@ -99,6 +102,30 @@ def _patch_fates(product: Any, ice: np.ndarray, cands: list[Any], flagged_thr: f
     return fates
 
 
+def _tally(
+    t: dict[str, Any],
+    product: Any,
+    ice: np.ndarray,
+    labels: np.ndarray,
+    cands: list[Any],
+    threshold: float,
+    keep_thr: float,
+    touched: Any,
+) -> None:
+    """Add one product's outlines, kept ones and planted patches' fates to ``t`` (per search mode)."""
+    on = [bool(touched(product, labels, c.geometry)) for c in cands]
+    for search in ("flagged", "all"):
+        sel = [i for i, c in enumerate(cands) if search == "all" or c.max_probability >= threshold]
+        ts = t[search]
+        ts["outlined"] += len(sel)
+        kept = [i for i in sel if cands[i].probability >= keep_thr]
+        ts["kept"] += len(kept)
+        ts["kept_on_ice"] += sum(on[i] for i in kept)
+        flagged_thr = threshold if search == "flagged" else 0.0
+        for fate in _patch_fates(product, ice, cands, flagged_thr, keep_thr):
+            ts["fates"][fate] = ts["fates"].get(fate, 0) + 1
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--count", type=int, default=32)
@@ -107,7 +134,13 @@ def main() -> None:
     parser.add_argument(
         "--set", default=None, help="report (never choose) on this frozen evaluation set instead of tuning products"
     )
-    parser.add_argument("--patch-model", type=Path, default=None, help="second stage (default: the shipped one)")
+    parser.add_argument(
+        "--patch-model",
+        type=Path,
+        nargs="+",
+        default=[None],
+        help="second stages to score the same outlines with, each reported on its own (default: the shipped one)",
+    )
     args = parser.parse_args()
     args.rules = args.rules or (REPORTED if args.set else list(RULES))
 
@@ -139,76 +172,77 @@ def main() -> None:
     threshold = model_threshold(None, model_path)
     options = DetectOptions(model_path=model_path, threshold=threshold, overlap=None)
     options = replace(options, read_level=model_read_level(options, model_input_size(model)))
-    stage = replace(load_stage(args.patch_model), keep_all=True)
-    report: dict[str, Any] = {"set": spec["name"], "products": len(products), "patch_model": stage.name, "rules": {}}
-    combos: dict[str, dict[str, list]] = {}
+    # second stages by file name (the same name twice would share one entry: give distinct names)
+    stages = [replace(load_stage(p), keep_all=True, name=str(p or "shipped")) for p in args.patch_model]
+    report: dict[str, Any] = {"set": spec["name"], "products": len(products), "models": {}}
+    tallies: dict[str, dict[str, Any]] = {st.name: {} for st in stages}
+    combos: dict[str, dict[str, dict[str, list]]] = {st.name: {} for st in stages}
     for name in args.rules:
         rule_fields = RULES[name]
-        tally = {s: {"outlined": 0, "kept": 0, "kept_on_ice": 0, "fates": {}} for s in ("flagged", "all")}
-        seconds = stage_seconds = 0.0
+        for st in stages:
+            tallies[st.name][name] = {
+                s: {"outlined": 0, "kept": 0, "kept_on_ice": 0, "fates": {}} for s in ("flagged", "all")
+            }
+        seconds = 0.0
+        stage_seconds = dict.fromkeys(tallies, 0.0)
         for sample in products:
             with open_product(sample.label_path) as product:
                 chunks = _chunks(product, model, options, sample.product_id, cache)
                 raster = stitch(chunks, product.width, product.height, product.transform)
                 windows = search_windows(product, [c.window for c in chunks if c.probability is not None])
                 t0 = time.perf_counter()
-                cands = delineate(product, windows, raster, CandidateOptions(threshold=0.0, **rule_fields))
+                outlines = delineate(product, windows, raster, CandidateOptions(threshold=0.0, **rule_fields))
                 seconds += time.perf_counter() - t0
-                t0 = time.perf_counter()
-                cands = score_candidates(product, cands, stage)
-                stage_seconds += time.perf_counter() - t0
                 ice = sample.scene.ice
                 labels, _ = truth_patches(ice, product.scale_m)
-                on = [bool(touched(product, labels, c.geometry)) for c in cands]
-                for search in ("flagged", "all"):
-                    keep_thr = stage.threshold
-                    sel = [i for i, c in enumerate(cands) if search == "all" or c.max_probability >= threshold]
-                    t = tally[search]
-                    t["outlined"] += len(sel)
-                    kept = [i for i in sel if cands[i].probability >= keep_thr]
-                    t["kept"] += len(kept)
-                    t["kept_on_ice"] += sum(on[i] for i in kept)
-                    flagged_thr = threshold if search == "flagged" else 0.0
-                    for fate in _patch_fates(product, ice, cands, flagged_thr, keep_thr):
-                        t["fates"][fate] = t["fates"].get(fate, 0) + 1
-                if name == args.rules[-1]:
+                for st in stages:  # each second stage on the very same outlines (scoring sets their probability)
+                    t0 = time.perf_counter()
+                    cands = score_candidates(product, outlines, st)
+                    stage_seconds[st.name] += time.perf_counter() - t0
+                    _tally(tallies[st.name][name], product, ice, labels, cands, threshold, st.threshold, touched)
+                    # chunk scores under every rule (detect's default: contrast 0.5, confirm, flagged search)
                     truth = chunk_truth(ice, chunks)
-                    for combo in CHUNK_SCORE_RULES if args.set is None else ("cnn", "max_kept"):
+                    for combo in CHUNK_SCORE_RULES if args.set is None else ("cnn", "max_kept", "confirm"):
                         for search in ("flagged", "all"):
                             sel = [c for c in cands if search == "all" or c.max_probability >= threshold]
                             best = best_in_chunks([c.window for c in chunks], sel, product.transform)
-                            scored = combine_chunk_scores(chunks, best, combo, stage.threshold, threshold)
-                            d = combos.setdefault(f"{combo} / search {search}", {"y": [], "p": [], "img": []})
+                            scored = combine_chunk_scores(chunks, best, combo, st.threshold, threshold)
+                            key = f"{name}: {combo} / search {search}"
+                            d = combos[st.name].setdefault(key, {"y": [], "p": [], "img": []})
                             ys = [truth[(c.chunk_row, c.chunk_col)] for c in scored if c.probability is not None]
                             ps = [c.probability for c in scored if c.probability is not None]
                             d["y"] += ys
                             d["p"] += ps
                             d["img"].append((any(truth.values()), any(p >= threshold for p in ps)))
-        for t in tally.values():
-            fates = t["fates"]
-            patches = sum(fates.values())
-            t["precision"] = t["kept_on_ice"] / t["kept"] if t["kept"] else float("nan")
-            t["recall"] = fates.get("found", 0) / patches if patches else float("nan")
-            t["patches"] = patches
-        report["rules"][name] = {
-            "fields": rule_fields,
-            "rule_seconds_every_chunk": round(seconds, 2),
-            "second_stage_seconds_every_chunk": round(stage_seconds, 2),
-            **tally,
-        }
-        print(name, json.dumps(report["rules"][name]), flush=True)
-    report["chunk_scores"] = {}
-    for key, d in combos.items():
-        s = summary(np.array(d["y"]), np.array(d["p"]), threshold)
-        img = np.array(d["img"], bool)
-        report["chunk_scores"][key] = {
-            "roc_auc": s["roc_auc"],
-            "chunk_precision": s["precision"],
-            "chunk_recall": s["recall"],
-            "ice_images_found": f"{int((img[:, 0] & img[:, 1]).sum())}/{int(img[:, 0].sum())}",
-            "ice_free_images_flagged": f"{int((~img[:, 0] & img[:, 1]).sum())}/{int((~img[:, 0]).sum())}",
-        }
-        print(key, json.dumps(report["chunk_scores"][key]), flush=True)
+        for st in stages:
+            tally = tallies[st.name][name]
+            for t in tally.values():
+                fates = t["fates"]
+                patches = sum(fates.values())
+                t["precision"] = t["kept_on_ice"] / t["kept"] if t["kept"] else float("nan")
+                t["recall"] = fates.get("found", 0) / patches if patches else float("nan")
+                t["patches"] = patches
+            tallies[st.name][name] = {
+                "fields": rule_fields,
+                "rule_seconds_every_chunk": round(seconds, 2),
+                "second_stage_seconds_every_chunk": round(stage_seconds[st.name], 2),
+                **tally,
+            }
+            print(st.name, name, json.dumps(tallies[st.name][name]), flush=True)
+    for st in stages:
+        chunk_scores = {}
+        for key, d in combos[st.name].items():
+            s = summary(np.array(d["y"]), np.array(d["p"]), threshold)
+            img = np.array(d["img"], bool)
+            chunk_scores[key] = {
+                "roc_auc": s["roc_auc"],
+                "chunk_precision": s["precision"],
+                "chunk_recall": s["recall"],
+                "ice_images_found": f"{int((img[:, 0] & img[:, 1]).sum())}/{int(img[:, 0].sum())}",
+                "ice_free_images_flagged": f"{int((~img[:, 0] & img[:, 1]).sum())}/{int((~img[:, 0]).sum())}",
+            }
+            print(st.name, key, json.dumps(chunk_scores[key]), flush=True)
+        report["models"][st.name] = {"threshold": st.threshold, "rules": tallies[st.name], "chunk_scores": chunk_scores}
     args.output = args.output or CACHE / f"{spec['name']}.json"
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1) + "\n")
