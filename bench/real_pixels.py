@@ -22,6 +22,14 @@ Prints, in one run, for one model at its card's threshold:
    (normalisation alone).
 4. **Generated scenes.** ``evaluation_set_v1``..``v3`` (``--skip-v3``: v1 and v2 only) beside today's figures in
    ``models/NAME.evaluation*.json``.
+5. **Patches planted into held-out real tiles** (``--sections planted``; evaluation only). The ice-free tiles of 1
+   whose observation has a sun azimuth in the RDR index, each twice: with 1-3 ice patches planted at the anti-sun
+   end of its real shadows, and with 1-2 bright decoys on the sunlit side of the same shadows
+   (:func:`marsice_plugin.cnn.planting.plant`, seed :data:`PLANT_SEED`). Share of each flagged by the CNN and by
+   detect (CNN and a kept patch), and the CNN's ROC-AUC of planted ice against decoys. **Not independent:** the fast
+   member's real stage trained on patches planted the same way into open-split tiles; what is new here is the
+   texture (held-out observations). It says whether the flow finds a patch the paper's criterion describes in real
+   texture it never saw, not how it fares on real ice.
 
 **How real pixels reach the model.** Tiles and chunks are 8-bit images: they are brought to the 10-bit DN scale by the
 product rule for 8-bit integers (DN × 1023 / 255, :mod:`marsice_plugin.normalisation`). A 1024 px chunk is reduced to
@@ -56,6 +64,8 @@ REAL = REPO.parent / "shared" / "realdata"
 REAL_INDEX = REPO.parent / "shared" / "data" / "hirise_rdr_color_index.csv.gz"
 #: ISIS 32-bit saturation values (LRS, LIS, HIS, HRS) put where the label's 1, 2, 1022, 1023 are.
 #: The frozen sets and the overlap today's figures (models/NAME.evaluation*.json) were scored with.
+#: Seed of the patches planted into held-out tiles (section 5); not a training seed (real_tiles uses --real-seed).
+PLANT_SEED = 505
 SETS = {"evaluation_set_v1": 0, "evaluation_set_v2": None, "evaluation_set_v3": 0}
 
 
@@ -259,7 +269,9 @@ def main() -> None:
     parser.add_argument("--skip-v3", action="store_true", help="evaluation_set_v1 and v2 only (v3 takes minutes)")
     parser.add_argument("--cache", type=Path, default=REPO / ".marsice-eval", help="rendered evaluation products")
     parser.add_argument(
-        "--sections", default="real,containers,sets", help="which figures: real, containers, sets (comma-separated)"
+        "--sections",
+        default="real,containers,sets,planted",
+        help="which figures: real, containers, sets, planted (comma-separated)",
     )
     parser.add_argument("--patch-model", type=Path, default=None, help="second stage (default: the shipped one)")
     args = parser.parse_args()
@@ -292,6 +304,8 @@ def main() -> None:
                 f"(today {row['today_roc_auc']}), ice images found {row['images_found']} at {row['threshold']} "
                 f"(today {row['today_images_found']}), image precision {row['image_precision']:.3f}"
             )
+    if "planted" in sections:
+        planted_figures(model, size, threshold, args.patch_model)
     print(f"\n{time.time() - started:.0f} s")
 
 
@@ -360,6 +374,59 @@ def real_figures(
     print(
         f"  ROC-AUC frost ({int(frost_vs_free.sum())}) vs ice-free ({int((~frost_vs_free).sum())}) tiles and chunks: "
         f"CNN {roc_auc(y, p):.3f}, detect's chunk score {roc_auc(y, d):.3f} (information only)"
+    )
+
+
+def planted_figures(model: object, size: int, threshold: float, patch_model: Path | None = None) -> None:
+    """Section 5: ice and decoys planted into the held-out ice-free tiles, flagged by the CNN and by detect."""
+    from marsice_plugin.cnn.planting import plant
+    from marsice_plugin.cnn.real_tiles import sun_azimuths
+    from marsice_plugin.detect_defaults import batch_size_for, is_flagged
+    from marsice_plugin.detection import load_stage
+    from marsice_plugin.patches.chunk_score import patch_chunk_score
+
+    stage = load_stage(patch_model)
+    suns = sun_azimuths(REAL_INDEX)
+    rows = list(csv.DictReader((REAL / "landmark_tiles" / "tiles.csv").open()))
+    free = [
+        r for r in rows if r["split"] == "heldout" and r["frost_prior"].startswith("no_") and r["observation"] in suns
+    ]
+    rng = np.random.default_rng(PLANT_SEED)
+    images: dict[str, list[np.ndarray]] = {"ice": [], "decoy": []}
+    observations: dict[str, list[str]] = {"ice": [], "decoy": []}
+    for r in free:
+        grey = grey8(REAL / "landmark_tiles" / r["file"])
+        for kind, count in (("ice", int(rng.integers(1, 4))), ("decoy", int(rng.integers(1, 3)))):
+            out, mask = plant(grey, suns[r["observation"]], rng, kind, count=count)
+            if mask.any():  # a tile with no usable shadow gets no patch: it is left out
+                images[kind].append(out)
+                observations[kind].append(r["observation"])
+    print(
+        f"\n5. patches planted into held-out ice-free tiles ({len(free)} with a sun azimuth; seed {PLANT_SEED}); "
+        f"detect = CNN and a kept patch ({stage.name} >= {stage.threshold})"
+    )
+    probs = {}
+    for kind in ("ice", "decoy"):
+        x = np.stack([tile_input(g, size) for g in images[kind]])[..., None]
+        p = np.asarray(model.predict(x, batch_size=batch_size_for(size), verbose=0)).reshape(-1)
+        best, _ = best_patches(images[kind], observations[kind], stage)
+        both = np.array(
+            [
+                patch_chunk_score(
+                    float(v), b if b >= 0 and v >= threshold else None, "confirm", stage.threshold, threshold
+                )
+                for v, b in zip(p, best, strict=True)
+            ]
+        )
+        flagged, detected = int(is_flagged(p, threshold).sum()), int(is_flagged(both, threshold).sum())
+        probs[kind] = p
+        print(
+            f"  {kind} planted in {len(p)} tiles: CNN flags {flagged} ({flagged / len(p):.0%}), detect {detected} "
+            f"({detected / len(p):.0%}); the second stage keeps a patch in {int((best >= stage.threshold).sum())}"
+        )
+    y = np.concatenate([np.ones(len(probs["ice"])), np.zeros(len(probs["decoy"]))])
+    print(
+        f"  CNN ROC-AUC planted ice vs planted decoys: {roc_auc(y, np.concatenate([probs['ice'], probs['decoy']])):.3f}"
     )
 
 

@@ -25,6 +25,15 @@ replaces the shipped one (:func:`adopt`): on the 25 % tuning candidates its prec
 precision is no more than :data:`ADOPT_GAIN` lower, and it passes no more real tuning negatives (25 % outlines);
 each model at its own threshold by the rule above.
 
+**Real positives** (``--planted``, which implies ``--real-sun``): the open split's tiles are also used with ice
+patches planted where the paper's criterion puts them and with decoys on the sunlit side (:func:`_planted`). The
+second stage otherwise sees real texture only as negatives, and on ice planted into held-out tiles the shipped model
+keeps a patch in 3 of 373 (``bench/real_pixels.py --sections planted``). Replacement rule, fixed before the first
+such run (:func:`adopt_planted`), each model at its own threshold: the planted ice outlines of the tuning tiles kept
+at a rate at least :data:`PLANTED_RECALL_GAIN` higher; precision on the rendered tuning candidates no more than
+:data:`PLANTED_PRECISION_LOSS` lower; and at most :data:`PLANTED_REAL_PASS` of the real tuning negatives (plain
+tiles, decoy tiles and the other outlines of planted tiles) passing.
+
 Usage::
 
     .venv/bin/python bench/train_patch_model.py -o models/marsice_patch_64.keras
@@ -51,6 +60,11 @@ SPLIT_SEED = 22
 TUNE_RECALL = 0.8
 REAL_INDEX = REAL.parent / "data" / "hirise_rdr_color_index.csv.gz"
 ADOPT_GAIN = 0.02
+#: Seed of the patches planted into open-split tiles (``--planted``; tuning tiles: this + 1).
+PLANT_SEED = 707
+#: ``--planted`` replacement rule (module docstring): planted tuning recall gain, rendered precision loss allowed,
+#: and the highest share of real tuning negatives passing.
+PLANTED_RECALL_GAIN, PLANTED_PRECISION_LOSS, PLANTED_REAL_PASS = 0.10, 0.03, 0.01
 REAL_SCALE_M = 0.5  # real tiles are cut at one crop pixel per image pixel (their own scale is coarser: texture)
 
 
@@ -83,6 +97,45 @@ def _grey(path: Path) -> np.ndarray:
         return np.asarray(im.convert("L"), dtype=np.float32)
 
 
+def _open_rows(part: str) -> list[dict[str, str]]:
+    """The open split's ice-free landmark tiles of ``part`` ('train' or 'tune'), split once by observation."""
+    with (REAL / "landmark_tiles" / "tiles.csv").open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["split"] == "open" and r["frost_prior"].startswith("no_")]
+    observations = sorted({r["observation"] for r in rows})
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(observations))
+    tune = {observations[i] for i in order[: round(0.2 * len(observations))]}
+    return [r for r in rows if (r["observation"] in tune) == (part == "tune")]
+
+
+def _planted(part: str, contrast: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Crops and labels of ``part``'s open tiles with planted patches, turned by each observation's own sun.
+
+    Each tile whose observation has a sun azimuth in the RDR index is used twice: with 1-3 ice patches at the
+    anti-sun end of its real shadows (an outline on a patch is ice by the rendered scenes' rule, every other
+    outline a negative) and with 1-2 bright decoys on the sunlit side of the same shadows (all negatives)
+    (:func:`marsice_plugin.cnn.planting.plant`, the chunk CNN's real stage's planting). Positives in real texture,
+    so that "real texture" cannot mean "not ice" to the model.
+    """
+    from marsice_plugin.cnn.planting import plant
+    from marsice_plugin.cnn.real_tiles import grey8, sun_azimuths
+    from marsice_plugin.patches.training import Examples, array_examples
+
+    suns = sun_azimuths(REAL_INDEX)
+    rng = np.random.default_rng(PLANT_SEED + (part == "tune"))
+    total = Examples()
+    for r in _open_rows(part):
+        if r["observation"] not in suns:
+            continue
+        grey, sun = grey8(REAL / "landmark_tiles" / r["file"]), suns[r["observation"]]
+        for kind, count in (("ice", int(rng.integers(1, 4))), ("decoy", int(rng.integers(1, 3)))):
+            out, mask = plant(grey, sun, rng, kind, count=count)
+            if not mask.any():
+                continue
+            ice = mask if kind == "ice" else None
+            total.extend(array_examples(out, REAL_SCALE_M, sun, r["file"], 10_000, contrast, ice))
+    return np.asarray(total.x, np.float32).reshape(-1, 64, 64, 2), np.asarray(total.y, np.float32)
+
+
 def _real(part: str, real_sun: bool = False, contrast: float = 0.5) -> tuple[np.ndarray, list[str]]:
     """Negatives of the open split's ``part`` ('train' or 'tune'); training also takes images/ and browse/.
 
@@ -93,13 +146,7 @@ def _real(part: str, real_sun: bool = False, contrast: float = 0.5) -> tuple[np.
     from marsice_plugin.patches.training import Examples, array_examples
 
     root = REAL / "landmark_tiles"
-    with (root / "tiles.csv").open(newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["split"] == "open" and r["frost_prior"].startswith("no_")]
-    observations = sorted({r["observation"] for r in rows})
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(observations))
-    tune = {observations[i] for i in order[: round(0.2 * len(observations))]}
-    chosen = [r for r in rows if (r["observation"] in tune) == (part == "tune")]
-    files = [root / r["file"] for r in chosen]
+    files = [root / r["file"] for r in _open_rows(part)]
     if part == "train":
         files += sorted(p for p in (REAL / "images").iterdir() if p.suffix.lower() in (".png", ".jpg"))
         files += sorted((REAL / "browse").glob("*.jpg"))
@@ -162,6 +209,18 @@ def adopt(new: dict, shipped: dict) -> tuple[bool, list[str]]:
     return all(tests.values()), [f"{name}: {'yes' if ok else 'no'}" for name, ok in tests.items()]
 
 
+def adopt_planted(new: dict, shipped: dict) -> tuple[bool, list[str]]:
+    """The ``--planted`` replacement rule (module docstring); each argument holds ``planted_recall``,
+    ``default`` (:func:`_figures` on the rendered tuning candidates) and ``real_pass_rate``."""
+    tests = {
+        "planted recall gain": new["planted_recall"] >= shipped["planted_recall"] + PLANTED_RECALL_GAIN,
+        "rendered precision held": new["default"]["precision"]
+        >= shipped["default"]["precision"] - PLANTED_PRECISION_LOSS,
+        "real negatives passing": new["real_pass_rate"] <= PLANTED_REAL_PASS,
+    }
+    return all(tests.values()), [f"{name}: {'yes' if ok else 'no'}" for name, ok in tests.items()]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-o", "--output", type=Path, default=Path("models/marsice_patch_64.keras"))
@@ -174,7 +233,13 @@ def main() -> None:
     parser.add_argument(
         "--contrast", type=float, default=0.5, help="the rule's seed level for training and real candidates (0.5; 0.25)"
     )
+    parser.add_argument(
+        "--planted",
+        action="store_true",
+        help="also train on open tiles with planted ice and decoys (implies --real-sun)",
+    )
     args = parser.parse_args()
+    args.real_sun = args.real_sun or args.planted
 
     train = _scenes(TRAIN_SEED, TRAIN_SCENES, args.cache, args.contrast)
     tune = _scenes(TUNE_SEED, TUNE_SCENES, args.cache)
@@ -187,6 +252,16 @@ def main() -> None:
     )
     x = np.concatenate([train["x"], real_train])
     y = np.concatenate([train["y"], np.zeros(len(real_train), np.float32)])
+    if args.planted:
+        planted_x, planted_y = _planted("train", args.contrast)
+        planted_tune = _planted("tune", args.contrast)
+        print(
+            f"planted: training {len(planted_y)} ({int(planted_y.sum())} ice), tuning {len(planted_tune[1])} "
+            f"({int(planted_tune[1].sum())} ice)",
+            flush=True,
+        )
+        x, y = np.concatenate([x, planted_x]), np.concatenate([y, planted_y])
+        del planted_x
     model = _train(x, y, args.epochs, seed=0)
 
     from marsice_plugin.patches.model import predict_crops
@@ -195,6 +270,25 @@ def main() -> None:
     p_real = predict_crops(model, real_tune)
     threshold = _threshold(p_tune, tune["y"])
     p_small = predict_crops(model, small["x"]) if small is not None else None
+    if args.planted and args.compare is not None:
+        from marsice_plugin.patches.model import load_patch_model, patch_threshold
+
+        other, other_t = load_patch_model(args.compare), patch_threshold(args.compare)
+        px, py = planted_tune
+        figures = {}
+        for name, m, t in (("new", model, threshold), ("shipped", other, other_t)):
+            pt, pp, pr = predict_crops(m, tune["x"]), predict_crops(m, px), predict_crops(m, real_tune)
+            negatives = np.concatenate([pr, pp[py < 0.5]])
+            figures[name] = {
+                "threshold": t,
+                "default": _figures(pt, tune["y"], t),
+                "planted_recall": float((pp[py > 0.5] >= t).mean()),
+                "planted_ice": int((py > 0.5).sum()),
+                "real_pass_rate": float((negatives >= t).mean()),
+                "real_negatives": len(negatives),
+            }
+        verdict, tests = adopt_planted(figures["new"], figures["shipped"])
+        print("ADOPT" if verdict else "KEEP SHIPPED", "; ".join(tests), json.dumps(figures), flush=True)
     if args.compare is not None:  # the other model on these very crops, at its own card's threshold
         from marsice_plugin.patches.model import load_patch_model, patch_threshold
 
@@ -243,6 +337,7 @@ def main() -> None:
             "learning_rate": 1e-3,
             "augment": "mirror across the sun's axis",
             "outline_seed_contrast": args.contrast,
+            "planted_real_positives": bool(args.planted),
             "scenes": {
                 "first_seed": TRAIN_SEED,
                 "count": TRAIN_SCENES,

@@ -144,12 +144,17 @@ def array_examples(
     source: str,
     limit: int = 40,
     min_contrast: float = CandidateOptions.min_contrast,
+    ice: np.ndarray | None = None,
 ) -> Examples:
     """Negatives from an ice-free grey image: a crop around each bright patch the rule outlines (at most ``limit``).
 
     The rule's mask on the whole image, split into 8-connected patches; patches under the rule's minimum area or
     longer than its elongation limit (bounding box) are skipped, as :func:`~marsice_plugin.candidates.delineate`
     drops them.
+
+    ``ice`` (a mask of ``grey``'s shape) marks patches planted into the image
+    (:func:`marsice_plugin.cnn.planting.plant`): a candidate is then labelled ice by the rendered scenes' rule (at
+    least :data:`MIN_ICE_SHARE` of its pixels on the mask). Without it every candidate is a negative.
     """
     from scipy import ndimage
 
@@ -178,9 +183,10 @@ def array_examples(
         centre = (c_row + pad - r0, c_col + pad - c0)
         crop = crop_input(padded[window], padded_valid[window], own, centre, scale_m, sun_azimuth)
         assert crop.shape == (CROP_PX, CROP_PX, 2)
+        on = int((component & ice[box]).sum()) if ice is not None else 0
         out.x.append(crop)
-        out.y.append(0.0)
-        out.touches_ice.append(False)
+        out.y.append(float(on >= MIN_ICE_SHARE * component.sum()) if on else 0.0)
+        out.touches_ice.append(on > 0)
         out.area_m2.append(float(component.sum() * scale_m**2))
         out.source.append(source)
     return out
