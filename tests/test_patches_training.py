@@ -34,3 +34,17 @@ def test_a_bright_patch_is_an_example_at_either_level():
     grey = _faint_patch(1.0)
     assert len(array_examples(grey, 0.5, 300.0, "bright").x) == 1
     assert len(array_examples(grey, 0.5, 300.0, "bright", min_contrast=SMALL_PATCH_CONTRAST).x) == 1
+
+
+def test_a_planted_patch_is_labelled_ice_by_the_share_of_its_pixels_on_the_mask():
+    """Real tiles with planted patches give positives: the outline on the planted mask is ice, others are not."""
+    grey = _faint_patch(1.0)
+    rows, cols = np.mgrid[:400, :400]
+    grey[(rows - 80) ** 2 + (cols - 90) ** 2 <= 5**2] *= 2.0  # a second bright patch, not planted
+    planted = (rows - 200) ** 2 + (cols - 220) ** 2 <= 6**2
+    ex = array_examples(grey, 0.5, 300.0, "planted", ice=planted)
+    assert sorted(ex.y) == [0.0, 1.0]
+    assert sorted(ex.touches_ice) == [False, True]
+    edge = planted & (cols >= 225)  # a mask over under a fifth of the outline: touching, not ice
+    ex = array_examples(grey, 0.5, 300.0, "planted", ice=edge)
+    assert ex.y == [0.0, 0.0] and sorted(ex.touches_ice) == [False, True]
