@@ -83,6 +83,8 @@ COMBINATIONS = ("cnn", "confirm")
 #: bench/choose_threshold.py's tuning products (seeds 1,100,000 and up), added to small_patches.py's 32.
 TUNING_SET = "tuning_products"
 TUNING_COUNT = 40
+#: Cache tag of the second stage in use: "" for the shipped one, else from ``--patch-model`` (its own caches).
+_PATCH_TAG = ""
 
 
 def confirm_score(cnn: np.ndarray, confirmed: np.ndarray, threshold: float) -> np.ndarray:
@@ -133,7 +135,7 @@ class _Sample:
 
 def _patches(sample: _Sample, product: Any, chunks: list[Any], stage: Any) -> tuple[np.ndarray, np.ndarray]:
     """Every outline of the rule (50 % seeds, every chunk): centroid (row, col) at level 0 and second-stage p."""
-    key = CACHE / "patches" / (sample.set_name or "tuning") / f"{sample.product_id}.pkl"
+    key = CACHE / f"patches{_PATCH_TAG}" / (sample.set_name or "tuning") / f"{sample.product_id}.pkl"
     if key.exists():
         return pickle.loads(key.read_bytes())
     from marsice_plugin.candidates import CandidateOptions, delineate, search_windows
@@ -190,7 +192,7 @@ def real_rows(part: str, stage: Any) -> dict[str, Any]:
     from marsice_plugin.cnn.model import model_input_size
     from marsice_plugin.cnn.real_tiles import grey8, open_tiles, sun_azimuths, tile_input
 
-    key = CACHE / f"real_{part}.pkl"
+    key = CACHE / f"real_{part}{_PATCH_TAG}.pkl"
     if key.exists():
         return pickle.loads(key.read_bytes())
     if part == "tune":
@@ -283,11 +285,14 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=32)
     parser.add_argument("--report", action="store_true", help="after choosing: frozen sets and held-out real tiles")
     parser.add_argument("-o", "--output", type=Path, default=REPO / "build" / "confirm_rule.json")
+    parser.add_argument("--patch-model", type=Path, default=None, help="second stage (default: the shipped one)")
     args = parser.parse_args()
 
     from marsice_plugin.detection import load_stage
 
-    stage = replace(load_stage(None), keep_all=True)
+    global _PATCH_TAG
+    _PATCH_TAG = "" if args.patch_model is None else "_" + _slug(str(args.patch_model.resolve().parent.name))
+    stage = replace(load_stage(args.patch_model), keep_all=True)
     tuning = product_rows(_samples(None, args.count), stage)
     real = real_rows("tune", stage)
     rows = [
