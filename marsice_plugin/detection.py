@@ -222,7 +222,8 @@ def detections_from_scores(
         raise ValueError(f"chunk_score must be one of {CHUNK_SCORE_RULES}, not {chunk_score!r}")
     first = [c if c.cnn_probability is None else replace(c, probability=c.cnn_probability) for c in chunks]
     found = Detections(product.product_id, threshold, chunks=first)
-    found.domain = check([c.input_stats for c in found.chunks if c.input_stats is not None], reference)
+    stats = [c.input_stats for c in found.chunks if c.input_stats is not None]
+    found.domain = check(stats, reference, product.scale_m)
     found.raster = stitch(found.chunks, product.width, product.height, product.transform)
     if search == "all":
         windows = search_windows(product, [c.window for c in found.scored])

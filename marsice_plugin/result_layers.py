@@ -158,7 +158,12 @@ PRODUCT_FIELDS = [
     Field("max_probability", float, "highest chunk probability"),
     Field("threshold", float, "probability threshold of the run"),
     Field("domain_distance", float, "how far the product's pixels lie from the model's training (1: edge of 99 %)"),
-    Field("in_domain", bool, "domain_distance within the model card's threshold; false: do not trust the scores"),
+    Field(
+        "in_domain",
+        bool,
+        "domain_distance within the model card's threshold and scale_m within the training scales (0.2-0.6 m/px); "
+        "false: do not trust the scores",
+    ),
     Field("model", str, "model file name"),
     Field("marsice_version", str, "MarsIce version"),
     Field("run_id", str, "identifier of the detection run"),

@@ -92,6 +92,22 @@ def test_a_gradient_or_noise_raster_is_out_of_domain_with_a_warning(generated, t
     assert "do not trust them" in line
 
 
+def test_a_product_at_a_scale_no_model_was_trained_on_is_out_of_domain_with_a_warning(generated, tmp_path):
+    """The generated product's own pixels (inside by their statistics) written at 3 m/px, as a browse image is."""
+    from affine import Affine
+
+    sample, crs, transform = generated
+    with rasterio.open(sample.image_path) as ds:
+        data = ds.read(1)
+    coarse = transform @ Affine.scale(6.0)  # 0.5 m/px -> 3 m/px
+    rows, err = _detect(_raster(tmp_path / "coarse.tif", data, crs, coarse), tmp_path / "o.gpkg")
+    ((_, distance, inside),) = rows
+    assert inside == 0 and distance <= load_reference(DEMO_MODEL).threshold  # the pixels alone would pass
+    (line,) = [line for line in err.splitlines() if "ground scale" in line]
+    assert line.startswith("warning: coarse: its ground scale of 3.00 m/px lies outside the 0.2-0.6 m/px")
+    assert "its pixels lie outside" not in line and line.endswith("do not trust them")
+
+
 def test_the_statistics_see_texture_and_contrast():
     flat = np.full((64, 64), 0.4, np.float32)
     noisy = np.random.default_rng(1).uniform(0, 1, (64, 64)).astype(np.float32)

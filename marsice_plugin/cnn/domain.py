@@ -22,6 +22,12 @@ training chunks. A chunk's distance is its largest one; a product's ``domain_dis
 chunks (a few odd chunks do not move it, a product of a kind the model never saw does). The product is
 ``in_domain`` when the distance is at most the card's ``threshold``, which the bench chose so that at least 99 % of
 generated training-like products lie inside (its figures are in the card). A card without a reference gives NULL.
+
+**The ground scale.** Pixel statistics cannot see the scale: a 3 m/px browse image has the texture of a 0.5 m/px
+product, but a 2 m patch there is under a pixel. Every shipped chunk model and the second stage were trained on
+products of 0.25 and 0.5 m/px (the renderer's draws, the paper's RED products), so a product whose ground scale lies
+outside :data:`TRAINING_SCALES_M` is outside the domain whatever its pixels, and its warning says why (a 1 m/px
+binned RDR included: no model has seen one). Where the scale is unknown (no georeference), only the pixels count.
 """
 
 from __future__ import annotations
@@ -39,6 +45,9 @@ STATISTICS = ("mean", "spread", "dark", "bright", "texture", "correlation", "rou
 NEAR = 0.05
 #: Smallest half-range of each statistic (model-input units, fractions for dark/bright, correlation, ratio).
 FLOORS = (0.02, 0.01, 0.01, 0.01, 0.002, 0.02, 0.05)
+#: Ground scales (m/px) the shipped models were trained on, widened by a fifth on each side: the RDR scales 0.25 and
+#: 0.5 m/px with their map-projection rounding inside, a 1 m/px binned product or a browse image outside.
+TRAINING_SCALES_M = (0.2, 0.6)
 #: Percentiles of the training statistics the card keeps: low edge, median, high edge.
 REFERENCE_PERCENTILES = (0.5, 50.0, 99.5)
 
@@ -122,18 +131,34 @@ class DomainCheck:
     threshold: float
     furthest: str
     statistics: dict[str, float]
+    #: the product's ground scale (m/px; None: unknown) and whether it lies in :data:`TRAINING_SCALES_M`
+    scale_m: float | None = None
+    scale_inside: bool = True
 
     def warning(self, product_id: str) -> str:
         """The log line for a product outside the domain: what to make of its scores."""
-        return (
-            f"{product_id}: its pixels lie outside what the model was trained on (domain distance "
-            f"{self.distance:.2f} > {self.threshold:.2f}, furthest in {self.furthest}: "
-            f"{self.statistics[self.furthest]:.3f}); its scores have no footing, do not trust them"
-        )
+        reasons = []
+        if self.distance > self.threshold:
+            reasons.append(
+                f"its pixels lie outside what the model was trained on (domain distance {self.distance:.2f} > "
+                f"{self.threshold:.2f}, furthest in {self.furthest}: {self.statistics[self.furthest]:.3f})"
+            )
+        if not self.scale_inside:
+            lo, hi = TRAINING_SCALES_M
+            reasons.append(
+                f"its ground scale of {self.scale_m:.2f} m/px lies outside the {lo}-{hi} m/px the models were "
+                "trained on (a patch of a few metres spans another number of pixels than they learned)"
+            )
+        return f"{product_id}: {'; '.join(reasons)}; its scores have no footing, do not trust them"
 
 
-def check(stats: list[np.ndarray], reference: DomainReference | None) -> DomainCheck | None:
-    """The domain check of a product from its scored chunks' statistics; None without a reference or chunks."""
+def check(
+    stats: list[np.ndarray], reference: DomainReference | None, scale_m: float | None = None
+) -> DomainCheck | None:
+    """The domain check of a product from its scored chunks' statistics and its ground scale (module docstring).
+
+    None without a reference or chunks.
+    """
     if reference is None or not stats:
         return None
     table = np.stack(stats)
@@ -141,10 +166,13 @@ def check(stats: list[np.ndarray], reference: DomainReference | None) -> DomainC
     distance = float(np.median(per_stat.max(axis=1)))
     worst = int(np.argmax(np.median(per_stat, axis=0)))
     typical = np.median(table, axis=0)
+    scale_inside = scale_m is None or TRAINING_SCALES_M[0] <= scale_m <= TRAINING_SCALES_M[1]
     return DomainCheck(
         distance,
-        distance <= reference.threshold,
+        distance <= reference.threshold and scale_inside,
         reference.threshold,
         STATISTICS[worst],
         {name: float(v) for name, v in zip(STATISTICS, typical, strict=True)},
+        scale_m,
+        scale_inside,
     )
