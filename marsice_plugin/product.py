@@ -427,6 +427,13 @@ def _open_raster(path: Path) -> Product:
     if ds.transform.b or ds.transform.d:
         ds.close()
         raise ProductError(f"{path}: rotated rasters are not supported; warp it north-up first (gdalwarp)")
+    if crs.is_geographic:  # pixel sizes in degrees: every scale in metres (crops, areas, the domain check) is off
+        ds.close()
+        raise CRSError(
+            f"{path} is in a geographic Mars CRS (pixel size in degrees); MarsIce reads map-projected products in "
+            "metres, as HiRISE RDRs are: reproject it to a projected Mars CRS (gdalwarp -t_srs with an "
+            "equirectangular or polar stereographic Mars projection)"
+        )
     nodata = ds.nodata
     floating = np.dtype(ds.dtypes[0]).kind == "f"
     special = (int(nodata),) if nodata is not None and not floating and float(nodata).is_integer() else ()

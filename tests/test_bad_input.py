@@ -133,6 +133,15 @@ def test_earth_crs_raster_is_refused(tmp_path):
     _one_error_line(proc, "not a Mars CRS")
 
 
+def test_geographic_mars_raster_is_refused(tmp_path):
+    """Degrees per pixel would be read as metres (its scale 1e-5 m/px): one line naming the fix instead."""
+    _geotiff(tmp_path / "lonlat.tif", np.full((64, 64), 100, np.uint8), "+proj=longlat +R=3396190 +no_defs")
+    proc = _detect(str(tmp_path / "lonlat.tif"), "-o", str(tmp_path / "o.gpkg"))
+    assert proc.returncode == 2
+    _one_error_line(proc, "is in a geographic Mars CRS (pixel size in degrees)", "reproject it to a projected Mars CRS")
+    assert not (tmp_path / "o.gpkg").exists()
+
+
 def test_all_nodata_image_is_refused_not_scored(tmp_path):
     """No valid pixel, nothing to normalise: one line, no output (it used to be written as category 'none')."""
     mars_eqc = "+proj=eqc +lat_ts=-50 +lon_0=180 +R=3384416.5 +units=m +no_defs"
