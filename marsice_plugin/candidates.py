@@ -418,19 +418,3 @@ def touching_groups(pieces: list[Any], tree: Any) -> list[list[int]]:
     _, component = connected_components(graph, directed=False)
     order = np.argsort(component, kind="stable")
     return [g.tolist() for g in np.split(order, np.flatnonzero(np.diff(component[order])) + 1)]
-
-
-def merge_touching(pieces: list[Any], tree: Any) -> list[Any]:
-    """The union of ``pieces`` as separate polygons, computed per group of pieces that touch.
-
-    The same result as one ``shapely.union_all`` of every piece (a union of groups that do not touch is their
-    union), but bounded: pieces only meet their neighbours across a chunk's overlap, so groups are small. One union
-    of a whole real-size product's pieces (1,288 chunks) ran for ten minutes with memory growing and did not finish.
-    """
-    import shapely
-
-    polygons: list[Any] = []
-    for group in touching_groups(pieces, tree):
-        merged = pieces[group[0]] if len(group) == 1 else shapely.union_all([pieces[i] for i in group])
-        polygons.extend(getattr(merged, "geoms", [merged]))
-    return polygons

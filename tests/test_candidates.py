@@ -82,17 +82,3 @@ def test_patch_across_chunk_border_is_one_polygon_with_true_area(straddling_prod
     xs, ys = product.transform @ (hot_cols + 0.5, hot_rows + 0.5)
     for c in candidates:
         assert not shapely.contains_xy(c.geometry, xs, ys).any()
-
-
-def test_merging_touching_pieces_gives_the_union_of_all():
-    """Per-group unions equal one union of every piece (bounded at real size, where one union did not finish)."""
-    from marsice_plugin.candidates import merge_touching
-
-    rng = np.random.default_rng(3)
-    corners = rng.uniform(0, 200, size=(300, 2))
-    pieces = [shapely.box(x, y, x + s, y + s) for (x, y), s in zip(corners, rng.uniform(1, 8, 300), strict=True)]
-    merged = merge_touching(pieces, shapely.STRtree(pieces))
-    whole = shapely.union_all(pieces)
-    assert len(merged) == len(whole.geoms) > 50
-    assert shapely.union_all(merged).symmetric_difference(whole).area < 1e-9
-    assert sum(p.area for p in merged) == pytest.approx(whole.area)  # disjoint: no piece counted twice

@@ -95,18 +95,6 @@ def window_mask(
     return ((r0, r1, c0, c1), mask) if mask.any() else None
 
 
-def candidate_windows(
-    stream: TerrainStream, candidates: Sequence[Feature], candidates_crs: Any = None, ring_px: int = 1
-) -> list[tuple[PixelWindow, np.ndarray] | None]:
-    """Each row's pixel window on the image and its patch mask there (:func:`window_mask`, ``ring_px`` + 1 pixels
-    wider); None for a row that misses the image."""
-    p = stream.product
-    return [
-        None if g is None else window_mask(g, p.transform, stream.height, stream.width, ring_px + 1)
-        for g in _on_image(stream, candidates, candidates_crs)
-    ]
-
-
 def _fields(
     stream: TerrainStream,
     mask: np.ndarray | None,

@@ -195,19 +195,15 @@ class DtmSource:
             return None
         return Window(c0, r0, c1 - c0, r1 - r0)
 
-    def height_range(self, dst_crs: pyproj.CRS, bounds: tuple[float, float, float, float]) -> tuple[int, float, float]:
-        """(valid posts, lowest, highest) under ``bounds``, read in blocks of rows.
-
-        Bilinear heights on any grid over ``bounds`` stay within this range, which bounds the longest shadow (see
-        :mod:`marsice_plugin.terrain.stream`).
-        """
-        return self.height_stats(dst_crs, bounds)[:3]
-
     def height_stats(
         self, dst_crs: pyproj.CRS, bounds: tuple[float, float, float, float]
     ) -> tuple[int, float, float, float]:
-        """(valid posts, lowest, highest, mean) under ``bounds`` (2 posts wider), read in blocks of rows; the mean is
-        what fills the DTM's gaps for slopes and shadows (NaN without a valid post)."""
+        """(valid posts, lowest, highest, mean) under ``bounds`` (2 posts wider), read in blocks of rows.
+
+        Heights on any grid over ``bounds`` (the posts, or bilinear between them) stay within that range, which bounds
+        the longest shadow (see :mod:`marsice_plugin.terrain.stream`); the mean is what fills the DTM's gaps for
+        slopes and shadows (NaN without a valid post).
+        """
         from rasterio.windows import Window
 
         window = self.window_over(dst_crs, bounds)

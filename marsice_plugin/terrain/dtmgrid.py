@@ -59,16 +59,6 @@ class TerrainGrid:
             return dtm.on_grid(self.crs, self.source @ Affine.translation(0, r0), r1 - r0, self.width)
         return dtm.posts(self.post_row + r0, self.post_row + r1, self.post_col, self.post_col + self.width)
 
-    def window(self, bounds: tuple[float, float, float, float], margin: int) -> tuple[int, int, int, int] | None:
-        """Pixel window ``(row0, row1, col0, col1)`` of the grid under map ``bounds`` (left, bottom, right, top),
-        ``margin`` pixels wider, cut at the grid's edges; None when it misses the grid."""
-        inverse = ~self.transform
-        x0, y0, x1, y1 = bounds
-        cols, rows = zip(*(inverse @ (x, y) for x in (x0, x1) for y in (y0, y1)), strict=True)
-        r0, r1 = max(0, math.floor(min(rows)) - margin), min(self.height, math.ceil(max(rows)) + margin)
-        c0, c1 = max(0, math.floor(min(cols)) - margin), min(self.width, math.ceil(max(cols)) + margin)
-        return (r0, r1, c0, c1) if r1 > r0 and c1 > c0 else None
-
 
 def offset_in_map_units(image_transform: Any, d_row: float, d_col: float) -> tuple[float, float]:
     """The co-registration offset (image pixels: rows southward, columns eastward) as a map-unit shift (dx, dy)."""
