@@ -67,11 +67,15 @@ def image_shadow_fraction(
     """Fraction of the sunward ring of ``mask`` (both on the image grid) darker than ``dark_fraction_of_median``
     times the image's median (``image_median``; the window's own when not given); NaN without a ring."""
     ring = sunward_ring(mask.astype(bool), azimuth_deg, ring_px)
+    return _dark_share(ring, image, image_median, dark_fraction_of_median)
+
+
+def _dark_share(ring: np.ndarray, image: np.ndarray, image_median: float | None, dark_fraction: float) -> float:
     if not ring.any():
         return float("nan")
     img = image.astype(np.float64)
     median = float(np.nanmedian(img)) if image_median is None else image_median
-    return float(np.mean(img[ring] < dark_fraction_of_median * median))
+    return float(np.mean(img[ring] < dark_fraction * median))
 
 
 def _mean(values: np.ndarray) -> float:
@@ -107,8 +111,8 @@ def zonal_attributes(
     patch_slope = slope[mask]
     valid = np.isfinite(patch_slope)
     image_frac = float("nan")
-    if image is not None:
-        image_frac = image_shadow_fraction(mask, image, azimuth_deg, ring_px, image_median, dark_fraction_of_median)
+    if image is not None:  # the ring above, not a second one
+        image_frac = _dark_share(ring, image, image_median, dark_fraction_of_median)
     return ZonalAttributes(
         mean_slope=_mean(patch_slope),
         max_slope=float(patch_slope[valid].max()) if valid.any() else float("nan"),
