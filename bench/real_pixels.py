@@ -182,6 +182,21 @@ def best_patches(images: list[np.ndarray], observations: list[str], stage: objec
     return np.array(best), np.array(kept)
 
 
+def detect_scores(p: np.ndarray, best: np.ndarray, patch_threshold: float, threshold: float) -> np.ndarray:
+    """Detect's image score (``confirm``) from the CNN's ``p`` and the best patch probability (-1: no outline).
+
+    Detect outlines only the images the CNN flags, so only those can be confirmed.
+    """
+    from marsice_plugin.patches.chunk_score import patch_chunk_score
+
+    return np.array(
+        [
+            patch_chunk_score(float(v), b if b >= 0 and v >= threshold else None, "confirm", patch_threshold, threshold)
+            for v, b in zip(p, best, strict=True)
+        ]
+    )
+
+
 def container_invariance(model, model_path: Path, threshold: float) -> dict[str, dict[str, float]]:
     """Worst chunk difference of each container to the labelled product, at the card's level and at level 0."""
     from marsice_plugin.detection import DetectOptions, score_chunks
@@ -320,7 +335,6 @@ def real_figures(
     from marsice_plugin.cnn.domain import check, input_statistics
     from marsice_plugin.detect_defaults import batch_size_for, is_flagged
     from marsice_plugin.detection import load_stage
-    from marsice_plugin.patches.chunk_score import patch_chunk_score
 
     stage = load_stage(patch_model)
     print(
@@ -332,15 +346,7 @@ def real_figures(
     for name, (x, y, images, observations) in sets.items():
         p = np.asarray(model.predict(x, batch_size=batch_size_for(size), verbose=0)).reshape(-1)
         best, kept = best_patches(images, observations, stage)
-        both = np.array(
-            [
-                # detect outlines only the chunks the CNN flags, so only those can be confirmed
-                patch_chunk_score(
-                    float(v), b if b >= 0 and v >= threshold else None, "confirm", stage.threshold, threshold
-                )
-                for v, b in zip(p, best, strict=True)
-            ]
-        )
+        both = detect_scores(p, best, stage.threshold, threshold)
         flagged, detected = int(is_flagged(p, threshold).sum()), int(is_flagged(both, threshold).sum())
         flags[name] = (flagged, detected, len(p))
         if name == "landmark held-out ice-free tiles":  # issue 22: kept polygons per km², in detect's flagged images
@@ -383,7 +389,6 @@ def planted_figures(model: object, size: int, threshold: float, patch_model: Pat
     from marsice_plugin.cnn.real_tiles import sun_azimuths
     from marsice_plugin.detect_defaults import batch_size_for, is_flagged
     from marsice_plugin.detection import load_stage
-    from marsice_plugin.patches.chunk_score import patch_chunk_score
 
     stage = load_stage(patch_model)
     suns = sun_azimuths(REAL_INDEX)
@@ -410,14 +415,7 @@ def planted_figures(model: object, size: int, threshold: float, patch_model: Pat
         x = np.stack([tile_input(g, size) for g in images[kind]])[..., None]
         p = np.asarray(model.predict(x, batch_size=batch_size_for(size), verbose=0)).reshape(-1)
         best, _ = best_patches(images[kind], observations[kind], stage)
-        both = np.array(
-            [
-                patch_chunk_score(
-                    float(v), b if b >= 0 and v >= threshold else None, "confirm", stage.threshold, threshold
-                )
-                for v, b in zip(p, best, strict=True)
-            ]
-        )
+        both = detect_scores(p, best, stage.threshold, threshold)
         flagged, detected = int(is_flagged(p, threshold).sum()), int(is_flagged(both, threshold).sum())
         probs[kind] = p
         print(

@@ -69,16 +69,16 @@ def _chunks(product: Any, model: Any, options: Any, key: str, cache: Path = CACH
     return chunks
 
 
-def _patch_fates(product: Any, ice: np.ndarray, cands: list[Any], flagged_thr: float, keep_thr: float) -> list[str]:
-    from marsice_plugin.patches.metrics import touched, truth_patches
-
-    labels, counted = truth_patches(ice, product.scale_m)
+def _patch_fates(
+    counted: np.ndarray, cands: list[Any], hits: dict[int, set[int]], flagged_thr: float, keep_thr: float
+) -> list[str]:
+    """Each counted planted patch's fate; ``hits`` holds the truth labels each candidate (by ``id``) touches."""
     outlined: set[int] = set()
     in_flagged: set[int] = set()
     kept: set[int] = set()
     kept_flagged: set[int] = set()
     for c in cands:
-        hit = touched(product, labels, c.geometry)
+        hit = hits[id(c)]
         outlined |= hit
         flagged = c.max_probability >= flagged_thr
         if flagged:
@@ -104,25 +104,25 @@ def _patch_fates(product: Any, ice: np.ndarray, cands: list[Any], flagged_thr: f
 
 def _tally(
     t: dict[str, Any],
-    product: Any,
-    ice: np.ndarray,
-    labels: np.ndarray,
+    counted: np.ndarray,
+    hits: dict[int, set[int]],
     cands: list[Any],
     threshold: float,
     keep_thr: float,
-    touched: Any,
 ) -> None:
-    """Add one product's outlines, kept ones and planted patches' fates to ``t`` (per search mode)."""
-    on = [bool(touched(product, labels, c.geometry)) for c in cands]
+    """Add one product's outlines, kept ones and planted patches' fates to ``t`` (per search mode).
+
+    ``counted`` and ``hits`` come from the truth once per product (:func:`main`), whatever stage scored ``cands``.
+    """
     for search in ("flagged", "all"):
-        sel = [i for i, c in enumerate(cands) if search == "all" or c.max_probability >= threshold]
+        sel = [c for c in cands if search == "all" or c.max_probability >= threshold]
         ts = t[search]
         ts["outlined"] += len(sel)
-        kept = [i for i in sel if cands[i].probability >= keep_thr]
+        kept = [c for c in sel if c.probability >= keep_thr]
         ts["kept"] += len(kept)
-        ts["kept_on_ice"] += sum(on[i] for i in kept)
+        ts["kept_on_ice"] += sum(bool(hits[id(c)]) for c in kept)
         flagged_thr = threshold if search == "flagged" else 0.0
-        for fate in _patch_fates(product, ice, cands, flagged_thr, keep_thr):
+        for fate in _patch_fates(counted, cands, hits, flagged_thr, keep_thr):
             ts["fates"][fate] = ts["fates"].get(fate, 0) + 1
 
 
@@ -194,12 +194,13 @@ def main() -> None:
                 outlines = delineate(product, windows, raster, CandidateOptions(threshold=0.0, **rule_fields))
                 seconds += time.perf_counter() - t0
                 ice = sample.scene.ice
-                labels, _ = truth_patches(ice, product.scale_m)
+                labels, counted = truth_patches(ice, product.scale_m)
+                hits = {id(c): touched(product, labels, c.geometry) for c in outlines}  # once, for every stage
                 for st in stages:  # each second stage on the very same outlines (scoring sets their probability)
                     t0 = time.perf_counter()
                     cands = score_candidates(product, outlines, st)
                     stage_seconds[st.name] += time.perf_counter() - t0
-                    _tally(tallies[st.name][name], product, ice, labels, cands, threshold, st.threshold, touched)
+                    _tally(tallies[st.name][name], counted, hits, cands, threshold, st.threshold)
                     # chunk scores under every rule (detect's default: contrast 0.5, confirm, flagged search)
                     truth = chunk_truth(ice, chunks)
                     for combo in CHUNK_SCORE_RULES if args.set is None else ("cnn", "max_kept", "confirm"):

@@ -270,30 +270,30 @@ def main() -> None:
     p_real = predict_crops(model, real_tune)
     threshold = _threshold(p_tune, tune["y"])
     p_small = predict_crops(model, small["x"]) if small is not None else None
-    if args.planted and args.compare is not None:
-        from marsice_plugin.patches.model import load_patch_model, patch_threshold
-
-        other, other_t = load_patch_model(args.compare), patch_threshold(args.compare)
-        px, py = planted_tune
-        figures = {}
-        for name, m, t in (("new", model, threshold), ("shipped", other, other_t)):
-            pt, pp, pr = predict_crops(m, tune["x"]), predict_crops(m, px), predict_crops(m, real_tune)
-            negatives = np.concatenate([pr, pp[py < 0.5]])
-            figures[name] = {
-                "threshold": t,
-                "default": _figures(pt, tune["y"], t),
-                "planted_recall": float((pp[py > 0.5] >= t).mean()),
-                "planted_ice": int((py > 0.5).sum()),
-                "real_pass_rate": float((negatives >= t).mean()),
-                "real_negatives": len(negatives),
-            }
-        verdict, tests = adopt_planted(figures["new"], figures["shipped"])
-        print("ADOPT" if verdict else "KEEP SHIPPED", "; ".join(tests), json.dumps(figures), flush=True)
     if args.compare is not None:  # the other model on these very crops, at its own card's threshold
         from marsice_plugin.patches.model import load_patch_model, patch_threshold
 
         other, other_t = load_patch_model(args.compare), patch_threshold(args.compare)
         q_tune, q_real = predict_crops(other, tune["x"]), predict_crops(other, real_tune)
+        if args.planted:
+            px, py = planted_tune
+            figures = {}
+            for name, m, t, pt, pr in (
+                ("new", model, threshold, p_tune, p_real),
+                ("shipped", other, other_t, q_tune, q_real),
+            ):
+                pp = predict_crops(m, px)
+                negatives = np.concatenate([pr, pp[py < 0.5]])
+                figures[name] = {
+                    "threshold": t,
+                    "default": _figures(pt, tune["y"], t),
+                    "planted_recall": float((pp[py > 0.5] >= t).mean()),
+                    "planted_ice": int((py > 0.5).sum()),
+                    "real_pass_rate": float((negatives >= t).mean()),
+                    "real_negatives": len(negatives),
+                }
+            verdict, tests = adopt_planted(figures["new"], figures["shipped"])
+            print("ADOPT" if verdict else "KEEP SHIPPED", "; ".join(tests), json.dumps(figures), flush=True)
         if small is not None:
             q_small = predict_crops(other, small["x"])
             figures = {
