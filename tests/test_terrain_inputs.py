@@ -14,7 +14,7 @@ from marsice_plugin.errors import TerrainError
 from marsice_plugin.product import open_product
 from marsice_plugin.synthetic.product_writer import write_sample_product
 from marsice_plugin.synthetic.scene import SceneConfig
-from marsice_plugin.terrain.coregistration import hillshade, phase_correlate, shift_grid
+from marsice_plugin.terrain.coregistration import hillshade, phase_correlate
 from marsice_plugin.terrain.dem import dtm_on_image_grid
 
 
@@ -31,12 +31,25 @@ def sample(tmp_path_factory: pytest.TempPathFactory):
     return sp, heights, image, grid, sun
 
 
+def _shift_grid(a: np.ndarray, d_row: float, d_col: float) -> np.ndarray:
+    """``a`` moved by whole pixels: out[r, c] = a[r - d_row, c - d_col]; NaN where uncovered (the known shift)."""
+    dr, dc = round(d_row), round(d_col)
+    out = np.full(a.shape, np.nan, dtype=np.float32)
+    rows, cols = a.shape
+    if abs(dr) >= rows or abs(dc) >= cols:
+        return out
+    out[max(dr, 0) : rows + min(dr, 0), max(dc, 0) : cols + min(dc, 0)] = a[
+        max(-dr, 0) : rows + min(-dr, 0), max(-dc, 0) : cols + min(-dc, 0)
+    ]
+    return out
+
+
 def test_coregistration_recovers_known_shift(sample) -> None:
     _, heights, image, _, (az, inc) = sample
     shade = hillshade(heights, 0.5, az, inc)
     zero = phase_correlate(image, shade)
     assert zero.aligned and abs(zero.d_row) < 0.5 and abs(zero.d_col) < 0.5
-    moved = phase_correlate(shift_grid(image, 3, -5), shade)
+    moved = phase_correlate(_shift_grid(image, 3, -5), shade)
     assert moved.aligned and moved.peak_ratio > 4.0
     assert abs(moved.d_row - 3) < 0.5 and abs(moved.d_col + 5) < 0.5
 

@@ -81,16 +81,3 @@ def phase_correlate(image: np.ndarray, reference: np.ndarray, min_peak_ratio: fl
     dr = dr - n_r if dr > n_r / 2 else dr
     dc = dc - n_c if dc > n_c / 2 else dc
     return Coregistration(float(dr * factor), float(dc * factor), ratio, ratio >= min_peak_ratio)
-
-
-def shift_grid(a: np.ndarray, d_row: float, d_col: float) -> np.ndarray:
-    """``a`` moved by whole pixels (rounded) so that out[r, c] = a[r - d_row, c - d_col]; NaN where uncovered."""
-    dr, dc = round(d_row), round(d_col)
-    out = np.full(a.shape, np.nan, dtype=np.float32)
-    rows, cols = a.shape
-    if abs(dr) >= rows or abs(dc) >= cols:
-        return out
-    out[max(dr, 0) : rows + min(dr, 0), max(dc, 0) : cols + min(dc, 0)] = a[
-        max(-dr, 0) : rows + min(-dr, 0), max(-dc, 0) : cols + min(-dc, 0)
-    ]
-    return out
