@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import pickle
 import sqlite3  # noqa: F401  before TensorFlow, whose bundled SQLite lacks the R-tree module GeoPackages need
@@ -83,7 +84,8 @@ COMBINATIONS = ("cnn", "confirm")
 #: bench/choose_threshold.py's tuning products (seeds 1,100,000 and up), added to small_patches.py's 32.
 TUNING_SET = "tuning_products"
 TUNING_COUNT = 40
-#: Cache tag of the second stage in use: "" for the shipped one, else from ``--patch-model`` (its own caches).
+#: Cache tag of the second stage in use: the first bytes of its weights' SHA-256, so a new shipped model never reads
+#: the kept patches cached for an earlier one.
 _PATCH_TAG = ""
 
 
@@ -291,8 +293,11 @@ def main() -> None:
     from marsice_plugin.detection import load_stage
 
     global _PATCH_TAG
-    _PATCH_TAG = "" if args.patch_model is None else "_" + _slug(str(args.patch_model.resolve().parent.name))
-    stage = replace(load_stage(args.patch_model), keep_all=True)
+    from marsice_plugin.patches.model import patch_model_path
+
+    weights = args.patch_model or patch_model_path()
+    _PATCH_TAG = "_" + hashlib.sha256(Path(weights).read_bytes()).hexdigest()[:10]
+    stage = replace(load_stage(weights), keep_all=True)
     tuning = product_rows(_samples(None, args.count), stage)
     real = real_rows("tune", stage)
     rows = [

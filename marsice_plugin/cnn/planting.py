@@ -19,8 +19,9 @@ Optics: the patch multiplies the pixel's brightness by ``1 + contrast x opacity`
 ``albedo x (1 + ice_opacity)`` under the pixel's own illumination), with a diffuse elliptical edge
 (the renderer's soft disc). Sizes are in tile pixels: a tile (227 px) becomes one model input of 256 or 512 px, so
 a radius of 0.8-4.5 tile px is 0.9-5 px of a 256 px input, the size the renderer's 1-6 m patches have there
-(0.25-0.5 m/px chunks of 1024 px reduced 4x). Brightness is clipped at the tile's 8-bit ceiling, as a real
-detector saturates.
+(0.25-0.5 m/px chunks of 1024 px reduced 4x). A reader that cuts tiles at another scale passes its own
+``radius_px`` (the second stage's crops take one tile pixel as 0.5 m: the renderer's 1-6 m patches are 2-12 px
+there). Brightness is clipped at the tile's 8-bit ceiling, as a real detector saturates.
 """
 
 from __future__ import annotations
@@ -88,9 +89,12 @@ def shadow_sites(grey: np.ndarray, sun_azimuth: float) -> list[ShadowSite]:
 
 
 def _patch(
-    shape: tuple[int, int], centre: tuple[float, float], rng: np.random.Generator
+    shape: tuple[int, int],
+    centre: tuple[float, float],
+    rng: np.random.Generator,
+    radius_px: tuple[float, float] = PATCH_RADIUS_PX,
 ) -> tuple[tuple[slice, slice], np.ndarray]:
-    radius = float(rng.uniform(*PATCH_RADIUS_PX))
+    radius = float(rng.uniform(*radius_px))
     return _soft_disc(
         shape,
         centre[0],
@@ -109,8 +113,11 @@ def plant(
     kind: str,
     count: int = 1,
     ceiling: float = 255.0,
+    radius_px: tuple[float, float] = PATCH_RADIUS_PX,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``grey`` with ``count`` patches of ``kind`` ("ice" or "decoy") and the mask of their pixels (opacity > 0.5).
+
+    ``radius_px`` is the range patch radii are drawn from, in tile pixels (module docstring).
 
     Returns the tile unchanged and an empty mask when it has no usable shadow: a patch with no shadowing landform
     would teach the net that any bright blob is ice.
@@ -133,7 +140,7 @@ def plant(
             else:
                 step = float(rng.uniform(3.0, 8.0))
                 centre = (site.sun_end[0] - anti_sun[0] * step, site.sun_end[1] - anti_sun[1] * step)
-            window, op = _patch(grey.shape, centre, rng)
+            window, op = _patch(grey.shape, centre, rng, radius_px)
             if int((op > 0.5).sum()) >= MIN_PATCH_PIXELS:
                 break
         else:
