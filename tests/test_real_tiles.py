@@ -64,6 +64,18 @@ def test_ice_lands_at_the_anti_sun_end_and_decoys_on_the_sunlit_side(seed):
     np.testing.assert_array_equal(ice[far], grey[far])
 
 
+@pytest.mark.parametrize("seed", range(3))
+def test_planted_radius_range_sets_the_patch_size(seed):
+    """The second stage plants 2-12 px radii (1-6 m at 0.5 m per crop pixel), the chunk CNN 0.8-4.5 tile px."""
+    grey = shadowed_tile(160)
+    _, small = plant(grey, SUN, np.random.default_rng(seed), "ice")
+    _, large = plant(grey, SUN, np.random.default_rng(seed), "ice", radius_px=(8.0, 12.0))
+    # an ellipse of radius r and aspect 1-2 covers pi r^2 / aspect to pi r^2 pixels at opacity > 0.5, edges aside
+    assert 2 <= small.sum() <= np.pi * 4.5**2 * 1.5
+    assert large.sum() >= np.pi * 8.0**2 / 2 * 0.6
+    assert large.sum() > 3 * small.sum()
+
+
 def test_a_tile_without_shade_gets_no_patch():
     flat = np.full((64, 64), 120.0, dtype=np.float32)
     out, mask = plant(flat, SUN, np.random.default_rng(0), "ice", count=3)
