@@ -55,6 +55,15 @@ records the range, and ``--rescore`` plants the tuning tiles with it. Added to :
 rendered tuning recall in each ice-area bin of :data:`AREA_BINS_M2` no more than :data:`BIN_RECALL_LOSS` below the
 shipped model's.
 
+**Two experts** (``--union PARTNER --compare SHIPPED``, no training). Written after the runs below, before any
+figure of the union was computed; the partner is the crop-scale run, whose held-out figures were never read. An
+outline is kept when the shipped model keeps it **or** the partner scores it at or over its own threshold. The
+shipped model keeps its rendered recall and its large patches; the partner adds real-texture positives. The
+partner's threshold is the lowest at which at most :data:`PLANTED_REAL_PASS` of the real tuning negatives pass the
+union (:func:`union_threshold`). Replacement (:func:`adopt_union`): planted tuning recall at least
+:data:`ROUNDS_RECALL_GAIN` higher and rendered tuning precision at least :data:`ROUNDS_MIN_PRECISION`; rendered
+recall cannot fall.
+
 What the runs gave (``models/marsice_patch_64.md``): ``--planted`` and ``--plant-rounds 3`` failed their rules;
 ``--plant-rounds 3`` passed ``adopt_budget`` but was not shipped (it drops the end-to-end tests' 8 m patch);
 ``--plant-radius 2 12`` failed ``adopt_budget`` on rendered recall and the area bins. The shipped model is unchanged.
@@ -356,6 +365,68 @@ def rescore(path: Path, shipped_path: Path, cache: Path) -> None:
     card_path.write_text(json.dumps(card, indent=1) + "\n")
 
 
+def union_threshold(shipped_pass: np.ndarray, p_real: np.ndarray) -> float:
+    """The partner's lowest threshold at which at most PLANTED_REAL_PASS of the real negatives pass the union.
+
+    ``shipped_pass``: which real negatives the shipped model already keeps; ``p_real``: the partner's scores.
+    """
+    allowed = int(np.floor(PLANTED_REAL_PASS * len(p_real))) - int(shipped_pass.sum())
+    rest = np.sort(p_real[~shipped_pass])[::-1]
+    if allowed < 0:
+        return 1.0 + 1e-6  # the shipped model alone is over budget: the partner keeps nothing
+    return float(np.nextafter(rest[allowed], np.float32(1))) if allowed < len(rest) else 0.0
+
+
+def adopt_union(new: dict, shipped: dict) -> tuple[bool, list[str]]:
+    """The ``--union`` replacement rule (module docstring); arguments as :func:`adopt_planted`'s."""
+    tests = {
+        "planted recall gain": new["planted_recall"] >= shipped["planted_recall"] + ROUNDS_RECALL_GAIN,
+        "rendered precision floor": new["default"]["precision"] >= ROUNDS_MIN_PRECISION,
+        "real negatives passing": new["real_pass_rate"] <= PLANTED_REAL_PASS,
+    }
+    return all(tests.values()), [f"{name}: {'yes' if ok else 'no'}" for name, ok in tests.items()]
+
+
+def union(partner: Path, shipped_path: Path, cache: Path) -> None:
+    """``--union``: the shipped model or the partner at :func:`union_threshold`, judged by :func:`adopt_union`."""
+    from marsice_plugin.patches.model import load_patch_model, patch_threshold, predict_crops
+
+    tune = _scenes(TUNE_SEED, TUNE_SCENES, cache)
+    real_tune, _ = _real("tune", real_sun=True)
+    radius = json.loads(partner.with_suffix(".card.json").read_text())["training"].get("plant_radius_px")
+    px, py = _planted("tune", radius_px=tuple(radius) if radius else None)
+    ice = tune["y"] > 0.5
+    edges = [*AREA_BINS_M2, np.inf]
+    bins = [ice & (tune["area"] >= lo) & (tune["area"] < hi) for lo, hi in itertools.pairwise(edges)]
+    scores = {}
+    for name, path in (("shipped", shipped_path), ("partner", partner)):
+        model = load_patch_model(path)
+        scores[name] = [predict_crops(model, a) for a in (tune["x"], px, real_tune)]
+    t0 = patch_threshold(shipped_path)
+    s_tune, s_planted, s_real = (a >= t0 for a in scores["shipped"])
+    p_tune, p_planted, p_real = scores["partner"]
+    t1 = union_threshold(np.concatenate([s_real, s_planted[py < 0.5]]), np.concatenate([p_real, p_planted[py < 0.5]]))
+    figures = {}
+    for name, keep_tune, keep_planted, keep_real in (
+        ("shipped", s_tune, s_planted, s_real),
+        ("new", s_tune | (p_tune >= t1), s_planted | (p_planted >= t1), s_real | (p_real >= t1)),
+    ):
+        negatives = np.concatenate([keep_real, keep_planted[py < 0.5]])
+        figures[name] = {
+            "thresholds": [t0] if name == "shipped" else [t0, t1],
+            "default": _figures(keep_tune.astype(np.float32), tune["y"], 0.5),
+            "planted_recall": float(keep_planted[py > 0.5].mean()),
+            "planted_ice": int((py > 0.5).sum()),
+            "real_pass_rate": float(negatives.mean()),
+            "real_negatives": len(negatives),
+            "plain_real_passing": int(keep_real.sum()),
+            "plain_real": len(real_tune),
+            "bin_recall": [float(keep_tune[b].mean()) for b in bins],
+        }
+    verdict, tests = adopt_union(figures["new"], figures["shipped"])
+    print("ADOPT" if verdict else "KEEP SHIPPED", "; ".join(tests), json.dumps(figures), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-o", "--output", type=Path, default=Path("models/marsice_patch_64.keras"))
@@ -392,7 +463,17 @@ def main() -> None:
         default=None,
         help="planted patch radii in tile pixels (default: the chunk CNN's 0.8-4.5; 2 12 = 1-6 m at 0.5 m)",
     )
+    parser.add_argument(
+        "--union",
+        type=Path,
+        help="no training: keep what --compare keeps or this partner scores at its union threshold (adopt_union)",
+    )
     args = parser.parse_args()
+    if args.union is not None:
+        if args.compare is None:
+            parser.error("--union needs --compare (the shipped model)")
+        union(args.union, args.compare, args.cache)
+        return
     if args.rescore is not None:
         if args.compare is None:
             parser.error("--rescore needs --compare (the shipped model)")
