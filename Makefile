@@ -111,11 +111,17 @@ model-threshold: setup
 	$(VENV)/bin/python bench/choose_threshold.py models/marsice_xception_256_level2.keras --write-card \
 	  --real $(REAL)/landmark_tiles --real-index $(REAL_INDEX) -o models/marsice_xception_256_level2.threshold.json
 
-# The second stage (about 55 minutes on 2 shared cores; see models/marsice_patch_64.md): a small CNN on level-0
-# crops of the brightness rule's candidates in rendered products (seeds 200000-200359, tuning 210000-210089) and
-# real ice-free HiRISE pixels (../shared/realdata, open split only), its threshold chosen on the tuning part.
+# The second stage (about 90 minutes on 2 shared cores; see models/marsice_patch_64.md): the union of two small
+# CNNs on level-0 crops of the brightness rule's candidates. The rendered member: rendered products (seeds
+# 200000-200359, tuning 210000-210089) and real ice-free HiRISE pixels (../shared/realdata, open split only). The
+# real-texture member: the same plus open-split tiles with ice and decoys planted three times at the crops' scale.
+# The union keeps what either keeps; the second member's threshold holds real tuning negatives to 1 %.
 model-patch: setup
-	$(VENV)/bin/python bench/train_patch_model.py -o models/marsice_patch_64.keras
+	$(VENV)/bin/python bench/train_patch_model.py -o build/patch_model/rendered/marsice_patch_64.keras
+	$(VENV)/bin/python bench/train_patch_model.py --plant-rounds 3 --plant-radius 2 12 \
+	  -o build/patch_model/planted/marsice_patch_64.keras
+	$(VENV)/bin/python bench/train_patch_model.py --union build/patch_model/planted/marsice_patch_64.keras \
+	  --compare build/patch_model/rendered/marsice_patch_64.keras -o models/marsice_patch_64.keras
 
 # The models the plugin runs: the default ensemble and the fast model (--fast), each with its card, and detect's
 # second stage (marsice_patch_64, `make model-patch`) where it has been built.

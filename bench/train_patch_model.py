@@ -1,6 +1,6 @@
 """Train the second-stage patch model, choose its threshold on tuning data, write it with its card.
 
-What goes in (``make model-patch``; about 55 minutes on 2 shared cores):
+What goes in (``make model-patch`` trains the union's two members and joins them; about 90 minutes on 2 shared cores):
 
 * **Rendered products**, training seeds :data:`TRAIN_SEED` and up, tuning seeds :data:`TUNE_SEED` and up
   (:func:`marsice_plugin.patches.training.scene_examples`): every candidate the brightness rule outlines, labelled
@@ -66,7 +66,8 @@ recall cannot fall.
 
 What the runs gave (``models/marsice_patch_64.md``): ``--planted`` and ``--plant-rounds 3`` failed their rules;
 ``--plant-rounds 3`` passed ``adopt_budget`` but was not shipped (it drops the end-to-end tests' 8 m patch);
-``--plant-radius 2 12`` failed ``adopt_budget`` on rendered recall and the area bins. The shipped model is unchanged.
+``--plant-radius 2 12`` failed ``adopt_budget`` on rendered recall and the area bins; ``--union`` of the rendered
+model and that run passed ``adopt_union`` and is the shipped second stage since 2026-12-07.
 
 **A threshold within a real budget** (``--rescore MODEL --compare SHIPPED``, no training). The ``--plant-rounds 3``
 run failed :func:`adopt_rounds` on real negatives alone (2.4 % passing at its rendered-recall threshold). Rule
@@ -387,8 +388,11 @@ def adopt_union(new: dict, shipped: dict) -> tuple[bool, list[str]]:
     return all(tests.values()), [f"{name}: {'yes' if ok else 'no'}" for name, ok in tests.items()]
 
 
-def union(partner: Path, shipped_path: Path, cache: Path) -> None:
-    """``--union``: the shipped model or the partner at :func:`union_threshold`, judged by :func:`adopt_union`."""
+def union(partner: Path, shipped_path: Path, cache: Path, out: Path) -> None:
+    """``--union``: the shipped model or the partner at :func:`union_threshold`, judged by :func:`adopt_union`.
+
+    Writes the union (:func:`marsice_plugin.patches.union.write_union`) to ``out`` whatever the verdict.
+    """
     from marsice_plugin.patches.model import load_patch_model, patch_threshold, predict_crops
 
     tune = _scenes(TUNE_SEED, TUNE_SCENES, cache)
@@ -406,15 +410,24 @@ def union(partner: Path, shipped_path: Path, cache: Path) -> None:
     s_tune, s_planted, s_real = (a >= t0 for a in scores["shipped"])
     p_tune, p_planted, p_real = scores["partner"]
     t1 = union_threshold(np.concatenate([s_real, s_planted[py < 0.5]]), np.concatenate([p_real, p_planted[py < 0.5]]))
+    from marsice_plugin.patches.union import UNION_THRESHOLD, mapped_probability
+
+    union_tune = np.maximum(mapped_probability(scores["shipped"][0], t0), mapped_probability(p_tune, t1))
     figures = {}
-    for name, keep_tune, keep_planted, keep_real in (
-        ("shipped", s_tune, s_planted, s_real),
-        ("new", s_tune | (p_tune >= t1), s_planted | (p_planted >= t1), s_real | (p_real >= t1)),
+    for name, keep_tune, keep_planted, keep_real, ranked in (
+        ("shipped", s_tune, s_planted, s_real, (scores["shipped"][0], t0)),
+        (
+            "new",
+            s_tune | (p_tune >= t1),
+            s_planted | (p_planted >= t1),
+            s_real | (p_real >= t1),
+            (union_tune, UNION_THRESHOLD),
+        ),
     ):
         negatives = np.concatenate([keep_real, keep_planted[py < 0.5]])
         figures[name] = {
             "thresholds": [t0] if name == "shipped" else [t0, t1],
-            "default": _figures(keep_tune.astype(np.float32), tune["y"], 0.5),
+            "default": _figures(ranked[0], tune["y"], ranked[1]),
             "planted_recall": float(keep_planted[py > 0.5].mean()),
             "planted_ice": int((py > 0.5).sum()),
             "real_pass_rate": float(negatives.mean()),
@@ -425,6 +438,29 @@ def union(partner: Path, shipped_path: Path, cache: Path) -> None:
         }
     verdict, tests = adopt_union(figures["new"], figures["shipped"])
     print("ADOPT" if verdict else "KEEP SHIPPED", "; ".join(tests), json.dumps(figures), flush=True)
+    from marsice_plugin.patches.union import write_union
+
+    new = figures["new"]
+    write_union(
+        [shipped_path, partner],
+        out,
+        [t0, t1],
+        {
+            "tuning": {
+                "scenes": {"first_seed": TUNE_SEED, "count": TUNE_SCENES, **new["default"]},
+                "scenes_recall_by_area_m2": dict(zip(map(str, AREA_BINS_M2), new["bin_recall"], strict=True)),
+                "real_negatives": {"candidates": new["plain_real"], "passing": new["plain_real_passing"]},
+                "planted": {
+                    "ice_outlines": new["planted_ice"],
+                    "ice_kept": new["planted_recall"],
+                    "real_negatives_incl_planted_tiles": new["real_negatives"],
+                    "real_pass_rate": new["real_pass_rate"],
+                },
+            },
+            "rule": "bench/train_patch_model.py --union (adopt_union)",
+            "reproduce": "make model-patch",
+        },
+    )
 
 
 def main() -> None:
@@ -472,7 +508,7 @@ def main() -> None:
     if args.union is not None:
         if args.compare is None:
             parser.error("--union needs --compare (the shipped model)")
-        union(args.union, args.compare, args.cache)
+        union(args.union, args.compare, args.cache, args.output)
         return
     if args.rescore is not None:
         if args.compare is None:

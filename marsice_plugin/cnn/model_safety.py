@@ -48,6 +48,7 @@ _LAYERS = (
     "Dense",
     "AveragePooling2D",  # ensemble: a smaller member's block-averaged input
     "Average",  # ensemble: the mean of the members
+    "Maximum",  # second-stage union: the larger of its members' mapped probabilities (patches/union.py)
 )
 
 #: (module, class_name) of every object serialised in a model MarsIce builds (Keras 3.10 to 3.15 write

@@ -84,8 +84,11 @@ def patch_threshold(path: str | Path) -> float:
 
 
 def predict_crops(model: Any, crops: np.ndarray) -> np.ndarray:
-    """Ice probability of each crop (n, CROP_PX, CROP_PX, 2); an empty array for no crops."""
+    """Ice probability of each crop (n, CROP_PX, CROP_PX, 2); an empty array for no crops.
+
+    Clipped to [0, 1]: a union's piecewise mapping (:mod:`.union`) can land a float rounding over 1.
+    """
     if len(crops) == 0:
         return np.empty(0, np.float32)
     out = [np.asarray(model(crops[i : i + BATCH], training=False)).reshape(-1) for i in range(0, len(crops), BATCH)]
-    return np.concatenate(out).astype(np.float32)
+    return np.clip(np.concatenate(out).astype(np.float32), 0.0, 1.0)
