@@ -289,13 +289,18 @@ def adopt_rounds(new: dict, shipped: dict) -> tuple[bool, list[str]]:
     return all(tests.values()), [f"{name}: {'yes' if ok else 'no'}" for name, ok in tests.items()]
 
 
+def _passing_at_most(scores: np.ndarray, allowed: int) -> float:
+    """The lowest threshold at which at most ``allowed`` of ``scores`` pass (``p >= t``); none pass when negative."""
+    if allowed < 0:
+        return 1.0 + 1e-6
+    ordered = np.sort(scores)[::-1]
+    # just above the (allowed + 1)-th highest score lets exactly ``allowed`` through
+    return float(np.nextafter(ordered[allowed], np.float32(1))) if allowed < len(ordered) else 0.0
+
+
 def budget_threshold(p_rendered: np.ndarray, y: np.ndarray, p_real: np.ndarray) -> float:
     """The higher of :func:`_threshold` and the lowest threshold passing at most PLANTED_REAL_PASS of ``p_real``."""
-    allowed = int(np.floor(PLANTED_REAL_PASS * len(p_real)))
-    ordered = np.sort(p_real)[::-1]
-    # passing means p >= t: just above the (allowed + 1)-th highest real score lets exactly ``allowed`` through
-    real_t = float(np.nextafter(ordered[allowed], np.float32(1))) if allowed < len(ordered) else 0.0
-    return max(_threshold(p_rendered, y), real_t)
+    return max(_threshold(p_rendered, y), _passing_at_most(p_real, int(np.floor(PLANTED_REAL_PASS * len(p_real)))))
 
 
 def adopt_budget(new: dict, shipped: dict) -> tuple[bool, list[str]]:
@@ -312,17 +317,34 @@ def adopt_budget(new: dict, shipped: dict) -> tuple[bool, list[str]]:
     return all(tests.values()), [f"{name}: {'yes' if ok else 'no'}" for name, ok in tests.items()]
 
 
-def rescore(path: Path, shipped_path: Path, cache: Path) -> None:
-    """``--rescore``: the trained model at :func:`budget_threshold`, judged by :func:`adopt_budget`."""
-    from marsice_plugin.patches.model import load_patch_model, patch_threshold, predict_crops
-
+def _tuning_sets(trained: Path, cache: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """``--rescore``'s and ``--union``'s tuning data: rendered scenes, sun-turned real negatives, the tuning tiles
+    planted at ``trained``'s own radii (its card), and the rendered ice outlines of each area bin."""
     tune = _scenes(TUNE_SEED, TUNE_SCENES, cache)
     real_tune, _ = _real("tune", real_sun=True)
-    radius = json.loads(path.with_suffix(".card.json").read_text())["training"].get("plant_radius_px")
+    radius = json.loads(trained.with_suffix(".card.json").read_text())["training"].get("plant_radius_px")
     px, py = _planted("tune", radius_px=tuple(radius) if radius else None)
     ice = tune["y"] > 0.5
     edges = [*AREA_BINS_M2, np.inf]
     bins = [ice & (tune["area"] >= lo) & (tune["area"] < hi) for lo, hi in itertools.pairwise(edges)]
+    return tune, real_tune, px, py, bins
+
+
+def _planted_card(figures: dict) -> dict:
+    """The card's ``tuning.planted`` entry from a model's figures."""
+    return {
+        "ice_outlines": figures["planted_ice"],
+        "ice_kept": figures["planted_recall"],
+        "real_negatives_incl_planted_tiles": figures["real_negatives"],
+        "real_pass_rate": figures["real_pass_rate"],
+    }
+
+
+def rescore(path: Path, shipped_path: Path, cache: Path) -> None:
+    """``--rescore``: the trained model at :func:`budget_threshold`, judged by :func:`adopt_budget`."""
+    from marsice_plugin.patches.model import load_patch_model, patch_threshold, predict_crops
+
+    tune, real_tune, px, py, bins = _tuning_sets(path, cache)
     figures, kept = {}, np.zeros(0, bool)
     for name, p in (("new", path), ("shipped", shipped_path)):
         model = load_patch_model(p)
@@ -357,12 +379,7 @@ def rescore(path: Path, shipped_path: Path, cache: Path) -> None:
     card["tuning"]["scenes"] = {"first_seed": TUNE_SEED, "count": TUNE_SCENES, **new["default"]}
     card["tuning"]["scenes_touching_ice_precision"] = float(tune["touches"][kept].mean()) if kept.any() else None
     card["tuning"]["real_negatives"] = {"candidates": new["plain_real"], "passing": new["plain_real_passing"]}
-    card["tuning"]["planted"] = {
-        "ice_outlines": new["planted_ice"],
-        "ice_kept": new["planted_recall"],
-        "real_negatives_incl_planted_tiles": new["real_negatives"],
-        "real_pass_rate": new["real_pass_rate"],
-    }
+    card["tuning"]["planted"] = _planted_card(new)
     card_path.write_text(json.dumps(card, indent=1) + "\n")
 
 
@@ -372,20 +389,13 @@ def union_threshold(shipped_pass: np.ndarray, p_real: np.ndarray) -> float:
     ``shipped_pass``: which real negatives the shipped model already keeps; ``p_real``: the partner's scores.
     """
     allowed = int(np.floor(PLANTED_REAL_PASS * len(p_real))) - int(shipped_pass.sum())
-    rest = np.sort(p_real[~shipped_pass])[::-1]
-    if allowed < 0:
-        return 1.0 + 1e-6  # the shipped model alone is over budget: the partner keeps nothing
-    return float(np.nextafter(rest[allowed], np.float32(1))) if allowed < len(rest) else 0.0
+    return _passing_at_most(p_real[~shipped_pass], allowed)  # over budget alone: the partner keeps nothing
 
 
 def adopt_union(new: dict, shipped: dict) -> tuple[bool, list[str]]:
-    """The ``--union`` replacement rule (module docstring); arguments as :func:`adopt_planted`'s."""
-    tests = {
-        "planted recall gain": new["planted_recall"] >= shipped["planted_recall"] + ROUNDS_RECALL_GAIN,
-        "rendered precision floor": new["default"]["precision"] >= ROUNDS_MIN_PRECISION,
-        "real negatives passing": new["real_pass_rate"] <= PLANTED_REAL_PASS,
-    }
-    return all(tests.values()), [f"{name}: {'yes' if ok else 'no'}" for name, ok in tests.items()]
+    """The ``--union`` replacement rule (module docstring): :func:`adopt_rounds`'s tests (a union's rendered recall
+    cannot fall, so it needs no test of its own)."""
+    return adopt_rounds(new, shipped)
 
 
 def union(partner: Path, shipped_path: Path, cache: Path, out: Path) -> None:
@@ -395,13 +405,7 @@ def union(partner: Path, shipped_path: Path, cache: Path, out: Path) -> None:
     """
     from marsice_plugin.patches.model import load_patch_model, patch_threshold, predict_crops
 
-    tune = _scenes(TUNE_SEED, TUNE_SCENES, cache)
-    real_tune, _ = _real("tune", real_sun=True)
-    radius = json.loads(partner.with_suffix(".card.json").read_text())["training"].get("plant_radius_px")
-    px, py = _planted("tune", radius_px=tuple(radius) if radius else None)
-    ice = tune["y"] > 0.5
-    edges = [*AREA_BINS_M2, np.inf]
-    bins = [ice & (tune["area"] >= lo) & (tune["area"] < hi) for lo, hi in itertools.pairwise(edges)]
+    tune, real_tune, px, py, bins = _tuning_sets(partner, cache)
     scores = {}
     for name, path in (("shipped", shipped_path), ("partner", partner)):
         model = load_patch_model(path)
@@ -450,12 +454,7 @@ def union(partner: Path, shipped_path: Path, cache: Path, out: Path) -> None:
                 "scenes": {"first_seed": TUNE_SEED, "count": TUNE_SCENES, **new["default"]},
                 "scenes_recall_by_area_m2": dict(zip(map(str, AREA_BINS_M2), new["bin_recall"], strict=True)),
                 "real_negatives": {"candidates": new["plain_real"], "passing": new["plain_real_passing"]},
-                "planted": {
-                    "ice_outlines": new["planted_ice"],
-                    "ice_kept": new["planted_recall"],
-                    "real_negatives_incl_planted_tiles": new["real_negatives"],
-                    "real_pass_rate": new["real_pass_rate"],
-                },
+                "planted": _planted_card(new),
             },
             "rule": "bench/train_patch_model.py --union (adopt_union)",
             "reproduce": "make model-patch",
