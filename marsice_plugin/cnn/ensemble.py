@@ -32,6 +32,22 @@ from ..errors import ModelError
 from .model import keras_module, model_input_size
 
 
+def copy_member(member: Any, name: str, inputs: Any) -> Any:
+    """``member`` copied under ``name`` (its weights too, so the original stays usable) and called on ``inputs``.
+
+    Renamed so two models built by the same code can sit side by side in one file; also the union of second stages
+    (:mod:`marsice_plugin.patches.union`) builds its members this way.
+    """
+    keras = keras_module()
+    config = member.get_config()
+    config["name"] = name
+    copy = keras.Model.from_config(config)
+    copy.set_weights(member.get_weights())
+    out = copy(inputs)
+    # Keras 3.15 returns a one-output functional model's output as a one-element list (3.10 gave the tensor)
+    return out[0] if isinstance(out, list | tuple) else out
+
+
 def build_ensemble(members: Sequence[Any], name: str = "marsice_ensemble") -> Any:
     """One model whose output is the mean probability of ``members`` (loaded Keras models).
 
@@ -53,14 +69,8 @@ def build_ensemble(members: Sequence[Any], name: str = "marsice_ensemble") -> An
     inputs = keras.Input(shape=(size, size, 1), name="chunk")
     outputs = []
     for i, (member, s) in enumerate(zip(members, sizes, strict=True)):
-        config = member.get_config()
-        config["name"] = f"member_{i}"
-        copy = keras.Model.from_config(config)
-        copy.set_weights(member.get_weights())
         x = inputs if s == size else layers.AveragePooling2D(size // s, name=f"to_{s}px_{i}")(inputs)
-        out = copy(x)
-        # Keras 3.15 returns a one-output functional model's output as a one-element list (3.10 gave the tensor)
-        outputs.append(out[0] if isinstance(out, list | tuple) else out)
+        outputs.append(copy_member(member, f"member_{i}", x))
     mean = layers.Average(name="ice_probability")(outputs)
     return keras.Model(inputs, mean, name=name)
 

@@ -45,6 +45,7 @@ def mapped_probability(p: np.ndarray, threshold: float) -> np.ndarray:
 
 def build_union(members: Sequence[Any], thresholds: Sequence[float], name: str = "marsice_patch_union") -> Any:
     """One Keras model: the largest of the members' probabilities, each mapped so its threshold becomes 0.5."""
+    from ..cnn.ensemble import copy_member
     from ..cnn.model import keras_module
 
     if len(members) < 2 or len(members) != len(thresholds):
@@ -54,12 +55,7 @@ def build_union(members: Sequence[Any], thresholds: Sequence[float], name: str =
     inputs = keras.Input(shape=members[0].input_shape[1:], name="crop")
     mapped = []
     for i, (member, t) in enumerate(zip(members, thresholds, strict=True)):
-        config = member.get_config()
-        config["name"] = f"member_{i}"
-        copy = keras.Model.from_config(config)
-        copy.set_weights(member.get_weights())
-        out = copy(inputs)
-        p = out[0] if isinstance(out, list | tuple) else out
+        p = copy_member(member, f"member_{i}", inputs)
         t = float(t)
         a, b = _mapping(t)
         linear = layers.Dense(1, use_bias=False, trainable=False, name=f"below_{i}")
