@@ -352,7 +352,13 @@ def real_figures(
         if name == "landmark held-out ice-free tiles":  # issue 22: kept polygons per km², in detect's flagged images
             polygons = int(kept[is_flagged(p, threshold)].sum())
             km2 = sum(g.size for g in images) * 0.5**2 / 1e6
-            density = f"{polygons} kept polygons in CNN-flagged tiles, {polygons / km2:.2f} per km² (target <= 1)"
+            from marsice_plugin.cnn.metrics import poisson_interval
+
+            low, high = poisson_interval(polygons)
+            density = (
+                f"{polygons} kept polygons in CNN-flagged tiles of {km2:.2f} km², {polygons / km2:.2f} per km² "
+                f"(95 % interval {low / km2:.2f}-{high / km2:.2f}; target <= 1)"
+            )
         domain = check([input_statistics(v[..., 0]) for v in x], reference)
         inside = (
             f", domain distance {domain.distance:.2f} ({'inside' if domain.inside else 'outside'})" if domain else ""

@@ -155,6 +155,20 @@ def test_wilson_interval_says_what_a_few_images_can_show():
     assert wilson_interval(379, 379)[0] < 0.99 <= wilson_interval(381, 381)[0]
 
 
+def test_poisson_interval_bounds_a_count_of_false_polygons():
+    """Garwood's exact bounds from the tables: 0 events 0-3.689, 1 event 0.0253-5.572, 7 events 2.814-14.423 (so 7
+    polygons on 5.6 km² cannot show a rate over 1 per km²: the interval reaches 0.50); a negative count is refused."""
+    from marsice_plugin.cnn.metrics import poisson_interval
+
+    assert poisson_interval(0) == (0.0, pytest.approx(3.6889, abs=1e-4))
+    assert poisson_interval(1) == (pytest.approx(0.02532, abs=1e-4), pytest.approx(5.5716, abs=1e-4))
+    low, high = poisson_interval(7)
+    assert low == pytest.approx(2.8144, abs=1e-4) and high == pytest.approx(14.4227, abs=1e-4)
+    assert low / 5.64 < 1.0 < high / 5.64
+    with pytest.raises(ValueError, match="count"):
+        poisson_interval(-1)
+
+
 def test_roc_auc_interval_resamples_whole_products():
     """Ten copies of each of 20 chunks, grouped by the chunk they copy: resampling groups draws the same
     indices as resampling the 20 chunks, so the interval is theirs exactly; resampling the 200 copies one

@@ -84,6 +84,22 @@ def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, floa
     return float(max(0.0, centre - half)), float(min(1.0, centre + half))
 
 
+def poisson_interval(count: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact (Garwood) interval of a Poisson mean from one observed ``count``, e.g. false polygons on real ground.
+
+    Seven false polygons on 5.6 km² of held-out ground are a count, not a rate: the interval says how far the rate a
+    geologist will meet can lie from the one measured, which a single figure against a target of 1 per km² hides.
+    Zero counts get a lower bound of 0 and an upper bound of about 3.69.
+    """
+    from scipy.stats import chi2
+
+    if count < 0:
+        raise ValueError(f"count must be >= 0, not {count}")
+    tail = (1 - level) / 2
+    low = 0.0 if count == 0 else float(chi2.ppf(tail, 2 * count)) / 2
+    return low, float(chi2.ppf(1 - tail, 2 * count + 2)) / 2
+
+
 def roc_auc_interval(
     y: np.ndarray, p: np.ndarray, groups: np.ndarray | None = None, rounds: int = 2000, seed: int = 0
 ) -> tuple[float, float]:
