@@ -36,6 +36,8 @@ detect's flagged search outlines only the chunks the CNN flags, so only those ca
 version counted kept patches in every chunk, which detect does not see, and overstated the ROC-AUC (0.955); the
 choice was the same with both. Both runs' rows:
 ``models/marsice_ensemble_512_level1.confirm_rule.json`` (``tuning``; the first run's choice in ``first_run``).
+Rerun with the union second stage shipped since (the patch caches are keyed by its weights), rule and data
+unchanged: the same choice, 0 of 278 real tuning tiles flagged; only rows under 0.35 differ (``union_rerun``).
 
 How a real tile is read: the chunk CNN sees the whole tile resized to its input (``real_tiles.tile_input``); the
 second stage outlines the tile with the brightness rule and scores every outline's crop at one crop pixel per tile

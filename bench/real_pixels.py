@@ -182,6 +182,28 @@ def best_patches(images: list[np.ndarray], observations: list[str], stage: objec
     return np.array(best), np.array(kept)
 
 
+#: Latitude (degrees, either hemisphere) from which "ice-free" tiles may hold perennial water ice: the landmark
+#: table's ``frost_prior`` rules out *seasonal* frost only, and the north polar residual cap and its outliers lie
+#: poleward of about 75°N (the paper's band is 40-70°S).
+POLAR_LATITUDE = 75.0
+
+
+def _by_latitude(kept: np.ndarray, images: list[np.ndarray], observations: list[str]) -> str:
+    """Kept polygons per km² of the ice-free tiles under and over :data:`POLAR_LATITUDE` (information only).
+
+    The landmark table's centre latitude per observation; tile area at 0.5 m/px, as the second stage reads them.
+    """
+    rows = csv.DictReader((REAL / "landmark_tiles" / "tiles.csv").open())
+    latitude = {r["observation"]: abs(float(r["approx_center_lat_deg"])) for r in rows}
+    polar = np.array([latitude[o] >= POLAR_LATITUDE for o in observations])
+    parts = []
+    for name, where in ((f"under {POLAR_LATITUDE:.0f}°", ~polar), (f"{POLAR_LATITUDE:.0f}° and over", polar)):
+        km2 = sum(g.size for g, w in zip(images, where, strict=True) if w) * 0.5**2 / 1e6
+        count = int(np.asarray(kept)[where].sum())
+        parts.append(f"{name}: {count} on {km2:.2f} km² ({count / km2:.2f} per km²)" if km2 else f"{name}: no tiles")
+    return "by latitude: " + ", ".join(parts)
+
+
 def detect_scores(p: np.ndarray, best: np.ndarray, patch_threshold: float, threshold: float) -> np.ndarray:
     """Detect's image score (``confirm``) from the CNN's ``p`` and the best patch probability (-1: no outline).
 
@@ -359,6 +381,7 @@ def real_figures(
                 f"{polygons} kept polygons in CNN-flagged tiles of {km2:.2f} km², {polygons / km2:.2f} per km² "
                 f"(95 % interval {low / km2:.2f}-{high / km2:.2f}; target <= 1)"
             )
+            density += "; " + _by_latitude(kept * is_flagged(p, threshold), images, observations)
         domain = check([input_statistics(v[..., 0]) for v in x], reference)
         inside = (
             f", domain distance {domain.distance:.2f} ({'inside' if domain.inside else 'outside'})" if domain else ""

@@ -90,7 +90,9 @@ tile; and the clean tuning ground was 138 tiles (1.78 km² at 0.5 m/px), where o
 What the runs gave (``models/marsice_patch_64.md``): ``--planted`` and ``--plant-rounds 3`` failed their rules;
 ``--plant-rounds 3`` passed ``adopt_budget`` but was not shipped (it drops the end-to-end tests' 8 m patch);
 ``--plant-radius 2 12`` failed ``adopt_budget`` on rendered recall and the area bins; ``--union`` of the rendered
-model and that run passed ``adopt_union`` and is the shipped second stage since 2026-12-07.
+model and that run passed ``adopt_union`` and is the shipped second stage since 2026-12-07. ``--open-split chunk``
+then ``--union --density`` failed :func:`adopt_density` (planted tuning recall +0.037 at the budget's threshold,
+0.9828); the shipped union stays.
 
 **A threshold within a real budget** (``--rescore MODEL --compare SHIPPED``, no training). The ``--plant-rounds 3``
 run failed :func:`adopt_rounds` on real negatives alone (2.4 % passing at its rendered-recall threshold). Rule
@@ -144,6 +146,8 @@ AREA_BINS_M2, BIN_RECALL_LOSS = (0.0, 10.0, 30.0, 100.0), 0.05
 REAL_SCALE_M = 0.5  # real tiles are cut at one crop pixel per image pixel (their own scale is coarser: texture)
 #: ``--density`` (module docstring): kept polygons allowed per km² of CNN-flagged real tuning ground (issue 22).
 DENSITY_BUDGET_PER_KM2 = 1.0
+#: Partner thresholds whose cost ``--density`` prints beside its choice (information only, nothing chosen from it).
+TRADE_OFF_THRESHOLDS = (0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
 
 
 def _scenes(first: int, count: int, cache: Path, contrast: float = 0.5) -> dict:
@@ -582,6 +586,15 @@ def union(
             "real_pass_rate": float(negatives.mean()),
             **(_density_figures(predict_crops(model, crops) >= t, in_flagged, km2) if density else {}),
         }
+    if density:  # information only: what each partner threshold costs in the target's unit (chosen above)
+        for t in sorted({round(t1, 4), *TRADE_OFF_THRESHOLDS}, reverse=True):
+            keep_tiles, keep_planted = s_tiles | (p_tiles >= t), s_planted | (p_planted >= t)
+            print(
+                f"partner at {t:.4f}: planted tuning recall {keep_planted[py > 0.5].mean():.3f}, "
+                f"kept polygons in CNN-flagged tuning tiles {int((keep_tiles & in_flagged).sum())} "
+                f"({(keep_tiles & in_flagged).sum() / km2:.2f} per km²), in every tile {int(keep_tiles.sum())}",
+                flush=True,
+            )
     verdict, tests = (adopt_density if density else adopt_union)(figures["new"], figures["shipped"])
     print("ADOPT" if verdict else "KEEP SHIPPED", "; ".join(tests), json.dumps(figures), flush=True)
     from marsice_plugin.patches.union import write_union
