@@ -64,6 +64,13 @@ def main() -> int:
     ap.add_argument("--read-levels", nargs="*", type=int, default=[], help="JPEG2000 levels to time beside level 0")
     ap.add_argument("--threshold", type=float, default=0.6, help="decision threshold for the agreement figures")
     ap.add_argument("--overlap", default="auto", help="chunk overlap as 'marsice detect --overlap' takes it")
+    ap.add_argument(
+        "--patch-model",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="other second stages to time on the same crops beside the shipped one (e.g. a baseline)",
+    )
     args = ap.parse_args()
 
     keras_module()
@@ -169,13 +176,19 @@ def main() -> int:
         f"{args.size**2 / dt / 1e6:.2f} Mpx/s, {len(result.scored) / dt:.1f} chunks/s, "
         f"{len(result.scored)} chunks, {len(result.candidates)} candidates"
     )
-    second_stage(sample.label_path, work, end_to_end, dt)
+    second_stage(sample.label_path, work, end_to_end, dt, [None, *args.patch_model])
     print(f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     return 0
 
 
-def second_stage(label: Path, work: Path, options: object, detect_s: float) -> None:
-    """The second stage's own cost (level-0 crops + patch CNN on every outline) beside detect's end-to-end time."""
+def second_stage(
+    label: Path, work: Path, options: object, detect_s: float, patch_models: list[Path | None] = (None,)
+) -> None:
+    """The second stage's own cost (level-0 crops + patch CNN on every outline) beside detect's end-to-end time.
+
+    Each of ``patch_models`` (None: the shipped one) scores the very same crops, after one warm-up call, so a
+    baseline's cost is measured in the same run on the same outlines.
+    """
     from dataclasses import replace
 
     from marsice_plugin.detection import load_stage
@@ -185,21 +198,23 @@ def second_stage(label: Path, work: Path, options: object, detect_s: float) -> N
     from marsice_plugin.product import open_product
 
     every = detect(label, work / "bench_all.gpkg", replace(options, all_candidates=True))
-    stage = load_stage(None)
     with open_product(label) as product:
         t = time.perf_counter()
         crops = product_crops(product, every.candidates)
         crop_s = time.perf_counter() - t
+    for path in patch_models:
+        stage = load_stage(path)
+        predict_crops(stage.model, crops[:1])  # warm-up: graph tracing is not the stage's per-product cost
         t = time.perf_counter()
-        predict_crops(stage.model, crops)
+        p = predict_crops(stage.model, crops)
         cnn_s = time.perf_counter() - t
-    total = crop_s + cnn_s
-    print(
-        f"second stage ({stage.name}): {total:.2f} s for {len(every.candidates)} outlines (level-0 crops "
-        f"{crop_s:.2f} s, patch CNN {cnn_s:.2f} s) = {100 * total / detect_s:.1f} % of detect's {detect_s:.1f} s; "
-        f"{every.outlined} outlined, {sum(c.probability >= stage.threshold for c in every.candidates)} kept at "
-        f"{stage.threshold:.2f}"
-    )
+        total = crop_s + cnn_s
+        print(
+            f"second stage ({path or stage.name}): {total:.2f} s for {len(every.candidates)} outlines (level-0 "
+            f"crops {crop_s:.2f} s, patch CNN {cnn_s:.2f} s) = {100 * total / detect_s:.1f} % of detect's "
+            f"{detect_s:.1f} s; {every.outlined} outlined, {int((p >= stage.threshold).sum())} kept at "
+            f"{stage.threshold:.2f}"
+        )
 
 
 if __name__ == "__main__":
