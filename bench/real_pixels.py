@@ -157,29 +157,40 @@ def real_sets(size: int) -> dict[str, tuple[np.ndarray, np.ndarray, list[np.ndar
     return out
 
 
-def best_patches(images: list[np.ndarray], observations: list[str], stage: object) -> tuple[np.ndarray, np.ndarray]:
-    """The second stage's best probability per image (-1: nothing outlined) and its outlines kept, as detect reads them.
+def tile_crops(images: list[np.ndarray], observations: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every outline's crop in ``images`` as detect's second stage reads real tiles, and the image of each crop.
 
     Every outline of the brightness rule, cut at one crop pixel per image pixel (0.5 m, as the second stage's real
     negatives were) and turned by the observation's sun from the RDR index (a fixed random turn where the index has
-    none: the Planet Four panels). Same reading as ``bench/confirm_rule.py``.
+    none: the Planet Four panels). Shared by :func:`best_patches`, ``bench/confirm_rule.py`` and the tuning-ground
+    budget of ``bench/train_patch_model.py --density``, so all three read real tiles alike.
     """
     from marsice_plugin.cnn.real_tiles import sun_azimuths
-    from marsice_plugin.patches.model import predict_crops
     from marsice_plugin.patches.training import array_examples
 
     suns = sun_azimuths(REAL_INDEX)
     rng = np.random.default_rng(21)
-    best, kept = [], []
+    crops, image_of = [], []
     for k, grey in enumerate(images):
         sun = suns.get(observations[k]) if k < len(observations) else None
         azimuth = float(sun) if sun is not None else float(rng.uniform(0, 360))
         ex = array_examples(grey, 0.5, azimuth, "real", limit=10_000)
-        x = np.asarray(ex.x, np.float32).reshape(-1, 64, 64, 2)
-        p = predict_crops(stage.model, x) if len(x) else np.zeros(0)
-        best.append(float(p.max()) if len(p) else -1.0)
-        kept.append(int((p >= stage.threshold).sum()))
-    return np.array(best), np.array(kept)
+        crops.extend(ex.x)
+        image_of.extend([k] * len(ex.x))
+    return np.asarray(crops, np.float32).reshape(-1, 64, 64, 2), np.asarray(image_of, int)
+
+
+def best_patches(images: list[np.ndarray], observations: list[str], stage: object) -> tuple[np.ndarray, np.ndarray]:
+    """The second stage's best probability per image (-1: nothing outlined) and its outlines kept, as detect reads them
+    (:func:`tile_crops`)."""
+    from marsice_plugin.patches.model import predict_crops
+
+    crops, image_of = tile_crops(images, observations)
+    p = predict_crops(stage.model, crops) if len(crops) else np.zeros(0)
+    best = np.full(len(images), -1.0)
+    np.maximum.at(best, image_of, p)
+    kept = np.bincount(image_of[p >= stage.threshold], minlength=len(images))
+    return best, kept
 
 
 #: Latitude (degrees, either hemisphere) from which "ice-free" tiles may hold perennial water ice: the landmark

@@ -67,8 +67,8 @@ recall cannot fall.
 **A budget in the target's unit, on ground neither stage trained on** (``--open-split chunk``, then ``--union
 PARTNER --compare RENDERED --density``). Written on 2026-12-07 before the run it judges. The shipped union's partner
 threshold held at most 1 % of real tuning *outlines* passing, and held-out ice-free ground then had 1.24 kept
-polygons per km² (7 polygons; exact 95 % interval 0.50-2.56) against issue 22's 1 per km². Two things stood in the
-way of stating the budget in polygons per km² on tuning data: this bench's open split (seed :data:`SPLIT_SEED`)
+polygons per km² (7 polygons; exact 95 % interval 0.50-2.56) against issue 22's 1 per km². Three things stood in
+the way of stating the budget in polygons per km² on tuning data: this bench's open split (seed :data:`SPLIT_SEED`)
 differs from the chunk CNN's (``marsice_plugin.cnn.real_tiles.split_observations``), so on any open tile one stage
 or the other had trained, and detect outlines only the chunks the CNN flags, which needs a CNN that has not seen the
 tile; and the clean tuning ground was 138 tiles (1.78 km² at 0.5 m/px), where one polygon is 0.56 per km². So:
@@ -241,17 +241,12 @@ def _planted(
 def _real(
     part: str, real_sun: bool = False, contrast: float = 0.5, split: str = "patch"
 ) -> tuple[np.ndarray, list[str]]:
-    """:func:`_real_examples`' crops, and the files they come from (relative to the real data)."""
-    total, files = _real_examples(part, real_sun, contrast, split)
-    return np.asarray(total.x, np.float32).reshape(-1, 64, 64, 2), [str(f.relative_to(REAL)) for f in files]
-
-
-def _real_examples(part: str, real_sun: bool = False, contrast: float = 0.5, split: str = "patch") -> tuple:
     """Negatives of the open split's ``part`` ('train' or 'tune'); training also takes images/ and browse/.
 
     Each image is turned by a random azimuth (the shipped model), or with ``real_sun`` by its observation's sun from
     the RDR index (``(SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) mod 360``; random where the index has none), so that real
-    pixels are lit from the top as rendered ones are and lighting cannot tell the two apart.
+    pixels are lit from the top as rendered ones are and lighting cannot tell the two apart. ``split``:
+    :func:`_open_rows`'s.
     """
     from marsice_plugin.patches.training import Examples, array_examples
 
@@ -271,7 +266,7 @@ def _real_examples(part: str, real_sun: bool = False, contrast: float = 0.5, spl
         turn = float(rng.uniform(0, 360))  # drawn for every file, so both modes turn the same files alike
         azimuth = suns.get(f.name[:15], turn)
         total.extend(array_examples(_grey(f), REAL_SCALE_M, azimuth, f.name, min_contrast=contrast))
-    return total, files
+    return np.asarray(total.x, np.float32).reshape(-1, 64, 64, 2), [str(f.relative_to(REAL)) for f in files]
 
 
 def _train(x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> object:
@@ -449,38 +444,25 @@ def _tile_outlines(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, floa
     """The tuning tiles of ``split`` as detect's flagged search meets them: every outline's crop, the tile of each
     crop, whether the shipped chunk CNN flags each tile, and the tiles' ground area in km² at :data:`REAL_SCALE_M`.
 
-    Read as ``bench/real_pixels.py`` reads the held-out tiles (``best_patches``): 8-bit grey, every outline of the
+    Read as ``bench/real_pixels.py`` reads the held-out tiles (its ``tile_crops``): 8-bit grey, every outline of the
     brightness rule, turned by the observation's sun from the RDR index (a fixed random turn where it has none).
     """
+    from bench.real_pixels import tile_crops
     from marsice_plugin.cnn.model import load_model, model_input_size
-    from marsice_plugin.cnn.real_tiles import grey8, sun_azimuths, tile_input
+    from marsice_plugin.cnn.real_tiles import grey8, tile_input
     from marsice_plugin.detect_defaults import batch_size_for, is_flagged
     from marsice_plugin.model_registry import default_model_path, model_threshold
-    from marsice_plugin.patches.training import array_examples
 
-    suns = sun_azimuths(REAL_INDEX)
-    rng = np.random.default_rng(21)
     rows = _open_rows("tune", split)
     greys = [grey8(REAL / "landmark_tiles" / r["file"]) for r in rows]
-    crops, tile_of = [], []
-    for k, (r, grey) in enumerate(zip(rows, greys, strict=True)):
-        sun = suns.get(r["observation"])
-        azimuth = float(sun) if sun is not None else float(rng.uniform(0, 360))
-        ex = array_examples(grey, REAL_SCALE_M, azimuth, "real", limit=10_000)
-        crops.extend(ex.x)
-        tile_of.extend([k] * len(ex.x))
+    crops, tile_of = tile_crops(greys, [r["observation"] for r in rows])
     path = default_model_path()
     model = load_model(path)
     size = model_input_size(model)
     x = np.stack([tile_input(g, size) for g in greys])[..., None]
     p = np.asarray(model.predict(x, batch_size=batch_size_for(size), verbose=0)).reshape(-1)
     km2 = sum(g.size for g in greys) * REAL_SCALE_M**2 / 1e6
-    return (
-        np.asarray(crops, np.float32).reshape(-1, 64, 64, 2),
-        np.asarray(tile_of, int),
-        np.asarray(is_flagged(p, model_threshold(None, path)), bool),
-        km2,
-    )
+    return crops, tile_of, np.asarray(is_flagged(p, model_threshold(None, path)), bool), km2
 
 
 def density_threshold(shipped_keep: np.ndarray, p_partner: np.ndarray, in_flagged: np.ndarray, km2: float) -> float:
