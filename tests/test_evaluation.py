@@ -117,6 +117,12 @@ def test_evaluate_cli_reports_model_and_baseline(marsice_cli, tmp_path):
     assert outlines["on_ice"] <= outlines["candidates"] and outlines["patches_outlined"] <= outlines["patches"]
     assert outlines["patches"] > 0 and "candidate outlines:" in proc.stdout
     assert "patch recall cut by the grid" in proc.stdout
+    stage = report["second_stage"]  # each polygon-level figure with its Wilson interval, in the JSON and the text
+    lo, hi = stage["patch_recall_ci95"]
+    assert lo <= stage["patch_recall"] <= hi
+    assert f"found {stage['patches_found']}/{stage['patches']} (recall {stage['patch_recall']:.3f}, 95% {lo:.3f}-" in (
+        proc.stdout
+    )
     assert "brightness baseline: roc_auc=" in proc.stdout
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size == (500, 400)

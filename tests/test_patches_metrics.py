@@ -55,6 +55,9 @@ def test_precision_recall_and_average_precision_on_a_constructed_product():
     assert r["polygon_precision"] == 1.0
     assert (r["patches"], r["patches_found"]) == (2, 1)
     assert r["patch_recall"] == 0.5 and r["patch_recall_before_second_stage"] == 1.0
+    # Wilson 95 %: one kept polygon, on ice, shows precision of at least 1 / (1 + z²) only; 1 of 2 patches, 0.09-0.91
+    assert r["polygon_precision_ci95"] == [pytest.approx(1 / (1 + 1.959964**2), abs=1e-6), 1.0]
+    assert r["patch_recall_ci95"] == [pytest.approx(0.0945, abs=1e-4), pytest.approx(0.9055, abs=1e-4)]
     ap = r["average_precision"]
     assert ap["rank"] == pytest.approx(1.0)  # A, C, then the miss
     assert ap["area"] == pytest.approx((1 / 2 + 2 / 3) / 2)  # miss, A, C

@@ -125,9 +125,10 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         ap = s["average_precision"]
         lines.append(
             f"second stage (threshold {s['threshold']:.2f}, search {s['search']}): {s['kept']} of {s['outlined']} "
-            f"outlines kept, polygon precision {s['polygon_precision']:.3f} ({s['kept_on_ice']}/{s['kept']}); "
-            f"planted patches >= {s['min_patch_m']:g} m found {s['patches_found']}/{s['patches']} "
-            f"(recall {s['patch_recall']:.3f}, {s['patch_recall_before_second_stage']:.3f} before it); "
+            f"outlines kept, polygon precision {s['polygon_precision']:.3f} ({s['kept_on_ice']}/{s['kept']}; 95% "
+            f"{_interval(s['polygon_precision_ci95'])}); planted patches >= {s['min_patch_m']:g} m found "
+            f"{s['patches_found']}/{s['patches']} (recall {s['patch_recall']:.3f}, 95% "
+            f"{_interval(s['patch_recall_ci95'])}; {s['patch_recall_before_second_stage']:.3f} before it); "
             f"average precision rank {ap['rank']:.3f}, area {ap['area']:.3f}, "
             f"chunk probability {ap['chunk_probability']:.3f}"
         )

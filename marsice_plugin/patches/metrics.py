@@ -4,6 +4,8 @@
 * **Planted-patch recall**: the share of truth patches (8-connected ice pixels) of :data:`MIN_PATCH_M` or more
   (equivalent diameter, 2 sqrt(area / pi)) touched by a kept candidate. Smaller patches are below what the
   instrument resolves as a patch (a few pixels) and are not counted.
+* Both come with their 95 % Wilson interval (``*_ci95``): v1 has 17 counted patches, where 13 found (0.765) and
+  the target 0.8 lie inside one interval (0.53-0.90). A figure that cannot tell the target from a miss says so.
 * **Average precision** of an ordering of *every* outlined candidate (before the second stage drops any): the mean,
   over the candidates on ice, of the precision among those ranked at or above it (ties: the order given). It says
   how soon a geologist going down the list meets the ice; computed for ``rank``, for area (largest first, the
@@ -17,6 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from ..cnn.metrics import wilson_interval
 
 #: Planted patches at least this wide (equivalent diameter, metres) count for recall.
 MIN_PATCH_M = 2.0
@@ -105,9 +109,11 @@ class RankingTally:
             "kept": int(kept.sum()),
             "kept_on_ice": int((on & kept).sum()),
             "polygon_precision": float((on & kept).sum() / kept.sum()) if kept.any() else float("nan"),
+            "polygon_precision_ci95": list(wilson_interval(int((on & kept).sum()), int(kept.sum()))),
             "patches": self.patches,
             "patches_found": self.patches_found,
             "patch_recall": self.patches_found / self.patches if self.patches else float("nan"),
+            "patch_recall_ci95": list(wilson_interval(self.patches_found, self.patches)),
             "patch_recall_before_second_stage": self.patches_outlined / self.patches if self.patches else float("nan"),
             "average_precision": {
                 "rank": average_precision(np.asarray(self.rank), on),
