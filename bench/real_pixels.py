@@ -199,20 +199,30 @@ def best_patches(images: list[np.ndarray], observations: list[str], stage: objec
 POLAR_LATITUDE = 75.0
 
 
-def _by_latitude(kept: np.ndarray, images: list[np.ndarray], observations: list[str]) -> str:
-    """Kept polygons per km² of the ice-free tiles under and over :data:`POLAR_LATITUDE` (information only).
+def _by_latitude(
+    kept: np.ndarray, cnn: np.ndarray, detect: np.ndarray, images: list[np.ndarray], observations: list[str]
+) -> str:
+    """Tiles flagged (CNN, detect) and kept polygons per km² under and over :data:`POLAR_LATITUDE` (information only).
 
     The landmark table's centre latitude per observation; tile area at 0.5 m/px, as the second stage reads them.
+    Under it, "ice-free" is a label one can believe; over it, a flag may be perennial ice rather than a false alarm.
     """
     rows = csv.DictReader((REAL / "landmark_tiles" / "tiles.csv").open())
     latitude = {r["observation"]: abs(float(r["approx_center_lat_deg"])) for r in rows}
     polar = np.array([latitude[o] >= POLAR_LATITUDE for o in observations])
     parts = []
     for name, where in ((f"under {POLAR_LATITUDE:.0f}°", ~polar), (f"{POLAR_LATITUDE:.0f}° and over", polar)):
+        if not where.any():
+            parts.append(f"{name}: no tiles")
+            continue
         km2 = sum(g.size for g, w in zip(images, where, strict=True) if w) * 0.5**2 / 1e6
         count = int(np.asarray(kept)[where].sum())
-        parts.append(f"{name}: {count} on {km2:.2f} km² ({count / km2:.2f} per km²)" if km2 else f"{name}: no tiles")
-    return "by latitude: " + ", ".join(parts)
+        parts.append(
+            f"{name}: {int(where.sum())} tiles from {len({o for o, w in zip(observations, where, strict=True) if w})} "
+            f"observations, CNN flags {int(cnn[where].sum())}, detect {int(detect[where].sum())}, "
+            f"{count} kept polygons in CNN-flagged tiles ({count / km2:.2f} per km² of {km2:.2f})"
+        )
+    return "by latitude: " + "; ".join(parts)
 
 
 def detect_scores(p: np.ndarray, best: np.ndarray, patch_threshold: float, threshold: float) -> np.ndarray:
@@ -392,7 +402,13 @@ def real_figures(
                 f"{polygons} kept polygons in CNN-flagged tiles of {km2:.2f} km², {polygons / km2:.2f} per km² "
                 f"(95 % interval {low / km2:.2f}-{high / km2:.2f}; target <= 1)"
             )
-            density += "; " + _by_latitude(kept * is_flagged(p, threshold), images, observations)
+            density += "\n  " + _by_latitude(
+                kept * is_flagged(p, threshold),
+                is_flagged(p, threshold),
+                is_flagged(both, threshold),
+                images,
+                observations,
+            )
         domain = check([input_statistics(v[..., 0]) for v in x], reference)
         inside = (
             f", domain distance {domain.distance:.2f} ({'inside' if domain.inside else 'outside'})" if domain else ""
