@@ -21,7 +21,7 @@ ice-free tuning tiles flagged; ties: the highest tuning chunk ROC-AUC, then the 
 cached in ``build/small_patches`` for the default model, ``build/confirm_rule/`` for the others) and the 40 of
 ``bench/choose_threshold.py`` (seeds 1,100,000 and up): 72 products, 36 with planted ice. Real: the ice-free
 tiles of the open split's tuning observations (``marsice_plugin.cnn.real_tiles.open_tiles(..., "tune")``: 278
-tiles the chunk CNN never trained on; the second stage's own split differs, so about 80 % of them were among its
+tiles the chunk CNN never trained on; the second stage's own split differs, so 249 of them were among its
 negatives, which makes their patch figure optimistic: said beside it). The held-out split and the frozen sets are
 read only with ``--report``, after the choice, and nothing is chosen from them.
 
