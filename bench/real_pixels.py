@@ -217,10 +217,12 @@ def _by_latitude(
             continue
         km2 = sum(g.size for g, w in zip(images, where, strict=True) if w) * 0.5**2 / 1e6
         count = int(np.asarray(kept)[where].sum())
+        holding = {o for o, w, k in zip(observations, where, kept, strict=True) if w and k}
         parts.append(
             f"{name}: {int(where.sum())} tiles from {len({o for o, w in zip(observations, where, strict=True) if w})} "
             f"observations, CNN flags {int(cnn[where].sum())}, detect {int(detect[where].sum())}, "
-            f"{count} kept polygons in CNN-flagged tiles ({count / km2:.2f} per km² of {km2:.2f})"
+            f"{count} kept polygons in CNN-flagged tiles ({count / km2:.2f} per km² of {km2:.2f}) "
+            f"in {len(holding)} observations"
         )
     return "by latitude: " + "; ".join(parts)
 
