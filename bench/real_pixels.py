@@ -180,6 +180,20 @@ def tile_crops(images: list[np.ndarray], observations: list[str]) -> tuple[np.nd
     return np.asarray(crops, np.float32).reshape(-1, 64, 64, 2), np.asarray(image_of, int)
 
 
+def tile_probabilities(model: object, images: list[np.ndarray], size: int) -> np.ndarray:
+    """The chunk CNN's probability for each 8-bit tile, read whole (``real_tiles.tile_input``) as detect's batches."""
+    from marsice_plugin.detect_defaults import batch_size_for
+
+    x = np.stack([tile_input(g, size) for g in images])[..., None]
+    return np.asarray(model.predict(x, batch_size=batch_size_for(size), verbose=0)).reshape(-1)
+
+
+def ground_km2(images: list[np.ndarray]) -> float:
+    """Ground area of ``images`` in km² at 0.5 m/px, the scale the second stage reads real tiles at (their own is
+    coarser)."""
+    return sum(g.size for g in images) * 0.5**2 / 1e6
+
+
 def best_patches(images: list[np.ndarray], observations: list[str], stage: object) -> tuple[np.ndarray, np.ndarray]:
     """The second stage's best probability per image (-1: nothing outlined) and its outlines kept, as detect reads them
     (:func:`tile_crops`)."""
@@ -215,7 +229,7 @@ def _by_latitude(
         if not where.any():
             parts.append(f"{name}: no tiles")
             continue
-        km2 = sum(g.size for g, w in zip(images, where, strict=True) if w) * 0.5**2 / 1e6
+        km2 = ground_km2([g for g, w in zip(images, where, strict=True) if w])
         count = int(np.asarray(kept)[where].sum())
         holding = {o for o, w, k in zip(observations, where, kept, strict=True) if w and k}
         parts.append(
@@ -392,11 +406,12 @@ def real_figures(
         p = np.asarray(model.predict(x, batch_size=batch_size_for(size), verbose=0)).reshape(-1)
         best, kept = best_patches(images, observations, stage)
         both = detect_scores(p, best, stage.threshold, threshold)
-        flagged, detected = int(is_flagged(p, threshold).sum()), int(is_flagged(both, threshold).sum())
+        cnn_flags, detect_flags = is_flagged(p, threshold), is_flagged(both, threshold)
+        flagged, detected = int(cnn_flags.sum()), int(detect_flags.sum())
         flags[name] = (flagged, detected, len(p))
         if name == "landmark held-out ice-free tiles":  # issue 22: kept polygons per km², in detect's flagged images
-            polygons = int(kept[is_flagged(p, threshold)].sum())
-            km2 = sum(g.size for g in images) * 0.5**2 / 1e6
+            polygons = int(kept[cnn_flags].sum())
+            km2 = ground_km2(images)
             from marsice_plugin.cnn.metrics import poisson_interval
 
             low, high = poisson_interval(polygons)
@@ -404,13 +419,7 @@ def real_figures(
                 f"{polygons} kept polygons in CNN-flagged tiles of {km2:.2f} km², {polygons / km2:.2f} per km² "
                 f"(95 % interval {low / km2:.2f}-{high / km2:.2f}; target <= 1)"
             )
-            density += "\n  " + _by_latitude(
-                kept * is_flagged(p, threshold),
-                is_flagged(p, threshold),
-                is_flagged(both, threshold),
-                images,
-                observations,
-            )
+            density += "\n  " + _by_latitude(kept * cnn_flags, cnn_flags, detect_flags, images, observations)
         domain = check([input_statistics(v[..., 0]) for v in x], reference)
         inside = (
             f", domain distance {domain.distance:.2f} ({'inside' if domain.inside else 'outside'})" if domain else ""
@@ -445,7 +454,7 @@ def planted_figures(model: object, size: int, threshold: float, patch_model: Pat
     """Section 5: ice and decoys planted into the held-out ice-free tiles, flagged by the CNN and by detect."""
     from marsice_plugin.cnn.planting import plant
     from marsice_plugin.cnn.real_tiles import sun_azimuths
-    from marsice_plugin.detect_defaults import batch_size_for, is_flagged
+    from marsice_plugin.detect_defaults import is_flagged
     from marsice_plugin.detection import load_stage
 
     stage = load_stage(patch_model)
@@ -470,8 +479,7 @@ def planted_figures(model: object, size: int, threshold: float, patch_model: Pat
     )
     probs = {}
     for kind in ("ice", "decoy"):
-        x = np.stack([tile_input(g, size) for g in images[kind]])[..., None]
-        p = np.asarray(model.predict(x, batch_size=batch_size_for(size), verbose=0)).reshape(-1)
+        p = tile_probabilities(model, images[kind], size)
         best, _ = best_patches(images[kind], observations[kind], stage)
         both = detect_scores(p, best, stage.threshold, threshold)
         flagged, detected = int(is_flagged(p, threshold).sum()), int(is_flagged(both, threshold).sum())

@@ -447,10 +447,10 @@ def _tile_outlines(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, floa
     Read as ``bench/real_pixels.py`` reads the held-out tiles (its ``tile_crops``): 8-bit grey, every outline of the
     brightness rule, turned by the observation's sun from the RDR index (a fixed random turn where it has none).
     """
-    from bench.real_pixels import tile_crops
+    from bench.real_pixels import ground_km2, tile_crops, tile_probabilities
     from marsice_plugin.cnn.model import load_model, model_input_size
-    from marsice_plugin.cnn.real_tiles import grey8, tile_input
-    from marsice_plugin.detect_defaults import batch_size_for, is_flagged
+    from marsice_plugin.cnn.real_tiles import grey8
+    from marsice_plugin.detect_defaults import is_flagged
     from marsice_plugin.model_registry import default_model_path, model_threshold
 
     rows = _open_rows("tune", split)
@@ -458,11 +458,8 @@ def _tile_outlines(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, floa
     crops, tile_of = tile_crops(greys, [r["observation"] for r in rows])
     path = default_model_path()
     model = load_model(path)
-    size = model_input_size(model)
-    x = np.stack([tile_input(g, size) for g in greys])[..., None]
-    p = np.asarray(model.predict(x, batch_size=batch_size_for(size), verbose=0)).reshape(-1)
-    km2 = sum(g.size for g in greys) * REAL_SCALE_M**2 / 1e6
-    return crops, tile_of, np.asarray(is_flagged(p, model_threshold(None, path)), bool), km2
+    p = tile_probabilities(model, greys, model_input_size(model))
+    return crops, tile_of, np.asarray(is_flagged(p, model_threshold(None, path)), bool), ground_km2(greys)
 
 
 def density_threshold(shipped_keep: np.ndarray, p_partner: np.ndarray, in_flagged: np.ndarray, km2: float) -> float:
