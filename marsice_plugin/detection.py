@@ -11,9 +11,10 @@ Chunks are streamed strip by strip and scored in batches while the next batch is
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,12 +23,16 @@ from .chunk_reader import ChunkReader
 from .cnn.domain import DomainReference, check, load_reference
 from .detect_defaults import batch_size_for, is_flagged
 from .model_registry import model_read_level
-from .patches.chunk_score import CHUNK_SCORE_RULES, combine_chunk_scores, default_chunk_score
+from .patches.chunk_score import CHUNK_SCORE_RULES, centroids_in_windows, combine_chunk_scores, default_chunk_score
 from .patches.stage import SEARCH_MODES, PatchStage, score_stream
 from .product import Product
 from .progress import Reporter
 from .result_layers import ChunkScore, Detections, result_rows
 from .stitching import stitch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .candidates import Candidate
+    from .grid import Window
 
 #: GDAL's block cache while candidates are outlined and cropped from level-0 windows after scoring. GDAL's default
 #: (5 % of RAM) kept every tile those windows touched: on a 1 Gpx product detect's peak rose from 1.8 GB while
@@ -67,6 +72,17 @@ class DetectOptions:
 #: 1 Gpx `--fast --search all` detect (bench/fullsize.py, 2026-12-07); the default model scores about 4x slower than
 #: `--fast`, so with every chunk searched scoring gets a quarter of the bar and outlining the rest.
 PROGRESS_SPANS = {"flagged": ((5.0, 90.0), (90.0, 92.0)), "all": ((5.0, 30.0), (30.0, 92.0))}
+
+
+#: Which outlines flagged search keeps, of those in the flagged chunks' reads (``bench/search_area.py``):
+#:
+#: * ``raster``: those reaching the threshold somewhere in the stitched raster. Where chunks overlap the raster is a
+#:   weighted mean (:mod:`marsice_plugin.stitching`), so part of a flagged chunk can fall under the threshold and its
+#:   patches are never outlined;
+#: * ``window``: those whose centroid lies in the window of a flagged chunk, the chunk the patch belongs to
+#:   (:func:`marsice_plugin.patches.chunk_score.centroids_in_windows`), whatever its neighbours say.
+FLAGGED_AREAS = ("raster", "window")
+DEFAULT_FLAGGED_AREA = "raster"
 
 
 def progress_spans(search: str) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -200,6 +216,7 @@ def detections_from_scores(
     search: str = "flagged",
     chunk_score: str | None = None,
     reporter: Reporter | None = None,
+    flagged_area: str = DEFAULT_FLAGGED_AREA,
 ) -> Detections:
     """The flow after the CNN: stitch the chunk probabilities, outline candidates in flagged chunks, build rows.
 
@@ -213,13 +230,16 @@ def detections_from_scores(
     (:mod:`marsice_plugin.patches.chunk_score`); the chunk rows, the stitched raster and the image summary all carry
     the combination, and ``cnn_probability`` the first stage's value. Outlines are searched by the first stage's.
     None: :func:`~marsice_plugin.patches.chunk_score.default_chunk_score` of ``search``. ``reporter`` gets one
-    progress line per outlined window.
+    progress line per outlined window. ``flagged_area`` says which outlines flagged search keeps
+    (:data:`FLAGGED_AREAS`); the other one stays for ``bench/search_area.py`` to compare.
     """
     chunk_score = chunk_score or default_chunk_score(search)
     if search not in SEARCH_MODES:
         raise ValueError(f"search must be one of {SEARCH_MODES}, not {search!r}")
     if chunk_score not in CHUNK_SCORE_RULES:
         raise ValueError(f"chunk_score must be one of {CHUNK_SCORE_RULES}, not {chunk_score!r}")
+    if flagged_area not in FLAGGED_AREAS:
+        raise ValueError(f"flagged_area must be one of {FLAGGED_AREAS}, not {flagged_area!r}")
     first = [c if c.cnn_probability is None else replace(c, probability=c.cnn_probability) for c in chunks]
     found = Detections(product.product_id, threshold, chunks=first)
     stats = [c.input_stats for c in found.chunks if c.input_stats is not None]
@@ -230,9 +250,11 @@ def detections_from_scores(
         rule = CandidateOptions(threshold=0.0, min_contrast=SMALL_PATCH_CONTRAST)
     else:
         windows = [c.window for c in found.chunks if is_flagged(c.probability, threshold)]
-        rule = CandidateOptions(threshold=threshold)
+        rule = CandidateOptions(threshold=0.0 if flagged_area == "window" else threshold)
     # outlined, scored and dropped window by window: at real size every outline at once took gigabytes (README)
     outlines = outline_stream(product, windows, found.raster, rule)
+    if search == "flagged" and flagged_area == "window":
+        outlines = in_flagged_windows(outlines, windows, product.transform)
     span = progress_spans(search)[1]
     search_result = score_stream(
         product, outlines, patch, [c.window for c in found.chunks], len(windows), reporter, span
@@ -248,3 +270,19 @@ def detections_from_scores(
             found.raster = stitch(found.chunks, product.width, product.height, product.transform)
     found.rows = result_rows(product, found, model_name)
     return found
+
+
+def in_flagged_windows(
+    outlines: Iterator[tuple[int, list[tuple[tuple[int, int], Candidate]]]], windows: list[Window], transform: Any
+) -> Iterator[tuple[int, list[tuple[tuple[int, int], Candidate]]]]:
+    """The outline stream (:func:`~marsice_plugin.candidates.outline_stream`) less outlines centred outside ``windows``.
+
+    Flagged search reads each flagged chunk with a margin, so a patch cut by the chunk's edge is seen whole; an
+    outline whose centroid lies only in that margin belongs to an unflagged chunk and is dropped here, before its
+    crop is cut and scored.
+    """
+    for done, block in outlines:
+        if block:
+            inside = centroids_in_windows(windows, [c.geometry for _, c in block], transform).any(axis=1)
+            block = [pair for pair, keep in zip(block, inside, strict=True) if keep]
+        yield done, block

@@ -81,14 +81,27 @@ def best_in_chunks(windows: Sequence[Window], candidates: Sequence[Candidate], t
     scored = [c for c in candidates if c.probability is not None]
     if not scored or not len(windows):
         return best
-    xy = np.array([(c.geometry.centroid.x, c.geometry.centroid.y) for c in scored])
-    cols, rows = ~transform @ (xy[:, 0], xy[:, 1])
+    inside = centroids_in_windows(windows, [c.geometry for c in scored], transform)
     probs = np.array([c.probability for c in scored], float)
+    values = np.where(inside, probs[:, None], -np.inf).max(axis=0)
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def centroids_in_windows(windows: Sequence[Window], geometries: Sequence[Any], transform: Any) -> np.ndarray:
+    """(geometries, windows) booleans: whether each window holds each geometry's centroid (its pixel position).
+
+    A window holds the pixels from its offset up to, not including, its offset plus its size, so a centroid on
+    the border between two abutting windows belongs to the second. Used by :func:`best_in_chunks` and by detect's
+    flagged search (:func:`marsice_plugin.detection.in_flagged_windows`), so a patch is in a chunk by one rule.
+    """
+    if not len(geometries) or not len(windows):
+        return np.zeros((len(geometries), len(windows)), bool)
+    xy = np.array([(g.centroid.x, g.centroid.y) for g in geometries])
+    cols, rows = ~transform @ (xy[:, 0], xy[:, 1])
     box = np.array([(w.row_off, w.row_off + w.height, w.col_off, w.col_off + w.width) for w in windows], float)
     inside = (rows[:, None] >= box[:, 0]) & (rows[:, None] < box[:, 1])
     inside &= (cols[:, None] >= box[:, 2]) & (cols[:, None] < box[:, 3])
-    values = np.where(inside, probs[:, None], -np.inf).max(axis=0)
-    return np.where(np.isfinite(values), values, np.nan)
+    return inside
 
 
 def combine_chunk_scores(
