@@ -214,3 +214,34 @@ def test_merging_touching_pieces_gives_the_union_of_all():
     assert len(merged) == len(whole.geoms) > 50
     assert shapely.union_all(merged).symmetric_difference(whole).area < 1e-9
     assert sum(p.area for p in merged) == pytest.approx(whole.area)  # disjoint: no piece counted twice
+
+
+def test_window_search_keeps_the_outlines_centred_in_flagged_chunks_whatever_the_blend(busy_product):
+    """flagged_area="window": every outline of the flagged chunks' reads whose centroid lies in a flagged window, in
+    the order outlining gives, including those where the blended raster is under the threshold; "raster" loses
+    those."""
+    from marsice_plugin.detection import detections_from_scores
+
+    with open_product(busy_product.label_path) as product:
+        chunks = _chunks(product, size=256)
+        raster = stitch(chunks, product.width, product.height, product.transform)
+        flagged = [c.window for c in chunks if c.probability >= 0.5]
+        every = delineate(product, flagged, raster, CandidateOptions(threshold=0.0))
+        by_raster = detections_from_scores(product, chunks, 0.5, search="flagged", flagged_area="raster")
+        by_window = detections_from_scores(product, chunks, 0.5, search="flagged", flagged_area="window")
+        with pytest.raises(ValueError, match="flagged_area must be one of"):
+            detections_from_scores(product, chunks, 0.5, flagged_area="chunk")
+        inverse = ~product.transform
+
+    def centred(c: Candidate) -> bool:
+        col, row = inverse @ (c.geometry.centroid.x, c.geometry.centroid.y)
+        return any(w.row_off <= row < w.row_off + w.height and w.col_off <= col < w.col_off + w.width for w in flagged)
+
+    want = [c for c in every if centred(c)]
+    _same_candidates(by_window.candidates, want)
+    assert len(want) < len(every)  # outlines centred in an unflagged chunk's margin: dropped
+    under = [c for c in want if c.max_probability < 0.5]  # the blend of flagged and unflagged neighbours
+    assert under and not any(c.max_probability < 0.5 for c in by_raster.candidates)
+    kept = {c.geometry.wkb for c in by_window.candidates}
+    assert all(c.geometry.wkb in kept for c in by_raster.candidates if centred(c))
+    assert len(by_window.candidates) > len([c for c in by_raster.candidates if centred(c)])

@@ -121,3 +121,20 @@ def test_detect_rows_raster_and_summary_carry_the_combination(tmp_path):
     outlining = [pct for pct, m in lines if m.startswith("outlining window")]
     assert scoring and max(scoring) == pytest.approx(30.0) and min(scoring) >= 5.0
     assert outlining and min(outlining) > 30.0 and outlining[-1] == pytest.approx(92.0)
+
+
+def test_a_centroid_belongs_to_every_window_holding_it_and_on_a_border_to_the_later_one():
+    from marsice_plugin.patches.chunk_score import centroids_in_windows
+
+    transform = affine.Affine(1, 0, 0, 0, -1, 0)
+    windows = [Window(0, 0, 100, 100), Window(100, 0, 100, 100), Window(80, 0, 100, 100)]
+    geometries = [_candidate(col, 50, None).geometry for col in (10, 100, 90, 250)]
+    inside = centroids_in_windows(windows, geometries, transform)
+    assert inside.tolist() == [
+        [True, False, False],
+        [False, True, True],  # on the border of the first two: the second's (and the overlapping third's)
+        [True, False, True],
+        [False, False, False],
+    ]
+    assert centroids_in_windows(windows, [], transform).shape == (0, 3)
+    assert centroids_in_windows([], geometries, transform).shape == (4, 0)
