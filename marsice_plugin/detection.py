@@ -217,6 +217,7 @@ def detections_from_scores(
     chunk_score: str | None = None,
     reporter: Reporter | None = None,
     flagged_area: str = DEFAULT_FLAGGED_AREA,
+    search_threshold: float | None = None,
 ) -> Detections:
     """The flow after the CNN: stitch the chunk probabilities, outline candidates in flagged chunks, build rows.
 
@@ -231,7 +232,9 @@ def detections_from_scores(
     the combination, and ``cnn_probability`` the first stage's value. Outlines are searched by the first stage's.
     None: :func:`~marsice_plugin.patches.chunk_score.default_chunk_score` of ``search``. ``reporter`` gets one
     progress line per outlined window. ``flagged_area`` says which outlines flagged search keeps
-    (:data:`FLAGGED_AREAS`); the other one stays for ``bench/search_area.py`` to compare.
+    (:data:`FLAGGED_AREAS`); the other one stays for ``bench/search_area.py`` to compare. ``search_threshold`` (None:
+    ``threshold``) is the chunk probability from which flagged search outlines: under ``threshold`` a chunk is
+    searched but not flagged (``bench/search_threshold.py``).
     """
     chunk_score = chunk_score or default_chunk_score(search)
     if search not in SEARCH_MODES:
@@ -249,8 +252,9 @@ def detections_from_scores(
         windows = search_windows(product, [c.window for c in found.scored])
         rule = CandidateOptions(threshold=0.0, min_contrast=SMALL_PATCH_CONTRAST)
     else:
-        windows = [c.window for c in found.chunks if is_flagged(c.probability, threshold)]
-        rule = CandidateOptions(threshold=0.0 if flagged_area == "window" else threshold)
+        searched = threshold if search_threshold is None else search_threshold
+        windows = [c.window for c in found.chunks if is_flagged(c.probability, searched)]
+        rule = CandidateOptions(threshold=0.0 if flagged_area == "window" else searched)
     # outlined, scored and dropped window by window: at real size every outline at once took gigabytes (README)
     outlines = outline_stream(product, windows, found.raster, rule)
     if search == "flagged" and flagged_area == "window":
