@@ -62,6 +62,10 @@ class DetectOptions:
     patch_model_path: Path | None = None
     all_candidates: bool = False
     search: str = "flagged"
+    #: flagged search outlines the chunks from this CNN probability up (None: the threshold); between it and the
+    #: threshold a chunk is searched but not flagged. Lower finds more patches and more false ones on real ground
+    #: (README, *Second stage*: bench/search_area.py --question threshold)
+    search_threshold: float | None = None
     #: how a chunk's probability combines the chunk CNN with the second stage's best patch in it (CHUNK_SCORE_RULES);
     #: None: "max_kept" when every chunk is searched, "confirm" when only flagged ones are (patches.chunk_score)
     chunk_score: str | None = None
@@ -187,6 +191,7 @@ def detect_product(
             options.search,
             options.chunk_score,
             reporter,
+            search_threshold=options.search_threshold,
         )
 
 

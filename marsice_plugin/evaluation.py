@@ -134,6 +134,7 @@ def evaluate(
     read_level: int | None = None,
     search: str = "flagged",
     patch_model: Path | None = None,
+    search_threshold: float | None = None,
 ) -> dict[str, Any]:
     """Score every chunk of the evaluation set with the model and the baseline; return the report.
 
@@ -146,7 +147,8 @@ def evaluate(
     product's hot-pixel-free twin), and recall on patches cut by the paper's chunk grid. ``second_stage`` holds
     what the ``ice_candidates`` layer gives (:mod:`marsice_plugin.patches.metrics`): polygon precision and
     planted-patch recall at the second stage's threshold, and average precision of ``rank`` beside ordering by area
-    and by chunk probability, with candidates searched as ``search`` says (detect's ``--search``).
+    and by chunk probability, with candidates searched as ``search`` and ``search_threshold`` say (detect's
+    ``--search`` and ``--search-threshold``).
     """
     from .cnn.model import load_model, model_input_size
     from .detection import DetectOptions, detect_product, load_stage
@@ -169,6 +171,7 @@ def evaluate(
         patch_model_path=patch_model,
         all_candidates=True,  # every outline scored: the tally applies the threshold itself
         search=search,
+        search_threshold=search_threshold,
     )
     tally = RankingTally(load_stage(patch_model).threshold)
     read_level = model_read_level(options, model_input_size(model))
@@ -231,7 +234,7 @@ def evaluate(
             "precision": outlines["on_ice"] / outlines["candidates"] if outlines["candidates"] else float("nan"),
             "patch_recall": outlines["patches_outlined"] / outlines["patches"] if outlines["patches"] else float("nan"),
         },
-        "second_stage": {**tally.report(), "search": search},
+        "second_stage": {**tally.report(), "search": search, "search_threshold": search_threshold or threshold},
         "paper_context": PAPER_CONTEXT,
         "_curve": {"y": y.tolist(), "p": p.tolist(), "baseline": b.tolist()},
     }

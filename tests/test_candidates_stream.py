@@ -245,3 +245,29 @@ def test_window_search_keeps_the_outlines_centred_in_flagged_chunks_whatever_the
     kept = {c.geometry.wkb for c in by_window.candidates}
     assert all(c.geometry.wkb in kept for c in by_raster.candidates if centred(c))
     assert len(by_window.candidates) > len([c for c in by_raster.candidates if centred(c)])
+
+
+def test_a_lower_search_threshold_outlines_more_chunks_and_flags_no_more(busy_product):
+    """search_threshold 0.3 under a 0.5 threshold: the outlines of the chunks from 0.3 (kept where the raster
+    reaches 0.3), covering the threshold's own; the chunk rows are the CNN's, flags unchanged."""
+    from marsice_plugin.detection import detections_from_scores
+
+    with open_product(busy_product.label_path) as product:
+        chunks = _chunks(product, size=256)
+        raster = stitch(chunks, product.width, product.height, product.transform)
+        lower = [c.window for c in chunks if c.probability >= 0.3]
+        want = delineate(product, lower, raster, CandidateOptions(threshold=0.3))
+        base = detections_from_scores(product, chunks, 0.5)
+        same = detections_from_scores(product, chunks, 0.5, search_threshold=0.5)
+        wide = detections_from_scores(product, chunks, 0.5, search_threshold=0.3)
+    _same_candidates(wide.candidates, want)
+    _same_candidates(same.candidates, base.candidates)
+    assert len(wide.candidates) > len(base.candidates) > 0
+    # each of the threshold's outlines is found again (merged with more of its surroundings where a window is added)
+    tree = shapely.STRtree([c.geometry for c in wide.candidates])
+    assert all(len(tree.query(c.geometry, predicate="intersects")) for c in base.candidates)
+    assert min(c.max_probability for c in wide.candidates) < 0.5  # outlines in chunks searched, not flagged
+    assert (
+        [c.probability for c in wide.chunks] == [c.probability for c in base.chunks] == [c.probability for c in chunks]
+    )
+    assert len(wide.above) == len(base.above)

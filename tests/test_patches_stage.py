@@ -77,7 +77,11 @@ def test_detect_and_qgis_flags_parse(tmp_path):
     args = build_parser().parse_args(["detect", "p.LBL", "-o", "o.gpkg", "--all-candidates", "--search", "all"])
     assert args.all_candidates is True and args.search == "all" and args.patch_model is None
     args = build_parser().parse_args(["detect", "p.LBL", "-o", "o.gpkg"])
-    assert args.all_candidates is False and args.search == "flagged"
+    assert args.all_candidates is False and args.search == "flagged" and args.search_threshold is None
+    args = build_parser().parse_args(["detect", "p.LBL", "-o", "o.gpkg", "--search-threshold", "0.4"])
+    assert args.search_threshold == 0.4
+    args = build_parser().parse_args(["evaluate", "--search-threshold", "0.3"])
+    assert args.search_threshold == 0.3
 
 
 def test_shipped_model_passes_the_safety_check_and_its_card_gives_the_threshold():

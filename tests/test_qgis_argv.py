@@ -40,6 +40,9 @@ CASES = [
     # the second stage: keep every candidate, outline in every chunk
     ("marsice:detect", {"INPUT": "/data/P.LBL", "ALL_CANDIDATES": True, "SEARCH_ALL": True, "OUTPUT": "/out/a.gpkg"},
      ["detect", "/data/P.LBL", "-o", "/out/a.gpkg", "--all-candidates", "--search", "all"]),
+    # flagged search from a lower CNN probability than the threshold
+    ("marsice:detect", {"INPUT": "/data/P.LBL", "SEARCH_THRESHOLD": 0.4, "OUTPUT": "/out/s.gpkg"},
+     ["detect", "/data/P.LBL", "-o", "/out/s.gpkg", "--search-threshold", "0.4"]),
     # the shipped fast model when no model is given; the threshold left to the card
     ("marsice:detect", {"INPUT": "/data/P.LBL", "FAST": True, "READ_LEVEL": 1, "OUTPUT": "/out/f.gpkg"},
      ["detect", "/data/P.LBL", "-o", "/out/f.gpkg", "--fast", "--read-level", "0"]),

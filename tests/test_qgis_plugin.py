@@ -99,8 +99,11 @@ def test_detect_parameters_match_the_cli_options(qgis_home: Path) -> None:
     params = help_["parameters"]
     assert set(params) == {
         "INPUT", "INPUT_LAYER", "MODEL", "FAST", "THRESHOLD", "OVERLAP", "PRECISION", "READ_LEVEL", "OUTPUT",
-        "PROBABILITY", "QUICKLOOK", "ALL_CANDIDATES", "SEARCH_ALL",
+        "PROBABILITY", "QUICKLOOK", "ALL_CANDIDATES", "SEARCH_ALL", "SEARCH_THRESHOLD",
     }  # fmt: skip
+    search = params["SEARCH_THRESHOLD"]["raw_definition"]
+    assert (search["default"], search["min"], search["max"]) == (None, 0.0, 1.0)
+    assert params["SEARCH_THRESHOLD"]["optional"] is True  # empty: the threshold, as the CLI
     assert params["INPUT"]["optional"] is True and params["INPUT_LAYER"]["optional"] is True  # a file or a layer
     assert params["MODEL"]["optional"] is True
     assert params["MODEL"]["raw_definition"]["extension"] == "keras"

@@ -63,6 +63,13 @@ def add_parser(sub: Any) -> None:
         "every chunk (finds small patches the chunk CNN misses; costs a full-resolution decode)",
     )
     p.add_argument(
+        "--search-threshold",
+        type=float,
+        default=None,
+        help="with flagged search, outline the chunks whose CNN probability reaches this (default: the threshold); "
+        "lower finds more small patches and more false ones, and flags no more chunks",
+    )
+    p.add_argument(
         "--patch-model",
         type=Path,
         default=None,
@@ -98,6 +105,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         patch_model_path=args.patch_model,
         all_candidates=args.all_candidates,
         search=args.search,
+        search_threshold=args.search_threshold,
     )
     result = detect(
         args.product,

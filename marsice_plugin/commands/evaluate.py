@@ -44,6 +44,12 @@ def add_parser(sub: Any) -> None:
         help="where candidates are outlined, as detect's --search (default: flagged chunks)",
     )
     p.add_argument(
+        "--search-threshold",
+        type=float,
+        default=None,
+        help="with flagged search, outline chunks from this CNN probability, as detect's (default: the threshold)",
+    )
+    p.add_argument(
         "--patch-model", type=Path, default=None, help="second-stage model (default: the shipped one, as detect)"
     )
     p.add_argument("--set", default="evaluation_set_v1", help="evaluation set name (default: evaluation_set_v1)")
@@ -78,6 +84,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
             read_level=args.read_level,
             search=args.search,
             patch_model=args.patch_model,
+            search_threshold=args.search_threshold,
         )
     outputs: dict[str, Any] = {}
     if args.pr_curve:

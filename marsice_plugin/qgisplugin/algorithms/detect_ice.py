@@ -10,10 +10,11 @@ from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
     QgsProcessingParameterVectorDestination,
 )
 
-from ..compat import POLYGONS, mark_advanced
+from ..compat import DOUBLE, POLYGONS, mark_advanced
 from ..layers import queue_geopackage, queue_raster
 from .base import MarsIceAlgorithm
 from .parameters import add_model_parameters, add_product_parameter, model_args, product_arg, threshold_args
@@ -40,6 +41,7 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
     READ_LEVEL = "READ_LEVEL"
     ALL_CANDIDATES = "ALL_CANDIDATES"
     SEARCH_ALL = "SEARCH_ALL"
+    SEARCH_THRESHOLD = "SEARCH_THRESHOLD"
 
     NAME = "detect"
     COMMAND = "detect"
@@ -65,6 +67,19 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
             mark_advanced(
                 QgsProcessingParameterBoolean(
                     self.SEARCH_ALL, "Outline bright patches in every chunk, not only flagged ones", False
+                )
+            )
+        )
+        self.addParameter(
+            mark_advanced(
+                QgsProcessingParameterNumber(
+                    self.SEARCH_THRESHOLD,
+                    "Outline chunks from this CNN probability (empty: the threshold; lower finds more, and more false)",
+                    DOUBLE,
+                    defaultValue=None,
+                    optional=True,
+                    minValue=0.0,
+                    maxValue=1.0,
                 )
             )
         )
@@ -115,6 +130,8 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         args += ["--read-level", str(read_level)] if read_level >= 0 else []
         args += ["--all-candidates"] if self.parameterAsBoolean(parameters, self.ALL_CANDIDATES, context) else []
         args += ["--search", "all"] if self.parameterAsBoolean(parameters, self.SEARCH_ALL, context) else []
+        search_threshold = self.optional_double(parameters, self.SEARCH_THRESHOLD, context)
+        args += ["--search-threshold", str(search_threshold)] if search_threshold is not None else []
         return args
 
     def cli_results(
