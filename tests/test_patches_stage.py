@@ -80,7 +80,7 @@ def test_detect_and_qgis_flags_parse(tmp_path):
     assert args.all_candidates is False and args.search == "flagged" and args.search_threshold is None
     args = build_parser().parse_args(["detect", "p.LBL", "-o", "o.gpkg", "--search-threshold", "0.4"])
     assert args.search_threshold == 0.4
-    args = build_parser().parse_args(["evaluate", "--search-threshold", "0.3"])
+    args = build_parser().parse_args(["evaluate", "m.keras", "--search-threshold", "0.3"])
     assert args.search_threshold == 0.3
 
 
