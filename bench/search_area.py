@@ -34,10 +34,11 @@ rule's products both ways find 27 of 48 patches; on small_patches' products the 
 :data:`THRESHOLD_SEED`).** Most planted patches flagged search misses lie in chunks the CNN does not flag: outlining
 every chunk finds 0.77-0.83 of them (README *Second stage*), at the cost of a level-0 decode of the whole product.
 A search threshold under the CNN's (``search_threshold`` of :func:`marsice_plugin.detection.detections_from_scores`)
-outlines the chunks from it up (and keeps outlines reaching it in the stitched raster) while chunks and images are
-flagged as before (``confirm`` at the card's threshold). Of :data:`SEARCH_THRESHOLDS` the lowest that passes all of
-these, against the card's threshold, on 32 fresh tuning products (seeds from :data:`THRESHOLD_SEED`) and on real
-ice-free tuning ground, becomes detect's default; if none passes the card's threshold stays:
+outlines the chunks from it up (and keeps outlines reaching it in the stitched raster) while chunks are flagged by
+the same rule (``confirm`` at the card's threshold: a chunk under it is never flagged). Of :data:`SEARCH_THRESHOLDS`
+the lowest that passes all of these, against the card's threshold, on 32 fresh tuning products (seeds from
+:data:`THRESHOLD_SEED`) and on real ice-free tuning ground, becomes detect's default; if none passes the card's
+threshold stays:
 
 1. at least 2 more planted patches (of 2 m and more) found;
 2. polygon precision at least the card threshold's less 0.05;

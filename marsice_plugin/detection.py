@@ -239,7 +239,7 @@ def detections_from_scores(
     progress line per outlined window. ``flagged_area`` says which outlines flagged search keeps
     (:data:`FLAGGED_AREAS`); the other one stays for ``bench/search_area.py`` to compare. ``search_threshold`` (None:
     ``threshold``) is the chunk probability from which flagged search outlines: under ``threshold`` a chunk is
-    searched but not flagged (``bench/search_threshold.py``).
+    searched but not flagged (``bench/search_area.py --question threshold``).
     """
     chunk_score = chunk_score or default_chunk_score(search)
     if search not in SEARCH_MODES:
@@ -249,7 +249,7 @@ def detections_from_scores(
     if flagged_area not in FLAGGED_AREAS:
         raise ValueError(f"flagged_area must be one of {FLAGGED_AREAS}, not {flagged_area!r}")
     first = [c if c.cnn_probability is None else replace(c, probability=c.cnn_probability) for c in chunks]
-    found = Detections(product.product_id, threshold, chunks=first)
+    found = Detections(product.product_id, threshold, chunks=first, search=search)
     stats = [c.input_stats for c in found.chunks if c.input_stats is not None]
     found.domain = check(stats, reference, product.scale_m)
     found.raster = stitch(found.chunks, product.width, product.height, product.transform)
@@ -258,6 +258,7 @@ def detections_from_scores(
         rule = CandidateOptions(threshold=0.0, min_contrast=SMALL_PATCH_CONTRAST)
     else:
         searched = threshold if search_threshold is None else search_threshold
+        found.search_threshold = searched
         windows = [c.window for c in found.chunks if is_flagged(c.probability, searched)]
         rule = CandidateOptions(threshold=0.0 if flagged_area == "window" else searched)
     # outlined, scored and dropped window by window: at real size every outline at once took gigabytes (README)
@@ -272,6 +273,7 @@ def detections_from_scores(
     if patch is not None:
         found.outlined = search_result.outlined
         found.patch_threshold = patch.threshold
+        found.patch_model = patch.name
         if chunk_score != "cnn":  # each chunk's best outline is all its score needs (patches.chunk_score)
             found.chunks = combine_chunk_scores(
                 found.chunks, search_result.best, chunk_score, patch.threshold, threshold

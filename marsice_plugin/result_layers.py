@@ -102,6 +102,11 @@ class Detections:
     outlined: int = 0
     #: the second stage's threshold; None when no second stage ran
     patch_threshold: float | None = None
+    #: where candidates were outlined ("flagged" or "all"), from which chunk probability flagged search outlined
+    #: (detection.DetectOptions.search_threshold, resolved), and the second stage's model file ("" without one)
+    search: str = "flagged"
+    search_threshold: float | None = None
+    patch_model: str = ""
 
     @property
     def scored(self) -> list[ChunkScore]:
@@ -157,6 +162,15 @@ PRODUCT_FIELDS = [
     Field("category", str, "the paper's image-level summary: none, one or several chunks above the threshold"),
     Field("max_probability", float, "highest chunk probability"),
     Field("threshold", float, "probability threshold of the run"),
+    Field("search", str, "where bright patches were outlined: 'flagged' chunks or 'all' chunks"),
+    Field(
+        "search_threshold",
+        float,
+        "flagged search outlined the chunks from this CNN probability (the threshold unless --search-threshold)",
+    ),
+    Field("outlined", int, "bright patches the rule outlined, before the second stage dropped those under it"),
+    Field("patch_model", str, "second-stage model file name (empty: none ran)"),
+    Field("patch_threshold", float, "second-stage threshold: candidates under it are dropped unless --all-candidates"),
     Field("domain_distance", float, "how far the product's pixels lie from the model's training (1: edge of 99 %)"),
     Field(
         "in_domain",
@@ -281,6 +295,11 @@ def result_rows(product: Product, result: Detections, model_name: str) -> dict[s
                 "category": result.category,
                 "max_probability": max(probs) if probs else None,
                 "threshold": result.threshold,
+                "search": result.search,
+                "search_threshold": result.search_threshold if result.search == "flagged" else None,
+                "outlined": result.outlined if result.patch_threshold is not None else len(result.candidates),
+                "patch_model": result.patch_model,
+                "patch_threshold": result.patch_threshold,
                 "domain_distance": result.domain.distance if result.domain is not None else None,
                 "in_domain": result.domain.inside if result.domain is not None else None,
                 "source": str(product.path),

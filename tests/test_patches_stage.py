@@ -53,6 +53,28 @@ def test_default_drops_candidates_under_the_threshold_and_all_candidates_keeps_t
     assert kept_probs == pytest.approx([p for p in all_probs if p >= threshold], abs=1e-6)
     assert len(kept_probs) < len(all_probs)  # some dropped here, and --all-candidates has them
     assert f"of {every.outlined} bright patches outlined" in kept.summary()
+    # the products layer says how the candidates were found, so a results file can be read (and rerun) alike
+    [(_, product_row)] = read_layer(kept.output, "products")
+    assert product_row["search"] == "all" and product_row["search_threshold"] is None
+    assert product_row["outlined"] == every.outlined == len(all_probs)
+    assert product_row["patch_model"] == "marsice_patch_64.keras"
+    assert product_row["patch_threshold"] == pytest.approx(threshold)
+
+
+def test_flagged_search_from_a_lower_probability_is_recorded_and_flags_no_chunk_under_the_threshold(tmp_path):
+    """The demo model scores the tiny product's chunks 0.75-1.0: at 0.97 half are flagged; searched from 0.7, all."""
+    product = tiny_product(tmp_path / "p")
+    common = {"model_path": DEMO_MODEL, "chunk_size": 256, "threshold": 0.97}
+    base = detect(product.label_path, tmp_path / "base.gpkg", DetectOptions(**common))
+    wide = detect(product.label_path, tmp_path / "wide.gpkg", DetectOptions(**common, search_threshold=0.7))
+    [(_, base_row)] = read_layer(base.output, "products")
+    [(_, wide_row)] = read_layer(wide.output, "products")
+    assert (base_row["search"], base_row["search_threshold"]) == ("flagged", 0.97)
+    assert (wide_row["search"], wide_row["search_threshold"]) == ("flagged", 0.7)
+    assert wide_row["outlined"] > base_row["outlined"]  # more chunks outlined ...
+    cnn = [c.cnn_probability for c in wide.chunks]
+    assert cnn == [c.cnn_probability for c in base.chunks] and min(cnn) < 0.97 <= max(cnn)
+    assert all(c.cnn_probability >= 0.97 for c in wide.above)  # ... none under the threshold flagged for it
 
 
 def test_kept_candidates_lie_on_the_planted_ice_and_rank_first(runs):

@@ -67,7 +67,7 @@ def add_parser(sub: Any) -> None:
         type=float,
         default=None,
         help="with flagged search, outline the chunks whose CNN probability reaches this (default: the threshold); "
-        "lower finds more small patches and more false ones, and flags no more chunks",
+        "lower finds more small patches and more false ones; a chunk under the threshold is never flagged",
     )
     p.add_argument(
         "--patch-model",
