@@ -89,6 +89,16 @@ FLAGGED_AREAS = ("raster", "window")
 DEFAULT_FLAGGED_AREA = "raster"
 
 
+def check_search_threshold(search_threshold: float | None, threshold: float) -> None:
+    """Refuse a search threshold outside 0..threshold: a chunk must be searched to be flagged (``confirm``), so
+    searching from above the threshold would leave flagged chunks unconfirmed for no reason."""
+    if search_threshold is not None and not 0.0 <= search_threshold <= threshold:
+        raise ValueError(
+            f"search threshold {search_threshold} is outside 0..{threshold:g} (the threshold): flagged chunks must "
+            "be searched; give a value at most the threshold"
+        )
+
+
 def progress_spans(search: str) -> tuple[tuple[float, float], tuple[float, float]]:
     """(scoring, outlining) spans of the bar for ``search`` (an unknown mode, refused later, gets flagged's)."""
     return PROGRESS_SPANS.get(search, PROGRESS_SPANS["flagged"])
@@ -173,6 +183,7 @@ def detect_product(
         raise ValueError("detect_product needs a resolved threshold (model_registry.model_threshold)")
     reporter = reporter or Reporter("quiet")
     name = model_name if model_name is not None else Path(options.model_path or "").name
+    check_search_threshold(options.search_threshold, options.threshold)  # before the long part, as the model file
     patch = load_stage(options.patch_model_path, options.all_candidates)  # before the long part: a missing file fails
     chunks = score_chunks(product, model, options, reporter)
     outline_start = progress_spans(options.search)[1][0]
@@ -248,6 +259,7 @@ def detections_from_scores(
         raise ValueError(f"chunk_score must be one of {CHUNK_SCORE_RULES}, not {chunk_score!r}")
     if flagged_area not in FLAGGED_AREAS:
         raise ValueError(f"flagged_area must be one of {FLAGGED_AREAS}, not {flagged_area!r}")
+    check_search_threshold(search_threshold, threshold)
     first = [c if c.cnn_probability is None else replace(c, probability=c.cnn_probability) for c in chunks]
     found = Detections(product.product_id, threshold, chunks=first, search=search)
     stats = [c.input_stats for c in found.chunks if c.input_stats is not None]

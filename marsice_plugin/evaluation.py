@@ -234,7 +234,13 @@ def evaluate(
             "precision": outlines["on_ice"] / outlines["candidates"] if outlines["candidates"] else float("nan"),
             "patch_recall": outlines["patches_outlined"] / outlines["patches"] if outlines["patches"] else float("nan"),
         },
-        "second_stage": {**tally.report(), "search": search, "search_threshold": search_threshold or threshold},
+        "second_stage": {
+            **tally.report(),
+            "search": search,
+            "search_threshold": (threshold if search_threshold is None else search_threshold)
+            if search == "flagged"
+            else None,
+        },
         "paper_context": PAPER_CONTEXT,
         "_curve": {"y": y.tolist(), "p": p.tolist(), "baseline": b.tolist()},
     }

@@ -150,3 +150,15 @@ def test_crops_scored_block_by_block_give_the_same_probabilities(runs, monkeypat
     np.testing.assert_allclose(
         sorted(c.probability for c in whole), sorted(c.probability for c in every.candidates), atol=1e-6
     )
+
+
+def test_a_search_threshold_above_the_threshold_is_refused_before_scoring(tmp_path, capsys):
+    from marsice_plugin.cli import main
+
+    product = tiny_product(tmp_path / "p")
+    argv = ["detect", str(product.label_path), "-o", str(tmp_path / "o.gpkg"), "--model", str(DEMO_MODEL)]
+    code = main([*argv, "--threshold", "0.5", "--search-threshold", "0.7"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "search threshold 0.7 is outside 0..0.5 (the threshold)" in err
+    assert not (tmp_path / "o.gpkg").exists()  # refused before anything was scored or written
