@@ -82,8 +82,8 @@ tile; and the clean tuning ground was 138 tiles (1.78 km² at 0.5 m/px), where o
   ``bench/real_pixels.py`` reads the held-out ones: outlines of every tile at :data:`REAL_SCALE_M`, turned by the
   observation's sun, the CNN on the whole tile resized to its input);
 * replacement (:func:`adopt_density`): :func:`adopt_union`'s tests against the rendered member alone on the same
-  tuning data, and the union's kept polygons per km² of CNN-flagged tuning ground within the budget. The rendered
-  member trained on most of these tiles as negatives (seed 22's split), so its share is optimistic; it kept 0.18 per
+  tuning data, and the union's kept polygons in CNN-flagged tiles per km² of tuning ground within the budget. The
+  rendered member trained on most of these tiles as negatives (seed 22's split), so its share is optimistic; it kept 0.18 per
   km² on held-out ground. The shipped union is scored beside it for information only: its partner trained on 249
   of these 278 tiles.
 
@@ -144,7 +144,7 @@ ROUNDS_MIN_PRECISION, ROUNDS_RECALL_GAIN = 0.70, 0.20
 BUDGET_MIN_RECALL = 0.70
 AREA_BINS_M2, BIN_RECALL_LOSS = (0.0, 10.0, 30.0, 100.0), 0.05
 REAL_SCALE_M = 0.5  # real tiles are cut at one crop pixel per image pixel (their own scale is coarser: texture)
-#: ``--density`` (module docstring): kept polygons allowed per km² of CNN-flagged real tuning ground (issue 22).
+#: ``--density`` (module docstring): kept polygons in CNN-flagged tiles allowed per km² of real tuning ground.
 DENSITY_BUDGET_PER_KM2 = 1.0
 #: Partner thresholds whose cost ``--density`` prints beside its choice (information only, nothing chosen from it).
 TRADE_OFF_THRESHOLDS = (0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
@@ -484,7 +484,7 @@ def adopt_density(new: dict, shipped: dict) -> tuple[bool, list[str]]:
     """The ``--density`` replacement rule (module docstring): :func:`adopt_union`'s tests and the density budget."""
     verdict, tests = adopt_union(new, shipped)
     within = new["flagged_polygons_per_km2"] <= DENSITY_BUDGET_PER_KM2
-    return verdict and within, [*tests, f"kept polygons per km² of flagged tuning ground: {'yes' if within else 'no'}"]
+    return verdict and within, [*tests, f"kept polygons per km² of tuning ground: {'yes' if within else 'no'}"]
 
 
 def adopt_union(new: dict, shipped: dict) -> tuple[bool, list[str]]:
