@@ -83,9 +83,9 @@ tile; and the clean tuning ground was 138 tiles (1.78 km² at 0.5 m/px), where o
   observation's sun, the CNN on the whole tile resized to its input);
 * replacement (:func:`adopt_density`): :func:`adopt_union`'s tests against the rendered member alone on the same
   tuning data, and the union's kept polygons in CNN-flagged tiles per km² of tuning ground within the budget. The
-  rendered member trained on most of these tiles as negatives (seed 22's split), so its share is optimistic; it kept 0.18 per
-  km² on held-out ground. The shipped union is scored beside it for information only: its partner trained on 249
-  of these 278 tiles.
+  rendered member trained on most of these tiles as negatives (seed 22's split), so its share is optimistic; it kept
+  0.18 per km² on held-out ground. The shipped union is scored beside it for information only: its partner trained
+  on 249 of these 278 tiles.
 
 What the runs gave (``models/marsice_patch_64.md``): ``--planted`` and ``--plant-rounds 3`` failed their rules;
 ``--plant-rounds 3`` passed ``adopt_budget`` but was not shipped (it drops the end-to-end tests' 8 m patch);
