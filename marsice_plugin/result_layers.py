@@ -134,7 +134,14 @@ class Detections:
     def _second_stage(self) -> str:
         if self.patch_threshold is None:
             return ""
-        return f" (of {self.outlined} bright patches outlined; second stage at or above {self.patch_threshold:.2f})"
+        where = ""  # the default (flagged chunks, from the threshold) goes unsaid
+        if self.search == "all":
+            where = " in every chunk"
+        elif self.search_threshold is not None and self.search_threshold != self.threshold:
+            where = f" in chunks from {self.search_threshold:.2f}"
+        return (
+            f" (of {self.outlined} bright patches outlined{where}; second stage at or above {self.patch_threshold:.2f})"
+        )
 
 
 @dataclass

@@ -52,7 +52,7 @@ def test_default_drops_candidates_under_the_threshold_and_all_candidates_keeps_t
     kept_probs = sorted(r["probability"] for r in _rows(kept))
     assert kept_probs == pytest.approx([p for p in all_probs if p >= threshold], abs=1e-6)
     assert len(kept_probs) < len(all_probs)  # some dropped here, and --all-candidates has them
-    assert f"of {every.outlined} bright patches outlined" in kept.summary()
+    assert f"of {every.outlined} bright patches outlined in every chunk; second stage" in kept.summary()
     # the products layer says how the candidates were found, so a results file can be read (and rerun) alike
     [(_, product_row)] = read_layer(kept.output, "products")
     assert product_row["search"] == "all" and product_row["search_threshold"] is None
@@ -72,6 +72,8 @@ def test_flagged_search_from_a_lower_probability_is_recorded_and_flags_no_chunk_
     assert (base_row["search"], base_row["search_threshold"]) == ("flagged", 0.97)
     assert (wide_row["search"], wide_row["search_threshold"]) == ("flagged", 0.7)
     assert wide_row["outlined"] > base_row["outlined"]  # more chunks outlined ...
+    assert f"of {wide.outlined} bright patches outlined in chunks from 0.70; second stage" in wide.summary()
+    assert f"of {base.outlined} bright patches outlined; second stage" in base.summary()  # the default: unsaid
     cnn = [c.cnn_probability for c in wide.chunks]
     assert cnn == [c.cnn_probability for c in base.chunks] and min(cnn) < 0.97 <= max(cnn)
     assert all(c.cnn_probability >= 0.97 for c in wide.above)  # ... none under the threshold flagged for it
