@@ -191,9 +191,7 @@ def run_flagged(first_seed: int, count: int, ways: dict[str, dict[str, Any]]) ->
                 t0 = time.perf_counter()
                 found = detections_from_scores(product, chunks, threshold, patch=stage, search="flagged", **kwargs)
                 seconds[way] += time.perf_counter() - t0
-                searched[way] += sum(
-                    is_flagged(c.probability, kwargs.get("search_threshold") or threshold) for c in chunks
-                )
+                searched[way] += sum(is_flagged(c.probability, found.search_threshold) for c in chunks)
                 tallies[way].add(product, sample.scene.ice, found.candidates)
                 if any(is_flagged(c.probability, threshold) for c in found.chunks):
                     images[way]["ice" if truth else "ice_free"] += 1

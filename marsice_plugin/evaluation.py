@@ -182,9 +182,11 @@ def evaluate(
     hot_caused = 0
     patches = {"cut": {"found": 0, "patches": 0}, "whole": {"found": 0, "patches": 0}}
     outlines = {"candidates": 0, "on_ice": 0, "patches": 0, "patches_outlined": 0}
+    searched_from: float | None = None
     for i, (entry, sample) in enumerate(zip(spec["products"], products, strict=False), start=1):
         with open_product(sample.label_path) as product:
             found = detect_product(product, model, options)
+            searched_from = found.search_threshold  # as detect resolved it (None when every chunk is searched)
             scores = found.chunks
             truth = chunk_truth(sample.scene.ice, scores)
             with_hot: list[tuple[int, int]] = []
@@ -237,9 +239,7 @@ def evaluate(
         "second_stage": {
             **tally.report(),
             "search": search,
-            "search_threshold": (threshold if search_threshold is None else search_threshold)
-            if search == "flagged"
-            else None,
+            "search_threshold": searched_from,
         },
         "paper_context": PAPER_CONTEXT,
         "_curve": {"y": y.tolist(), "p": p.tolist(), "baseline": b.tolist()},

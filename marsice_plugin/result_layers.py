@@ -303,7 +303,7 @@ def result_rows(product: Product, result: Detections, model_name: str) -> dict[s
                 "max_probability": max(probs) if probs else None,
                 "threshold": result.threshold,
                 "search": result.search,
-                "search_threshold": result.search_threshold if result.search == "flagged" else None,
+                "search_threshold": result.search_threshold,  # None when every chunk was searched
                 "outlined": result.outlined if result.patch_threshold is not None else len(result.candidates),
                 "patch_model": result.patch_model,
                 "patch_threshold": result.patch_threshold,

@@ -118,6 +118,7 @@ def test_evaluate_cli_reports_model_and_baseline(marsice_cli, tmp_path):
     assert outlines["patches"] > 0 and "candidate outlines:" in proc.stdout
     assert "patch recall cut by the grid" in proc.stdout
     stage = report["second_stage"]  # each polygon-level figure with its Wilson interval, in the JSON and the text
+    assert (stage["search"], stage["search_threshold"]) == ("flagged", report["threshold"])  # as detect resolved it
     lo, hi = stage["patch_recall_ci95"]
     assert lo <= stage["patch_recall"] <= hi
     assert f"found {stage['patches_found']}/{stage['patches']} (recall {stage['patch_recall']:.3f}, 95% {lo:.3f}-" in (
