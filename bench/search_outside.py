@@ -32,6 +32,14 @@ outlining beside the patches found. ``--search all`` at 0.50 everywhere (B = 0.5
 frozen sets and the held-out real tiles are read only after the verdict (``marsice evaluate``,
 ``bench/real_pixels.py``).
 
+**Verdict (2026-12-07): no bar passes; ``--search all`` unchanged.** Default: 21 of 48 patches, 25 of 25 kept
+outlines on ice, 0 of 16 ice-free images flagged, 5 real tuning polygons. Every chunk at 0.5: 36, 41/65, 7, 9. At
+B = 0.7, 0.8, 0.9, 0.95, 0.98: patches 34, 32, 31, 30, 29; precision 0.736, 0.755, 0.800, 0.875, 0.868; ice-free
+images flagged 4, 3, 2, 1, 1; real tuning polygons 7, 6, 6, 6, 6. Each fails the precision test and the real test.
+With nothing kept outside flagged chunks (B above 1, run after the verdict) the real tiles keep 6: the extra one is
+the 25 % seeds' outline in a CNN-flagged tile, not an outside one. Outlining: 30 s for the 43 flagged chunks, 250 s
+for all 288 (``build/search_outside/rule.log``).
+
 Usage::
 
     nice -n 10 .venv/bin/python bench/search_outside.py
