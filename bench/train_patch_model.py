@@ -94,6 +94,21 @@ model and that run passed ``adopt_union`` and is the shipped second stage since 
 then ``--union --density`` failed :func:`adopt_density` (planted tuning recall +0.037 at the budget's threshold,
 0.9828); the shipped union stays.
 
+**Ice planted poleward** (``--plant-geometry poleward``, then ``--union PARTNER --compare RENDERED --against
+SHIPPED_UNION``). Written on 2026-12-07 before the run it judges. The real-texture member was trained with ice
+planted at the anti-sun end of real shadows, where a crater's sunlit far wall also begins; on its own tuning tiles
+the shipped union keeps 5 polygons in CNN-flagged tiles, 4 of them by that member, among them a crater's bright
+rim. The paper's criterion and the renderer put ice poleward of the shadowing landform
+(:mod:`marsice_plugin.cnn.planting`, *Poleward placement*), about 65° from the anti-sun direction in the paper's
+band. The partner is retrained as the shipped one was (``--plant-rounds 3 --plant-radius 2 12``, 15 epochs, this
+bench's split) with ice planted poleward of the caster and half the decoys beyond the shadow's anti-sun end, in
+sunlight; its threshold in the union is :func:`union_threshold`'s (the 1 % budget), as the shipped partner's was.
+Replacement (:func:`adopt_poleward`), against the shipped union on the same tuning data, the tuning tiles planted
+poleward: no more kept polygons on the real tuning tiles, in CNN-flagged tiles and in every tile (the shipped union:
+5 and 9); planted tuning recall at least :data:`POLEWARD_RECALL_GAIN` higher; rendered tuning recall and precision
+at most :data:`POLEWARD_RENDERED_LOSS` lower; at most :data:`PLANTED_REAL_PASS` of the real tuning negatives passing.
+Held-out figures are read only after the verdict.
+
 **A threshold within a real budget** (``--rescore MODEL --compare SHIPPED``, no training). The ``--plant-rounds 3``
 run failed :func:`adopt_rounds` on real negatives alone (2.4 % passing at its rendered-recall threshold). Rule
 written after that verdict and before any other threshold of that model was looked at; the held-out split was not
@@ -139,6 +154,10 @@ PLANT_SEED = 707
 PLANTED_RECALL_GAIN, PLANTED_PRECISION_LOSS, PLANTED_REAL_PASS = 0.10, 0.03, 0.01
 #: ``--plant-rounds`` replacement rule (module docstring): lowest rendered tuning precision, planted recall gain.
 ROUNDS_MIN_PRECISION, ROUNDS_RECALL_GAIN = 0.70, 0.20
+#: ``--against`` (:func:`adopt_poleward`): planted tuning recall gain over the shipped union, and the rendered tuning
+#: recall and precision it may lose.
+POLEWARD_RECALL_GAIN = 0.05
+POLEWARD_RENDERED_LOSS = (0.02, 0.03)
 #: ``--rescore`` rule (module docstring): the lowest rendered tuning recall the real budget may leave, and the
 #: largest recall loss against the shipped model in any ice-area bin (m², lower edges; the last bin is open).
 BUDGET_MIN_RECALL = 0.70
@@ -206,6 +225,7 @@ def _planted(
     rounds: int = 1,
     radius_px: tuple[float, float] | None = None,
     split: str = "patch",
+    geometry: str = "anti_sun",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Crops and labels of ``part``'s open tiles with planted patches, turned by each observation's own sun.
 
@@ -215,7 +235,9 @@ def _planted(
     (:func:`marsice_plugin.cnn.planting.plant`, the chunk CNN's real stage's planting). Positives in real texture,
     so that "real texture" cannot mean "not ice" to the model. ``rounds`` plants every tile that many times, each
     round drawing afresh from the one generator (the first round is the same with any ``rounds``). ``radius_px``:
-    the planted radii in tile (= crop) pixels (None: the chunk CNN's range); ``split``: :func:`_open_rows`'s.
+    the planted radii in tile (= crop) pixels (None: the chunk CNN's range); ``split``: :func:`_open_rows`'s;
+    ``geometry``: where ice and decoys go (:data:`marsice_plugin.cnn.planting.GEOMETRIES`; "poleward" takes each
+    tile's hemisphere from its centre latitude in ``tiles.csv``).
     """
     from marsice_plugin.cnn.planting import PATCH_RADIUS_PX, plant
     from marsice_plugin.cnn.real_tiles import grey8, sun_azimuths
@@ -230,7 +252,16 @@ def _planted(
         for r in rows:
             grey, sun = greys[r["file"]], suns[r["observation"]]
             for kind, count in (("ice", int(rng.integers(1, 4))), ("decoy", int(rng.integers(1, 3)))):
-                out, mask = plant(grey, sun, rng, kind, count=count, radius_px=radius_px or PATCH_RADIUS_PX)
+                out, mask = plant(
+                    grey,
+                    sun,
+                    rng,
+                    kind,
+                    count=count,
+                    radius_px=radius_px or PATCH_RADIUS_PX,
+                    geometry=geometry,
+                    latitude=float(r["approx_center_lat_deg"]),
+                )
                 if not mask.any():
                     continue
                 ice = mask if kind == "ice" else None
@@ -370,8 +401,9 @@ def _tuning_sets(trained: Path, cache: Path) -> tuple[dict, np.ndarray, np.ndarr
     tune = _scenes(TUNE_SEED, TUNE_SCENES, cache)
     training = json.loads(trained.with_suffix(".card.json").read_text())["training"]
     radius, split = training.get("plant_radius_px"), training.get("open_split", "patch")
+    geometry = training.get("plant_geometry", "anti_sun")
     real_tune, _ = _real("tune", real_sun=True, split=split)
-    px, py = _planted("tune", radius_px=tuple(radius) if radius else None, split=split)
+    px, py = _planted("tune", radius_px=tuple(radius) if radius else None, split=split, geometry=geometry)
     ice = tune["y"] > 0.5
     edges = [*AREA_BINS_M2, np.inf]
     bins = [ice & (tune["area"] >= lo) & (tune["area"] < hi) for lo, hi in itertools.pairwise(edges)]
@@ -487,6 +519,22 @@ def adopt_density(new: dict, shipped: dict) -> tuple[bool, list[str]]:
     return verdict and within, [*tests, f"kept polygons per km² of tuning ground: {'yes' if within else 'no'}"]
 
 
+def adopt_poleward(new: dict, shipped: dict) -> tuple[bool, list[str]]:
+    """The ``--union PARTNER --compare RENDERED --against SHIPPED_UNION`` rule (module docstring, *Ice planted
+    poleward*): ``new`` the union with the poleward-planted partner, ``shipped`` the shipped union, on the same tuning
+    data (the tuning tiles planted poleward)."""
+    tests = {
+        "real tuning polygons in CNN-flagged tiles no more": new["flagged_polygons"] <= shipped["flagged_polygons"],
+        "real tuning polygons in every tile no more": new["all_tile_polygons"] <= shipped["all_tile_polygons"],
+        "planted tuning recall gain": new["planted_recall"] >= shipped["planted_recall"] + POLEWARD_RECALL_GAIN,
+        "rendered tuning recall": new["default"]["recall"] >= shipped["default"]["recall"] - POLEWARD_RENDERED_LOSS[0],
+        "rendered tuning precision": new["default"]["precision"]
+        >= shipped["default"]["precision"] - POLEWARD_RENDERED_LOSS[1],
+        "real negatives passing": new["real_pass_rate"] <= PLANTED_REAL_PASS,
+    }
+    return all(tests.values()), [f"{name}: {'yes' if ok else 'no'}" for name, ok in tests.items()]
+
+
 def adopt_union(new: dict, shipped: dict) -> tuple[bool, list[str]]:
     """The ``--union`` replacement rule (module docstring): :func:`adopt_rounds`'s tests (a union's rendered recall
     cannot fall, so it needs no test of its own)."""
@@ -494,13 +542,21 @@ def adopt_union(new: dict, shipped: dict) -> tuple[bool, list[str]]:
 
 
 def union(
-    partner: Path, shipped_path: Path, cache: Path, out: Path, density: bool = False, beside: Path | None = None
+    partner: Path,
+    shipped_path: Path,
+    cache: Path,
+    out: Path,
+    density: bool = False,
+    beside: Path | None = None,
+    against: Path | None = None,
 ) -> None:
     """``--union``: the shipped model or the partner at :func:`union_threshold`, judged by :func:`adopt_union`.
 
     With ``density`` the partner's threshold also keeps :func:`density_threshold`'s budget and the verdict is
     :func:`adopt_density`'s; ``beside``, a second stage scored on the same data for information (nothing is chosen
-    from it). Writes the union (:func:`marsice_plugin.patches.union.write_union`) to ``out`` whatever the verdict.
+    from it). ``against``: a shipped union judged against instead by :func:`adopt_poleward` (the partner's threshold
+    stays :func:`union_threshold`'s; kept polygons on the tuning tiles are counted for both). Writes the union
+    (:func:`marsice_plugin.patches.union.write_union`) to ``out`` whatever the verdict.
     """
     from marsice_plugin.patches.model import load_patch_model, patch_threshold, predict_crops
 
@@ -513,12 +569,14 @@ def union(
     s_tune, s_planted, s_real = (a >= t0 for a in scores["shipped"])
     p_tune, p_planted, p_real = scores["partner"]
     t1 = union_threshold(np.concatenate([s_real, s_planted[py < 0.5]]), np.concatenate([p_real, p_planted[py < 0.5]]))
-    if density:
+    tiles = density or against is not None
+    if tiles:
         split = json.loads(partner.with_suffix(".card.json").read_text())["training"].get("open_split", "patch")
         crops, tile_of, tile_flagged, km2 = _tile_outlines(split)
         in_flagged = tile_flagged[tile_of]
         s_tiles = predict_crops(load_patch_model(shipped_path), crops) >= t0
         p_tiles = predict_crops(load_patch_model(partner), crops)
+    if density:
         t1 = max(t1, density_threshold(s_tiles, p_tiles, in_flagged, km2))
         print(
             f"density: {len(tile_flagged)} tuning tiles ({split} split), {int(tile_flagged.sum())} flagged by the CNN, "
@@ -551,9 +609,23 @@ def union(
             "plain_real": len(real_tune),
             "bin_recall": [float(keep_tune[b].mean()) for b in bins],
         }
-        if density:
+        if tiles:
             keep_tiles = s_tiles if name == "shipped" else s_tiles | (p_tiles >= t1)
             figures[name] |= _density_figures(keep_tiles, in_flagged, km2)
+    if against is not None:  # the shipped union on the same data, at its card's threshold (0.5)
+        model, t = load_patch_model(against), patch_threshold(against)
+        q_tune, q_planted, q_real = (predict_crops(model, a) for a in (tune["x"], px, real_tune))
+        negatives = np.concatenate([q_real >= t, q_planted[py < 0.5] >= t])
+        figures["against"] = {
+            "model": str(against),
+            "default": _figures(q_tune, tune["y"], t),
+            "planted_recall": float((q_planted[py > 0.5] >= t).mean()),
+            "planted_ice": int((py > 0.5).sum()),
+            "real_pass_rate": float(negatives.mean()),
+            "plain_real_passing": int((q_real >= t).sum()),
+            "bin_recall": [float((q_tune[b] >= t).mean()) for b in bins],
+            **_density_figures(predict_crops(model, crops) >= t, in_flagged, km2),
+        }
     if beside is not None:  # information only: scored on the same data at its own card's threshold
         model, t = load_patch_model(beside), patch_threshold(beside)
         q_tune, q_planted, q_real = (predict_crops(model, a) for a in (tune["x"], px, real_tune))
@@ -574,7 +646,10 @@ def union(
                 f"({(keep_tiles & in_flagged).sum() / km2:.2f} per km²), in every tile {int(keep_tiles.sum())}",
                 flush=True,
             )
-    verdict, tests = (adopt_density if density else adopt_union)(figures["new"], figures["shipped"])
+    if against is not None:
+        verdict, tests = adopt_poleward(figures["new"], figures["against"])
+    else:
+        verdict, tests = (adopt_density if density else adopt_union)(figures["new"], figures["shipped"])
     print("ADOPT" if verdict else "KEEP SHIPPED", "; ".join(tests), json.dumps(figures), flush=True)
     from marsice_plugin.patches.union import write_union
 
@@ -591,7 +666,11 @@ def union(
                 "planted": _planted_card(new),
             },
             "rule": "bench/train_patch_model.py --union "
-            + ("--density (adopt_density)" if density else "(adopt_union)"),
+            + (
+                "--against (adopt_poleward)"
+                if against is not None
+                else ("--density (adopt_density)" if density else "(adopt_union)")
+            ),
             "reproduce": "make model-patch",
         },
     )
@@ -645,6 +724,15 @@ def main() -> None:
     )
     parser.add_argument("--beside", type=Path, help="with --union: also score this second stage, for information")
     parser.add_argument(
+        "--against", type=Path, help="with --union: judge against this shipped union instead (adopt_poleward)"
+    )
+    parser.add_argument(
+        "--plant-geometry",
+        choices=("anti_sun", "poleward"),
+        default="anti_sun",
+        help="where planted ice goes: the shadow's anti-sun end, or poleward of its caster (the paper's criterion)",
+    )
+    parser.add_argument(
         "--open-split",
         choices=("patch", "chunk"),
         default="patch",
@@ -654,7 +742,7 @@ def main() -> None:
     if args.union is not None:
         if args.compare is None:
             parser.error("--union needs --compare (the shipped model)")
-        union(args.union, args.compare, args.cache, args.output, args.density, args.beside)
+        union(args.union, args.compare, args.cache, args.output, args.density, args.beside, args.against)
         return
     if args.rescore is not None:
         if args.compare is None:
@@ -677,8 +765,12 @@ def main() -> None:
     y = np.concatenate([train["y"], np.zeros(len(real_train), np.float32)])
     if args.planted:
         radius = tuple(args.plant_radius) if args.plant_radius else None
-        planted_x, planted_y = _planted("train", args.contrast, args.plant_rounds, radius, args.open_split)
-        planted_tune = _planted("tune", args.contrast, radius_px=radius, split=args.open_split)
+        planted_x, planted_y = _planted(
+            "train", args.contrast, args.plant_rounds, radius, args.open_split, args.plant_geometry
+        )
+        planted_tune = _planted(
+            "tune", args.contrast, radius_px=radius, split=args.open_split, geometry=args.plant_geometry
+        )
         print(
             f"planted: training {len(planted_y)} ({int(planted_y.sum())} ice), tuning {len(planted_tune[1])} "
             f"({int(planted_tune[1].sum())} ice)",
@@ -766,6 +858,7 @@ def main() -> None:
             "plant_rounds": args.plant_rounds if args.planted else 0,
             "plant_radius_px": list(args.plant_radius) if args.planted and args.plant_radius else None,
             "open_split": args.open_split,
+            "plant_geometry": args.plant_geometry if args.planted else None,
             "scenes": {
                 "first_seed": TRAIN_SEED,
                 "count": TRAIN_SCENES,

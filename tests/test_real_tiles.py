@@ -1,5 +1,6 @@
 """Real-tile training data: the held-out rule, the observation split, the sun lookup, and patches planted where the
-physics puts them (ice at a shadow's anti-sun end, decoys on the sunlit side). Built on tiny tiles made here."""
+physics puts them (ice at a shadow's anti-sun end or poleward of its caster, decoys in sunlight). Built on tiny
+tiles made here."""
 
 from __future__ import annotations
 
@@ -62,6 +63,30 @@ def test_ice_lands_at_the_anti_sun_end_and_decoys_on_the_sunlit_side(seed):
     far = np.ones_like(ice_mask)
     far[30:62, 20:75] = False
     np.testing.assert_array_equal(ice[far], grey[far])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_poleward_ice_lands_beside_the_caster_on_the_pole_side(seed):
+    """The paper's criterion, as the renderer places boulder ice: poleward of the caster, not at the shadow's far
+    end; the pole is south of a north-up tile in the south and north in the north. Decoys stay in sunlight: on the
+    caster's sunlit face or beyond the shadow's anti-sun end, never in it."""
+    grey = shadowed_tile()  # caster face cols 36-39, shadow rows 40-49, cols 40-51
+    site = shadow_sites(grey, SUN)[0]
+    assert site.sun_side == pytest.approx((44.5, 40.0), abs=0.6)
+    assert 8 <= site.width_px <= 13  # the shadow is 10 rows across the sun; the 3 px mean blurs its edges
+    rows, cols = np.arange(grey.shape[0]), np.arange(grey.shape[1])
+    for latitude, south in ((-50.0, True), (45.0, False)):
+        ice, mask = plant(grey, SUN, np.random.default_rng(seed), "ice", geometry="poleward", latitude=latitude)
+        assert mask.sum() >= 2 and np.all(ice >= grey - 1e-4)
+        row, col = rows[mask.any(axis=1)].mean(), cols[mask.any(axis=0)].mean()
+        assert (row > 47) if south else (row < 42)  # beyond the caster's pole-side half
+        assert 28 < col < 44  # beside the caster, short of the shadow's far end (col 51)
+    for _ in range(3):
+        _, decoy = plant(grey, SUN, np.random.default_rng(seed + 10 * _), "decoy", geometry="poleward")
+        col = cols[decoy.any(axis=0)].mean()
+        assert col < 40 or col > 52
+    with pytest.raises(ValueError, match="geometry"):
+        plant(grey, SUN, np.random.default_rng(0), "ice", geometry="equatorward")
 
 
 @pytest.mark.parametrize("seed", range(3))

@@ -15,6 +15,16 @@ Placement, from the observation's own sun azimuth (looked up in the bundled cata
 * **Decoy** (negative) sits beyond the shadow's sunward end, on the sunlit face of the caster: the paper's "bright
   dust in sunlit places", the same blob on the wrong side.
 
+**Poleward placement** (``geometry="poleward"``, the second stage's real-texture member since 2026-12-07): the paper's
+criterion and the renderer (:mod:`marsice_plugin.synthetic.scene`) put ice on the *poleward* side of the shadowing
+landform, within 40° of due poleward, beside the caster. In the paper's band the sun comes from the west-north-west,
+so poleward (south) lies about 65° from the anti-sun direction; the placement above puts ice where a crater's sunlit
+far wall also begins, and a model trained on it keeps such walls in real ice-free ground (README, *Second stage*).
+With ``geometry="poleward"`` ice sits beside the caster (the middle of the shadow's sunward end, set back by half
+the shadow's width), at the caster's half width plus half the patch's radius, at a bearing within 40° of due
+poleward, as the renderer places ice beside boulders. Decoys go on the sunlit face (as above) or, half of them,
+just beyond the shadow's anti-sun end, in sunlight: bright ground where no ice survives.
+
 Optics: the patch multiplies the pixel's brightness by ``1 + contrast x opacity`` (the renderer's
 ``albedo x (1 + ice_opacity)`` under the pixel's own illumination), with a diffuse elliptical edge
 (the renderer's soft disc). Sizes are in tile pixels: a tile (227 px) becomes one model input of 256 or 512 px, so
@@ -45,13 +55,28 @@ MIN_SHADOW_PX = 4
 MAX_SHADOW_FRACTION = 0.03
 
 
+#: Where planted ice goes (module docstring): the shadow's anti-sun end, or poleward of the caster.
+GEOMETRIES = ("anti_sun", "poleward")
+#: Poleward placement: the bearing's spread around due poleward (degrees), as the renderer's boulder ice.
+POLEWARD_SPREAD_DEG = 40.0
+
+
 @dataclass(frozen=True)
 class ShadowSite:
-    """One shadow blob: its pixel furthest from the sun, its pixel nearest the sun, and its length (pixels)."""
+    """One shadow blob: its pixel furthest from the sun, its pixel nearest the sun, its length and its area
+    (pixels)."""
 
     far_end: tuple[float, float]
     sun_end: tuple[float, float]
     length_px: float
+    area_px: int = 0
+    #: the mean position of the blob's pixels within 1.5 px of its sunward end (the caster's foot); None: sun_end
+    sun_side: tuple[float, float] | None = None
+
+    @property
+    def width_px(self) -> float:
+        """The blob's mean width across the sun's direction: its area over its length (at least 1)."""
+        return max(1.0, self.area_px / max(self.length_px, 1.0))
 
 
 def shadow_sites(grey: np.ndarray, sun_azimuth: float) -> list[ShadowSite]:
@@ -82,6 +107,8 @@ def shadow_sites(grey: np.ndarray, sun_azimuth: float) -> list[ShadowSite]:
                     (float(rows[far]), float(cols[far])),
                     (float(rows[near]), float(cols[near])),
                     float(proj[far] - proj[near]),
+                    int(rows.size),
+                    (float(rows[proj < proj[near] + 1.5].mean()), float(cols[proj < proj[near] + 1.5].mean())),
                 )
             )
     # a blob that touches several bounding boxes is found once per box: keep one of each
@@ -93,8 +120,9 @@ def _patch(
     centre: tuple[float, float],
     rng: np.random.Generator,
     radius_px: tuple[float, float] = PATCH_RADIUS_PX,
+    radius: float | None = None,
 ) -> tuple[tuple[slice, slice], np.ndarray]:
-    radius = float(rng.uniform(*radius_px))
+    radius = float(rng.uniform(*radius_px)) if radius is None else radius
     return _soft_disc(
         shape,
         centre[0],
@@ -114,16 +142,22 @@ def plant(
     count: int = 1,
     ceiling: float = 255.0,
     radius_px: tuple[float, float] = PATCH_RADIUS_PX,
+    geometry: str = "anti_sun",
+    latitude: float = -50.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``grey`` with ``count`` patches of ``kind`` ("ice" or "decoy") and the mask of their pixels (opacity > 0.5).
 
-    ``radius_px`` is the range patch radii are drawn from, in tile pixels (module docstring).
+    ``radius_px`` is the range patch radii are drawn from, in tile pixels (module docstring). ``geometry``
+    (:data:`GEOMETRIES`) says where ice and decoys go; with "poleward" the pole is south of a north-up tile when
+    ``latitude`` (degrees, the tile's) is negative, north otherwise.
 
     Returns the tile unchanged and an empty mask when it has no usable shadow: a patch with no shadowing landform
     would teach the net that any bright blob is ice.
     """
     if kind not in ("ice", "decoy"):
         raise ValueError(f"kind must be 'ice' or 'decoy', not {kind!r}")
+    if geometry not in GEOMETRIES:
+        raise ValueError(f"geometry must be one of {GEOMETRIES}, not {geometry!r}")
     sites = shadow_sites(grey, sun_azimuth)
     out = grey.astype(np.float32, copy=True)
     mask = np.zeros(grey.shape, dtype=bool)
@@ -134,13 +168,16 @@ def plant(
     for k in rng.permutation(len(sites))[:count]:
         site = sites[int(k)]
         for _ in range(4):  # a patch clipped by the tile edge to under MIN_PATCH_PIXELS is drawn again
-            if kind == "ice":
+            radius = None
+            if geometry == "poleward":
+                centre, radius = _poleward_site(site, kind, anti_sun, 1.0 if latitude < 0 else -1.0, rng, radius_px)
+            elif kind == "ice":
                 step = float(rng.uniform(0.0, 2.5))
                 centre = (site.far_end[0] + anti_sun[0] * step, site.far_end[1] + anti_sun[1] * step)
             else:
                 step = float(rng.uniform(3.0, 8.0))
                 centre = (site.sun_end[0] - anti_sun[0] * step, site.sun_end[1] - anti_sun[1] * step)
-            window, op = _patch(grey.shape, centre, rng, radius_px)
+            window, op = _patch(grey.shape, centre, rng, radius_px, radius)
             if int((op > 0.5).sum()) >= MIN_PATCH_PIXELS:
                 break
         else:
@@ -150,3 +187,28 @@ def plant(
         mask[window] |= op > 0.5
     out = np.minimum(out * (1.0 + gain), np.float32(ceiling))
     return out, mask
+
+
+def _poleward_site(
+    site: ShadowSite,
+    kind: str,
+    anti_sun: np.ndarray,
+    pole: float,
+    rng: np.random.Generator,
+    radius_px: tuple[float, float],
+) -> tuple[tuple[float, float], float]:
+    """A patch's centre and radius by the "poleward" geometry (module docstring); ``pole`` is +1 when the pole lies
+    toward increasing rows (south on a north-up tile), -1 otherwise."""
+    radius = float(rng.uniform(*radius_px))
+    half = 0.5 * site.width_px
+    foot = site.sun_side or site.sun_end
+    caster = (foot[0] - anti_sun[0] * half, foot[1] - anti_sun[1] * half)
+    if kind == "ice":  # beside the caster, within POLEWARD_SPREAD_DEG of due poleward, as the renderer's
+        bearing = math.radians(float(rng.uniform(-POLEWARD_SPREAD_DEG, POLEWARD_SPREAD_DEG)))
+        dist = half + 0.5 * radius
+        return (caster[0] + pole * dist * math.cos(bearing), caster[1] + dist * math.sin(bearing)), radius
+    if rng.random() < 0.5:  # on the caster's sunlit face
+        step = float(rng.uniform(3.0, 8.0))
+        return (site.sun_end[0] - anti_sun[0] * step, site.sun_end[1] - anti_sun[1] * step), radius
+    step = float(rng.uniform(1.0, 3.0)) + radius  # beyond the shadow's anti-sun end, in sunlight
+    return (site.far_end[0] + anti_sun[0] * step, site.far_end[1] + anti_sun[1] * step), radius
