@@ -348,6 +348,12 @@ def main() -> None:
         help="which figures: real, containers, sets, planted (comma-separated)",
     )
     parser.add_argument("--patch-model", type=Path, default=None, help="second stage (default: the shipped one)")
+    parser.add_argument(
+        "--plant-geometry",
+        choices=("anti_sun", "poleward"),
+        default="anti_sun",
+        help="section 5: ice at the shadow's anti-sun end, or poleward of its caster (marsice_plugin.cnn.planting)",
+    )
     args = parser.parse_args()
     sections = set(args.sections.split(","))
     if not REAL.is_dir():
@@ -379,7 +385,7 @@ def main() -> None:
                 f"(today {row['today_images_found']}), image precision {row['image_precision']:.3f}"
             )
     if "planted" in sections:
-        planted_figures(model, size, threshold, args.patch_model)
+        planted_figures(model, size, threshold, args.patch_model, args.plant_geometry)
     print(f"\n{time.time() - started:.0f} s")
 
 
@@ -450,8 +456,12 @@ def real_figures(
     )
 
 
-def planted_figures(model: object, size: int, threshold: float, patch_model: Path | None = None) -> None:
-    """Section 5: ice and decoys planted into the held-out ice-free tiles, flagged by the CNN and by detect."""
+def planted_figures(
+    model: object, size: int, threshold: float, patch_model: Path | None = None, geometry: str = "anti_sun"
+) -> None:
+    """Section 5: ice and decoys planted into the held-out ice-free tiles, flagged by the CNN and by detect.
+
+    ``geometry``: where ice and decoys go (:data:`marsice_plugin.cnn.planting.GEOMETRIES`)."""
     from marsice_plugin.cnn.planting import plant
     from marsice_plugin.cnn.real_tiles import sun_azimuths
     from marsice_plugin.detect_defaults import is_flagged
@@ -469,12 +479,14 @@ def planted_figures(model: object, size: int, threshold: float, patch_model: Pat
     for r in free:
         grey = grey8(REAL / "landmark_tiles" / r["file"])
         for kind, count in (("ice", int(rng.integers(1, 4))), ("decoy", int(rng.integers(1, 3)))):
-            out, mask = plant(grey, suns[r["observation"]], rng, kind, count=count)
+            sun, latitude = suns[r["observation"]], float(r["approx_center_lat_deg"])
+            out, mask = plant(grey, sun, rng, kind, count=count, geometry=geometry, latitude=latitude)
             if mask.any():  # a tile with no usable shadow gets no patch: it is left out
                 images[kind].append(out)
                 observations[kind].append(r["observation"])
     print(
-        f"\n5. patches planted into held-out ice-free tiles ({len(free)} with a sun azimuth; seed {PLANT_SEED}); "
+        f"\n5. patches planted ({geometry}) into held-out ice-free tiles ({len(free)} with a sun azimuth; seed "
+        f"{PLANT_SEED}); "
         f"detect = CNN and a kept patch ({stage.name} >= {stage.threshold})"
     )
     probs = {}
