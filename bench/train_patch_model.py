@@ -107,7 +107,10 @@ Replacement (:func:`adopt_poleward`), against the shipped union on the same tuni
 poleward: no more kept polygons on the real tuning tiles, in CNN-flagged tiles and in every tile (the shipped union:
 5 and 9); planted tuning recall at least :data:`POLEWARD_RECALL_GAIN` higher; rendered tuning recall and precision
 at most :data:`POLEWARD_RENDERED_LOSS` lower; at most :data:`PLANTED_REAL_PASS` of the real tuning negatives passing.
-Held-out figures are read only after the verdict.
+Held-out figures are read only after the verdict. **Verdict (2026-12-07): keep the shipped union** (partner threshold
+0.8121; planted poleward tuning recall 0.236 against the shipped union's 0.269; rendered precision 0.818 against
+0.855 at recall 0.855 against 0.813; real tuning polygons 4 against 5 in CNN-flagged tiles, 13 against 9 in every
+tile; ``build/patch_poleward/union.log``). The held-out split was not read.
 
 **A threshold within a real budget** (``--rescore MODEL --compare SHIPPED``, no training). The ``--plant-rounds 3``
 run failed :func:`adopt_rounds` on real negatives alone (2.4 % passing at its rendered-recall threshold). Rule
