@@ -11,6 +11,7 @@ Chunks are streamed strip by strip and scored in batches while the next batch is
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -69,6 +70,10 @@ class DetectOptions:
     #: how a chunk's probability combines the chunk CNN with the second stage's best patch in it (CHUNK_SCORE_RULES);
     #: None: "max_kept" when every chunk is searched, "confirm" when only flagged ones are (patches.chunk_score)
     chunk_score: str | None = None
+    #: the sun's azimuth, clockwise from north (degrees), overriding the product's (its label or GeoTIFF metadata):
+    #: the second stage turns every crop so the sun is at the top, so a raster that does not say where the sun was
+    #: (a GeoTIFF export of an RDR) needs it given (:func:`apply_sun_azimuth`)
+    sun_azimuth: float | None = None
 
 
 #: Progress bar spans (percent) of chunk scoring and of outlining, per search mode. Flagged search outlines a few
@@ -97,6 +102,35 @@ def check_search_threshold(search_threshold: float | None, threshold: float) -> 
             f"search threshold {search_threshold} is outside 0..{threshold:g} (the threshold): flagged chunks must "
             "be searched; give a value at most the threshold"
         )
+
+
+def apply_sun_azimuth(product: Product, sun_azimuth: float | None, reporter: Reporter | None = None) -> None:
+    """Give ``product`` the sun azimuth ``sun_azimuth`` (degrees clockwise from north), logged; None changes nothing.
+
+    The second stage reads each crop with the sun at the top (:mod:`marsice_plugin.patches.crops`), so its
+    probabilities rest on the product's sun azimuth; a given value wins over the label's or the metadata's, as
+    ``marsice terrain --sun-azimuth`` does for shadows. Refused (``ValueError``) when not finite.
+    """
+    if sun_azimuth is None:
+        return
+    if not math.isfinite(sun_azimuth):
+        raise ValueError(f"sun azimuth {sun_azimuth} is not a number of degrees; give one clockwise from north")
+    own = product.viewing.sun_azimuth_from_north
+    given = float(sun_azimuth) % 360.0
+    if reporter is not None:
+        said = f"overrides the product's {own:g}°" if own is not None else "(the product does not give it)"
+        reporter.log(f"{product.product_id}: sun azimuth {given:g}° from --sun-azimuth {said}")
+    product.viewing = replace(product.viewing, sun_azimuth_from_north=given)
+
+
+def unknown_sun_warning(product_id: str) -> str:
+    """The line detect logs when a product does not say where the sun was and the second stage runs anyway."""
+    return (
+        f"{product_id}: no sun azimuth (no PDS3 label, no SUN_AZIMUTH_FROM_NORTH metadata): the second stage turns "
+        "crops as if the sun were in the north, so its probabilities are not to be trusted; pass --sun-azimuth DEG "
+        "(clockwise from north: (SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) mod 360, 290-303 in the paper's band) or tag "
+        "the raster (gdal_edit -mo SUN_AZIMUTH_FROM_NORTH=DEG)"
+    )
 
 
 def progress_spans(search: str) -> tuple[tuple[float, float], tuple[float, float]]:
@@ -186,6 +220,8 @@ def detect_product(
     check_search_threshold(options.search_threshold, options.threshold)  # before the long part, as the model file
     patch = load_stage(options.patch_model_path, options.all_candidates)  # before the long part: a missing file fails
     chunks = score_chunks(product, model, options, reporter)
+    if product.viewing.sun_azimuth_from_north is None:  # said once the pixels are known to be scorable
+        reporter.log(unknown_sun_warning(product.product_id), level="warning")
     outline_start = progress_spans(options.search)[1][0]
     where = "flagged" if options.search == "flagged" else "every"
     reporter.progress(outline_start, f"outlining bright patches in {where} chunk")

@@ -164,3 +164,74 @@ def test_a_search_threshold_above_the_threshold_is_refused_before_scoring(tmp_pa
     assert code == 2
     assert "search threshold 0.7 is outside 0..0.5 (the threshold)" in err
     assert not (tmp_path / "o.gpkg").exists()  # refused before anything was scored or written
+
+
+def _label_free_copy(product, folder, tags: dict[str, str]):
+    """The tiny product's pixels as a GeoTIFF without a label, on the same grid and CRS, with ``tags``."""
+    import rasterio
+    from rasterio.crs import CRS
+
+    from marsice_plugin.product import open_product
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{product.product_id}.tif"
+    with open_product(product.label_path) as p:
+        data = p.read(0, 0, p.height, p.width).astype(np.uint16)
+        profile = dict(driver="GTiff", width=p.width, height=p.height, count=1, dtype="uint16", nodata=0)
+        with rasterio.open(path, "w", crs=CRS.from_wkt(p.crs.to_wkt()), transform=p.transform, **profile) as ds:
+            ds.write(data, 1)
+            ds.update_tags(**tags)
+    return path
+
+
+def _logged(result_lines: str) -> list[dict]:
+    return [json.loads(line) for line in result_lines.splitlines() if line.startswith('{"type": "log"')]
+
+
+def test_a_raster_without_sun_is_warned_about_and_sun_azimuth_turns_its_crops_as_the_label_would(tmp_path):
+    """The second stage turns each crop so the sun is at the top. A label-free GeoTIFF does not say where the sun
+    was: detect warns (crops turned as if the sun were in the north), and --sun-azimuth gives the label's outcome."""
+    import io
+
+    from marsice_plugin.detection import unknown_sun_warning
+    from marsice_plugin.progress import Reporter
+
+    product = tiny_product(tmp_path / "p")
+    common = {"model_path": DEMO_MODEL, "chunk_size": 256, "search": "all", "all_candidates": True}
+    labelled = detect(product.label_path, tmp_path / "label.gpkg", DetectOptions(**common))
+    [(_, row)] = read_layer(labelled.output, "products")
+    own = row["sun_azimuth"]
+    assert own is not None and 0 <= own < 360
+    bare = _label_free_copy(product, tmp_path / "bare", {})
+
+    def run(name: str, path, **extra):
+        out = io.StringIO()
+        found = detect(path, tmp_path / f"{name}.gpkg", DetectOptions(**common, **extra), Reporter("json", out))
+        probs = sorted(c.probability for c in found.candidates)
+        [(_, products_row)] = read_layer(found.output, "products")
+        return probs, products_row["sun_azimuth"], _logged(out.getvalue())
+
+    tagged = _label_free_copy(product, tmp_path / "tagged", {"SUN_AZIMUTH_FROM_NORTH": repr(own)})
+    unknown, unknown_sun, unknown_log = run("unknown", bare)
+    given, given_sun, given_log = run("given", bare, sun_azimuth=own + 360.0)  # any turn: taken modulo 360
+    expected, _, tagged_log = run("tagged", tagged)
+    assert len(given) == len(expected) == len(labelled.candidates) > 0
+    np.testing.assert_allclose(given, expected, atol=1e-6)  # the sun given by hand: the tagged raster's scores
+    label_scores = sorted(c.probability for c in labelled.candidates)
+    np.testing.assert_allclose(given, label_scores, atol=0.05)  # and the label's, as the container allows
+    assert given_sun == pytest.approx(own)
+    assert np.abs(np.array(unknown) - np.array(expected)).max() > 0.05  # turned by 0 instead: other scores
+    assert unknown_sun is None
+    warning = unknown_sun_warning(bare.stem)
+    assert {"type": "log", "level": "warning", "message": warning} in unknown_log
+    assert "--sun-azimuth DEG" in warning and "SUN_AZIMUTH_FROM_NORTH" in warning
+    assert not [e for e in given_log + tagged_log if e["message"] == warning]
+    said = f"sun azimuth {own:g}° from --sun-azimuth (the product does not give it)"
+    assert any(said in e["message"] for e in given_log)
+    # over a label's own value: logged as an override, and recorded
+    turned, turned_sun, turned_log = run("turned", product.label_path, sun_azimuth=(own + 90) % 360)
+    assert turned_sun == pytest.approx((own + 90) % 360)
+    assert any(f"overrides the product's {own:g}°" in e["message"] for e in turned_log)
+    assert np.abs(np.array(sorted(turned)) - np.array(label_scores)).max() > 0.05
+    with pytest.raises(ValueError, match="sun azimuth nan"):
+        detect(product.label_path, tmp_path / "nan.gpkg", DetectOptions(**common, sun_azimuth=float("nan")))

@@ -43,6 +43,9 @@ CASES = [
     # flagged search from a lower CNN probability than the threshold
     ("marsice:detect", {"INPUT": "/data/P.LBL", "SEARCH_THRESHOLD": 0.4, "OUTPUT": "/out/s.gpkg"},
      ["detect", "/data/P.LBL", "-o", "/out/s.gpkg", "--search-threshold", "0.4"]),
+    # the sun's azimuth for a raster that does not give it
+    ("marsice:detect", {"INPUT": "/data/P.tif", "SUN_AZIMUTH": 297.5, "OUTPUT": "/out/u.gpkg"},
+     ["detect", "/data/P.tif", "-o", "/out/u.gpkg", "--sun-azimuth", "297.5"]),
     # the shipped fast model when no model is given; the threshold left to the card
     ("marsice:detect", {"INPUT": "/data/P.LBL", "FAST": True, "READ_LEVEL": 1, "OUTPUT": "/out/f.gpkg"},
      ["detect", "/data/P.LBL", "-o", "/out/f.gpkg", "--fast", "--read-level", "0"]),

@@ -99,8 +99,10 @@ def test_detect_parameters_match_the_cli_options(qgis_home: Path) -> None:
     params = help_["parameters"]
     assert set(params) == {
         "INPUT", "INPUT_LAYER", "MODEL", "FAST", "THRESHOLD", "OVERLAP", "PRECISION", "READ_LEVEL", "OUTPUT",
-        "PROBABILITY", "QUICKLOOK", "ALL_CANDIDATES", "SEARCH_ALL", "SEARCH_THRESHOLD",
+        "PROBABILITY", "QUICKLOOK", "ALL_CANDIDATES", "SEARCH_ALL", "SEARCH_THRESHOLD", "SUN_AZIMUTH",
     }  # fmt: skip
+    sun = params["SUN_AZIMUTH"]["raw_definition"]
+    assert (sun["default"], sun["min"], sun["max"], params["SUN_AZIMUTH"]["optional"]) == (None, 0.0, 360.0, True)
     search = params["SEARCH_THRESHOLD"]["raw_definition"]
     assert (search["default"], search["min"], search["max"]) == (None, 0.0, 1.0)
     assert params["SEARCH_THRESHOLD"]["optional"] is True  # empty: the threshold, as the CLI

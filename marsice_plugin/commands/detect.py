@@ -70,6 +70,15 @@ def add_parser(sub: Any) -> None:
         "lower finds more small patches and more false ones; a chunk under the threshold is never flagged",
     )
     p.add_argument(
+        "--sun-azimuth",
+        type=float,
+        default=None,
+        metavar="DEG",
+        help="the sun's azimuth clockwise from north, for a raster that does not give it (no PDS3 label, no "
+        "SUN_AZIMUTH_FROM_NORTH metadata, e.g. a GeoTIFF export of an RDR): the second stage turns each crop so the "
+        "sun is at the top; given, it overrides the product's (logged)",
+    )
+    p.add_argument(
         "--patch-model",
         type=Path,
         default=None,
@@ -106,6 +115,7 @@ def run(args: argparse.Namespace, reporter: Reporter) -> None:
         all_candidates=args.all_candidates,
         search=args.search,
         search_threshold=args.search_threshold,
+        sun_azimuth=args.sun_azimuth,
     )
     result = detect(
         args.product,

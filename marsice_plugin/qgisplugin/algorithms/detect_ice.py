@@ -42,6 +42,7 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
     ALL_CANDIDATES = "ALL_CANDIDATES"
     SEARCH_ALL = "SEARCH_ALL"
     SEARCH_THRESHOLD = "SEARCH_THRESHOLD"
+    SUN_AZIMUTH = "SUN_AZIMUTH"
 
     NAME = "detect"
     COMMAND = "detect"
@@ -80,6 +81,19 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
                     optional=True,
                     minValue=0.0,
                     maxValue=1.0,
+                )
+            )
+        )
+        self.addParameter(
+            mark_advanced(
+                QgsProcessingParameterNumber(
+                    self.SUN_AZIMUTH,
+                    "Sun azimuth, clockwise from north (degrees; empty = the label's or tags')",
+                    DOUBLE,
+                    defaultValue=None,
+                    optional=True,
+                    minValue=0.0,
+                    maxValue=360.0,
                 )
             )
         )
@@ -132,6 +146,8 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
         args += ["--search", "all"] if self.parameterAsBoolean(parameters, self.SEARCH_ALL, context) else []
         search_threshold = self.optional_double(parameters, self.SEARCH_THRESHOLD, context)
         args += ["--search-threshold", str(search_threshold)] if search_threshold is not None else []
+        sun_azimuth = self.optional_double(parameters, self.SUN_AZIMUTH, context)
+        args += ["--sun-azimuth", str(sun_azimuth)] if sun_azimuth is not None else []
         return args
 
     def cli_results(
