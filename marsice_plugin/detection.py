@@ -72,7 +72,7 @@ class DetectOptions:
     chunk_score: str | None = None
     #: the sun's azimuth, clockwise from north (degrees), overriding the product's (its label or GeoTIFF metadata):
     #: the second stage turns every crop so the sun is at the top, so a raster that does not say where the sun was
-    #: (a GeoTIFF export of an RDR) needs it given (:func:`apply_sun_azimuth`)
+    #: (a GeoTIFF export of an RDR not named by its product id) needs it given (:func:`resolve_sun_azimuth`)
     sun_azimuth: float | None = None
 
 
@@ -104,29 +104,46 @@ def check_search_threshold(search_threshold: float | None, threshold: float) -> 
         )
 
 
-def apply_sun_azimuth(product: Product, sun_azimuth: float | None, reporter: Reporter | None = None) -> None:
-    """Give ``product`` the sun azimuth ``sun_azimuth`` (degrees clockwise from north), logged; None changes nothing.
+def resolve_sun_azimuth(product: Product, sun_azimuth: float | None, reporter: Reporter | None = None) -> None:
+    """Give ``product`` its sun azimuth (degrees clockwise from north) where it has none or one is given, logged.
 
     The second stage reads each crop with the sun at the top (:mod:`marsice_plugin.patches.crops`), so its
-    probabilities rest on the product's sun azimuth; a given value wins over the label's or the metadata's, as
-    ``marsice terrain --sun-azimuth`` does for shadows. Refused (``ValueError``) when not finite.
+    probabilities rest on the product's sun azimuth. In order: ``sun_azimuth`` (``--sun-azimuth``) wins over the
+    label's or the metadata's, as ``marsice terrain --sun-azimuth`` does for shadows; a product that gives none takes
+    its observation's from the bundled catalogue by its product id (a GeoTIFF export of an RDR keeps its id as its
+    name, not its label: :func:`marsice_plugin.catalogue.index.catalogue_sun_azimuth`); else it stays unknown and
+    :func:`detect_product` warns. Refused (``ValueError``) when ``sun_azimuth`` is not finite.
     """
-    if sun_azimuth is None:
-        return
-    if not math.isfinite(sun_azimuth):
-        raise ValueError(f"sun azimuth {sun_azimuth} is not a number of degrees; give one clockwise from north")
+    say = reporter.log if reporter is not None else (lambda message: None)
     own = product.viewing.sun_azimuth_from_north
-    given = float(sun_azimuth) % 360.0
-    if reporter is not None:
+    if sun_azimuth is not None:
+        if not math.isfinite(sun_azimuth):
+            raise ValueError(f"sun azimuth {sun_azimuth} is not a number of degrees; give one clockwise from north")
+        given = float(sun_azimuth) % 360.0
         said = f"overrides the product's {own:g}°" if own is not None else "(the product does not give it)"
-        reporter.log(f"{product.product_id}: sun azimuth {given:g}° from --sun-azimuth {said}")
+        say(f"{product.product_id}: sun azimuth {given:g}° from --sun-azimuth {said}")
+    elif own is None:
+        from .catalogue.index import catalogue_sun_azimuth
+        from .errors import CatalogueError
+
+        try:
+            given = catalogue_sun_azimuth(product.product_id)
+        except CatalogueError as exc:  # a broken install: the warning below still says what to do
+            say(f"{product.product_id}: the bundled catalogue could not be read for the sun azimuth: {exc}")
+            return
+        if given is None:
+            return
+        say(f"{product.product_id}: sun azimuth {given:g}° from the bundled catalogue (the product does not give it)")
+    else:
+        return
     product.viewing = replace(product.viewing, sun_azimuth_from_north=given)
 
 
 def unknown_sun_warning(product_id: str) -> str:
     """The line detect logs when a product does not say where the sun was and the second stage runs anyway."""
     return (
-        f"{product_id}: no sun azimuth (no PDS3 label, no SUN_AZIMUTH_FROM_NORTH metadata): the second stage turns "
+        f"{product_id}: no sun azimuth (no PDS3 label, no SUN_AZIMUTH_FROM_NORTH metadata, not in the bundled "
+        "catalogue): the second stage turns "
         "crops as if the sun were in the north, so its probabilities are not to be trusted; pass --sun-azimuth DEG "
         "(clockwise from north: (SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) mod 360, 290-303 in the paper's band) or tag "
         "the raster (gdal_edit -mo SUN_AZIMUTH_FROM_NORTH=DEG)"

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from .detection import DetectOptions, apply_sun_azimuth, detect_product
+from .detection import DetectOptions, detect_product, resolve_sun_azimuth
 from .errors import OutputError
 from .model_registry import default_model_path, model_threshold
 from .product import Product, open_product
@@ -90,7 +90,7 @@ def detect(
     existed = output.exists()
     try:
         with open_product(product_path) as product:
-            apply_sun_azimuth(product, options.sun_azimuth, reporter)
+            resolve_sun_azimuth(product, options.sun_azimuth, reporter)
             reporter.log(
                 f"{product.product_id}: {product.width}x{product.height} px at {product.scale_m:.2f} m/px, "
                 f"Ls {_fmt(product.viewing.solar_longitude)}, incidence {_fmt(product.viewing.incidence_angle)}, "

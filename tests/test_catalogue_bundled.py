@@ -9,7 +9,7 @@ import pyproj
 import pytest
 import shapely
 
-from marsice_plugin.catalogue.index import BUNDLED_PATH, load_bundled
+from marsice_plugin.catalogue.index import BUNDLED_PATH, catalogue_sun_azimuth, load_bundled
 from marsice_plugin.catalogue.search import SearchQuery
 from marsice_plugin.errors import CatalogueError
 from marsice_plugin.gpkg import parse_geometry_blob
@@ -92,3 +92,28 @@ def test_footprint_layer_of_the_paper_selection(red, tmp_path):
         minx, miny, maxx, maxy = geom.bounds
         assert miny == pytest.approx(by_id[pid].min_lat) and maxy == pytest.approx(by_id[pid].max_lat)
         assert -180 <= minx <= maxx <= 180
+
+
+@pytest.mark.parametrize("label", ["ESP_011707_1440_COLOR.LBL", "ESP_013951_1955_RED.LBL", "PSP_010737_2050_COLOR.LBL"])
+def test_sun_azimuth_agrees_with_each_real_label(label):
+    """The catalogue's sun azimuth is (SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) mod 360 of the index, to 0.1°; the real
+    labels here say the same, and a product of an observation takes its COLOR row's value."""
+    from pathlib import Path
+
+    from marsice_plugin.labels import read_label
+
+    parsed = read_label(Path(__file__).parent / "data" / label)
+    assert catalogue_sun_azimuth(parsed.product_id) == pytest.approx(parsed.sun_azimuth_from_north, abs=0.051)
+    observation = parsed.product_id.rsplit("_", 1)[0]
+    assert catalogue_sun_azimuth(f"{observation}_IRB") == catalogue_sun_azimuth(f"{observation}_RED")
+    assert catalogue_sun_azimuth("ESP_999999_1300_RED") is None  # not an observation of the archive
+    assert catalogue_sun_azimuth("my_mosaic") is None  # not a product id
+
+
+def test_sun_azimuths_in_the_papers_band_are_the_papers(red):
+    """The paper: in its band the sun comes from 290-303° (mid-afternoon, west-north-west)."""
+    band = [p.sun_azimuth for p in red if p.sun_azimuth is not None and p.ls is not None and 140 <= p.ls <= 200
+            and p.max_lat is not None and p.max_lat >= -70 and p.min_lat <= -40]  # fmt: skip
+    assert len(band) > 500
+    inside = sum(290 <= a <= 303 for a in band) / len(band)
+    assert 290 <= sorted(band)[len(band) // 2] <= 303 and inside > 0.5

@@ -117,6 +117,12 @@ def test_refresh_bundled_catalogue_from_the_index(cumindex, tmp_path):
     assert derived.footprint_approximate and "COLOR" in derived.footprint_note
     color = load_bundled("COLOR", out)
     assert len(color) == 4
+    # the sun azimuth from north, (SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) mod 360 of each index row, kept to 0.001°
+    indexed = {p.product_id: p.sun_azimuth for p in read_cumindex(cumindex)}
+    assert all(a is not None and 0 <= a < 360 for a in indexed.values())
+    for p in [*red, *color]:
+        if p.product_id in indexed:
+            assert p.sun_azimuth == pytest.approx(indexed[p.product_id], abs=5e-4)
     found = list(SearchQuery(lat=(28, 30), product_type="COLOR", scales=(0.5,)).filter(color))
     assert [p.product_id for p in found] == ["ESP_016430_2095_COLOR"]
 

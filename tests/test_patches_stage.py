@@ -233,5 +233,14 @@ def test_a_raster_without_sun_is_warned_about_and_sun_azimuth_turns_its_crops_as
     assert turned_sun == pytest.approx((own + 90) % 360)
     assert any(f"overrides the product's {own:g}°" in e["message"] for e in turned_log)
     assert np.abs(np.array(sorted(turned)) - np.array(label_scores)).max() > 0.05
+    # a GeoTIFF export named by its product id takes its observation's sun from the bundled catalogue
+    named = _label_free_copy(product, tmp_path / "named", {}).rename(tmp_path / "named" / "ESP_011707_1440_RED.tif")
+    from_catalogue, catalogue_sun, catalogue_log = run("catalogue", named)
+    by_hand, _, _ = run("by_hand", bare, sun_azimuth=catalogue_sun)
+    assert catalogue_sun == pytest.approx(282.6)  # the real observation's, as its label says (282.568)
+    np.testing.assert_allclose(from_catalogue, by_hand, atol=1e-6)
+    said = "ESP_011707_1440_RED: sun azimuth 282.6° from the bundled catalogue (the product does not give it)"
+    assert said in [e["message"] for e in catalogue_log]
+    assert not [e for e in catalogue_log if e["level"] == "warning"]
     with pytest.raises(ValueError, match="sun azimuth nan"):
         detect(product.label_path, tmp_path / "nan.gpkg", DetectOptions(**common, sun_azimuth=float("nan")))

@@ -27,12 +27,24 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import CatalogueError
-from .index import BUNDLED_COLUMNS, BUNDLED_PATH, PDS_BASE_URL, rdr_urls, read_cumindex
+from .index import BUNDLED_COLUMNS, BUNDLED_PATH, PDS_BASE_URL, rdr_urls, read_cumindex, sun_azimuth_from_north
 from .mars_time import mars_year
 from .records import CatalogueProduct
 from .size_estimate import estimated_jp2_bytes
 
 _ARCHIVE_HOSTS = ("https://hirise-pds.lpl.arizona.edu/PDS/", "https://hirise.lpl.arizona.edu/PDS/")
+
+
+def _opt(row: dict[str, str], key: str) -> float | None:
+    """A number of the source CSV, None where the column is missing or empty."""
+    text = (row.get(key) or "").strip()
+    return float(text) if text else None
+
+
+def _sun(row: dict[str, str]) -> float | None:
+    """The row's sun azimuth from north to 0.1° (``index.sun_azimuth_from_north``), 0 rather than 360.0."""
+    azimuth = sun_azimuth_from_north(_opt(row, "SUB_SOLAR_AZIMUTH"), _opt(row, "NORTH_AZIMUTH"))
+    return None if azimuth is None else round(azimuth, 1) % 360.0
 
 
 def _num(value: float | None, digits: int) -> str:
@@ -85,6 +97,7 @@ def rows_from_color_csv(source: Path) -> tuple[list[dict[str, str]], dict[str, i
                 "corners": "",
                 "est_jp2_mb": "" if color_bytes is None else f"{color_bytes / 1e6:.1f}",  # estimates: no false digits
                 "est_red_jp2_mb": "" if red_bytes is None else f"{red_bytes / 1e6:.1f}",
+                "sun_azimuth": _num(_sun(row), 1),
             }
     stats["products"] = len(seen)
     return list(seen.values()), stats
@@ -128,6 +141,7 @@ def rows_from_products(products: Iterable[CatalogueProduct]) -> list[dict[str, s
             "corners": corners,
             "est_jp2_mb": "",
             "est_red_jp2_mb": "",
+            "sun_azimuth": _num(p.sun_azimuth, 3),
         }
     return list(rows.values())
 
@@ -169,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
             f"derived from {args.source.name} by marsice_plugin.catalogue.build_bundled",
             "one COLOR record per product id; rows without metadata and repeated rows dropped",
             "map_scale derived and est_*_mb (JP2 megabytes) estimated from the frame size (catalogue/size_estimate.py)",
+            "sun_azimuth: (SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) mod 360, degrees clockwise from north",
         ]
     else:
         parser.error("give the COLOR index CSV or --cumindex RDRCUMINDEX.TAB")

@@ -43,6 +43,9 @@ FOOTPRINT_FIELDS: tuple[Field, ...] = (
     Field("ls", float, "solar longitude (degrees)"),
     Field("local_time", float, "local true solar time (hours)"),
     Field("incidence", float, "solar incidence angle (degrees)"),
+    Field(
+        "sun_azimuth", float, "sun azimuth clockwise from north (degrees; 290-303 in the paper's band); NULL if unknown"
+    ),
     Field("emission", float, "emission angle (degrees)"),
     Field("centre_lat", float, "image centre latitude: middle of min/max latitude (planetocentric)"),
     Field("centre_lon", float, "image centre longitude (east, -180..180)"),
@@ -74,6 +77,7 @@ def _attributes(p: CatalogueProduct, dtm_ids: Sequence[str] = ()) -> dict[str, o
         "ls": p.ls,
         "local_time": p.local_time,
         "incidence": p.incidence,
+        "sun_azimuth": p.sun_azimuth,
         "emission": p.emission,
         "centre_lat": p.centre_lat,
         "centre_lon": p.centre_lon,
@@ -195,6 +199,7 @@ _RECORD_COLUMNS = (
     "ls",
     "local_time",
     "incidence",
+    "sun_azimuth",
     "emission",
     "min_lat",
     "max_lat",

@@ -53,6 +53,7 @@ BUNDLED_COLUMNS = (
     "corners",
     "est_jp2_mb",
     "est_red_jp2_mb",
+    "sun_azimuth",
 )
 
 APPROX_RED_NOTE = "footprint of the observation's COLOR product (the RED product is about 5x wider)"
@@ -98,6 +99,31 @@ def _corners_wkt(corners: str) -> str | None:
     return "POLYGON ((" + ", ".join(f"{x:.5f} {y:.5f}" for x, y in ring) + "))"
 
 
+def sun_azimuth_from_north(sub_solar: float | None, north: float | None) -> float | None:
+    """The sun's azimuth clockwise from north: (SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) mod 360, both measured clockwise
+    from the image's right-edge axis in HiRISE's labels and indexes; None unless both are given."""
+    if sub_solar is None or north is None:
+        return None
+    return (float(sub_solar) - float(north)) % 360.0
+
+
+def catalogue_sun_azimuth(product_id: str, path: Path | None = None) -> float | None:
+    """The sun azimuth of ``product_id``'s observation in the bundled catalogue (None: not there).
+
+    One observation's products share their time and lighting, so a RED product takes its COLOR row's value. Why:
+    a GeoTIFF export of an RDR (``gdal_translate``) keeps neither label nor sun, but keeps its product id as its
+    file name, and the second stage needs the sun to turn its crops (:mod:`marsice_plugin.patches.crops`).
+    """
+    observation = observation_of(product_id)
+    if not observation or observation == product_id:
+        return None
+    wanted = {f"{observation}_{kind}" for kind in ("COLOR", "RED", "IRB")}
+    for row in read_bundled_rows(path):
+        if row["product_id"] in wanted and row["sun_azimuth"]:
+            return float(row["sun_azimuth"])
+    return None
+
+
 def _bundled_record(row: dict[str, str], product_id: str, derived: bool) -> CatalogueProduct:
     """One record; ``derived``: a RED product standing on its observation's COLOR row."""
     jp2, lbl = rdr_urls(product_id)
@@ -129,6 +155,7 @@ def _bundled_record(row: dict[str, str], product_id: str, derived: bool) -> Cata
         files=[ProductFile(jp2.rsplit("/", 1)[1], jp2, "Product"), ProductFile(lbl.rsplit("/", 1)[1], lbl, "Product")],
         uncompressed_bytes=int(row["uncompressed_bytes"]) if row["uncompressed_bytes"] and not derived else None,
         estimated_bytes=round(float(size_mb) * 1e6) + LABEL_BYTES if size_mb else None,  # no download is checked on it
+        sun_azimuth=_float(row["sun_azimuth"]),
     )
 
 
@@ -314,6 +341,7 @@ def _index_record(row: dict[str, Any]) -> CatalogueProduct:
         min_lon=row.get("MINIMUM_LONGITUDE"),
         max_lon=row.get("MAXIMUM_LONGITUDE"),
         map_scale=row.get("MAP_SCALE"),
+        sun_azimuth=sun_azimuth_from_north(row.get("SUB_SOLAR_AZIMUTH"), row.get("NORTH_AZIMUTH")),
         footprint_wkt=_corners_wkt(";".join(corners)) if len(corners) == 4 else None,
         footprint_approximate=len(corners) != 4,
         footprint_note="" if len(corners) == 4 else APPROX_BOX_NOTE,

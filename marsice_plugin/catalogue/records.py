@@ -86,6 +86,8 @@ class CatalogueProduct:
     uncompressed_bytes: int | None = None
     source_product_ids: tuple[str, ...] = ()  # DTMs: the observations they were made from
     estimated_bytes: int | None = None  # JP2 + LBL download estimated from the image size (see size_estimate)
+    #: the sun's azimuth clockwise from north, (SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) mod 360; 290-303 in the paper's band
+    sun_azimuth: float | None = None
 
     @property
     def centre_lat(self) -> float | None:
