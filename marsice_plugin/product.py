@@ -445,9 +445,20 @@ def _open_raster(path: Path) -> Product:
     viewing = ViewingGeometry(
         solar_longitude=_tag_float(tags, "SOLAR_LONGITUDE"),
         incidence_angle=_tag_float(tags, "INCIDENCE_ANGLE"),
-        sun_azimuth_from_north=_tag_float(tags, "SUN_AZIMUTH_FROM_NORTH"),
+        sun_azimuth_from_north=_tag_sun(tags),
     )
     return Product(path, ds, ds.transform, crs, path.stem, None, special, viewing, float_nodata)
+
+
+def _tag_sun(tags: dict[str, str]) -> float | None:
+    """The sun azimuth from north of a raster's metadata: ``SUN_AZIMUTH_FROM_NORTH``, else the label's own pair
+    ``SUB_SOLAR_AZIMUTH`` and ``NORTH_AZIMUTH`` (both clockwise from the image's right-edge axis) where a tool
+    copied them into the metadata: (SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) mod 360."""
+    given = _tag_float(tags, "SUN_AZIMUTH_FROM_NORTH")
+    if given is not None:
+        return given
+    sub_solar, north = _tag_float(tags, "SUB_SOLAR_AZIMUTH"), _tag_float(tags, "NORTH_AZIMUTH")
+    return None if sub_solar is None or north is None else (sub_solar - north) % 360.0
 
 
 def _tag_float(tags: dict[str, str], key: str) -> float | None:

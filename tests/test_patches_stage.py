@@ -233,6 +233,13 @@ def test_a_raster_without_sun_is_warned_about_and_sun_azimuth_turns_its_crops_as
     assert turned_sun == pytest.approx((own + 90) % 360)
     assert any(f"overrides the product's {own:g}°" in e["message"] for e in turned_log)
     assert np.abs(np.array(sorted(turned)) - np.array(label_scores)).max() > 0.05
+    # the label's own pair of azimuths copied into the metadata gives the same sun
+    azimuths = {"SUB_SOLAR_AZIMUTH": repr(own + 100.0), "NORTH_AZIMUTH": "100"}
+    pair = _label_free_copy(product, tmp_path / "pair", azimuths)
+    from_pair, pair_sun, pair_log = run("pair", pair)
+    assert pair_sun == pytest.approx(own % 360.0)
+    np.testing.assert_allclose(from_pair, expected, atol=1e-6)
+    assert not [e for e in pair_log if e["level"] == "warning"]
     # a GeoTIFF export named by its product id takes its observation's sun from the bundled catalogue
     named = _label_free_copy(product, tmp_path / "named", {}).rename(tmp_path / "named" / "ESP_011707_1440_RED.tif")
     from_catalogue, catalogue_sun, catalogue_log = run("catalogue", named)
