@@ -112,13 +112,15 @@ def resolve_sun_azimuth(product: Product, sun_azimuth: float | None, reporter: R
     label's or the metadata's, as ``marsice terrain --sun-azimuth`` does for shadows; a product that gives none takes
     its observation's from the bundled catalogue by its product id (a GeoTIFF export of an RDR keeps its id as its
     name, not its label: :func:`marsice_plugin.catalogue.index.catalogue_sun_azimuth`); else it stays unknown and
-    :func:`detect_product` warns. Refused (``ValueError``) when ``sun_azimuth`` is not finite.
+    :func:`detect_product` warns. Refused (``ValueError``) when ``sun_azimuth`` is not in 0..360.
     """
     say = reporter.log if reporter is not None else (lambda message: None)
     own = product.viewing.sun_azimuth_from_north
     if sun_azimuth is not None:
-        if not math.isfinite(sun_azimuth):
-            raise ValueError(f"sun azimuth {sun_azimuth} is not a number of degrees; give one clockwise from north")
+        if not (math.isfinite(sun_azimuth) and 0.0 <= sun_azimuth <= 360.0):  # as terrain's check_sun_options
+            raise ValueError(
+                f"--sun-azimuth {sun_azimuth:g} is out of range: give degrees clockwise from north, 0 to 360"
+            )
         given = float(sun_azimuth) % 360.0
         said = f"overrides the product's {own:g}°" if own is not None else "(the product does not give it)"
         say(f"{product.product_id}: sun azimuth {given:g}° from --sun-azimuth {said}")

@@ -213,7 +213,7 @@ def test_a_raster_without_sun_is_warned_about_and_sun_azimuth_turns_its_crops_as
 
     tagged = _label_free_copy(product, tmp_path / "tagged", {"SUN_AZIMUTH_FROM_NORTH": repr(own)})
     unknown, unknown_sun, unknown_log = run("unknown", bare)
-    given, given_sun, given_log = run("given", bare, sun_azimuth=own + 360.0)  # any turn: taken modulo 360
+    given, given_sun, given_log = run("given", bare, sun_azimuth=own)
     expected, _, tagged_log = run("tagged", tagged)
     assert len(given) == len(expected) == len(labelled.candidates) > 0
     np.testing.assert_allclose(given, expected, atol=1e-6)  # the sun given by hand: the tagged raster's scores
@@ -249,5 +249,7 @@ def test_a_raster_without_sun_is_warned_about_and_sun_azimuth_turns_its_crops_as
     said = "ESP_011707_1440_RED: sun azimuth 282.6° from the bundled catalogue (the product does not give it)"
     assert said in [e["message"] for e in catalogue_log]
     assert not [e for e in catalogue_log if e["level"] == "warning"]
-    with pytest.raises(ValueError, match="sun azimuth nan"):
-        detect(product.label_path, tmp_path / "nan.gpkg", DetectOptions(**common, sun_azimuth=float("nan")))
+    for wrong in (float("nan"), 400.0, -5.0):  # refused as terrain refuses it, before anything is scored
+        with pytest.raises(ValueError, match=r"--sun-azimuth .* is out of range: give degrees clockwise from north"):
+            detect(product.label_path, tmp_path / "wrong.gpkg", DetectOptions(**common, sun_azimuth=wrong))
+    assert not (tmp_path / "wrong.gpkg").exists()

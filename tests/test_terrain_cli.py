@@ -211,6 +211,28 @@ def test_image_without_sun_asks_for_the_options(sample, tmp_path: Path) -> None:
     assert not (tmp_path / "t").exists()
 
 
+def test_label_less_geotiff_named_by_a_real_product_id_takes_the_catalogues_sun(sample, tmp_path: Path) -> None:
+    """A GeoTIFF export keeps its product id as its name: the bundled catalogue gives its observation's sun
+    (ESP_011707_1440: 282.6° from north, incidence 60.92°), logged, as the options would."""
+    plain = _geotiff(sample, tmp_path / "plain", {})
+    named = plain.rename(tmp_path / "plain" / "ESP_011707_1440_RED.tif")
+    runs = {}
+    for name, options in (("catalogue", []), ("options", ["--sun-azimuth", "282.6", "--incidence", "60.92"])):
+        gpkg = tmp_path / f"{name}.gpkg"
+        _candidates(sample, gpkg)
+        args = ["--progress", "json", "terrain", "--dtm", str(sample.dtm_path), "--image", str(named)]
+        proc = _cli(*args, "-o", str(tmp_path / name), "--candidates", str(gpkg), *options)
+        assert proc.returncode == 0, proc.stderr
+        logs = [e["message"] for e in _events(proc) if e["type"] == "log"]
+        runs[name] = (_outputs(tmp_path / name, "ESP_011707_1440_RED"), logs)
+    for name, values in runs["catalogue"][0].items():
+        assert np.array_equal(values, runs["options"][0][name], equal_nan=True), name
+    said = "from the bundled catalogue (ESP_011707_1440_RED does not give it)"
+    assert f"sun azimuth 282.6° {said}" in runs["catalogue"][1]
+    assert f"incidence 60.92° {said}" in runs["catalogue"][1]
+    assert not any("bundled catalogue" in line for line in runs["options"][1])  # options given: no lookup
+
+
 _QGIS_SCRIPT = r"""
 sys.path.insert(0, P["repo"])
 import marsice_plugin

@@ -107,21 +107,28 @@ def sun_azimuth_from_north(sub_solar: float | None, north: float | None) -> floa
     return (float(sub_solar) - float(north)) % 360.0
 
 
-def catalogue_sun_azimuth(product_id: str, path: Path | None = None) -> float | None:
-    """The sun azimuth of ``product_id``'s observation in the bundled catalogue (None: not there).
+def catalogue_sun(product_id: str, path: Path | None = None) -> tuple[float | None, float | None]:
+    """(sun azimuth from north, incidence) of ``product_id``'s observation in the bundled catalogue; None where
+    it is not there.
 
-    One observation's products share their time and lighting, so a RED product takes its COLOR row's value. Why:
+    One observation's products share their time and lighting, so a RED product takes its COLOR row's values. Why:
     a GeoTIFF export of an RDR (``gdal_translate``) keeps neither label nor sun, but keeps its product id as its
-    file name, and the second stage needs the sun to turn its crops (:mod:`marsice_plugin.patches.crops`).
+    file name; the second stage needs the sun to turn its crops (:mod:`marsice_plugin.patches.crops`) and terrain
+    needs it for shadows.
     """
     observation = observation_of(product_id)
     if not observation or observation == product_id:
-        return None
+        return None, None
     wanted = {f"{observation}_{kind}" for kind in ("COLOR", "RED", "IRB")}
     for row in read_bundled_rows(path):
-        if row["product_id"] in wanted and row["sun_azimuth"]:
-            return float(row["sun_azimuth"])
-    return None
+        if row["product_id"] in wanted:
+            return _float(row["sun_azimuth"]), _float(row["incidence"])
+    return None, None
+
+
+def catalogue_sun_azimuth(product_id: str, path: Path | None = None) -> float | None:
+    """The sun azimuth of ``product_id``'s observation in the bundled catalogue (:func:`catalogue_sun`)."""
+    return catalogue_sun(product_id, path)[0]
 
 
 def _bundled_record(row: dict[str, str], product_id: str, derived: bool) -> CatalogueProduct:

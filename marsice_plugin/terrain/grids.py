@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..errors import TerrainError
 
@@ -31,6 +32,38 @@ def check_sun_options(sun_azimuth: float | None, incidence: float | None) -> Non
             f"--incidence {incidence:g} is out of range: give the sun's angle from the vertical, 0 up to (not "
             "including) 90 degrees; at 90 the sun is on the horizon and every slope casts an endless shadow"
         )
+
+
+def catalogue_fallback(
+    product: Any,
+    azimuth_own: float | None,
+    incidence_own: float | None,
+    sun_azimuth: float | None = None,
+    incidence: float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[float | None, float | None]:
+    """The image's own (azimuth, incidence), each missing one not given as an option taken from the bundled
+    catalogue by the product's id (a GeoTIFF export of an RDR keeps its id as its name), logged.
+
+    :func:`image_sun` then applies the options and refuses what is still missing.
+    """
+    wanted = (azimuth_own is None and sun_azimuth is None, incidence_own is None and incidence is None)
+    if not any(wanted):
+        return azimuth_own, incidence_own
+    from ..catalogue.index import catalogue_sun
+    from ..errors import CatalogueError
+
+    try:
+        found = catalogue_sun(product.product_id)
+    except CatalogueError:  # a broken install: image_sun's error names the options
+        return azimuth_own, incidence_own
+    out = [azimuth_own, incidence_own]
+    for k, (name, want, value) in enumerate(zip(("sun azimuth", "incidence"), wanted, found, strict=True)):
+        if want and value is not None:
+            out[k] = value
+            if log is not None:
+                log(f"{name} {value:g}° from the bundled catalogue ({product.product_id} does not give it)")
+    return out[0], out[1]
 
 
 def image_sun(

@@ -364,7 +364,7 @@ def open_stream(
     """Open the image and its DTM, check they can make terrain (size, sun, overlap); nothing is read in bulk yet."""
     from ..product import open_product
     from .dem import DtmSource, check_overlap
-    from .grids import MIN_IMAGE_PX, image_sun
+    from .grids import MIN_IMAGE_PX, catalogue_fallback, image_sun
 
     product = open_product(image_path)
     try:
@@ -374,7 +374,10 @@ def open_stream(
                 f"(at least {MIN_IMAGE_PX} px on each side); check that the raster was exported whole"
             )
         v = product.viewing
-        az, inc = image_sun(image_path, v.sun_azimuth_from_north, v.incidence_angle, sun_azimuth, incidence, log)
+        az_own, inc_own = catalogue_fallback(
+            product, v.sun_azimuth_from_north, v.incidence_angle, sun_azimuth, incidence, log
+        )
+        az, inc = image_sun(image_path, az_own, inc_own, sun_azimuth, incidence, log)
         dtm = DtmSource(dtm_path)
         try:
             dtm.require_heights()
