@@ -45,6 +45,15 @@ SPECIAL_PIXEL_KEYS = (
 )
 
 
+def sun_azimuth_from_north(sub_solar: float | None, north: float | None) -> float | None:
+    """The sun's azimuth clockwise from north: (SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) mod 360, both measured clockwise
+    from the image's right-edge axis in HiRISE's labels and indexes; None unless both are given. One formula for
+    labels, GeoTIFF metadata (:mod:`marsice_plugin.product`) and the catalogue."""
+    if sub_solar is None or north is None:
+        return None
+    return (float(sub_solar) - float(north)) % 360.0
+
+
 @dataclass(frozen=True)
 class MapProjection:
     """The label's IMAGE_MAP_PROJECTION object, in SI units (metres, degrees)."""
@@ -121,9 +130,7 @@ class ProductLabel:
     @property
     def sun_azimuth_from_north(self) -> float | None:
         """Azimuth of the sun, degrees clockwise from north: (SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) mod 360."""
-        if self.sub_solar_azimuth is None or self.north_azimuth is None:
-            return None
-        return (self.sub_solar_azimuth - self.north_azimuth) % 360.0
+        return sun_azimuth_from_north(self.sub_solar_azimuth, self.north_azimuth)
 
     @property
     def sun_elevation(self) -> float | None:

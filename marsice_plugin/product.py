@@ -40,7 +40,7 @@ import numpy as np
 
 from .errors import CancelledError, CRSError, ProductError
 from .jp2check import check_jpeg2000, is_jpeg2000
-from .labels import ProductLabel, read_label
+from .labels import ProductLabel, read_label, sun_azimuth_from_north
 from .mars_crs import check_mars_crs, label_crs, label_transform
 from .normalisation import (
     DN_MAX,
@@ -457,8 +457,7 @@ def _tag_sun(tags: dict[str, str]) -> float | None:
     given = _tag_float(tags, "SUN_AZIMUTH_FROM_NORTH")
     if given is not None:
         return given
-    sub_solar, north = _tag_float(tags, "SUB_SOLAR_AZIMUTH"), _tag_float(tags, "NORTH_AZIMUTH")
-    return None if sub_solar is None or north is None else (sub_solar - north) % 360.0
+    return sun_azimuth_from_north(_tag_float(tags, "SUB_SOLAR_AZIMUTH"), _tag_float(tags, "NORTH_AZIMUTH"))
 
 
 def _tag_float(tags: dict[str, str], key: str) -> float | None:

@@ -27,7 +27,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import CatalogueError
-from .index import BUNDLED_COLUMNS, BUNDLED_PATH, PDS_BASE_URL, rdr_urls, read_cumindex, sun_azimuth_from_north
+from ..labels import sun_azimuth_from_north
+from .index import BUNDLED_COLUMNS, BUNDLED_PATH, PDS_BASE_URL, rdr_urls, read_cumindex
 from .mars_time import mars_year
 from .records import CatalogueProduct
 from .size_estimate import estimated_jp2_bytes
@@ -42,7 +43,7 @@ def _opt(row: dict[str, str], key: str) -> float | None:
 
 
 def _sun(row: dict[str, str]) -> float | None:
-    """The row's sun azimuth from north to 0.1° (``index.sun_azimuth_from_north``), 0 rather than 360.0."""
+    """The row's sun azimuth from north to 0.1° (``labels.sun_azimuth_from_north``), 0 rather than 360.0."""
     azimuth = sun_azimuth_from_north(_opt(row, "SUB_SOLAR_AZIMUTH"), _opt(row, "NORTH_AZIMUTH"))
     return None if azimuth is None else round(azimuth, 1) % 360.0
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CancelledError, CatalogueError, MarsIceError
+from ..labels import sun_azimuth_from_north
 from .records import CatalogueProduct, ProductFile, east_180, observation_of, product_type_of
 from .size_estimate import LABEL_BYTES
 
@@ -97,14 +98,6 @@ def _corners_wkt(corners: str) -> str | None:
         ring.append((lon, lat))
     ring.append(ring[0])
     return "POLYGON ((" + ", ".join(f"{x:.5f} {y:.5f}" for x, y in ring) + "))"
-
-
-def sun_azimuth_from_north(sub_solar: float | None, north: float | None) -> float | None:
-    """The sun's azimuth clockwise from north: (SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) mod 360, both measured clockwise
-    from the image's right-edge axis in HiRISE's labels and indexes; None unless both are given."""
-    if sub_solar is None or north is None:
-        return None
-    return (float(sub_solar) - float(north)) % 360.0
 
 
 def catalogue_sun(product_id: str, path: Path | None = None) -> tuple[float | None, float | None]:
