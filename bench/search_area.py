@@ -201,20 +201,28 @@ def run_flagged(first_seed: int, count: int, ways: dict[str, dict[str, Any]]) ->
         f"CNN at {threshold}, second stage {stage.name} at {stage.threshold}, confirm chunk scores"
     )
     figures = {}
-    without = len(products) - with_ice
     for way in ways:
-        r = tallies[way].report()
-        figures[way] = {**r, "ice_images_found": images[way]["ice"], "ice_free_images_flagged": images[way]["ice_free"]}
-        lo, hi = r["patch_recall_ci95"]
+        figures[way], line = way_report(way, tallies[way], images[way], with_ice, len(products) - with_ice)
+        r = figures[way]
         print(
-            f"  {way}: {r['kept']} outlines kept, {r['kept_on_ice']} on planted ice "
-            f"(precision {r['polygon_precision']:.3f}); {r['patches_found']} of {r['patches']} planted patches of "
-            f"2 m and more found (recall {r['patch_recall']:.3f}, 95% {lo:.3f}-{hi:.3f}); images with ice found "
-            f"{images[way]['ice']}/{with_ice}, ice-free flagged {images[way]['ice_free']}/{without}; "
-            f"{searched[way]} of {scored} chunks searched, outlined and scored in {seconds[way]:.1f} s; "
+            f"{line}; {searched[way]} of {scored} chunks searched, outlined and scored in {seconds[way]:.1f} s; "
             f"AP of rank {r['average_precision']['rank']:.3f} (area {r['average_precision']['area']:.3f})"
         )
     return figures
+
+
+def way_report(way: str, tally: Any, images: dict[str, int], with_ice: int, without: int) -> tuple[dict, str]:
+    """One way's figures (its :class:`~marsice_plugin.patches.metrics.RankingTally` report, ice images found and
+    ice-free ones flagged) and the line that says them; shared with ``bench/search_outside.py``."""
+    r = tally.report()
+    lo, hi = r["patch_recall_ci95"]
+    line = (
+        f"  {way}: {r['kept']} outlines kept, {r['kept_on_ice']} on planted ice "
+        f"(precision {r['polygon_precision']:.3f}); {r['patches_found']} of {r['patches']} planted patches of "
+        f"2 m and more found (recall {r['patch_recall']:.3f}, 95% {lo:.3f}-{hi:.3f}); images with ice found "
+        f"{images['ice']}/{with_ice}, ice-free flagged {images['ice_free']}/{without}"
+    )
+    return {**r, "ice_images_found": images["ice"], "ice_free_images_flagged": images["ice_free"]}, line
 
 
 def main() -> None:

@@ -60,6 +60,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.make_evaluation_set_v3 import draw_spec
+from bench.search_area import way_report
 from bench.small_patches import CACHE, _chunks
 
 #: Tuning seeds reserved for this rule (>= EVALUATION_SEED_BASE; clear of v1-v3, choose_threshold's 1,100,000,
@@ -217,17 +218,9 @@ def run(first_seed: int, count: int, bars: list[float]) -> dict[str, dict[str, A
         f"{seconds['all']:.1f} s"
     )
     figures = {}
-    without = len(products) - with_ice
     for way in ways:
-        r = tallies[way].report()
-        figures[way] = {**r, "ice_images_found": images[way]["ice"], "ice_free_images_flagged": images[way]["ice_free"]}
-        lo, hi = r["patch_recall_ci95"]
-        print(
-            f"  {way}: {r['kept']} kept, {r['kept_on_ice']} on planted ice (precision {r['polygon_precision']:.3f}); "
-            f"{r['patches_found']} of {r['patches']} patches of 2 m and more found (recall {r['patch_recall']:.3f}, "
-            f"95% {lo:.3f}-{hi:.3f}); ice images found {images[way]['ice']}/{with_ice}, ice-free flagged "
-            f"{images[way]['ice_free']}/{without}"
-        )
+        figures[way], line = way_report(way, tallies[way], images[way], with_ice, len(products) - with_ice)
+        print(line)
     return figures
 
 

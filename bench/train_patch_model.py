@@ -544,6 +544,37 @@ def adopt_union(new: dict, shipped: dict) -> tuple[bool, list[str]]:
     return adopt_rounds(new, shipped)
 
 
+def _stage_figures(
+    path: Path,
+    tune: dict,
+    px: np.ndarray,
+    py: np.ndarray,
+    real_tune: np.ndarray,
+    bins: list[np.ndarray],
+    tiles: tuple[np.ndarray, np.ndarray, float] | None = None,
+) -> dict:
+    """A second stage (its card's threshold) on ``--union``'s tuning data; with ``tiles`` (outline crops, whether
+    each lies in a CNN-flagged tile, km²) its kept polygons on the tuning tiles too."""
+    from marsice_plugin.patches.model import load_patch_model, patch_threshold, predict_crops
+
+    model, t = load_patch_model(path), patch_threshold(path)
+    q_tune, q_planted, q_real = (predict_crops(model, a) for a in (tune["x"], px, real_tune))
+    negatives = np.concatenate([q_real >= t, q_planted[py < 0.5] >= t])
+    out = {
+        "model": str(path),
+        "default": _figures(q_tune, tune["y"], t),
+        "planted_recall": float((q_planted[py > 0.5] >= t).mean()),
+        "planted_ice": int((py > 0.5).sum()),
+        "real_pass_rate": float(negatives.mean()),
+        "plain_real_passing": int((q_real >= t).sum()),
+        "bin_recall": [float((q_tune[b] >= t).mean()) for b in bins],
+    }
+    if tiles is not None:
+        crops, in_flagged, km2 = tiles
+        out |= _density_figures(predict_crops(model, crops) >= t, in_flagged, km2)
+    return out
+
+
 def union(
     partner: Path,
     shipped_path: Path,
@@ -616,30 +647,10 @@ def union(
             keep_tiles = s_tiles if name == "shipped" else s_tiles | (p_tiles >= t1)
             figures[name] |= _density_figures(keep_tiles, in_flagged, km2)
     if against is not None:  # the shipped union on the same data, at its card's threshold (0.5)
-        model, t = load_patch_model(against), patch_threshold(against)
-        q_tune, q_planted, q_real = (predict_crops(model, a) for a in (tune["x"], px, real_tune))
-        negatives = np.concatenate([q_real >= t, q_planted[py < 0.5] >= t])
-        figures["against"] = {
-            "model": str(against),
-            "default": _figures(q_tune, tune["y"], t),
-            "planted_recall": float((q_planted[py > 0.5] >= t).mean()),
-            "planted_ice": int((py > 0.5).sum()),
-            "real_pass_rate": float(negatives.mean()),
-            "plain_real_passing": int((q_real >= t).sum()),
-            "bin_recall": [float((q_tune[b] >= t).mean()) for b in bins],
-            **_density_figures(predict_crops(model, crops) >= t, in_flagged, km2),
-        }
+        figures["against"] = _stage_figures(against, tune, px, py, real_tune, bins, (crops, in_flagged, km2))
     if beside is not None:  # information only: scored on the same data at its own card's threshold
-        model, t = load_patch_model(beside), patch_threshold(beside)
-        q_tune, q_planted, q_real = (predict_crops(model, a) for a in (tune["x"], px, real_tune))
-        negatives = np.concatenate([q_real >= t, q_planted[py < 0.5] >= t])
-        figures["beside"] = {
-            "model": str(beside),
-            "default": _figures(q_tune, tune["y"], t),
-            "planted_recall": float((q_planted[py > 0.5] >= t).mean()),
-            "real_pass_rate": float(negatives.mean()),
-            **(_density_figures(predict_crops(model, crops) >= t, in_flagged, km2) if density else {}),
-        }
+        kept_tiles = (crops, in_flagged, km2) if density else None
+        figures["beside"] = _stage_figures(beside, tune, px, py, real_tune, bins, kept_tiles)
     if density:  # information only: what each partner threshold costs in the target's unit (chosen above)
         for t in sorted({round(t1, 4), *TRADE_OFF_THRESHOLDS}, reverse=True):
             keep_tiles, keep_planted = s_tiles | (p_tiles >= t), s_planted | (p_planted >= t)

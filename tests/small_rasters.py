@@ -75,3 +75,22 @@ class RecordingDataset:
 
     def __getattr__(self, name):
         return getattr(self._ds, name)
+
+
+def label_free_copy(product, folder: Path, tags: dict[str, str], dtype: str = "float32") -> Path:
+    """A product's pixels (``product`` has ``label_path`` and ``product_id``) as a GeoTIFF without a label, named
+    after the product, on the same grid and CRS, with metadata ``tags`` (what ``gdal_translate`` of an RDR gives)."""
+    import rasterio
+    from rasterio.crs import CRS
+
+    from marsice_plugin.product import open_product
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{product.product_id}.tif"
+    with open_product(product.label_path) as p:
+        data = p.read(0, 0, p.height, p.width).astype(dtype)
+        profile = dict(driver="GTiff", width=p.width, height=p.height, count=1, dtype=dtype, nodata=0)
+        with rasterio.open(path, "w", crs=CRS.from_wkt(p.crs.to_wkt()), transform=p.transform, **profile) as ds:
+            ds.write(data, 1)
+            ds.update_tags(**tags)
+    return path

@@ -15,6 +15,7 @@ from marsice_plugin.patches.model import load_patch_model, patch_model_path, pat
 from marsice_plugin.pipeline import detect
 
 from .conftest import DEMO_MODEL, tiny_product
+from .small_rasters import label_free_copy
 
 
 @pytest.fixture(scope="module")
@@ -167,21 +168,8 @@ def test_a_search_threshold_above_the_threshold_is_refused_before_scoring(tmp_pa
 
 
 def _label_free_copy(product, folder, tags: dict[str, str]):
-    """The tiny product's pixels as a GeoTIFF without a label, on the same grid and CRS, with ``tags``."""
-    import rasterio
-    from rasterio.crs import CRS
-
-    from marsice_plugin.product import open_product
-
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{product.product_id}.tif"
-    with open_product(product.label_path) as p:
-        data = p.read(0, 0, p.height, p.width).astype(np.uint16)
-        profile = dict(driver="GTiff", width=p.width, height=p.height, count=1, dtype="uint16", nodata=0)
-        with rasterio.open(path, "w", crs=CRS.from_wkt(p.crs.to_wkt()), transform=p.transform, **profile) as ds:
-            ds.write(data, 1)
-            ds.update_tags(**tags)
-    return path
+    """The tiny product's 10-bit pixels as a uint16 GeoTIFF without a label, with ``tags``."""
+    return label_free_copy(product, folder, tags, "uint16")
 
 
 def _logged(result_lines: str) -> list[dict]:

@@ -20,6 +20,8 @@ from marsice_plugin.synthetic.product_writer import write_sample_product
 from marsice_plugin.synthetic.scene import SceneConfig
 from marsice_plugin.vectors import transform_geometry
 
+from .small_rasters import label_free_copy
+
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory):
@@ -117,18 +119,8 @@ def test_cli_writes_aligned_rasters_and_scores_candidates(sample, tmp_path: Path
 
 
 def _geotiff(sample, folder: Path, tags: dict[str, str]) -> Path:
-    """The product's pixels as a label-less GeoTIFF named after the product, on the same grid and CRS."""
-    from rasterio.crs import CRS
-
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{sample.product_id}.tif"
-    with open_product(sample.label_path) as p:
-        data = p.read(0, 0, p.height, p.width).astype(np.float32)
-        profile = dict(driver="GTiff", width=p.width, height=p.height, count=1, dtype="float32", nodata=0.0)
-        with rasterio.open(path, "w", crs=CRS.from_wkt(p.crs.to_wkt()), transform=p.transform, **profile) as ds:
-            ds.write(data, 1)
-            ds.update_tags(**tags)
-    return path
+    """The product's pixels as a label-less float32 GeoTIFF named after the product, on the same grid and CRS."""
+    return label_free_copy(sample, folder, tags)
 
 
 def _events(proc: subprocess.CompletedProcess) -> list[dict]:
@@ -145,28 +137,32 @@ def _outputs(folder: Path, pid: str) -> dict[str, np.ndarray]:
     return out
 
 
+def _terrain_run(sample, tmp_path: Path, image: Path, name: str, options: list[str]) -> tuple[dict, list, list[str]]:
+    """``marsice terrain`` of ``image`` with fresh candidates: its rasters, the candidates' scores, its log lines."""
+    gpkg = tmp_path / f"{name}.gpkg"
+    _candidates(sample, gpkg)
+    args = ["--progress", "json", "terrain", "--dtm", str(sample.dtm_path), "--image", str(image)]
+    proc = _cli(*args, "-o", str(tmp_path / name), "--candidates", str(gpkg), *options)
+    assert proc.returncode == 0, proc.stderr
+    logs = [e["message"] for e in _events(proc) if e["type"] == "log"]
+    with contextlib.closing(sqlite3.connect(gpkg)) as con:
+        scores = con.execute("SELECT candidate_id, terrain_score, terrain_rank_value FROM ice_candidates").fetchall()
+    return _outputs(tmp_path / name, image.stem), scores, logs
+
+
 def test_label_less_geotiff_with_sun_options_gives_the_outputs_of_its_tags(sample, tmp_path: Path) -> None:
     with open_product(sample.label_path) as p:
         az, inc = p.viewing.sun_azimuth_from_north, p.viewing.incidence_angle
     tagged = _geotiff(sample, tmp_path / "tagged", {"SUN_AZIMUTH_FROM_NORTH": repr(az), "INCIDENCE_ANGLE": repr(inc)})
     plain = _geotiff(sample, tmp_path / "plain", {})
-    runs = {}
-    for name, image, options in (
-        ("tags", tagged, []),
-        ("options", plain, ["--sun-azimuth", repr(az), "--incidence", repr(inc)]),
-        ("override", tagged, ["--incidence", "45"]),
-    ):
-        gpkg = tmp_path / f"{name}.gpkg"
-        _candidates(sample, gpkg)
-        args = ["--progress", "json", "terrain", "--dtm", str(sample.dtm_path), "--image", str(image)]
-        proc = _cli(*args, "-o", str(tmp_path / name), "--candidates", str(gpkg), *options)
-        assert proc.returncode == 0, proc.stderr
-        logs = [e["message"] for e in _events(proc) if e["type"] == "log"]
-        with contextlib.closing(sqlite3.connect(gpkg)) as con:
-            scores = con.execute(
-                "SELECT candidate_id, terrain_score, terrain_rank_value FROM ice_candidates"
-            ).fetchall()
-        runs[name] = (_outputs(tmp_path / name, sample.product_id), scores, logs)
+    runs = {
+        name: _terrain_run(sample, tmp_path, image, name, options)
+        for name, image, options in (
+            ("tags", tagged, []),
+            ("options", plain, ["--sun-azimuth", repr(az), "--incidence", repr(inc)]),
+            ("override", tagged, ["--incidence", "45"]),
+        )
+    }
 
     tags, options, override = runs["tags"], runs["options"], runs["override"]
     for name, values in tags[0].items():  # the options stand exactly for the tags
@@ -216,21 +212,15 @@ def test_label_less_geotiff_named_by_a_real_product_id_takes_the_catalogues_sun(
     (ESP_011707_1440: 282.6° from north, incidence 60.92°), logged, as the options would."""
     plain = _geotiff(sample, tmp_path / "plain", {})
     named = plain.rename(tmp_path / "plain" / "ESP_011707_1440_RED.tif")
-    runs = {}
-    for name, options in (("catalogue", []), ("options", ["--sun-azimuth", "282.6", "--incidence", "60.92"])):
-        gpkg = tmp_path / f"{name}.gpkg"
-        _candidates(sample, gpkg)
-        args = ["--progress", "json", "terrain", "--dtm", str(sample.dtm_path), "--image", str(named)]
-        proc = _cli(*args, "-o", str(tmp_path / name), "--candidates", str(gpkg), *options)
-        assert proc.returncode == 0, proc.stderr
-        logs = [e["message"] for e in _events(proc) if e["type"] == "log"]
-        runs[name] = (_outputs(tmp_path / name, "ESP_011707_1440_RED"), logs)
-    for name, values in runs["catalogue"][0].items():
-        assert np.array_equal(values, runs["options"][0][name], equal_nan=True), name
+    catalogue = _terrain_run(sample, tmp_path, named, "catalogue", [])
+    options = _terrain_run(sample, tmp_path, named, "options", ["--sun-azimuth", "282.6", "--incidence", "60.92"])
+    for name, values in catalogue[0].items():
+        assert np.array_equal(values, options[0][name], equal_nan=True), name
+    assert catalogue[1] == options[1] and len(catalogue[1]) > 0
     said = "from the bundled catalogue (ESP_011707_1440_RED does not give it)"
-    assert f"sun azimuth 282.6° {said}" in runs["catalogue"][1]
-    assert f"incidence 60.92° {said}" in runs["catalogue"][1]
-    assert not any("bundled catalogue" in line for line in runs["options"][1])  # options given: no lookup
+    assert f"sun azimuth 282.6° {said}" in catalogue[2]
+    assert f"incidence 60.92° {said}" in catalogue[2]
+    assert not any("bundled catalogue" in line for line in options[2])  # options given: no lookup
 
 
 _QGIS_SCRIPT = r"""
