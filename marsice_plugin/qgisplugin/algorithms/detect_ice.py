@@ -88,7 +88,7 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
             mark_advanced(
                 QgsProcessingParameterNumber(
                     self.SUN_AZIMUTH,
-                    "Sun azimuth, clockwise from north (degrees; empty = the label's or tags')",
+                    "Sun azimuth, clockwise from north (degrees; empty = the label's, tags' or catalogue's)",
                     DOUBLE,
                     defaultValue=None,
                     optional=True,

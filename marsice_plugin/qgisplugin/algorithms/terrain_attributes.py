@@ -60,10 +60,15 @@ class TerrainAttributesAlgorithm(MarsIceAlgorithm):
             )
         )
         for name, label, maximum in (
-            (self.SUN_AZIMUTH, "Sun azimuth, clockwise from north (degrees; empty = the label's or tags')", 360.0),
+            (
+                self.SUN_AZIMUTH,
+                "Sun azimuth, clockwise from north (degrees; empty = the label's, tags' or catalogue's)",
+                360.0,
+            ),
             (
                 self.INCIDENCE,
-                "Solar incidence angle, from the vertical (degrees, below 90; empty = the label's or tags')",
+                "Solar incidence angle, from the vertical (degrees, below 90; empty = the label's, tags' or "
+                "catalogue's)",
                 90.0,
             ),
         ):
