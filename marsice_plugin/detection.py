@@ -124,6 +124,7 @@ def resolve_sun_azimuth(product: Product, sun_azimuth: float | None, reporter: R
         given = float(sun_azimuth) % 360.0
         said = f"overrides the product's {own:g}°" if own is not None else "(the product does not give it)"
         say(f"{product.product_id}: sun azimuth {given:g}° from --sun-azimuth {said}")
+        source = "option"
     elif own is None:
         from .catalogue.index import catalogue_sun_azimuth
         from .errors import CatalogueError
@@ -136,9 +137,10 @@ def resolve_sun_azimuth(product: Product, sun_azimuth: float | None, reporter: R
         if given is None:
             return
         say(f"{product.product_id}: sun azimuth {given:g}° from the bundled catalogue (the product does not give it)")
+        source = "catalogue"
     else:
         return
-    product.viewing = replace(product.viewing, sun_azimuth_from_north=given)
+    product.viewing = replace(product.viewing, sun_azimuth_from_north=given, sun_source=source)
 
 
 def unknown_sun_warning(product_id: str) -> str:

@@ -69,6 +69,8 @@ class ViewingGeometry:
     emission_angle: float | None = None
     sun_azimuth_from_north: float | None = None
     local_time: float | None = None
+    #: where ``sun_azimuth_from_north`` came from: "label", "metadata", "catalogue" or "option" (--sun-azimuth)
+    sun_source: str | None = None
 
 
 def special_mask(data: np.ndarray, special_values: tuple[int, ...]) -> np.ndarray:
@@ -399,6 +401,7 @@ def _open_labelled(path: Path) -> Product:
         emission_angle=label.emission_angle,
         sun_azimuth_from_north=label.sun_azimuth_from_north,
         local_time=label.local_time,
+        sun_source="label" if label.sun_azimuth_from_north is not None else None,
     )
     return Product(path, ds, label_transform(label), crs, label.product_id, label, special, viewing)
 
@@ -442,10 +445,12 @@ def _open_raster(path: Path) -> Product:
         special = tuple(sorted({*(special or (null,)), *saturation}))
     float_nodata = float(nodata) if floating and nodata is not None and not math.isnan(nodata) else None
     tags = ds.tags()
+    sun = _tag_sun(tags)
     viewing = ViewingGeometry(
         solar_longitude=_tag_float(tags, "SOLAR_LONGITUDE"),
         incidence_angle=_tag_float(tags, "INCIDENCE_ANGLE"),
-        sun_azimuth_from_north=_tag_sun(tags),
+        sun_azimuth_from_north=sun,
+        sun_source="metadata" if sun is not None else None,
     )
     return Product(path, ds, ds.transform, crs, path.stem, None, special, viewing, float_nodata)
 

@@ -161,6 +161,12 @@ PRODUCT_FIELDS = [
     Field("longitude", float, "east longitude of the image centre (degrees, -180..180)"),
     Field("incidence", float, "solar incidence angle (degrees)"),
     Field("sun_azimuth", float, "sun azimuth from north, clockwise (degrees)"),
+    Field(
+        "sun_source",
+        str,
+        "where sun_azimuth came from: label, metadata, catalogue (the bundled one, by product id) or option "
+        "(--sun-azimuth); NULL: unknown, the second stage turned crops as if the sun were in the north",
+    ),
     Field("scale_m", float, "ground scale (m/pixel)"),
     Field("chunks_total", int, "chunks in the product's grid"),
     Field("chunks_scored", int, "chunks scored by the CNN"),
@@ -302,6 +308,7 @@ def result_rows(product: Product, result: Detections, model_name: str) -> dict[s
                 "category": result.category,
                 "max_probability": max(probs) if probs else None,
                 "threshold": result.threshold,
+                "sun_source": v.sun_source,
                 "search": result.search,
                 "search_threshold": result.search_threshold,  # None when every chunk was searched
                 "outlined": result.outlined if result.patch_threshold is not None else len(result.candidates),

@@ -126,11 +126,14 @@ def test_a_results_file_from_before_the_domain_fields_gains_them(generated, tmp_
     with sqlite3.connect(out) as db:  # the file as an older MarsIce wrote it
         db.execute("ALTER TABLE products DROP COLUMN domain_distance")
         db.execute("ALTER TABLE products DROP COLUMN in_domain")
-        for column in ("search", "search_threshold", "outlined", "patch_model", "patch_threshold"):
+        for column in ("search", "search_threshold", "outlined", "patch_model", "patch_threshold", "sun_source"):
             db.execute(f"ALTER TABLE products DROP COLUMN {column}")  # added since too
     noise = np.random.default_rng(2).integers(1, 1024, (1024, 2048)).astype(np.uint16)
     rows, _ = _detect(_raster(tmp_path / "noise.tif", noise, crs, transform), out)
     assert [(pid, inside) for pid, _, inside in rows] == [(sample.product_id, None), ("noise", 0)]
     with sqlite3.connect(out) as db:
-        searched = db.execute("SELECT search, search_threshold, patch_model FROM products ORDER BY fid").fetchall()
-    assert searched == [(None, None, None), ("flagged", 0.6, "marsice_patch_64.keras")]
+        searched = db.execute(
+            "SELECT search, search_threshold, patch_model, sun_source FROM products ORDER BY fid"
+        ).fetchall()
+    # the noise raster has no label, no sun metadata and an id the catalogue does not know: its sun is unknown
+    assert searched == [(None, None, None, None), ("flagged", 0.6, "marsice_patch_64.keras", None)]

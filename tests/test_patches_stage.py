@@ -192,11 +192,14 @@ def test_a_raster_without_sun_is_warned_about_and_sun_azimuth_turns_its_crops_as
     assert own is not None and 0 <= own < 360
     bare = _label_free_copy(product, tmp_path / "bare", {})
 
+    sources = {}
+
     def run(name: str, path, **extra):
         out = io.StringIO()
         found = detect(path, tmp_path / f"{name}.gpkg", DetectOptions(**common, **extra), Reporter("json", out))
         probs = sorted(c.probability for c in found.candidates)
         [(_, products_row)] = read_layer(found.output, "products")
+        sources[name] = products_row["sun_source"]
         return probs, products_row["sun_azimuth"], _logged(out.getvalue())
 
     tagged = _label_free_copy(product, tmp_path / "tagged", {"SUN_AZIMUTH_FROM_NORTH": repr(own)})
@@ -237,6 +240,17 @@ def test_a_raster_without_sun_is_warned_about_and_sun_azimuth_turns_its_crops_as
     said = "ESP_011707_1440_RED: sun azimuth 282.6° from the bundled catalogue (the product does not give it)"
     assert said in [e["message"] for e in catalogue_log]
     assert not [e for e in catalogue_log if e["level"] == "warning"]
+    # the products layer says where each run's sun came from
+    assert row["sun_source"] == "label"
+    assert sources == {
+        "unknown": None,
+        "given": "option",
+        "tagged": "metadata",
+        "turned": "option",
+        "pair": "metadata",
+        "catalogue": "catalogue",
+        "by_hand": "option",
+    }
     for wrong in (float("nan"), 400.0, -5.0):  # refused as terrain refuses it, before anything is scored
         with pytest.raises(ValueError, match=r"--sun-azimuth .* is out of range: give degrees clockwise from north"):
             detect(product.label_path, tmp_path / "wrong.gpkg", DetectOptions(**common, sun_azimuth=wrong))
