@@ -113,7 +113,7 @@ def detect(
     nothing is written and the frames are built from the same rows in memory. ``model`` (default: the shipped
     ensemble, or with ``fast`` the 256-px level-2 model) and ``threshold`` (default: the model card's) are
     those of the CLI; ``options`` takes the other fields of :class:`~marsice_plugin.detection.DetectOptions`
-    (``chunk_size``, ``overlap``, ``batch_size``, ``precision``, ``read_level``).
+    (``chunk_size``, ``overlap``, ``batch_size``, ``precision``, ``read_level``, ``sun_azimuth``, ...).
 
     ``probability_raster`` only applies with ``output``, as in the CLI: True (default) writes the stitched
     probability GeoTIFF beside the GeoPackage (:func:`marsice_plugin.pipeline.probability_raster_path`), a path

@@ -1,11 +1,11 @@
 """The detect flow, once: product → chunks → CNN probabilities → candidate outlines → layer rows.
 
-:func:`detect_product` is a pure function of an open product, a loaded model and the options: it reads
-nothing else (but the second stage's small model, :mod:`marsice_plugin.patches`, loaded once) and writes
-nothing. ``marsice detect`` (:func:`marsice_plugin.pipeline.detect`) writes what it returns, ``scan`` tasks
-return its rows to the client, and ``evaluate`` compares it with the truth, so the three cannot drift apart.
-Chunks are streamed strip by strip and scored in batches while the next batch is read
-(:mod:`marsice_plugin.cnn.inference`).
+:func:`detect_product` is a function of an open product, a loaded model and the options: it reads nothing
+else (but the second stage's small model, :mod:`marsice_plugin.patches`, loaded once, and the bundled catalogue
+for a product that does not say where the sun was) and writes nothing; the product gains only its resolved sun.
+``marsice detect`` (:func:`marsice_plugin.pipeline.detect`) writes what it returns, ``scan`` tasks return its rows
+to the client, and ``evaluate`` compares it with the truth, so the three cannot drift apart. Chunks are streamed
+strip by strip and scored in batches while the next batch is read (:mod:`marsice_plugin.cnn.inference`).
 """
 
 from __future__ import annotations
@@ -112,7 +112,9 @@ def resolve_sun_azimuth(product: Product, sun_azimuth: float | None, reporter: R
     label's or the metadata's, as ``marsice terrain --sun-azimuth`` does for shadows; a product that gives none takes
     its observation's from the bundled catalogue by its product id (a GeoTIFF export of an RDR keeps its id as its
     name, not its label: :func:`marsice_plugin.catalogue.index.catalogue_sun_azimuth`); else it stays unknown and
-    :func:`detect_product` warns. Refused (``ValueError``) when ``sun_azimuth`` is not in 0..360.
+    :func:`detect_product` warns. Refused (``ValueError``) when ``sun_azimuth`` is not in 0..360. A second call
+    with the same value changes and logs nothing, so ``marsice detect`` may resolve it before its first log line and
+    :func:`detect_product` again for every other caller (the library, ``scan``, ``evaluate``).
     """
     say = reporter.log if reporter is not None else (lambda message: None)
     own = product.viewing.sun_azimuth_from_north
@@ -122,6 +124,8 @@ def resolve_sun_azimuth(product: Product, sun_azimuth: float | None, reporter: R
                 f"--sun-azimuth {sun_azimuth:g} is out of range: give degrees clockwise from north, 0 to 360"
             )
         given = float(sun_azimuth) % 360.0
+        if product.viewing.sun_source == "option" and own == given:  # resolved already (marsice detect): once
+            return
         said = f"overrides the product's {own:g}°" if own is not None else "(the product does not give it)"
         say(f"{product.product_id}: sun azimuth {given:g}° from --sun-azimuth {said}")
         source = "option"
@@ -230,6 +234,9 @@ def detect_product(
 ) -> Detections:
     """Detect one product: score its chunks, outline bright patches in the flagged ones, build the layer rows.
 
+    The product's sun azimuth is resolved first (:func:`resolve_sun_azimuth`: ``options.sun_azimuth``, else the
+    bundled catalogue where the product gives none); that is the only change made to ``product``.
+
     ``options.threshold`` must be resolved (:func:`marsice_plugin.model_registry.model_threshold`);
     ``model_name`` is recorded in the rows (default: the file name of ``options.model_path``). Progress runs
     from 5 to 90 % while chunks are scored.
@@ -239,6 +246,7 @@ def detect_product(
     reporter = reporter or Reporter("quiet")
     name = model_name if model_name is not None else Path(options.model_path or "").name
     check_search_threshold(options.search_threshold, options.threshold)  # before the long part, as the model file
+    resolve_sun_azimuth(product, options.sun_azimuth, reporter)  # the one thing it sets on the product: its sun
     patch = load_stage(options.patch_model_path, options.all_candidates)  # before the long part: a missing file fails
     chunks = score_chunks(product, model, options, reporter)
     if product.viewing.sun_azimuth_from_north is None:  # said once the pixels are known to be scorable

@@ -240,6 +240,12 @@ def test_a_raster_without_sun_is_warned_about_and_sun_azimuth_turns_its_crops_as
     said = "ESP_011707_1440_RED: sun azimuth 282.6° from the bundled catalogue (the product does not give it)"
     assert said in [e["message"] for e in catalogue_log]
     assert not [e for e in catalogue_log if e["level"] == "warning"]
+    # the library without an output file resolves the sun as marsice detect does
+    from marsice_plugin import api
+
+    frames = api.detect(bare, model=DEMO_MODEL, chunk_size=256, search="all", all_candidates=True, sun_azimuth=own)
+    assert frames["products"]["sun_source"].tolist() == ["option"]
+    np.testing.assert_allclose(sorted(frames["ice_candidates"]["probability"]), given, atol=1e-6)
     # the products layer says where each run's sun came from
     assert row["sun_source"] == "label"
     assert sources == {
