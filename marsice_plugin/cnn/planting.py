@@ -15,11 +15,11 @@ Placement, from the observation's own sun azimuth (looked up in the bundled cata
 * **Decoy** (negative) sits beyond the shadow's sunward end, on the sunlit face of the caster: the paper's "bright
   dust in sunlit places", the same blob on the wrong side.
 
-**Poleward placement** (``geometry="poleward"``, the second stage's real-texture member since 2026-12-07): the paper's
-criterion and the renderer (:mod:`marsice_plugin.synthetic.scene`) put ice on the *poleward* side of the shadowing
-landform, within 40° of due poleward, beside the caster. In the paper's band the sun comes from the west-north-west,
-so poleward (south) lies about 65° from the anti-sun direction; the placement above puts ice where a crater's sunlit
-far wall also begins, and a model trained on it keeps such walls in real ice-free ground (README, *Second stage*).
+**Poleward placement** (``geometry="poleward"``; a second-stage partner trained with it on 2026-12-07 was judged on
+tuning data and not adopted: ``models/marsice_patch_64.md``, last section). The paper's criterion and the renderer
+(:mod:`marsice_plugin.synthetic.scene`) put ice on the *poleward* side of the shadowing landform, within 40° of due
+poleward, beside the caster. In the paper's band the sun comes from the west-north-west, so poleward (south) lies
+about 65° from the anti-sun direction; the placement above puts ice where a crater's sunlit far wall also begins.
 With ``geometry="poleward"`` ice sits beside the caster (the middle of the shadow's sunward end, set back by half
 the shadow's width), at the caster's half width plus half the patch's radius, at a bearing within 40° of due
 poleward, as the renderer places ice beside boulders. Decoys go on the sunlit face (as above) or, half of them,
