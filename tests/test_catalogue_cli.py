@@ -61,3 +61,15 @@ def test_errors_say_what_to_do():
     assert proc.returncode == 2 and "no DTMs" in proc.stderr
     proc = run("download", "--to", "/tmp/never")
     assert proc.returncode == 5 and "give product ids or --from" in proc.stderr
+
+
+def test_the_table_shows_the_sun_azimuth_of_the_papers_band():
+    """The paper's criterion needs the sun's direction; in its band the bundled catalogue gives 290-303° for most."""
+    proc = run("search", "--lat", "-60", "-40", "--ls", "140", "200", "--source", "bundled", "--table", "12")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("product_id"))
+    assert lines[header].split() == ["product_id", "MY", "Ls", "lat", "lon", "inc", "sun", "scale", "MB"]
+    suns = [float(line.split()[6]) for line in lines[header + 1 : header + 13]]
+    assert len(suns) == 12 and all(0 <= s < 360 for s in suns)
+    assert sum(280 <= s <= 310 for s in suns) >= 8

@@ -47,12 +47,14 @@ def add_parser(sub: Any) -> None:
 
 
 def _table(products: list, rows: int) -> str:
-    lines = [f"{'product_id':<22} {'MY':>3} {'Ls':>7} {'lat':>8} {'lon':>8} {'inc':>5} {'scale':>5} {'MB':>8}"]
+    head = f"{'product_id':<22} {'MY':>3} {'Ls':>7} {'lat':>8} {'lon':>8} {'inc':>5} {'sun':>5} {'scale':>5} {'MB':>8}"
+    lines = [head]
     for p in products[:rows]:
         size = "?" if p.download_bytes is None else f"{'~' if p.size_estimated else ''}{p.download_bytes / 1e6:.0f}"
         lines.append(
             f"{p.product_id:<22} {p.mars_year or '':>3} {_f(p.ls, 2):>7} {_f(p.centre_lat, 3):>8} "
-            f"{_f(p.centre_lon, 3):>8} {_f(p.incidence, 1):>5} {_f(p.map_scale, 2):>5} {size:>8}"
+            f"{_f(p.centre_lon, 3):>8} {_f(p.incidence, 1):>5} {_f(p.sun_azimuth, 1):>5} {_f(p.map_scale, 2):>5} "
+            f"{size:>8}"
         )
     if len(products) > rows:
         lines.append(f"... and {len(products) - rows} more")
