@@ -157,24 +157,29 @@ def real_sets(size: int) -> dict[str, tuple[np.ndarray, np.ndarray, list[np.ndar
     return out
 
 
-def tile_crops(images: list[np.ndarray], observations: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def tile_crops(
+    images: list[np.ndarray], observations: list[str], min_contrast: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Every outline's crop in ``images`` as detect's second stage reads real tiles, and the image of each crop.
 
     Every outline of the brightness rule, cut at one crop pixel per image pixel (0.5 m, as the second stage's real
     negatives were) and turned by the observation's sun from the RDR index (a fixed random turn where the index has
     none: the Planet Four panels). Shared by :func:`best_patches`, ``bench/confirm_rule.py`` and the tuning-ground
-    budget of ``bench/train_patch_model.py --density``, so all three read real tiles alike.
+    budget of ``bench/train_patch_model.py --density`` and ``bench/search_outside.py``, so all read real tiles
+    alike. ``min_contrast``: the rule's seed level (None: detect's flagged search's; ``--search all`` seeds at 0.25).
     """
+    from marsice_plugin.candidates import CandidateOptions
     from marsice_plugin.cnn.real_tiles import sun_azimuths
     from marsice_plugin.patches.training import array_examples
 
+    seeds = CandidateOptions.min_contrast if min_contrast is None else min_contrast
     suns = sun_azimuths(REAL_INDEX)
     rng = np.random.default_rng(21)
     crops, image_of = [], []
     for k, grey in enumerate(images):
         sun = suns.get(observations[k]) if k < len(observations) else None
         azimuth = float(sun) if sun is not None else float(rng.uniform(0, 360))
-        ex = array_examples(grey, 0.5, azimuth, "real", limit=10_000)
+        ex = array_examples(grey, 0.5, azimuth, "real", limit=10_000, min_contrast=seeds)
         crops.extend(ex.x)
         image_of.extend([k] * len(ex.x))
     return np.asarray(crops, np.float32).reshape(-1, 64, 64, 2), np.asarray(image_of, int)

@@ -96,23 +96,24 @@ SEARCH_THRESHOLDS = (0.45, 0.4, 0.35, 0.3)
 THRESHOLD_RULE = {**RULE, "max_more_real_polygons": 0}
 
 
-def verdict(base: dict[str, Any], new: dict[str, Any]) -> tuple[bool, list[str]]:
-    """Whether ``new`` passes :data:`RULE` against ``base`` (each :func:`run_flagged`'s figures for one way), and
-    why; with ``real_polygons`` in both, :data:`THRESHOLD_RULE`'s fourth point too."""
+def verdict(base: dict[str, Any], new: dict[str, Any], rule: dict[str, Any] = RULE) -> tuple[bool, list[str]]:
+    """Whether ``new`` passes ``rule`` (:data:`RULE`, :data:`THRESHOLD_RULE` or ``bench/search_outside.py``'s)
+    against ``base`` (each way's figures), and why; a rule with ``max_more_real_polygons`` also compares the two
+    ways' ``real_polygons``."""
     more = new["patches_found"] - base["patches_found"]
     drop = base["polygon_precision"] - new["polygon_precision"]
     flagged = new["ice_free_images_flagged"] - base["ice_free_images_flagged"]
     checks = [
-        (more >= RULE["min_more_patches"], f"patches found +{more} (needs +{RULE['min_more_patches']})"),
-        (drop <= RULE["max_precision_drop"], f"precision drop {drop:+.3f} (at most {RULE['max_precision_drop']})"),
+        (more >= rule["min_more_patches"], f"patches found +{more} (needs +{rule['min_more_patches']})"),
+        (drop <= rule["max_precision_drop"], f"precision drop {drop:+.3f} (at most {rule['max_precision_drop']})"),
         (
-            flagged <= RULE["max_more_ice_free_images"],
-            f"ice-free images flagged {flagged:+d} (at most +{RULE['max_more_ice_free_images']})",
+            flagged <= rule["max_more_ice_free_images"],
+            f"ice-free images flagged {flagged:+d} (at most +{rule['max_more_ice_free_images']})",
         ),
     ]
-    if "real_polygons" in new:
+    if "max_more_real_polygons" in rule:
         real = new["real_polygons"] - base["real_polygons"]
-        limit = THRESHOLD_RULE["max_more_real_polygons"]
+        limit = rule["max_more_real_polygons"]
         checks.append((real <= limit, f"real tuning polygons {real:+d} (at most +{limit})"))
     return all(ok for ok, _ in checks), [("pass: " if ok else "FAIL: ") + why for ok, why in checks]
 
@@ -259,7 +260,7 @@ def main() -> None:
             f"{real[t]['real_polygons']} ({real[t]['clean_polygons']} on tiles clean for the CNN too)"
         )
     for t in SEARCH_THRESHOLDS:
-        passed, reasons = verdict(figures[f"search from {base}"], figures[f"search from {t}"])
+        passed, reasons = verdict(figures[f"search from {base}"], figures[f"search from {t}"], THRESHOLD_RULE)
         print(f"{lead}search from {t}: " + "; ".join(reasons))
         if passed:
             chosen = t

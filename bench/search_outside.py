@@ -60,7 +60,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.make_evaluation_set_v3 import draw_spec
-from bench.search_area import way_report
+from bench.search_area import verdict, way_report
 from bench.small_patches import CACHE, _chunks
 
 #: Tuning seeds reserved for this rule (>= EVALUATION_SEED_BASE; clear of v1-v3, choose_threshold's 1,100,000,
@@ -76,24 +76,6 @@ RULE = {
     "max_more_ice_free_images": 1,
     "max_more_real_polygons": 0,
 }
-
-
-def verdict(base: dict[str, Any], new: dict[str, Any]) -> tuple[bool, list[str]]:
-    """Whether ``new`` passes :data:`RULE` against ``base`` (each way's figures), and why."""
-    more = new["patches_found"] - base["patches_found"]
-    drop = base["polygon_precision"] - new["polygon_precision"]
-    flagged = new["ice_free_images_flagged"] - base["ice_free_images_flagged"]
-    real = new["real_polygons"] - base["real_polygons"]
-    checks = [
-        (more >= RULE["min_more_patches"], f"patches found +{more} (needs +{RULE['min_more_patches']})"),
-        (drop <= RULE["max_precision_drop"], f"precision drop {drop:+.3f} (at most {RULE['max_precision_drop']})"),
-        (
-            flagged <= RULE["max_more_ice_free_images"],
-            f"ice-free images flagged {flagged:+d} (at most +{RULE['max_more_ice_free_images']})",
-        ),
-        (real <= RULE["max_more_real_polygons"], f"real tuning polygons {real:+d} (at most +0)"),
-    ]
-    return all(ok for ok, _ in checks), [("pass: " if ok else "FAIL: ") + why for ok, why in checks]
 
 
 def outside_keep(probability: np.ndarray, in_flagged: np.ndarray, patch_threshold: float, bar: float) -> np.ndarray:
@@ -115,41 +97,32 @@ def chunk_flags(
 
 def real_tuning(bars: list[float]) -> dict[str, dict[str, int]]:
     """Kept polygons on the real ice-free tuning tiles: detect's default, and every chunk searched at each bar."""
-    from bench.real_pixels import REAL_INDEX, ground_km2, tile_probabilities
-    from bench.search_area import real_tuning_polygons
+    from bench.real_pixels import best_patches, ground_km2, tile_crops, tile_probabilities
     from bench.train_patch_model import REAL, _open_rows
     from marsice_plugin.candidates import SMALL_PATCH_CONTRAST
     from marsice_plugin.cnn.model import load_model, model_input_size
-    from marsice_plugin.cnn.real_tiles import grey8, sun_azimuths
+    from marsice_plugin.cnn.real_tiles import grey8
     from marsice_plugin.detection import load_stage
     from marsice_plugin.model_registry import default_model_path, model_threshold
     from marsice_plugin.patches.model import predict_crops
-    from marsice_plugin.patches.training import array_examples
 
     threshold = model_threshold(None, default_model_path())
-    default = real_tuning_polygons([threshold])[threshold]
     rows = _open_rows("tune", "patch")
     greys = [grey8(REAL / "landmark_tiles" / r["file"]) for r in rows]
+    observations = [r["observation"] for r in rows]
     model = load_model(default_model_path())
     flagged = tile_probabilities(model, greys, model_input_size(model)) >= threshold
     stage = load_stage(None)
-    suns = sun_azimuths(REAL_INDEX)
-    rng = np.random.default_rng(21)  # as bench/real_pixels.tile_crops turns tiles without a sun
-    probs, tile_of = [], []
-    for k, (grey, row) in enumerate(zip(greys, rows, strict=True)):
-        sun = suns.get(row["observation"])
-        azimuth = float(sun) if sun is not None else float(rng.uniform(0, 360))
-        ex = array_examples(grey, 0.5, azimuth, "real", limit=10_000, min_contrast=SMALL_PATCH_CONTRAST)
-        if len(ex.x):
-            probs.append(predict_crops(stage.model, np.asarray(ex.x, np.float32).reshape(-1, 64, 64, 2)))
-            tile_of.extend([k] * len(ex.x))
-    p = np.concatenate(probs) if probs else np.zeros(0)
-    in_flagged = flagged[np.asarray(tile_of, int)]
+    _, kept = best_patches(greys, observations, stage)  # detect's default: 50 % seeds, the CNN-flagged tiles
+    default = int(kept[flagged].sum())
+    crops, tile_of = tile_crops(greys, observations, SMALL_PATCH_CONTRAST)
+    p = predict_crops(stage.model, crops) if len(crops) else np.zeros(0)
+    in_flagged = flagged[tile_of]
     print(
         f"real tuning tiles: {len(rows)} ({ground_km2(greys):.2f} km²), {int(flagged.sum())} flagged by the CNN; "
-        f"{len(p)} outlines with 25 % seeds; detect's default keeps {default['real_polygons']}"
+        f"{len(p)} outlines with 25 % seeds; detect's default keeps {default}"
     )
-    out = {"default": {"real_polygons": default["real_polygons"]}}
+    out = {"default": {"real_polygons": default}}
     for bar in bars:
         out[f"outside {bar}"] = {"real_polygons": int(outside_keep(p, in_flagged, stage.threshold, bar).sum())}
     return out
@@ -239,7 +212,7 @@ def main() -> None:
     lead = "verdict: " if judged else "rule (information only, not the rule's products): "
     chosen = None
     for bar in OUTSIDE_BARS:
-        passed, reasons = verdict(figures["default"], figures[f"outside {bar}"])
+        passed, reasons = verdict(figures["default"], figures[f"outside {bar}"], RULE)
         print(f"{lead}outside {bar}: " + "; ".join(reasons))
         if passed and chosen is None:
             chosen = bar
