@@ -11,7 +11,6 @@ strip by strip and scored in batches while the next batch is read (:mod:`marsice
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from .candidates import SMALL_PATCH_CONTRAST, CandidateOptions, outline_stream, 
 from .chunk_reader import ChunkReader
 from .cnn.domain import DomainReference, check, load_reference
 from .detect_defaults import batch_size_for, is_flagged
+from .labels import check_sun_azimuth
 from .model_registry import model_read_level
 from .patches.chunk_score import CHUNK_SCORE_RULES, centroids_in_windows, combine_chunk_scores, default_chunk_score
 from .patches.stage import SEARCH_MODES, PatchStage, score_stream
@@ -119,10 +119,7 @@ def resolve_sun_azimuth(product: Product, sun_azimuth: float | None, reporter: R
     say = reporter.log if reporter is not None else (lambda message: None)
     own = product.viewing.sun_azimuth_from_north
     if sun_azimuth is not None:
-        if not (math.isfinite(sun_azimuth) and 0.0 <= sun_azimuth <= 360.0):  # as terrain's check_sun_options
-            raise ValueError(
-                f"--sun-azimuth {sun_azimuth:g} is out of range: give degrees clockwise from north, 0 to 360"
-            )
+        check_sun_azimuth(sun_azimuth)
         given = float(sun_azimuth) % 360.0
         if product.viewing.sun_source == "option" and own == given:  # resolved already (marsice detect): once
             return

@@ -54,6 +54,13 @@ def sun_azimuth_from_north(sub_solar: float | None, north: float | None) -> floa
     return (float(sub_solar) - float(north)) % 360.0
 
 
+def check_sun_azimuth(sun_azimuth: float | None, error: type[Exception] = ValueError) -> None:
+    """Refuse a given sun azimuth (``--sun-azimuth`` of detect and terrain) outside 0..360 degrees clockwise from
+    north, raising ``error``: one check and one message for both commands."""
+    if sun_azimuth is not None and not (math.isfinite(sun_azimuth) and 0.0 <= sun_azimuth <= 360.0):
+        raise error(f"--sun-azimuth {sun_azimuth:g} is out of range: give degrees clockwise from north, 0 to 360")
+
+
 @dataclass(frozen=True)
 class MapProjection:
     """The label's IMAGE_MAP_PROJECTION object, in SI units (metres, degrees)."""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import TerrainError
+from ..labels import check_sun_azimuth
 
 #: Smallest image side (px): the same as the smallest chunk (slopes need 2 px, co-registration a few more).
 MIN_IMAGE_PX = 8
@@ -23,10 +24,7 @@ SUN_TAGS = ("SUN_AZIMUTH_FROM_NORTH", "INCIDENCE_ANGLE")
 
 def check_sun_options(sun_azimuth: float | None, incidence: float | None) -> None:
     """Refuse a given sun outside azimuth 0..360 (clockwise from north) or incidence 0..90 (exclusive)."""
-    if sun_azimuth is not None and not (math.isfinite(sun_azimuth) and 0.0 <= sun_azimuth <= 360.0):
-        raise TerrainError(
-            f"--sun-azimuth {sun_azimuth:g} is out of range: give degrees clockwise from north, 0 to 360"
-        )
+    check_sun_azimuth(sun_azimuth, TerrainError)
     if incidence is not None and not (math.isfinite(incidence) and 0.0 <= incidence < 90.0):
         raise TerrainError(
             f"--incidence {incidence:g} is out of range: give the sun's angle from the vertical, 0 up to (not "
