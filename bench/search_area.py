@@ -158,24 +158,15 @@ def real_tuning_polygons(thresholds: list[float]) -> dict[float, dict[str, int]]
 def run_flagged(first_seed: int, count: int, ways: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Detect's flagged search on ``count`` tuning products from ``first_seed``, once per way (keyword arguments of
     :func:`marsice_plugin.detection.detections_from_scores`) on the same cached chunk scores; figures per way."""
-    from marsice_plugin.cnn.model import load_model, model_input_size
     from marsice_plugin.detect_defaults import is_flagged
-    from marsice_plugin.detection import DetectOptions, detections_from_scores, load_stage
-    from marsice_plugin.evaluation import render_set
-    from marsice_plugin.model_registry import default_model_path, model_read_level, model_threshold
+    from marsice_plugin.detection import detections_from_scores
     from marsice_plugin.patches.metrics import RankingTally
     from marsice_plugin.product import open_product
 
     name = "small_patch_tuning" if first_seed == SMALL_PATCH_SEED else f"search_area_{first_seed}"
     spec = draw_spec(first_seed, count, name, "choosing where detect's flagged search looks; tuning only")
-    products = render_set(spec, CACHE.parent / "small_patch_products")
     cache = CACHE if first_seed == SMALL_PATCH_SEED else CACHE.parent / "search_area" / name
-    model_path = default_model_path()
-    model = load_model(model_path)
-    threshold = model_threshold(None, model_path)
-    options = DetectOptions(model_path=model_path, threshold=threshold, overlap=None)
-    options = replace(options, read_level=model_read_level(options, model_input_size(model)))
-    stage = replace(load_stage(None), keep_all=True)  # every outline scored: the tally applies the threshold
+    products, model, threshold, options, stage = tuning_run(spec)  # the stage keeps all: the tally applies it
     tallies = {way: RankingTally(stage.threshold) for way in ways}
     images = {way: {"ice": 0, "ice_free": 0} for way in ways}
     seconds = dict.fromkeys(ways, 0.0)
@@ -210,6 +201,24 @@ def run_flagged(first_seed: int, count: int, ways: dict[str, dict[str, Any]]) ->
             f"AP of rank {r['average_precision']['rank']:.3f} (area {r['average_precision']['area']:.3f})"
         )
     return figures
+
+
+def tuning_run(spec: dict[str, Any]) -> tuple[list[Any], Any, float, Any, Any]:
+    """What a search bench runs on ``spec``'s tuning products: the products (rendered once, cached), the shipped
+    chunk CNN with its card's threshold and detect's options for it (``--overlap auto``, its card's read level),
+    and the shipped second stage keeping every outline, so each way applies its own bars."""
+    from marsice_plugin.cnn.model import load_model, model_input_size
+    from marsice_plugin.detection import DetectOptions, load_stage
+    from marsice_plugin.evaluation import render_set
+    from marsice_plugin.model_registry import default_model_path, model_read_level, model_threshold
+
+    products = render_set(spec, CACHE.parent / "small_patch_products")
+    model_path = default_model_path()
+    model = load_model(model_path)
+    threshold = model_threshold(None, model_path)
+    options = DetectOptions(model_path=model_path, threshold=threshold, overlap=None)
+    options = replace(options, read_level=model_read_level(options, model_input_size(model)))
+    return products, model, threshold, options, replace(load_stage(None), keep_all=True)
 
 
 def way_report(way: str, tally: Any, images: dict[str, int], with_ice: int, without: int) -> tuple[dict, str]:

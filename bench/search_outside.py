@@ -51,7 +51,6 @@ import argparse
 import sqlite3  # noqa: F401  before TensorFlow, whose bundled SQLite lacks the R-tree module GeoPackages need
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +59,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.make_evaluation_set_v3 import draw_spec
-from bench.search_area import verdict, way_report
+from bench.search_area import tuning_run, verdict, way_report
 from bench.small_patches import CACHE, _chunks
 
 #: Tuning seeds reserved for this rule (>= EVALUATION_SEED_BASE; clear of v1-v3, choose_threshold's 1,100,000,
@@ -130,25 +129,16 @@ def real_tuning(bars: list[float]) -> dict[str, dict[str, int]]:
 
 def run(first_seed: int, count: int, bars: list[float]) -> dict[str, dict[str, Any]]:
     """Detect's default and every-chunk search at each bar on ``count`` tuning products; figures per way."""
-    from marsice_plugin.cnn.model import load_model, model_input_size
     from marsice_plugin.detect_defaults import is_flagged
-    from marsice_plugin.detection import DetectOptions, detections_from_scores, load_stage
-    from marsice_plugin.evaluation import render_set
-    from marsice_plugin.model_registry import default_model_path, model_read_level, model_threshold
+    from marsice_plugin.detection import detections_from_scores
     from marsice_plugin.patches.chunk_score import centroids_in_windows
     from marsice_plugin.patches.metrics import RankingTally
     from marsice_plugin.product import open_product
 
     name = f"search_outside_{first_seed}"
     spec = draw_spec(first_seed, count, name, "choosing the bar of every-chunk search outside flagged chunks; tuning")
-    products = render_set(spec, CACHE.parent / "small_patch_products")
     cache = CACHE.parent / "search_outside" / name
-    model_path = default_model_path()
-    model = load_model(model_path)
-    threshold = model_threshold(None, model_path)
-    options = DetectOptions(model_path=model_path, threshold=threshold, overlap=None)
-    options = replace(options, read_level=model_read_level(options, model_input_size(model)))
-    stage = replace(load_stage(None), keep_all=True)  # every outline scored: the ways apply their bars
+    products, model, threshold, options, stage = tuning_run(spec)  # the stage keeps all: the ways apply their bars
     ways = ["default", *[f"outside {b}" for b in bars]]
     tallies = {way: RankingTally(stage.threshold) for way in ways}
     images = {way: {"ice": 0, "ice_free": 0} for way in ways}
