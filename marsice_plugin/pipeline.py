@@ -95,6 +95,7 @@ def detect(
                 f"{product.product_id}: {product.width}x{product.height} px at {product.scale_m:.2f} m/px, "
                 f"Ls {_fmt(product.viewing.solar_longitude)}, incidence {_fmt(product.viewing.incidence_angle)}, "
                 f"sun azimuth {_fmt(product.viewing.sun_azimuth_from_north)} from north"
+                + (" (assumed: typical at its latitude)" if product.viewing.sun_source == "latitude" else "")
             )
             reporter.progress(2, f"loading model {model_path.name}")
             model = with_precision(load_model(model_path), options.precision)

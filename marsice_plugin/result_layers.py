@@ -164,8 +164,9 @@ PRODUCT_FIELDS = [
     Field(
         "sun_source",
         str,
-        "where sun_azimuth came from: label, metadata, catalogue (the bundled one, by product id) or option "
-        "(--sun-azimuth); NULL: unknown, the second stage turned crops as if the sun were in the north",
+        "where sun_azimuth came from: label, metadata, catalogue (the bundled one, by product id), option "
+        "(--sun-azimuth) or latitude (assumed: HiRISE's typical sun at the product's latitude, in the bundled "
+        "catalogue); NULL: unknown, the second stage turned crops as if the sun were in the north",
     ),
     Field("scale_m", float, "ground scale (m/pixel)"),
     Field("chunks_total", int, "chunks in the product's grid"),

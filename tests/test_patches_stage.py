@@ -176,12 +176,17 @@ def _logged(result_lines: str) -> list[dict]:
     return [json.loads(line) for line in result_lines.splitlines() if line.startswith('{"type": "log"')]
 
 
-def test_a_raster_without_sun_is_warned_about_and_sun_azimuth_turns_its_crops_as_the_label_would(tmp_path):
+def test_a_raster_without_sun_takes_its_latitudes_typical_sun_and_sun_azimuth_turns_crops_as_its_label(
+    tmp_path, monkeypatch
+):
     """The second stage turns each crop so the sun is at the top. A label-free GeoTIFF does not say where the sun
-    was: detect warns (crops turned as if the sun were in the north), and --sun-azimuth gives the label's outcome."""
+    was: detect assumes HiRISE's typical sun at its latitude and warns; where there is none (too few observations)
+    it warns that crops are turned as if the sun were in the north; --sun-azimuth gives the label's outcome."""
     import io
 
-    from marsice_plugin.detection import unknown_sun_warning
+    from marsice_plugin.catalogue import sun_prior
+    from marsice_plugin.detection import assumed_sun_warning, unknown_sun_warning
+    from marsice_plugin.product import open_product
     from marsice_plugin.progress import Reporter
 
     product = tiny_product(tmp_path / "p")
@@ -203,13 +208,32 @@ def test_a_raster_without_sun_is_warned_about_and_sun_azimuth_turns_its_crops_as
         return probs, products_row["sun_azimuth"], _logged(out.getvalue())
 
     tagged = _label_free_copy(product, tmp_path / "tagged", {"SUN_AZIMUTH_FROM_NORTH": repr(own)})
+    # no sun anywhere: the typical one at the product's latitude, said in a warning, scored as if given by hand
+    assumed, assumed_sun, assumed_log = run("latitude", bare)
+    with open_product(bare) as opened:
+        latitude = opened.center_lonlat()[1]
+    prior = sun_prior.typical_sun(latitude)
+    assert -60 < latitude < -40 and 290 <= prior.azimuth <= 305  # the paper's band: sun from the west-north-west
+    assert assumed_sun == pytest.approx(round(prior.azimuth, 1))
+    by_prior, _, _ = run("prior_by_hand", bare, sun_azimuth=assumed_sun)
+    np.testing.assert_allclose(assumed, by_prior, atol=1e-6)
+    warned = assumed_sun_warning(bare.stem, assumed_sun, latitude, prior.within_deg)
+    assert [e["message"] for e in assumed_log if e["level"] == "warning"] == [warned]
+    assert f"assumed {assumed_sun:g}°, the typical HiRISE sun at {latitude:.1f}° latitude" in warned
+    assert "--sun-azimuth DEG" in warned and "SUN_AZIMUTH_FROM_NORTH" in warned
+    # and where the catalogue has too few observations at that latitude, the sun stays unknown: turned by 0
+    monkeypatch.setattr(sun_prior, "MIN_OBSERVATIONS", 10**9)
     unknown, unknown_sun, unknown_log = run("unknown", bare)
+    monkeypatch.undo()
     given, given_sun, given_log = run("given", bare, sun_azimuth=own)
     expected, _, tagged_log = run("tagged", tagged)
     assert len(given) == len(expected) == len(labelled.candidates) > 0
     np.testing.assert_allclose(given, expected, atol=1e-6)  # the sun given by hand: the tagged raster's scores
     label_scores = sorted(c.probability for c in labelled.candidates)
     np.testing.assert_allclose(given, label_scores, atol=0.05)  # and the label's, as the container allows
+    assert abs(assumed_sun - own) < 5  # the typical sun at -50° is 2° from this product's: near the label's scores
+    off = {name: np.abs(np.array(probs) - label_scores).mean() for name, probs in (("prior", assumed), ("0", unknown))}
+    assert off["prior"] < off["0"] / 2
     assert given_sun == pytest.approx(own)
     assert np.abs(np.array(unknown) - np.array(expected)).max() > 0.05  # turned by 0 instead: other scores
     assert unknown_sun is None
@@ -249,6 +273,8 @@ def test_a_raster_without_sun_is_warned_about_and_sun_azimuth_turns_its_crops_as
     # the products layer says where each run's sun came from
     assert row["sun_source"] == "label"
     assert sources == {
+        "latitude": "latitude",
+        "prior_by_hand": "option",
         "unknown": None,
         "given": "option",
         "tagged": "metadata",

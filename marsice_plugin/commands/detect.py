@@ -76,7 +76,9 @@ def add_parser(sub: Any) -> None:
         metavar="DEG",
         help="the sun's azimuth clockwise from north, for a raster that does not give it (no PDS3 label, no "
         "SUN_AZIMUTH_FROM_NORTH metadata, e.g. a GeoTIFF export of an RDR): the second stage turns each crop so the "
-        "sun is at the top; given, it overrides the product's (logged)",
+        "sun is at the top; given, it overrides the product's (logged). Without it such a raster takes its "
+        "observation's from the bundled catalogue when named by its product id, else HiRISE's typical sun at its "
+        "latitude (a warning says so)",
     )
     p.add_argument(
         "--patch-model",

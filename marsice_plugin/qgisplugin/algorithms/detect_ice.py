@@ -88,7 +88,8 @@ class DetectIceAlgorithm(MarsIceAlgorithm):
             mark_advanced(
                 QgsProcessingParameterNumber(
                     self.SUN_AZIMUTH,
-                    "Sun azimuth, clockwise from north (degrees; empty = the label's, tags' or catalogue's)",
+                    "Sun azimuth, clockwise from north (degrees; empty = the label's, tags', catalogue's or, failing "
+                    "those, HiRISE's typical one at the product's latitude)",
                     DOUBLE,
                     defaultValue=None,
                     optional=True,
