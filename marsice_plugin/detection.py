@@ -247,9 +247,16 @@ def score_chunks(
 
     source = Feeder(make) if overlapped else None
     (start, end), _ = progress_spans(options.search)
+    turns = quarter_turns(product)
+    if turns:
+        reporter.log(
+            f"{product.product_id}: north points {product.grid_north:.0f}° clockwise from up in this grid; chunks "
+            f"are turned {90 * turns}° counter-clockwise for the CNN, which learned north-up products"
+        )
     try:
         for batch in source if source is not None else make():
-            probs = predict(model, batch.x) if batch.scored else np.empty(0)
+            x = batch.x if not turns or batch.x is None else np.ascontiguousarray(np.rot90(batch.x, turns, axes=(1, 2)))
+            probs = predict(model, x) if batch.scored else np.empty(0)
             by_index = dict(zip(batch.scored, probs, strict=True))
             stats = dict(zip(batch.scored, batch.stats, strict=True))
             for k, chunk in enumerate(batch.chunks):
@@ -318,6 +325,18 @@ def detect_product(
             reporter,
             search_threshold=options.search_threshold,
         )
+
+
+def quarter_turns(product: Product) -> int:
+    """Quarter turns (counter-clockwise) that bring a product's north within 45° of "up" for the chunk CNN.
+
+    Why: the CNN learned north-up products, lit from the west-north-west as the paper's band is (its rotations
+    stay inside that band). A polar stereographic product (poleward of ±65°) has north anywhere in its grid
+    (:attr:`~marsice_plugin.product.Product.grid_north`), so its sun comes from a direction the CNN never saw; a
+    lossless quarter turn puts it back within 45°. North-up grids are not turned. The second stage needs no turn:
+    it cuts each crop turned by the sun's exact direction in the image.
+    """
+    return round(product.grid_north / 90.0) % 4
 
 
 def load_stage(path: Path | None, keep_all: bool = False) -> PatchStage:

@@ -30,6 +30,7 @@ rows: :mod:`marsice_plugin.product_checks` holds those rules and why.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -136,6 +137,36 @@ class Product:
         xs = [t.c, t.c + t.a * self.width]
         ys = [t.f, t.f + t.e * self.height]
         return min(xs), min(ys), max(xs), max(ys)
+
+    @functools.cached_property
+    def grid_north(self) -> float:
+        """Where true north points in the image at its centre: degrees clockwise from "up" (the first row).
+
+        0 for equirectangular products, whose grid is north-up. Not for polar stereographic ones (every HiRISE RDR
+        poleward of ±65°, a tenth of those between 40° and 70°S): there north turns with longitude, by 93° at the
+        median over the RDR index (its NORTH_AZIMUTH - 270). Measured from the product's own CRS
+        (:func:`marsice_plugin.terrain.derivatives.grid_convergence`), so a label-free GeoTIFF gets it too; values
+        under 1e-6° are 0, so a north-up grid turns nothing.
+        """
+        from .terrain.derivatives import grid_convergence
+
+        x, y = self.transform @ (self.width / 2, self.height / 2)
+        gamma = float(grid_convergence(self.crs, np.array([x]), np.array([y]))[0])
+        return 0.0 if abs(gamma) < 1e-6 else gamma % 360.0
+
+    @property
+    def image_sun_azimuth(self) -> float | None:
+        """The sun's direction in the image, degrees clockwise from "up": its azimuth from north turned by
+        :attr:`grid_north` (what a label's SUB_SOLAR_AZIMUTH - 270 says); None while the sun is unknown.
+
+        Why: whatever turns pixels by the sun (the second stage's crops) works in the image's rows and columns;
+        on a polar stereographic product the azimuth from north alone points anywhere.
+        """
+        sun = self.viewing.sun_azimuth_from_north
+        if sun is None:
+            return None
+        north = self.grid_north
+        return sun if north == 0.0 else (sun + north) % 360.0
 
     def center_lonlat(self) -> tuple[float, float]:
         """Planetocentric longitude (east, -180..180) and latitude of the image centre."""

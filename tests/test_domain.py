@@ -135,5 +135,6 @@ def test_a_results_file_from_before_the_domain_fields_gains_them(generated, tmp_
         searched = db.execute(
             "SELECT search, search_threshold, patch_model, sun_source FROM products ORDER BY fid"
         ).fetchall()
-    # the noise raster has no label, no sun metadata and an id the catalogue does not know: its sun is unknown
-    assert searched == [(None, None, None, None), ("flagged", 0.6, "marsice_patch_64.keras", None)]
+    # the noise raster has no label, no sun metadata and an id the catalogue does not know: its sun is assumed,
+    # the typical HiRISE sun at its latitude
+    assert searched == [(None, None, None, None), ("flagged", 0.6, "marsice_patch_64.keras", "latitude")]

@@ -16,9 +16,11 @@ Two channels:
    every container of a product (:mod:`marsice_plugin.normalisation`) gives the same crop;
 1. the candidate's own outline (1 inside), so the network knows which bright thing it is asked about.
 
-Image geometry: rows run south, columns east (products are map-projected, north up), and a step toward the sun is
-(d_row, d_col) = (-cos az, sin az) for the azimuth az clockwise from north
-(:mod:`marsice_plugin.synthetic.illumination`). A product without a sun azimuth is cut unturned (azimuth 0).
+Image geometry: a step toward the sun is (d_row, d_col) = (-cos az, sin az) for the azimuth az clockwise from the
+image's "up" (:mod:`marsice_plugin.synthetic.illumination`). On a north-up grid (equirectangular products) that is
+the azimuth from north; on a polar stereographic one north is turned, and callers pass the sun's direction in the
+image (:attr:`marsice_plugin.product.Product.image_sun_azimuth`). A product without a sun azimuth is cut unturned
+(azimuth 0).
 """
 
 from __future__ import annotations

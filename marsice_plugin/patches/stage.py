@@ -52,7 +52,7 @@ def candidate_window(product: Product, geometry: shapely.Polygon) -> tuple[int, 
     inv = ~product.transform
     centroid = geometry.centroid
     col, row = inv @ (centroid.x, centroid.y)
-    sun = product.viewing.sun_azimuth_from_north or 0.0
+    sun = product.image_sun_azimuth or 0.0  # in the image's rows and columns (polar grids turn north)
     c_row, c_col = crop_centre(row - 0.5, col - 0.5, product.scale_m, sun)
     side = source_side(product.scale_m)
     r0, c0 = round(float(c_row - side / 2)), round(float(c_col - side / 2))
@@ -81,7 +81,7 @@ def product_crop(product: Product, geometry: shapely.Polygon) -> np.ndarray:
         valid[rr0 - r0 : rr1 - r0, cc0 - c0 : cc1 - c0] = ~nodata
     transform = Window(c0, r0, side, side).transform(product.transform)
     mask = features.rasterize([(geometry, 1)], out_shape=(side, side), transform=transform, dtype="uint8")
-    sun = product.viewing.sun_azimuth_from_north or 0.0
+    sun = product.image_sun_azimuth or 0.0  # in the image's rows and columns (polar grids turn north)
     return crop_input(grey, valid, mask.astype(bool), centre, product.scale_m, sun)
 
 

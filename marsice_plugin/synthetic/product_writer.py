@@ -14,14 +14,17 @@ rounded toward the equator to a multiple of 5° (15.0 for an image at 15.2-15.8�
 label), CENTER_LONGITUDE 180, and the radii hold the local radius of the Mars ellipsoid at
 CENTER_LATITUDE. A POLAR STEREOGRAPHIC product (as HiRISE makes poleward of ±65°) is centred on the
 pole with CENTER_LONGITUDE 0 and the local radius at the image's own latitude (an assumption: no real
-polar RDR label is at hand).
+polar RDR label is at hand). On such a grid north is not up but turned by the grid convergence at the image
+centre, as in the real RDR index's polar rows (NORTH_AZIMUTH 35.7 for PSP_008585_2915 at 234°E, 68°N): the label's
+NORTH_AZIMUTH says so, and the scene is lit from the sun's direction in the image, so that the sun's azimuth from
+north is ``SceneConfig.sun_azimuth`` on either grid.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +98,6 @@ def write_sample_product(
     geometry = geometry or ProductGeometry()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    scene = render(config)
     orbit = orbit if orbit is not None else 90000 + config.seed
     pid = product_id_for(orbit, geometry.center_latitude)
 
@@ -115,6 +117,13 @@ def write_sample_product(
         pyproj.CRS.from_proj4(proj),
         always_xy=True,
     ).transform(geometry.center_longitude, geometry.center_latitude)
+    grid_north = 0.0  # north-up: the scene is lit by the azimuth from north as it is
+    if geometry.projection == "POLAR STEREOGRAPHIC":  # north turns with longitude: light the scene in image terms
+        from ..terrain.derivatives import grid_convergence
+
+        grid_north = float(grid_convergence(proj, np.array([x_center]), np.array([y_center]))[0]) % 360.0
+    lit = replace(config, sun_azimuth=(config.sun_azimuth + grid_north) % 360.0) if grid_north else config
+    scene = render(lit)
     x_ul = math.floor((x_center - config.width * s / 2) / s) * s
     y_ul = math.floor((y_center + config.height * s / 2) / s) * s
     sample_offset = -x_ul / s - 0.5
@@ -124,7 +133,9 @@ def write_sample_product(
     label_path = out_dir / f"{pid}.LBL"
     truth_path = out_dir / f"{pid}_truth.gpkg"
     extent = _lonlat_extent(proj, radius, x_ul, y_ul, config.width * s, config.height * s)
-    label_text = _label_text(pid, config, geometry, scene, (lat_0, lon_0), radius, sample_offset, line_offset, extent)
+    label_text = _label_text(
+        pid, config, geometry, scene, (lat_0, lon_0), radius, sample_offset, line_offset, extent, grid_north
+    )
 
     from ..labels import parse_label_text
     from ..mars_crs import label_crs, label_transform
@@ -277,11 +288,16 @@ def _label_text(
     sample_offset: float,
     line_offset: float,
     extent: tuple[float, float, float, float],
+    grid_north: float = 0.0,
 ) -> str:
+    """The label; ``grid_north``: where north points in the image (degrees clockwise from up), 0 on a north-up grid.
+    Both azimuths are clockwise from the image's right-edge axis, as in real labels, so the sun's azimuth from north
+    (SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) is ``config.sun_azimuth`` on any grid."""
     s = config.scale_m
     lines, samples = config.height, config.width
     west, east, south, north = extent
-    sub_solar_azimuth = (config.sun_azimuth + 270.0) % 360.0
+    sub_solar_azimuth = (config.sun_azimuth + grid_north + 270.0) % 360.0
+    north_azimuth = (270.0 + grid_north) % 360.0
     binning = {0.25: 1, 0.5: 2, 1.0: 4}.get(s, 2)
     bins = ", ".join([str(binning)] * 10 + ["-9998"] * 4)
     obs = pid.rsplit("_", 1)[0]
@@ -344,7 +360,7 @@ GROUP = VIEWING_PARAMETERS
     LOCAL_TIME        = {g.local_time:.5f} <LOCALDAY/24>
     SOLAR_LONGITUDE   = {g.solar_longitude:.6f} <DEG>
     SUB_SOLAR_AZIMUTH = {sub_solar_azimuth:.6f} <DEG>
-    NORTH_AZIMUTH     = 270.000000 <DEG>
+    NORTH_AZIMUTH     = {north_azimuth:.6f} <DEG>
 END_GROUP = VIEWING_PARAMETERS
 
 /* The JPEG2000 image data file associated with this label. */

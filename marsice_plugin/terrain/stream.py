@@ -117,6 +117,9 @@ class TerrainStream:
 
     product: Any
     dtm: Any
+    #: the sun's direction in the product's grid, degrees clockwise from up (its azimuth from north turned by the
+    #: grid's north, :attr:`marsice_plugin.product.Product.grid_north`): shadows, hillshade and rings are cast on the
+    #: grid, and on a polar stereographic one north is not up
     sun_azimuth: float
     incidence: float
     latitude: float
@@ -392,4 +395,6 @@ def open_stream(
         raise
     relief = max(0.0, high - low) if math.isfinite(high) else 0.0
     # DTM gaps are filled with the mean height of the posts under the image for slopes and shadows (NaN in the rasters)
-    return TerrainStream(product, dtm, az, inc, lat, fill_height=mean, relief=relief)
+    north = product.grid_north  # 0 on north-up grids: the azimuth from north as it is
+    grid_az = az if north == 0.0 else (az + north) % 360.0
+    return TerrainStream(product, dtm, grid_az, inc, lat, fill_height=mean, relief=relief)
