@@ -72,7 +72,8 @@ def _write_geotiff(path: Path, chunk: Chunk, valid_max: float | None = None, sun
     """One chunk as a float32 GeoTIFF in the product's own CRS; no-data pixels are NaN (the nodata value).
 
     ``VALID_MAX`` (the value that maps to 1.0: 1023, as chunk pixels are 10-bit DN equivalents whatever the
-    product's container, :mod:`marsice_plugin.normalisation`) and ``SUN_AZIMUTH`` (from north)
+    product's container, :mod:`marsice_plugin.normalisation`) and ``SUN_AZIMUTH`` (the sun's direction in the chunk,
+    clockwise from up: the azimuth from north on north-up grids, turned by the grid's north on polar ones)
     travel in the tags so that ``marsice train`` normalises and augments the chunk as detection would see it.
     """
     import rasterio
@@ -180,7 +181,7 @@ def export_tiles(
                 name = None
                 if images and not chunk.skipped:
                     name = f"r{chunk.chunk_row:03d}_c{chunk.chunk_col:03d}.tif"
-                    _write_geotiff(tmp_folder / name, chunk, product.valid_max, product.viewing.sun_azimuth_from_north)
+                    _write_geotiff(tmp_folder / name, chunk, product.valid_max, product.image_sun_azimuth)
                     result.images += 1
                 w = chunk.window
                 oh, ow = chunk.data.shape

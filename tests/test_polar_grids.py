@@ -129,6 +129,13 @@ def test_a_polar_product_is_lit_and_scored_as_its_north_up_twin(tmp_path):
     messages = [json.loads(line)["message"] for line in out.getvalue().splitlines() if '"type": "log"' in line]
     turned = [m for m in messages if "chunks are turned 90° counter-clockwise for the CNN" in m]
     assert len(turned) == 1 and turned[0].startswith(polar.product_id)
+    # exported chunks carry the sun's direction in their own rows and columns, which training mirrors and turns by
+    from marsice_plugin.cnn.chunk_data import read_chunk_image
+    from marsice_plugin.tile_export import export_tiles
+
+    export_tiles(polar.label_path, tmp_path / "tiles", size=256, overlap=0)
+    files = sorted((tmp_path / "tiles").rglob("*.tif"))
+    assert len(files) == 4 and all(read_chunk_image(f)[2] == pytest.approx(57.0, abs=1e-3) for f in files)
 
 
 def test_the_cnn_reads_a_turned_grid_as_the_north_up_pixels(tmp_path, monkeypatch):
