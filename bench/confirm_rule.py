@@ -207,7 +207,7 @@ def real_rows(part: str, stage: Any) -> dict[str, Any]:
         tiles = [(REAL / "landmark_tiles" / r["file"], r["observation"]) for r in rows]
     greys = [grey8(path) for path, _ in tiles]
     observations = [obs for _, obs in tiles]
-    suns = sun_azimuths(REAL_INDEX)
+    suns = sun_azimuths(REAL_INDEX, frame="image")
     out: dict[str, Any] = {
         "files": [str(p.relative_to(REAL)) for p, _ in tiles],
         "sun_from_index": [obs in suns for obs in observations],

@@ -62,6 +62,9 @@ from marsice_plugin.synthetic.containers import write_containers  # noqa: E402
 
 REAL = REPO.parent / "shared" / "realdata"
 REAL_INDEX = REPO.parent / "shared" / "data" / "hirise_rdr_color_index.csv.gz"
+#: The sun tiles are planted and turned by: its direction in the RDR image (since 2026-12-07), or with
+#: ``--sun-frame north`` its azimuth from north, as before (``marsice_plugin.cnn.real_tiles.sun_azimuths``).
+SUN_FRAME = "image"
 #: ISIS 32-bit saturation values (LRS, LIS, HIS, HRS) put where the label's 1, 2, 1022, 1023 are.
 #: The frozen sets and the overlap today's figures (models/NAME.evaluation*.json) were scored with.
 #: Seed of the patches planted into held-out tiles (section 5); not a training seed (real_tiles uses --real-seed).
@@ -173,7 +176,7 @@ def tile_crops(
     from marsice_plugin.patches.training import array_examples
 
     seeds = CandidateOptions.min_contrast if min_contrast is None else min_contrast
-    suns = sun_azimuths(REAL_INDEX)
+    suns = sun_azimuths(REAL_INDEX, frame=SUN_FRAME)
     rng = np.random.default_rng(21)
     crops, image_of = [], []
     for k, grey in enumerate(images):
@@ -359,7 +362,15 @@ def main() -> None:
         default="anti_sun",
         help="section 5: ice at the shadow's anti-sun end, or poleward of its caster (marsice_plugin.cnn.planting)",
     )
+    parser.add_argument(
+        "--sun-frame",
+        choices=("image", "north"),
+        default="image",
+        help="tiles' sun: its direction in the RDR image (default) or its azimuth from north (before 2026-12-07)",
+    )
     args = parser.parse_args()
+    global SUN_FRAME
+    SUN_FRAME = args.sun_frame
     sections = set(args.sections.split(","))
     if not REAL.is_dir():
         raise SystemExit(f"{REAL} is missing: this bench reads the real HiRISE pixels there")
@@ -369,7 +380,7 @@ def main() -> None:
     size = model_input_size(model)
     reference = load_reference(model_path)
     started = time.time()
-    print(f"{model_path.name} at its card's threshold {threshold}, {size} px input")
+    print(f"{model_path.name} at its card's threshold {threshold}, {size} px input; tiles' sun: {SUN_FRAME} frame")
 
     if "real" in sections:
         real_figures(model, size, threshold, reference, args.patch_model)
@@ -473,7 +484,7 @@ def planted_figures(
     from marsice_plugin.detection import load_stage
 
     stage = load_stage(patch_model)
-    suns = sun_azimuths(REAL_INDEX)
+    suns = sun_azimuths(REAL_INDEX, frame=SUN_FRAME)
     rows = list(csv.DictReader((REAL / "landmark_tiles" / "tiles.csv").open()))
     free = [
         r for r in rows if r["split"] == "heldout" and r["frost_prior"].startswith("no_") and r["observation"] in suns

@@ -111,6 +111,26 @@ def tiles_section() -> None:
         print(_errors_line("  prior, per observation", np.asarray(list(observations.values()))))
         for name in ["all", *sorted(k for k in errs if k != "all")]:
             print(_errors_line(f"  shading, {name} tiles", np.asarray(errs[name])))
+    frame_section(rows, suns)
+
+
+def frame_section(rows: list[dict[str, str]], suns: dict[str, float]) -> None:
+    """Open tiles of polar stereographic RDRs (north not up): is their shading nearer the sun's direction in the
+    RDR image or its azimuth from north? Tells which frame the tiles are in (the held-out split is not read)."""
+    from marsice_plugin.catalogue.sun_prior import angular_difference
+    from marsice_plugin.cnn.real_tiles import grey8, sun_azimuths
+
+    in_image = sun_azimuths(REAL_INDEX, frame="image")
+    polar = [r for r in rows if r["split"] == "open" and abs(in_image[r["observation"]] - suns[r["observation"]]) > 1]
+    near = {"image": 0, "north": 0}
+    for r in polar:
+        shade = shading_azimuth(grey8(REAL / "landmark_tiles" / r["file"]))
+        near["image"] += int(angular_difference(shade, in_image[r["observation"]]) < 30)
+        near["north"] += int(angular_difference(shade, suns[r["observation"]]) < 30)
+    print(
+        f"frame: {len(polar)} open tiles of {len({r['observation'] for r in polar})} polar observations; shading "
+        f"within 30° of the sun in the RDR image: {near['image']}, of its azimuth from north: {near['north']}"
+    )
 
 
 def stage_section(scenes: int) -> None:

@@ -246,7 +246,7 @@ def _planted(
     from marsice_plugin.cnn.real_tiles import grey8, sun_azimuths
     from marsice_plugin.patches.training import Examples, array_examples
 
-    suns = sun_azimuths(REAL_INDEX)
+    suns = sun_azimuths(REAL_INDEX, frame="image")
     rng = np.random.default_rng(PLANT_SEED + (part == "tune"))
     total = Examples()
     rows = [r for r in _open_rows(part, split) if r["observation"] in suns]
@@ -294,7 +294,7 @@ def _real(
     if real_sun:
         from marsice_plugin.cnn.real_tiles import sun_azimuths
 
-        suns = sun_azimuths(REAL_INDEX)
+        suns = sun_azimuths(REAL_INDEX, frame="image")
     total = Examples()
     for f in files:
         turn = float(rng.uniform(0, 360))  # drawn for every file, so both modes turn the same files alike

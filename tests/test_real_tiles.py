@@ -144,9 +144,12 @@ def test_open_tiles_never_read_held_out_or_frost_rows_and_split_by_observation(t
     assert len(names) == 10 and all(n.endswith("_open.png") for n in names)
     assert len(tune) == 2  # 20 % of 10 observations
     assert not {t.observation for t in train} & {t.observation for t in tune}
-    suns = sun_azimuths(idx)
-    assert suns["ESP_000003_1950"] == pytest.approx(273.0)  # (303 - 30) mod 360
-    assert all(t.sun_azimuth == suns[t.observation] for t in train)
+    suns, in_image = sun_azimuths(idx), sun_azimuths(idx, frame="image")
+    assert suns["ESP_000003_1950"] == pytest.approx(273.0)  # from north: (303 - 30) mod 360
+    assert in_image["ESP_000003_1950"] == pytest.approx(33.0)  # in the image, from up: 303 - 270
+    assert all(t.sun_azimuth == in_image[t.observation] for t in train)  # tiles are planted and turned in the image
+    with pytest.raises(ValueError, match="frame"):
+        sun_azimuths(idx, frame="grid")
     # the split is fixed: the same observations every time, whatever order they come in
     assert split_observations([t.observation for t in train + tune][::-1])[1] == {t.observation for t in tune}
     with pytest.raises(TrainingDataError, match="tiles.csv"):

@@ -21,8 +21,14 @@ it, and the planted patches are sized in input pixels to match the rendered ones
 :mod:`marsice_plugin.normalisation`), as detect does for an 8-bit product.
 
 **Sun geometry** of each tile is its observation's, looked up by observation id in a HiRISE RDR index
-(``FILE_NAME``, ``SUB_SOLAR_AZIMUTH``, ``NORTH_AZIMUTH``): azimuth from north = (SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH)
-mod 360. The tiles are map-projected, so north is up.
+(``FILE_NAME``, ``SUB_SOLAR_AZIMUTH``, ``NORTH_AZIMUTH``). The tiles are cut from the RDRs' map-projected images,
+so what planting and turning need is the sun's direction in that image: SUB_SOLAR_AZIMUTH - 270, clockwise from up
+(:func:`sun_azimuths` with ``frame="image"``). On an equirectangular RDR north is up (NORTH_AZIMUTH 270 in every
+row of the index) and that is the azimuth from north; on the polar stereographic RDRs poleward of ±65° (a third of
+the open tiles with an indexed sun) north is turned, 93° at the median. Until 2026-12-07 the azimuth from north
+was used for every tile; the shipped weights were trained so (their cards say so). On the open polar tiles the
+direction of their shading gradients lies within 30° of the image-frame sun about five times as often as of the
+azimuth from north (``bench/sun_prior.py``'s shading measure; 9 observations, mostly dunes).
 """
 
 from __future__ import annotations
@@ -46,22 +52,35 @@ DECOY_FRACTION = 0.4
 
 @dataclass(frozen=True)
 class RealTile:
-    """One ice-free real tile: its file, observation and the sun azimuth (degrees from north) it was taken under."""
+    """One ice-free real tile: its file, observation and the sun's direction in it (degrees clockwise from up)."""
 
     path: Path
     observation: str
     sun_azimuth: float
 
 
-def sun_azimuths(index: Path) -> dict[str, float]:
-    """Sun azimuth from north of every observation of a HiRISE RDR index (CSV, optionally gzipped)."""
+#: :func:`sun_azimuths`'s frames: degrees clockwise from north, or from "up" in the observation's RDR image.
+SUN_FRAMES = ("north", "image")
+
+
+def sun_azimuths(index: Path, frame: str = "north") -> dict[str, float]:
+    """The sun of every observation of a HiRISE RDR index (CSV, optionally gzipped), in degrees clockwise.
+
+    ``frame="north"``: its azimuth from north, (SUB_SOLAR_AZIMUTH - NORTH_AZIMUTH) mod 360. ``frame="image"``: its
+    direction in the RDR's map-projected image from "up", (SUB_SOLAR_AZIMUTH - 270) mod 360 (both label azimuths
+    are clockwise from the image's right-edge axis), what tiles cut from those images are planted and turned by;
+    the same on north-up (equirectangular) RDRs, not on polar stereographic ones.
+    """
+    if frame not in SUN_FRAMES:
+        raise ValueError(f"frame must be one of {SUN_FRAMES}, not {frame!r}")
     opener = gzip.open if index.suffix == ".gz" else open
     out: dict[str, float] = {}
     try:
         with opener(index, "rt", encoding="utf-8-sig") as fh:
             for row in csv.DictReader(fh):
                 try:
-                    azimuth = (float(row["SUB_SOLAR_AZIMUTH"]) - float(row["NORTH_AZIMUTH"])) % 360.0
+                    up = float(row["NORTH_AZIMUTH"]) if frame == "north" else 270.0
+                    azimuth = (float(row["SUB_SOLAR_AZIMUTH"]) - up) % 360.0
                 except (KeyError, ValueError):
                     continue
                 out.setdefault(row["FILE_NAME"][:15], azimuth)
@@ -92,7 +111,7 @@ def open_tiles(root: Path, index: Path, part: str) -> list[RealTile]:
         rows = [r for r in csv.DictReader(fh) if r.get("split") == "open" and r["frost_prior"].startswith("no_")]
     training, tuning = split_observations([r["observation"] for r in rows])
     wanted = training if part == "train" else tuning
-    suns = sun_azimuths(index)
+    suns = sun_azimuths(index, frame="image")
     return [
         RealTile(root / r["file"], r["observation"], suns[r["observation"]])
         for r in rows
