@@ -149,7 +149,8 @@ def plant(
 
     ``radius_px`` is the range patch radii are drawn from, in tile pixels (module docstring). ``geometry``
     (:data:`GEOMETRIES`) says where ice and decoys go; with "poleward" the pole is south of a north-up tile when
-    ``latitude`` (degrees, the tile's) is negative, north otherwise.
+    ``latitude`` (degrees, the tile's) is negative, north otherwise (a tile of a polar stereographic RDR, poleward of
+    ±65°, is not north-up, and "poleward" there is not handled: its pole lies toward the grid's north).
 
     Returns the tile unchanged and an empty mask when it has no usable shadow: a patch with no shadowing landform
     would teach the net that any bright blob is ice.
