@@ -24,8 +24,15 @@ JP2_OPTIONS = {
 }
 
 
-def write_raster(path: Path, data: np.ndarray, transform: Affine = TRANSFORM, driver: str = "GTiff") -> Path:
-    """Write ``data`` ((rows, cols) or (bands, rows, cols), uint16) in the Mars CRS with nodata 0."""
+def write_raster(
+    path: Path,
+    data: np.ndarray,
+    transform: Affine = TRANSFORM,
+    driver: str = "GTiff",
+    crs: str = MARS_EQC,
+    tags: dict[str, str] | None = None,
+) -> Path:
+    """Write ``data`` ((rows, cols) or (bands, rows, cols), uint16) in a Mars CRS (PROJ string) with nodata 0."""
     import rasterio
     from rasterio.crs import CRS
 
@@ -40,12 +47,14 @@ def write_raster(path: Path, data: np.ndarray, transform: Affine = TRANSFORM, dr
         height=data.shape[1],
         count=data.shape[0],
         dtype=data.dtype,
-        crs=CRS.from_proj4(MARS_EQC),
+        crs=CRS.from_proj4(crs),
         transform=transform,
         nodata=0,
         **extra,
     ) as ds:
         ds.write(data)
+        if tags:
+            ds.update_tags(**tags)
     return path
 
 

@@ -16,33 +16,18 @@ from marsice_plugin.pipeline import detect
 from marsice_plugin.product import Product, open_product
 
 from .conftest import DEMO_MODEL
+from .small_rasters import MARS_EQC, write_raster
 
 #: A real polar RDR in the index: PSP_008585_2915_COLOR, 67.89-68.56°N, 234.15-234.48°E, NORTH_AZIMUTH 35.6871
 #: (clockwise from the image's right-edge axis), on a north polar stereographic grid with CENTER_LONGITUDE 0.
 REAL_POLAR = {"lat": 68.2258, "lon": 234.3129, "north_azimuth": 35.6871}
 
 
-def _geotiff(path, data: np.ndarray, proj4: str, x0: float, y0: float, scale: float = 0.5, tags=None):
-    import rasterio
+def _geotiff(path, data: np.ndarray, proj4: str, x0: float, y0: float, tags=None):
+    """A 0.5 m/px GeoTIFF in ``proj4`` with its upper-left corner at (x0, y0)."""
     from affine import Affine
-    from rasterio.crs import CRS
 
-    with rasterio.open(
-        path,
-        "w",
-        driver="GTiff",
-        width=data.shape[1],
-        height=data.shape[0],
-        count=1,
-        dtype=data.dtype,
-        crs=CRS.from_proj4(proj4),
-        transform=Affine(scale, 0, x0, 0, -scale, y0),
-        nodata=0,
-    ) as ds:
-        ds.write(data, 1)
-        if tags:
-            ds.update_tags(**tags)
-    return path
+    return write_raster(path, data, Affine(0.5, 0, x0, 0, -0.5, y0), crs=proj4, tags=tags)
 
 
 def test_grid_north_of_a_polar_grid_is_the_real_labels_north_azimuth(tmp_path):
@@ -63,8 +48,7 @@ def test_grid_north_of_a_polar_grid_is_the_real_labels_north_azimuth(tmp_path):
         assert product.grid_north == pytest.approx((REAL_POLAR["north_azimuth"] - 270.0) % 360.0, abs=0.05)
         assert product.image_sun_azimuth == pytest.approx((49.8 + product.grid_north) % 360.0)
         assert quarter_turns(product) == 1  # 125.7°: a quarter turn leaves north 35.7° from up
-    eqc = "+proj=eqc +lat_ts=-50 +lat_0=0 +lon_0=180 +x_0=0 +y_0=0 +R=3396190 +units=m +no_defs"
-    with open_product(_geotiff(tmp_path / "eqc.tif", data, eqc, -1000.0, -2_950_000.0, tags=tags)) as product:
+    with open_product(_geotiff(tmp_path / "eqc.tif", data, MARS_EQC, -1000.0, -2_950_000.0, tags=tags)) as product:
         assert product.grid_north == 0.0 and product.image_sun_azimuth == 49.8 and quarter_turns(product) == 0
 
 
@@ -144,8 +128,6 @@ def test_the_cnn_reads_a_turned_grid_as_the_north_up_pixels(tmp_path, monkeypatc
     from marsice_plugin.detection import score_chunks
     from marsice_plugin.model_registry import model_threshold
     from marsice_plugin.progress import Reporter
-
-    from .small_rasters import MARS_EQC
 
     rng = np.random.default_rng(3)
     data = (400 + 60 * rng.standard_normal((512, 512))).clip(5, 1000).astype(np.uint16)
