@@ -289,8 +289,9 @@ def detect_product(
 ) -> Detections:
     """Detect one product: score its chunks, outline bright patches in the flagged ones, build the layer rows.
 
-    The product's sun azimuth is resolved first (:func:`resolve_sun_azimuth`: ``options.sun_azimuth``, else the
-    bundled catalogue where the product gives none); that is the only change made to ``product``.
+    The product's sun azimuth is resolved first (:func:`resolve_sun_azimuth`: ``options.sun_azimuth``, else, where
+    the product gives none, the bundled catalogue by its id or HiRISE's typical sun at its latitude); that is the
+    only change made to ``product``.
 
     ``options.threshold`` must be resolved (:func:`marsice_plugin.model_registry.model_threshold`);
     ``model_name`` is recorded in the rows (default: the file name of ``options.model_path``). Progress runs

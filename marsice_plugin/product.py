@@ -163,10 +163,14 @@ class Product:
         on a polar stereographic product the azimuth from north alone points anywhere.
         """
         sun = self.viewing.sun_azimuth_from_north
-        if sun is None:
-            return None
+        return None if sun is None else self.grid_azimuth(sun)
+
+    def grid_azimuth(self, azimuth_from_north: float) -> float:
+        """A direction given clockwise from north, as degrees clockwise from "up" in this product's grid: turned by
+        :attr:`grid_north`, returned as it is on a north-up grid. One turn for the crops' sun
+        (:attr:`image_sun_azimuth`) and terrain's shadows, whose sun may come from an option instead."""
         north = self.grid_north
-        return sun if north == 0.0 else (sun + north) % 360.0
+        return azimuth_from_north if north == 0.0 else (azimuth_from_north + north) % 360.0
 
     def center_lonlat(self) -> tuple[float, float]:
         """Planetocentric longitude (east, -180..180) and latitude of the image centre."""

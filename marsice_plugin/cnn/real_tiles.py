@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import TrainingDataError
+from ..labels import sun_azimuth_from_north
 from ..normalisation import DN_MAX, bits_scale
 
 #: Share of the open observations kept for threshold tuning, and the seed of that one split.
@@ -79,8 +80,8 @@ def sun_azimuths(index: Path, frame: str = "north") -> dict[str, float]:
         with opener(index, "rt", encoding="utf-8-sig") as fh:
             for row in csv.DictReader(fh):
                 try:
-                    up = float(row["NORTH_AZIMUTH"]) if frame == "north" else 270.0
-                    azimuth = (float(row["SUB_SOLAR_AZIMUTH"]) - up) % 360.0
+                    up = float(row["NORTH_AZIMUTH"]) if frame == "north" else 270.0  # "up" is 270 from the right
+                    azimuth = sun_azimuth_from_north(float(row["SUB_SOLAR_AZIMUTH"]), up)
                 except (KeyError, ValueError):
                     continue
                 out.setdefault(row["FILE_NAME"][:15], azimuth)

@@ -395,6 +395,4 @@ def open_stream(
         raise
     relief = max(0.0, high - low) if math.isfinite(high) else 0.0
     # DTM gaps are filled with the mean height of the posts under the image for slopes and shadows (NaN in the rasters)
-    north = product.grid_north  # 0 on north-up grids: the azimuth from north as it is
-    grid_az = az if north == 0.0 else (az + north) % 360.0
-    return TerrainStream(product, dtm, grid_az, inc, lat, fill_height=mean, relief=relief)
+    return TerrainStream(product, dtm, product.grid_azimuth(az), inc, lat, fill_height=mean, relief=relief)
