@@ -207,13 +207,15 @@ def outline_stream(
             last_final = later_top[i]
             tree = shapely.STRtree(pieces)
             keep: list[int] = []
+            final: list[list[int]] = []
+            bounds = shapely.bounds(pieces)
+            lowest = np.maximum(*((inv @ (bounds[:, 0], bounds[:, j]))[1] for j in (1, 3)))  # each piece's last row
             for group in touching_groups(pieces, tree):
-                bounds = shapely.bounds([pieces[k] for k in group])
-                rows = np.concatenate([(inv @ (bounds[:, 0], bounds[:, j]))[1] for j in (1, 3)])
-                if rows.max() >= later_top[i] - 1:  # a later window's pieces may still touch it
+                if lowest[group].max() >= later_top[i] - 1:  # a later window's pieces may still touch it
                     keep.extend(group)
-                    continue
-                done.extend(_final_group(product, probability, options, group, pieces, peaks, numbers))
+                else:
+                    final.append(group)
+            done.extend(_final_groups(product, probability, options, final, pieces, peaks, numbers))
             pieces, peaks, numbers = [pieces[k] for k in keep], [peaks[k] for k in keep], [numbers[k] for k in keep]
         yield i + 1, done
 
@@ -301,110 +303,188 @@ def _window_pieces(
     yield from zip(shapely.polygons(rings, indices=np.asarray(polygon_of)).tolist(), values, strict=True)
 
 
-def _final_group(
+def _final_groups(
     product: Product,
     probability: ProbabilityRaster,
     options: CandidateOptions,
-    group: list[int],
+    groups: list[list[int]],
     pieces: list[Any],
     peaks: list[float],
     numbers: list[int],
 ) -> list[tuple[tuple[int, int], Candidate]]:
-    """The measured candidates of one group of touching pieces, keyed by (its first piece's number, part)."""
+    """The measured candidates of groups of touching pieces, each keyed by (its group's first piece's number, part).
+
+    Pieces are merged group by group (most groups are one piece and need no merge); every part of every group is
+    then measured in one :func:`_measure_many`, which costs far less per part than one call each.
+    """
     import shapely
 
-    members = [pieces[k] for k in group]
-    merged = members[0] if len(group) == 1 else shapely.union_all(members)
-    parts = list(getattr(merged, "geoms", [merged]))
-    hull = shapely.area(shapely.convex_hull(parts)) * AREA_BOUND
-    group_peaks = np.asarray([peaks[k] for k in group])
-    tree = shapely.STRtree(members) if len(parts) > 1 else None
-    out = []
-    for j, (part, bound) in enumerate(zip(parts, hull, strict=True)):
-        if bound < options.min_area_m2:
+    keys: list[tuple[int, int]] = []
+    parts: list[Any] = []
+    part_peaks: list[float] = []
+    for group in groups:
+        if len(group) == 1:
+            keys.append((numbers[group[0]], 0))
+            parts.append(pieces[group[0]])
+            part_peaks.append(peaks[group[0]])
             continue
-        peak = float(group_peaks.max() if tree is None else group_peaks[tree.query(part, predicate="intersects")].max())
-        cand = _measure(part, product, probability, peak, options)
-        if cand is not None:
-            out.append(((numbers[group[0]], j), cand))
-    return out
+        members = [pieces[k] for k in group]
+        merged = shapely.union_all(members)
+        group_parts = list(getattr(merged, "geoms", [merged]))
+        group_peaks = np.asarray([peaks[k] for k in group])
+        tree = shapely.STRtree(members) if len(group_parts) > 1 else None
+        for j, part in enumerate(group_parts):
+            keys.append((numbers[group[0]], j))
+            parts.append(part)
+            touching = group_peaks if tree is None else group_peaks[tree.query(part, predicate="intersects")]
+            part_peaks.append(float(touching.max()))
+    if not parts:
+        return []
+    geoms = np.asarray(parts, dtype=object)
+    big = shapely.area(shapely.convex_hull(geoms)) * AREA_BOUND >= options.min_area_m2
+    index = np.flatnonzero(big)
+    measured = _measure_many(geoms[index], [part_peaks[i] for i in index], product, probability, options)
+    return [(keys[i], cand) for i, cand in zip(index.tolist(), measured, strict=True) if cand is not None]
 
 
-def _measure(
-    poly: shapely.Polygon, product: Product, probability: ProbabilityRaster, peak: float, options: CandidateOptions
-) -> Candidate | None:
+def _measure_many(
+    polys: np.ndarray, peaks: list[float], product: Product, probability: ProbabilityRaster, options: CandidateOptions
+) -> list[Candidate | None]:
+    """Each outline simplified, tested and measured (None where a test drops it), all in a few array calls.
+
+    Per outline: simplified to half a pixel; sampled on the probability raster's cells whose centres it holds (at
+    its centroid when it holds none) and dropped under ``options.threshold``; dropped when elongated
+    (:func:`_elongated`), under ``min_area_m2`` on the product's sphere or under ``min_compactness``. Why arrays:
+    every-chunk search measures tens of thousands of outlines per 4096 px of product, and a call per outline and
+    per step cost about a millisecond each, most of it call overhead.
+    """
     import pyproj
     import shapely
 
     from .vectors import to_lonlat, transform_geometry
 
-    poly = poly.simplify(product.scale_m / 2, preserve_topology=True)
+    n = len(polys)
+    if n == 0:
+        return []
+    simple = shapely.simplify(polys, product.scale_m / 2, preserve_topology=True)
     inv = ~product.transform
-    xs, ys = np.asarray(poly.exterior.coords).T
-    cols, rows = inv @ (xs, ys)
-    r_lo, r_hi = int(max(0, rows.min())), int(min(product.height, rows.max() + 1))
-    c_lo, c_hi = int(max(0, cols.min())), int(min(product.width, cols.max() + 1))
+    xy, ring = shapely.get_coordinates(shapely.get_exterior_ring(simple), return_index=True)
+    cols, rows = inv @ (xy[:, 0], xy[:, 1])
+    starts = np.searchsorted(ring, np.arange(n))
+    r_lo = np.maximum(0, np.minimum.reduceat(rows, starts)).astype(int)
+    r_hi = np.minimum(product.height, np.maximum.reduceat(rows, starts) + 1).astype(int)
+    c_lo = np.maximum(0, np.minimum.reduceat(cols, starts)).astype(int)
+    c_hi = np.minimum(product.width, np.maximum.reduceat(cols, starts) + 1).astype(int)
     cell = probability.cell
-    rr, cc = np.mgrid[r_lo:r_hi:cell, c_lo:c_hi:cell]
+    # the raster cells of each outline's pixel box, row by row as np.mgrid lists them
+    n_r = np.maximum(0, -(-(r_hi - r_lo) // cell))
+    n_c = np.maximum(0, -(-(c_hi - c_lo) // cell))
+    size = n_r * n_c
+    owner = np.repeat(np.arange(n), size)
+    k = np.arange(owner.size) - np.repeat(np.cumsum(size) - size, size)
+    rr = r_lo[owner] + (k // np.maximum(n_c[owner], 1)) * cell
+    cc = c_lo[owner] + (k % np.maximum(n_c[owner], 1)) * cell
     px, py = product.transform @ (cc + 0.5, rr + 0.5)
-    inside = shapely.contains_xy(poly, px, py)
-    centroid = poly.centroid
-    c_col, c_row = inv @ (centroid.x, centroid.y)
-    probs = (
-        probability.sample(rr[inside], cc[inside])
-        if inside.any()
-        else probability.sample(np.array([int(c_row)]), np.array([int(c_col)]))
-    )
-    probs = probs[np.isfinite(probs)]
-    if not len(probs) or probs.max() < options.threshold:
-        return None
-    if _elongated(poly, options.max_elongation):  # before the area on the sphere, which costs more
-        return None  # sunlit trough walls and ridges: long thin strips, unlike a patch
-    lonlat = transform_geometry(poly, product.crs)
+    shapely.prepare(simple)
+    inside = shapely.contains_xy(simple[owner], px, py)
+    centroids = shapely.centroid(simple)
+    cx, cy = shapely.get_x(centroids), shapely.get_y(centroids)
+    c_col, c_row = inv @ (cx, cy)
+    samples = np.full(owner.size, np.nan)
+    samples[inside] = probability.sample(rr[inside], cc[inside])
+    has_inside = np.zeros(n, bool)
+    has_inside[owner[inside]] = True
+    keep: list[tuple[int, np.ndarray]] = []
+    offsets = np.cumsum(size) - size
+    for i in range(n):
+        if has_inside[i]:
+            s = slice(offsets[i], offsets[i] + size[i])
+            probs = samples[s][inside[s]]
+        else:
+            probs = probability.sample(np.array([int(c_row[i])]), np.array([int(c_col[i])]))
+        probs = probs[np.isfinite(probs)]
+        if len(probs) and probs.max() >= options.threshold:
+            keep.append((i, probs))
+    if keep:  # sunlit trough walls and ridges: long thin strips, unlike a patch
+        long = _elongated_many(simple[[i for i, _ in keep]], options.max_elongation)
+        keep = [pair for pair, drop in zip(keep, long.tolist(), strict=True) if not drop]
+    out: list[Candidate | None] = [None] * n
+    if not keep:
+        return out
+    chosen = np.array([i for i, _ in keep])
+    lonlat = transform_geometry(simple[chosen], product.crs)
     radius = product.crs.ellipsoid.semi_major_metre
-    area = abs(pyproj.Geod(a=radius, b=radius).geometry_area_perimeter(lonlat)[0])
-    if area < options.min_area_m2:
-        return None
-    compactness = 4 * np.pi * poly.area / max(poly.length, 1e-9) ** 2
-    if compactness < options.min_compactness:  # sunlit trough walls and ridges are long and thin
-        return None
-    lon, lat = to_lonlat(product.crs, [centroid.x], [centroid.y])
-    return Candidate(
-        geometry=poly,
-        area_m2=float(area),
-        max_probability=float(probs.max()),
-        mean_probability=float(probs.mean()),
-        peak_contrast=peak,
-        centroid_lon=float(lon[0]),
-        centroid_lat=float(lat[0]),
-    )
+    geod = pyproj.Geod(a=radius, b=radius)
+    lon, lat = to_lonlat(product.crs, cx[chosen], cy[chosen])
+    plane_area, length = shapely.area(simple[chosen]), shapely.length(simple[chosen])
+    for j, (i, probs) in enumerate(keep):
+        area = abs(geod.geometry_area_perimeter(lonlat[j])[0])
+        if area < options.min_area_m2:
+            continue
+        compactness = 4 * np.pi * plane_area[j] / max(length[j], 1e-9) ** 2
+        if compactness < options.min_compactness:  # sunlit trough walls and ridges are long and thin
+            continue
+        out[i] = Candidate(
+            geometry=simple[i],
+            area_m2=float(area),
+            max_probability=float(probs.max()),
+            mean_probability=float(probs.mean()),
+            peak_contrast=float(peaks[i]),
+            centroid_lon=float(lon[j]),
+            centroid_lat=float(lat[j]),
+        )
+    return out
 
 
 def _elongated(poly: shapely.Polygon, limit: float) -> bool:
-    """Whether the minimum rotated rectangle of ``poly`` is more than ``limit`` times longer than wide.
+    """Whether the minimum rotated rectangle of ``poly`` is more than ``limit`` times longer than wide."""
 
-    The rectangles on every convex-hull edge at once in numpy, as shapely's own (pure Python for GEOS < 3.12,
-    2 ms a polygon, the largest cost of outlining) builds them one by one; where that could decide otherwise (a
-    ratio within 1e-6 of the limit, two edges' areas within 1e-9 with other ratios, a degenerate hull) shapely's
-    rectangle decides, so the answer is always shapely's.
+    return bool(_elongated_many(np.asarray([poly], dtype=object), limit)[0])
+
+
+def _elongated_many(polys: np.ndarray, limit: float) -> np.ndarray:
+    """Per polygon, whether its minimum rotated rectangle is more than ``limit`` times longer than wide.
+
+    The rectangles on every convex-hull edge at once in numpy, hulls of the same vertex count together, as
+    shapely's own (pure Python for GEOS < 3.12, 2 ms a polygon) builds them one by one; where that could decide
+    otherwise (a ratio within 1e-6 of the limit, two edges' areas within 1e-9 with other ratios, a degenerate hull)
+    shapely's rectangle decides, so the answer is always shapely's.
     """
-    hull = poly.convex_hull
-    ring = np.asarray(getattr(hull, "exterior", hull).coords)
-    d = np.diff(ring, axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        u = d / np.sqrt(d[:, 0] ** 2 + d[:, 1] ** 2)[:, None]
-        along = u[:, :1] * ring[:, 0] + u[:, 1:] * ring[:, 1]
-        across = u[:, :1] * ring[:, 1] - u[:, 1:] * ring[:, 0]
-        w, h = np.ptp(along, axis=1), np.ptp(across, axis=1)
-        area, ratio = w * h, np.maximum(w, h) / np.minimum(w, h)
-    if len(ring) >= 4 and np.isfinite(ratio).all() and np.isfinite(area).all():
-        k = int(np.argmin(area))
-        near = area <= area[k] * (1 + 1e-9)
-        if np.all(np.abs(ratio[near] - ratio[k]) <= 1e-9 * ratio[k]) and abs(ratio[k] - limit) > 1e-6 * limit:
-            return bool(ratio[k] > limit)
-    box = np.asarray(poly.minimum_rotated_rectangle.exterior.coords)
-    sides = np.hypot(*np.diff(box[:3], axis=0).T)
-    return bool(sides.min() <= 0 or sides.max() / sides.min() > limit)
+    import shapely
+
+    out = np.zeros(len(polys), bool)
+    if not len(polys):
+        return out
+    hulls = shapely.convex_hull(polys)
+    rings = np.where(shapely.get_type_id(hulls) == 3, shapely.get_exterior_ring(hulls), hulls)
+    xy, owner = shapely.get_coordinates(rings, return_index=True)
+    counts = np.bincount(owner, minlength=len(polys))
+    starts = np.cumsum(counts) - counts
+    decided = np.zeros(len(polys), bool)
+    for m in np.unique(counts[counts >= 4]).tolist():  # hulls of m vertices (the first repeated last)
+        which = np.flatnonzero(counts == m)
+        ring = xy[starts[which, None] + np.arange(m)]  # (k, m, 2)
+        d = np.diff(ring, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = d / np.sqrt(d[..., 0] ** 2 + d[..., 1] ** 2)[..., None]
+            along = u[..., :1] * ring[:, None, :, 0] + u[..., 1:] * ring[:, None, :, 1]
+            across = u[..., :1] * ring[:, None, :, 1] - u[..., 1:] * ring[:, None, :, 0]
+            w, h = np.ptp(along, axis=2), np.ptp(across, axis=2)
+            area, ratio = w * h, np.maximum(w, h) / np.minimum(w, h)
+        finite = np.isfinite(ratio).all(axis=1) & np.isfinite(area).all(axis=1)
+        k = np.argmin(np.where(np.isfinite(area), area, np.inf), axis=1)
+        best_area = np.take_along_axis(area, k[:, None], axis=1)
+        best_ratio = np.take_along_axis(ratio, k[:, None], axis=1)
+        near = area <= best_area * (1 + 1e-9)
+        tied = np.where(near, np.abs(ratio - best_ratio) <= 1e-9 * best_ratio, True).all(axis=1)
+        clear = finite & tied & (np.abs(best_ratio[:, 0] - limit) > 1e-6 * limit)
+        out[which[clear]] = best_ratio[clear, 0] > limit
+        decided[which[clear]] = True
+    for i in np.flatnonzero(~decided).tolist():
+        box = np.asarray(polys[i].minimum_rotated_rectangle.exterior.coords)
+        sides = np.hypot(*np.diff(box[:3], axis=0).T)
+        out[i] = sides.min() <= 0 or sides.max() / sides.min() > limit
+    return out
 
 
 def touching_groups(pieces: list[Any], tree: Any) -> list[list[int]]:

@@ -10,7 +10,6 @@ from marsice_plugin.candidates import (
     SMALL_PATCH_CONTRAST,
     Candidate,
     CandidateOptions,
-    _measure,
     delineate,
     outline_stream,
     patch_mask,
@@ -33,6 +32,56 @@ def merge_touching(pieces: list, tree) -> list:
         merged = pieces[group[0]] if len(group) == 1 else shapely.union_all([pieces[i] for i in group])
         polygons.extend(getattr(merged, "geoms", [merged]))
     return polygons
+
+
+def _measure(poly, product, probability, peak: float, options: CandidateOptions) -> Candidate | None:
+    """One outline measured on its own, as outlining measured each before it measured them in arrays."""
+    import pyproj
+    import shapely
+
+    from marsice_plugin.candidates import _elongated
+    from marsice_plugin.vectors import to_lonlat, transform_geometry
+
+    poly = poly.simplify(product.scale_m / 2, preserve_topology=True)
+    inv = ~product.transform
+    xs, ys = np.asarray(poly.exterior.coords).T
+    cols, rows = inv @ (xs, ys)
+    r_lo, r_hi = int(max(0, rows.min())), int(min(product.height, rows.max() + 1))
+    c_lo, c_hi = int(max(0, cols.min())), int(min(product.width, cols.max() + 1))
+    cell = probability.cell
+    rr, cc = np.mgrid[r_lo:r_hi:cell, c_lo:c_hi:cell]
+    px, py = product.transform @ (cc + 0.5, rr + 0.5)
+    inside = shapely.contains_xy(poly, px, py)
+    centroid = poly.centroid
+    c_col, c_row = inv @ (centroid.x, centroid.y)
+    probs = (
+        probability.sample(rr[inside], cc[inside])
+        if inside.any()
+        else probability.sample(np.array([int(c_row)]), np.array([int(c_col)]))
+    )
+    probs = probs[np.isfinite(probs)]
+    if not len(probs) or probs.max() < options.threshold:
+        return None
+    if _elongated(poly, options.max_elongation):  # before the area on the sphere, which costs more
+        return None  # sunlit trough walls and ridges: long thin strips, unlike a patch
+    lonlat = transform_geometry(poly, product.crs)
+    radius = product.crs.ellipsoid.semi_major_metre
+    area = abs(pyproj.Geod(a=radius, b=radius).geometry_area_perimeter(lonlat)[0])
+    if area < options.min_area_m2:
+        return None
+    compactness = 4 * np.pi * poly.area / max(poly.length, 1e-9) ** 2
+    if compactness < options.min_compactness:  # sunlit trough walls and ridges are long and thin
+        return None
+    lon, lat = to_lonlat(product.crs, [centroid.x], [centroid.y])
+    return Candidate(
+        geometry=poly,
+        area_m2=float(area),
+        max_probability=float(probs.max()),
+        mean_probability=float(probs.mean()),
+        peak_contrast=peak,
+        centroid_lon=float(lon[0]),
+        centroid_lat=float(lat[0]),
+    )
 
 
 def _reference_outlines(product, windows, raster, options) -> list[Candidate]:
@@ -178,7 +227,7 @@ def test_fast_elongation_test_decides_as_shapely_rectangle():
     from rasterio import features
     from scipy import ndimage
 
-    from marsice_plugin.candidates import _elongated
+    from marsice_plugin.candidates import _elongated, _elongated_many
 
     rng = np.random.default_rng(1)
     mask = ndimage.binary_opening(rng.random((300, 300)) > 0.45)
@@ -198,6 +247,8 @@ def test_fast_elongation_test_decides_as_shapely_rectangle():
     assert len(polygons) > 1000 and min(ratios) < 1.5 and max(ratios) > 2.5
     for limit in (1.25, 1.5, 2.0, 2.5):
         assert [_elongated(p, limit) for p in polygons] == [r > limit for r in ratios]
+        # all at once, as outlining asks (hulls of many vertex counts side by side)
+        assert _elongated_many(np.asarray(polygons, dtype=object), limit).tolist() == [r > limit for r in ratios]
     for p, r in zip(polygons[:200], ratios[:200], strict=True):
         assert [_elongated(p, r * f) for f in (1 - 1e-7, 1.0, 1 + 1e-7)] == [
             r > r * f for f in (1 - 1e-7, 1.0, 1 + 1e-7)

@@ -86,9 +86,11 @@ def patch_threshold(path: str | Path) -> float:
 def predict_crops(model: Any, crops: np.ndarray) -> np.ndarray:
     """Ice probability of each crop (n, CROP_PX, CROP_PX, 2); an empty array for no crops.
 
-    Clipped to [0, 1]: a union's piecewise mapping (:mod:`.union`) can land a float rounding over 1.
+    Clipped to [0, 1]: a union's piecewise mapping (:mod:`.union`) can land a float rounding over 1. Run through
+    Keras's compiled predict step (``predict_on_batch``), as the chunk CNN is: calling the model eagerly on each
+    batch cost 1.4 times as long on 2 cores (every-chunk search scores thousands of crops per 4096 px of product).
     """
     if len(crops) == 0:
         return np.empty(0, np.float32)
-    out = [np.asarray(model(crops[i : i + BATCH], training=False)).reshape(-1) for i in range(0, len(crops), BATCH)]
+    out = [np.asarray(model.predict_on_batch(crops[i : i + BATCH])).reshape(-1) for i in range(0, len(crops), BATCH)]
     return np.clip(np.concatenate(out).astype(np.float32), 0.0, 1.0)
