@@ -95,6 +95,30 @@ def _background(data: np.ndarray, scale_m: float, background_m: float) -> np.nda
     return np.maximum(full, 1e-6)
 
 
+def percentile_by_label(values: np.ndarray, labels: np.ndarray, index: np.ndarray, q: float) -> np.ndarray:
+    """``np.percentile(values[labels == i], q)`` for every label ``i`` of ``index`` (each present), in one sort.
+
+    The same numbers as NumPy's own (its linear method, its rounding: the neighbours' difference in the values'
+    dtype, the interpolation in float64), without a call per label: a search tile holds about 10^4 seed groups.
+    """
+    index = np.asarray(index, dtype=np.int64)
+    if not len(index):
+        return np.empty(0)
+    inside = labels > 0
+    v, lab = values[inside], labels[inside]
+    order = np.lexsort((v, lab))
+    v = v[order]
+    counts = np.bincount(lab, minlength=int(index.max()) + 1)
+    starts = np.cumsum(counts) - counts
+    n = counts[index]
+    virtual = (n - 1) * (q / 100.0)
+    below = np.floor(virtual).astype(np.int64)
+    a, b = v[starts[index] + below], v[starts[index] + np.minimum(below + 1, n - 1)]
+    t = virtual - below
+    diff = b - a
+    return np.where(t >= 0.5, b - diff * (1 - t), a + diff * t)
+
+
 def patch_mask(
     data: np.ndarray, valid: np.ndarray, scale_m: float, options: CandidateOptions
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -112,22 +136,21 @@ def patch_mask(
     max_px = int(options.max_area_m2 / scale_m**2)
     objects = ndimage.find_objects(labels)
     grow = int(max(2, 3.0 / scale_m))
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)
+    peaks = percentile_by_label(rel, labels, np.arange(1, count + 1), 90)
     for index, box in enumerate(objects, start=1):
-        if box is None:
+        if box is None or sizes[index] < min_px or sizes[index] > max_px:
             continue
-        component = labels[box] == index
-        size = int(component.sum())
-        if size < min_px or size > max_px:
-            continue
-        peak = float(np.percentile(rel[box][component], 90))
+        peak = float(peaks[index - 1])
         r0, r1 = max(0, box[0].start - grow), min(data.shape[0], box[0].stop + grow)
         c0, c1 = max(0, box[1].start - grow), min(data.shape[1], box[1].stop + grow)
         local = (rel[r0:r1, c0:c1] >= 0.5 * peak) & valid[r0:r1, c0:c1]
-        local_labels, _ = ndimage.label(local, structure=np.ones((3, 3), bool))
+        local_labels, n_local = ndimage.label(local, structure=np.ones((3, 3), bool))
         seed_local = labels[r0:r1, c0:c1] == index
-        keep = np.unique(local_labels[seed_local & local])
-        keep = keep[keep > 0]
-        out[r0:r1, c0:c1] |= np.isin(local_labels, keep)
+        grown = np.zeros(n_local + 1, bool)  # the local groups that hold seed pixels
+        grown[local_labels[seed_local & local]] = True
+        grown[0] = False
+        out[r0:r1, c0:c1] |= grown[local_labels]
     return out, rel
 
 
@@ -277,13 +300,7 @@ def _window_pieces(
     index = np.flatnonzero(~speck[1:]) + 1
     if not len(index):
         return
-    peak_of = dict(
-        zip(
-            index.tolist(),
-            ndimage.labeled_comprehension(rel, labels, index, lambda v: np.percentile(v, 90), float, 0.0),
-            strict=True,
-        )
-    )
+    peak_of = dict(zip(index.tolist(), percentile_by_label(rel, labels, index, 90).tolist(), strict=True))
     transform = Window(c0, r0, c1 - c0, r1 - r0).transform(product.transform)
     shapes = features.shapes(labels.astype(np.int32, copy=False), mask=mask & ~speck[labels], transform=transform)
     # polygons built in bulk from the rings' vertices: the same polygons as one shapely.geometry.shape() each, in a
