@@ -320,6 +320,11 @@ def _window_pieces(
     yield from zip(shapely.polygons(rings, indices=np.asarray(polygon_of)).tolist(), values, strict=True)
 
 
+#: Groups of up to this many touching pieces find each merged part's pieces by testing every pair (one array call);
+#: larger ones query a tree, whose cost per part does not grow with the group.
+GROUP_PAIRWISE = 64
+
+
 def _final_groups(
     product: Product,
     probability: ProbabilityRaster,
@@ -345,16 +350,22 @@ def _final_groups(
             parts.append(pieces[group[0]])
             part_peaks.append(peaks[group[0]])
             continue
-        members = [pieces[k] for k in group]
-        merged = shapely.union_all(members)
-        group_parts = list(getattr(merged, "geoms", [merged]))
+        members = np.asarray([pieces[k] for k in group], dtype=object)
+        group_parts = shapely.get_parts(shapely.union_all(members))
         group_peaks = np.asarray([peaks[k] for k in group])
-        tree = shapely.STRtree(members) if len(group_parts) > 1 else None
-        for j, part in enumerate(group_parts):
-            keys.append((numbers[group[0]], j))
-            parts.append(part)
-            touching = group_peaks if tree is None else group_peaks[tree.query(part, predicate="intersects")]
-            part_peaks.append(float(touching.max()))
+        # a part's peak: the highest of the pieces it is made of (those it intersects); a pairwise test for the
+        # usual handful of pieces, a tree for the rare large group
+        if len(group_parts) == 1:
+            part_max = [float(group_peaks.max())]
+        elif len(members) <= GROUP_PAIRWISE:
+            touching = shapely.intersects(group_parts[:, None], members[None, :])
+            part_max = np.where(touching, group_peaks[None, :], -np.inf).max(axis=1).tolist()
+        else:
+            tree = shapely.STRtree(members)
+            part_max = [float(group_peaks[tree.query(part, predicate="intersects")].max()) for part in group_parts]
+        keys.extend((numbers[group[0]], j) for j in range(len(group_parts)))
+        parts.extend(group_parts.tolist())
+        part_peaks.extend(part_max)
     if not parts:
         return []
     geoms = np.asarray(parts, dtype=object)

@@ -170,6 +170,20 @@ def test_streamed_outlines_are_those_of_one_merge_in_the_same_order(busy_product
     assert sum(k for n, k in done if n <= 6) > len(want) / 3  # the first two rows were final before the last one
 
 
+def test_merged_parts_get_the_same_peaks_by_pairs_or_by_tree(busy_product, monkeypatch):
+    """A part's peak contrast is that of the pieces it is made of, whether found pairwise or by a tree query."""
+    from marsice_plugin import candidates
+
+    with open_product(busy_product.label_path) as product:
+        chunks = _chunks(product)
+        raster = stitch(chunks, product.width, product.height, product.transform)
+        tiles = search_windows(product, [c.window for c in chunks], tile=512)[:3]
+        pairwise = delineate(product, tiles, raster, RULE)
+        monkeypatch.setattr(candidates, "GROUP_PAIRWISE", 1)  # every merged group by the tree
+        _same_candidates(delineate(product, tiles, raster, RULE), pairwise)
+    assert len({c.peak_contrast for c in pairwise}) > 50
+
+
 def test_streamed_search_keeps_the_same_candidates_probabilities_and_chunk_scores(busy_product, monkeypatch):
     """detections_from_scores streams (second stage in blocks of 4 here) and gives one pass's results."""
     from marsice_plugin.detection import detections_from_scores, load_stage
