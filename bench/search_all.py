@@ -44,15 +44,16 @@ def _peak_mb() -> float:
 
 
 def _generate(work: Path, side: int, seed: int) -> Path:
-    """The product's label (written once; later runs reuse it)."""
-    found = sorted((work / "product").glob("*_RED.LBL"))
+    """The product's label (written once per side and seed; later runs reuse it)."""
+    folder = work / f"product_{side}_{seed}"
+    found = sorted(folder.glob("*_RED.LBL"))
     if found:
         return found[0]
     from marsice_plugin.synthetic.product_writer import write_sample_product
     from marsice_plugin.synthetic.scene import SceneConfig
 
     work.mkdir(parents=True, exist_ok=True)
-    return write_sample_product(work / "product", SceneConfig(width=side, height=side, seed=seed)).label_path
+    return write_sample_product(folder, SceneConfig(width=side, height=side, seed=seed)).label_path
 
 
 def _child(label: Path, out: Path) -> None:
