@@ -35,14 +35,6 @@ FAST_MODEL = REPO / "models" / "marsice_xception_256_level2.keras"
 PATCH_MODEL = REPO / "models" / "marsice_patch_64.keras"  # given, so an --old package reads this repository's too
 
 
-def _peak_mb() -> float:
-    """This process's peak RSS: VmHWM (getrusage's ru_maxrss keeps the parent's peak across fork and exec)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024.0
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
 def _generate(work: Path, side: int, seed: int) -> Path:
     """The product's label (written once per side and seed; later runs reuse it)."""
     folder = work / f"product_{side}_{seed}"
@@ -57,6 +49,8 @@ def _generate(work: Path, side: int, seed: int) -> Path:
 
 
 def _child(label: Path, out: Path) -> None:
+    sys.path.append(str(REPO))  # after PYTHONPATH, so the package measured is still the one it names
+    from bench.terrain import _peak_mb
     from marsice_plugin.detection import DetectOptions
     from marsice_plugin.pipeline import detect
 

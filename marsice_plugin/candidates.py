@@ -382,7 +382,7 @@ def _measure_many(
 
     Per outline: simplified to half a pixel; sampled on the probability raster's cells whose centres it holds (at
     its centroid when it holds none) and dropped under ``options.threshold``; dropped when elongated
-    (:func:`_elongated`), under ``min_area_m2`` on the product's sphere or under ``min_compactness``. Why arrays:
+    (:func:`_elongated_many`), under ``min_area_m2`` on the product's sphere or under ``min_compactness``. Why arrays:
     every-chunk search measures tens of thousands of outlines per 4096 px of product, and a call per outline and
     per step cost about a millisecond each, most of it call overhead.
     """
@@ -408,8 +408,9 @@ def _measure_many(
     n_r = np.maximum(0, -(-(r_hi - r_lo) // cell))
     n_c = np.maximum(0, -(-(c_hi - c_lo) // cell))
     size = n_r * n_c
+    offsets = np.cumsum(size) - size  # where each outline's cells start
     owner = np.repeat(np.arange(n), size)
-    k = np.arange(owner.size) - np.repeat(np.cumsum(size) - size, size)
+    k = np.arange(owner.size) - np.repeat(offsets, size)
     rr = r_lo[owner] + (k // np.maximum(n_c[owner], 1)) * cell
     cc = c_lo[owner] + (k % np.maximum(n_c[owner], 1)) * cell
     px, py = product.transform @ (cc + 0.5, rr + 0.5)
@@ -423,7 +424,6 @@ def _measure_many(
     has_inside = np.zeros(n, bool)
     has_inside[owner[inside]] = True
     keep: list[tuple[int, np.ndarray]] = []
-    offsets = np.cumsum(size) - size
     for i in range(n):
         if has_inside[i]:
             s = slice(offsets[i], offsets[i] + size[i])
@@ -462,12 +462,6 @@ def _measure_many(
             centroid_lat=float(lat[j]),
         )
     return out
-
-
-def _elongated(poly: shapely.Polygon, limit: float) -> bool:
-    """Whether the minimum rotated rectangle of ``poly`` is more than ``limit`` times longer than wide."""
-
-    return bool(_elongated_many(np.asarray([poly], dtype=object), limit)[0])
 
 
 def _elongated_many(polys: np.ndarray, limit: float) -> np.ndarray:

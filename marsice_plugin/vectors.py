@@ -39,14 +39,25 @@ def transformer_to(crs: pyproj.CRS, dst: str = COMMON_CRS):
     return _transformer(crs.to_wkt(), dst)
 
 
+def transform_points(
+    transformer: pyproj.Transformer, xs: np.ndarray | list[float], ys: np.ndarray | list[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """``transformer`` on arrays of points, in the inputs' shape, a single point included: pyproj reads a
+    one-element array as a scalar, which NumPy deprecates, so that one goes through as Python floats."""
+    xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    if xs.size == 1:
+        x, y = transformer.transform(float(xs.reshape(-1)[0]), float(ys.reshape(-1)[0]))
+        return np.full(xs.shape, x), np.full(ys.shape, y)
+    x, y = transformer.transform(xs, ys)
+    return np.asarray(x), np.asarray(y)
+
+
 def to_lonlat(crs: pyproj.CRS, xs: np.ndarray | list[float], ys: np.ndarray | list[float]) -> tuple:
     """Transform projected coordinates to planetocentric east longitude (-180..180) and latitude."""
     xs, ys = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
-    if xs.size == 1:  # pyproj's single-point path wants Python floats
-        lon, lat = transformer_to(crs).transform(float(xs.reshape(-1)[0]), float(ys.reshape(-1)[0]))
-        return np.array([lon]), np.array([lat])
-    lon, lat = transformer_to(crs).transform(xs, ys)
-    return np.asarray(lon), np.asarray(lat)
+    if xs.size == 1:  # one point comes back as one-element arrays, whatever its shape
+        xs, ys = xs.reshape(1), ys.reshape(1)
+    return transform_points(transformer_to(crs), xs, ys)
 
 
 def window_ring(

@@ -39,7 +39,7 @@ def _measure(poly, product, probability, peak: float, options: CandidateOptions)
     import pyproj
     import shapely
 
-    from marsice_plugin.candidates import _elongated
+    from marsice_plugin.candidates import _elongated_many
     from marsice_plugin.vectors import to_lonlat, transform_geometry
 
     poly = poly.simplify(product.scale_m / 2, preserve_topology=True)
@@ -62,7 +62,7 @@ def _measure(poly, product, probability, peak: float, options: CandidateOptions)
     probs = probs[np.isfinite(probs)]
     if not len(probs) or probs.max() < options.threshold:
         return None
-    if _elongated(poly, options.max_elongation):  # before the area on the sphere, which costs more
+    if _elongated_many(np.asarray([poly], dtype=object), options.max_elongation)[0]:  # before the area on the sphere
         return None  # sunlit trough walls and ridges: long thin strips, unlike a patch
     lonlat = transform_geometry(poly, product.crs)
     radius = product.crs.ellipsoid.semi_major_metre
@@ -241,7 +241,10 @@ def test_fast_elongation_test_decides_as_shapely_rectangle():
     from rasterio import features
     from scipy import ndimage
 
-    from marsice_plugin.candidates import _elongated, _elongated_many
+    from marsice_plugin.candidates import _elongated_many
+
+    def _elongated(p, limit):  # one polygon at a time
+        return bool(_elongated_many(np.asarray([p], dtype=object), limit)[0])
 
     rng = np.random.default_rng(1)
     mask = ndimage.binary_opening(rng.random((300, 300)) > 0.45)

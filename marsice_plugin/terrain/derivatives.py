@@ -25,6 +25,7 @@ import numpy as np
 import pyproj
 
 from marsice_plugin.synthetic.illumination import cast_shadows, sun_vector
+from marsice_plugin.vectors import transform_points
 
 #: Pixels between the nodes where the grid convergence is measured (interpolated bilinearly in between).
 CONVERGENCE_STEP = 64
@@ -67,16 +68,6 @@ def _transformers(crs_wkt: str) -> tuple[pyproj.Transformer, pyproj.Transformer]
     )
 
 
-def _points(transformer: pyproj.Transformer, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``transformer`` on arrays of points, one point included: pyproj reads a one-element array as a scalar, which
-    NumPy deprecates, so that one goes through as Python floats."""
-    if xs.size == 1:
-        x, y = transformer.transform(float(xs.reshape(-1)[0]), float(ys.reshape(-1)[0]))
-        return np.full(xs.shape, x), np.full(xs.shape, y)
-    x, y = transformer.transform(xs, ys)
-    return np.asarray(x), np.asarray(y)
-
-
 def grid_convergence(crs: pyproj.CRS | str, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """Grid azimuth (degrees clockwise from grid up) of true north at projected points ``xs, ys``.
 
@@ -85,9 +76,9 @@ def grid_convergence(crs: pyproj.CRS | str, xs: np.ndarray, ys: np.ndarray) -> n
     """
     to_geo, to_grid = _transformers(crs if isinstance(crs, str) else pyproj.CRS(crs).to_wkt())
     xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
-    lon, lat = _points(to_geo, xs, ys)
+    lon, lat = transform_points(to_geo, xs, ys)
     step = np.where(lat > 89.9, -1e-4, 1e-4)  # step south at the north pole, read the direction backwards
-    x2, y2 = _points(to_grid, lon, lat + step)
+    x2, y2 = transform_points(to_grid, lon, lat + step)
     dx, dy = (x2 - xs) * np.sign(step), (y2 - ys) * np.sign(step)
     gamma = np.degrees(np.arctan2(dx, dy))
     gamma = np.where(np.hypot(dx, dy) > 0, gamma, 0.0)
