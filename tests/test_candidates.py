@@ -82,3 +82,59 @@ def test_patch_across_chunk_border_is_one_polygon_with_true_area(straddling_prod
     xs, ys = product.transform @ (hot_cols + 0.5, hot_rows + 0.5)
     for c in candidates:
         assert not shapely.contains_xy(c.geometry, xs, ys).any()
+
+
+def test_bridged_labels_are_one_valid_polygon_each_and_keep_every_pixel():
+    """Corner-only links get one pixel each; each 8-connected label becomes one 4-connected polygon, labels apart."""
+    from rasterio import features
+    from scipy import ndimage
+
+    from marsice_plugin.candidates import bridge_diagonals
+
+    rng = np.random.default_rng(4)
+    mask = rng.random((200, 200)) < 0.3
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    joined = bridge_diagonals(labels)
+    assert (joined[mask] == labels[mask]).all()  # every pixel keeps its label
+    added = (joined > 0) & ~mask
+    # each added pixel sits where a corner-only link of its own label was: two diagonal neighbours, edges empty
+    corner_links = 0
+    for r, c in zip(*np.nonzero(added), strict=True):
+        k = joined[r, c]
+        pairs = [((r, c - 1), (r + 1, c)), ((r, c + 1), (r + 1, c))]  # the two ways a pixel is chosen to bridge
+        corner_links += any(
+            0 <= a[1] < 200 and 0 <= b[0] < 200 and 0 <= b[1] < 200 and labels[a] == k and labels[b] == k
+            for a, b in pairs
+        )
+    assert added.sum() > 1000 and corner_links == added.sum()
+    four, n_four = ndimage.label(joined > 0)  # edge-connected regions
+    assert n_four == count
+    assert all(len(np.unique(joined[four == k])) == 1 for k in range(1, n_four + 1))
+    polygons = [(shapely.geometry.shape(g), v) for g, v in features.shapes(joined.astype(np.int32), mask=joined > 0)]
+    assert len(polygons) == count and len({v for _, v in polygons}) == count
+    assert all(p.is_valid for p, _ in polygons)
+    cut = list(features.shapes(labels.astype(np.int32), mask=mask))
+    assert len(cut) > count + 1000  # what GDAL drew before: a polygon per 4-connected part
+
+
+def test_patch_linked_by_corners_is_one_candidate(tmp_path):
+    """Five 1 m² squares meeting at corners (an X of 2 px blocks): one 5 m² patch, kept; cut at its corners, each
+    part fell under the 2 m² minimum and the patch was lost."""
+    from .small_rasters import smooth_image, write_raster
+
+    image = smooth_image(256, 256, seed=3)
+    patch = np.zeros(image.shape, bool)
+    for br, bc in ((0, 0), (0, 2), (1, 1), (2, 0), (2, 2)):
+        patch[120 + 2 * br : 122 + 2 * br, 120 + 2 * bc : 122 + 2 * bc] = True
+    image[patch] = np.minimum(image[patch] * 2, 1000)
+    path = write_raster(tmp_path / "corners.tif", image)
+    with open_product(path) as product:
+        raster = ProbabilityRaster(np.full((16, 16), 0.9, np.float32), 16, product.transform)
+        window = [Window(0, 0, 256, 256)]
+        joined = delineate(product, window, raster, CandidateOptions(threshold=0.6))
+        cut = delineate(product, window, raster, CandidateOptions(threshold=0.6, join_diagonals=False))
+        xs, ys = product.transform @ (np.nonzero(patch)[1] + 0.5, np.nonzero(patch)[0] + 0.5)
+    (one,) = joined
+    assert shapely.contains_xy(one.geometry, xs, ys).all()
+    assert 5.0 <= one.area_m2 <= 6.5  # its 20 pixels and the 4 that join them, at 0.25 m² each
+    assert cut == []

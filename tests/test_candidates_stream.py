@@ -10,6 +10,7 @@ from marsice_plugin.candidates import (
     SMALL_PATCH_CONTRAST,
     Candidate,
     CandidateOptions,
+    bridge_diagonals,
     delineate,
     outline_stream,
     patch_mask,
@@ -109,6 +110,9 @@ def _reference_outlines(product, windows, raster, options) -> list[Candidate]:
         peaks = ndimage.labeled_comprehension(
             rel, labels, np.arange(1, count + 1), lambda v: np.percentile(v, 90), float, 0.0
         )
+        if options.join_diagonals:  # one polygon per 8-connected patch (tested on its own in test_candidates.py)
+            labels = bridge_diagonals(labels)
+            mask = labels > 0
         for geom, value in features.shapes(labels.astype(np.int32), mask=mask, transform=transform):
             pieces.append(shapely.geometry.shape(geom))
             contrasts.append(float(peaks[int(value) - 1]))
