@@ -129,17 +129,46 @@ def bridge_diagonals(labels: np.ndarray) -> np.ndarray:
     only at a corner came out as several polygons, each merged, measured and judged on its own, the small ones
     dropped under ``min_area_m2`` (on a 2304 px tile of a real-size mosaic, 2,023 of 5,518 patches). An 8-connected
     polygon is no way out: its ring touches itself at the corner, which is not a valid polygon. So each corner-only
-    link of two pixels of a label gets one of the two empty pixels of its 2 × 2 block (the upper one), labelled
-    like them: one pixel of ground per link. That pixel's edge neighbours are empty or of the same label (any pixel
-    beside it is a corner neighbour of one of the two), so no two labels come to share an edge.
+    link of two pixels of a label gets one of the two empty pixels of its 2 × 2 block, labelled like them: one pixel
+    of ground per link. The upper one is taken, else the lower one, whichever touches no other label, not even at a
+    corner (a label that touched another would share its peak when touching outlines merge); where both would, the
+    link stays cut (rare: where labels crowd each other, 0.8 % of the links of a random mask at 10 % cover, 1.4 % at
+    30 %).
     """
+    h, w = labels.shape
     out = labels.copy()
     a, b, c, d = labels[:-1, :-1], labels[:-1, 1:], labels[1:, :-1], labels[1:, 1:]
-    empty_bc, empty_ad = (b == 0) & (c == 0), (a == 0) & (d == 0)
-    falling = (a > 0) & (d > 0) & empty_bc  # upper-left and lower-right linked by a corner: fill upper-right
-    rising = (b > 0) & (c > 0) & empty_ad  # upper-right and lower-left: fill upper-left
-    out[:-1, 1:][falling] = a[falling]
-    out[:-1, :-1][rising] = b[rising]
+    falling = (a > 0) & (d > 0) & (b == 0) & (c == 0)  # upper-left and lower-right meet at a corner
+    rising = (b > 0) & (c > 0) & (a == 0) & (d == 0)  # upper-right and lower-left
+    rows, cols = np.nonzero(falling | rising)
+    value = np.where(falling[rows, cols], a[rows, cols], b[rows, cols])
+    # each link's two choices (row, column of its block's empty pixel): upper first, lower second
+    upper_col = np.where(falling[rows, cols], cols + 1, cols)
+    lower_col = np.where(falling[rows, cols], cols, cols + 1)
+    choices = ((rows, upper_col), (rows + 1, lower_col))
+
+    def clashes(r: np.ndarray, col: np.ndarray, k: np.ndarray, grid: np.ndarray) -> np.ndarray:
+        bad = np.zeros(len(r), bool)
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                rr, cc = r + dr, col + dc
+                inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+                n = np.zeros(len(r), grid.dtype)
+                n[inside] = grid[rr[inside], cc[inside]]
+                bad |= (n > 0) & (n != k)
+        return bad
+
+    pending = np.ones(len(rows), bool)
+    for r, col in choices:
+        free = pending & ~clashes(r, col, value, labels)
+        out[r[free], col[free]] = value[free]
+        pending &= ~free
+    # two links' new pixels of different labels may meet each other: such pixels are taken out again
+    for r, col in choices:
+        placed = out[r, col] == value
+        added = placed & (labels[r, col] == 0)
+        undo = added & clashes(r, col, value, out)
+        out[r[undo], col[undo]] = 0
     return out
 
 

