@@ -30,7 +30,22 @@ seeds at 50 %, the rules ``contrast 0.5`` against ``contrast 0.5, cut at corners
 2. lose at most 0.02 of polygon precision (kept outlines on planted ice over kept outlines).
 
 Otherwise the cut outlines stay. The real ice-free tiles are outlined by 8-connected labels already
-(:func:`marsice_plugin.patches.training.array_examples`), so their figures cannot move. Run::
+(:func:`marsice_plugin.patches.training.array_examples`), so their figures cannot move.
+
+**Verdict (2026-12-07): not adopted; detect keeps the cut outlines** (``build/join_rule.log``; 32 products, 16 with
+planted ice, 44 patches of 2 m and more; shipped second stage, default model). Joined against cut:
+
+- flagged chunks, 50 % seeds: 31 of 44 patches either way; precision 0.919 (34 of 37 kept on ice) against 0.925
+  (37 of 40): passes;
+- every chunk, 25 % seeds: 40 of 44 either way; precision 0.705 (43 of 61) against 0.742 (46 of 62): **fails**
+  (0.037 lower).
+
+Part of that fall is counting: a patch cut in three is up to three kept polygons on ice, joined it is one. But the
+joined outlines also kept 2 more off ice (18 against 16), and ``max_kept`` flagged one more ice-free image with
+25 % seeds (6 against 5 of 16). The gain joining would bring is speed and fewer outlines: outlined 8,487 against
+10,423 (50 % seeds, every chunk) and 25,158 against 33,393 (25 %); outlining every chunk 64.9 s against 82.0 s and
+80.8 s against 158.7 s, the second stage 50.3 s against 59.1 s and 133.7 s against 176.9 s. The second stage's
+rendered member was trained on cut outlines; one trained on joined ones is the way to try this again. Run::
 
     nice -n 10 .venv/bin/python bench/small_patches.py --first-seed 1600000 --rules "contrast 0.5" \
         "contrast 0.5, cut at corners" "contrast 0.25" "contrast 0.25, cut at corners"

@@ -121,8 +121,8 @@ def test_bridged_labels_are_one_valid_polygon_each_and_keep_every_pixel():
 
 
 def test_patch_linked_by_corners_is_one_candidate(tmp_path):
-    """Five 1 m² squares meeting at corners (an X of 2 px blocks): one 5 m² patch, kept; cut at its corners, each
-    part fell under the 2 m² minimum and the patch was lost."""
+    """Five 1 m² squares meeting at corners (an X of 2 px blocks): joined, one 5 m² patch, kept; cut at its corners
+    (detect's outlines, the option was not adopted), each part falls under the 2 m² minimum and the patch is lost."""
     from .small_rasters import smooth_image, write_raster
 
     image = smooth_image(256, 256, seed=3)
@@ -134,8 +134,8 @@ def test_patch_linked_by_corners_is_one_candidate(tmp_path):
     with open_product(path) as product:
         raster = ProbabilityRaster(np.full((16, 16), 0.9, np.float32), 16, product.transform)
         window = [Window(0, 0, 256, 256)]
-        joined = delineate(product, window, raster, CandidateOptions(threshold=0.6))
-        cut = delineate(product, window, raster, CandidateOptions(threshold=0.6, join_diagonals=False))
+        joined = delineate(product, window, raster, CandidateOptions(threshold=0.6, join_diagonals=True))
+        cut = delineate(product, window, raster, CandidateOptions(threshold=0.6))  # detect's outlines
         xs, ys = product.transform @ (np.nonzero(patch)[1] + 0.5, np.nonzero(patch)[0] + 0.5)
     (one,) = joined
     assert shapely.contains_xy(one.geometry, xs, ys).all()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import shapely
@@ -168,7 +170,12 @@ def test_streamed_outlines_are_those_of_one_merge_in_the_same_order(busy_product
         # overlapping chunk windows, 50 % seeds (flagged search's rule)
         flagged = _reference_outlines(product, chunk_windows, raster, CandidateOptions(threshold=0.0))
         _same_candidates(delineate(product, chunk_windows, raster, CandidateOptions(threshold=0.0)), flagged)
-    assert len(want) > 250 and len(flagged) > 5
+        # outlines joined at corners (an option, bench/small_patches.py): streamed alike, one per 8-connected patch
+        joined_rule = replace(RULE, join_diagonals=True)
+        joined = _reference_outlines(product, tiles, raster, joined_rule)
+        _same_candidates(delineate(product, tiles, raster, joined_rule), joined)
+    assert len(want) > 500 and len(flagged) > 5
+    assert 200 < len(joined) < 0.7 * len(want)  # the parts of a patch that meet at corners are one outline
     assert [n for n, _ in done] == list(range(1, 10))
     assert sum(k for _, k in done) == len(want)
     assert sum(k for n, k in done if n <= 6) > len(want) / 3  # the first two rows were final before the last one
