@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .anomalies import repair as repair_chunk
-from .chunk_resample import resample_chunk, special_dns, wavelet_lowpass
+from .chunk_resample import JPEG2000_TILE, resample_chunk, special_dns, wavelet_lowpass
 from .errors import TilingError
 from .grid import DEFAULT_MAX_PATCH_M, MIN_CHUNK_PX, ChunkGrid, Window, check_overlap, default_overlap
 from .normalisation import DN_MAX
@@ -61,8 +61,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from .product import Product
 
-#: Reduced rows read beyond each band's edges when a level is computed (the 5/3 filter reaches 2 samples per level).
-WAVELET_HALO_BLOCKS = 8
 #: GDAL's block cache during a run holds this many bands (enough to decode a band with every thread).
 GDAL_CACHE_BANDS = 2
 
@@ -229,7 +227,12 @@ def plan_read(
         grid_w, grid_h, grid_size, grid_overlap = product.width, product.height, src_size, overlap
         grid_transform = product.transform
 
-    block = product.block_height // factor if method == "jpeg2000-level" else product.block_height
+    if method == "jpeg2000-level":
+        block = product.block_height // factor
+    elif method == "wavelet-lowpass":  # a computed level is made tile row by tile row (chunk_resample)
+        block = JPEG2000_TILE // factor
+    else:
+        block = product.block_height
     block = max(1, block)
     band_height = grid_size if block > grid_size else block * (grid_size // block)
     # GDAL settings for the reading thread: bounded block cache, all cores for JPEG2000 decoding
@@ -293,16 +296,15 @@ class ChunkReader:
             f = plan.factor
             src_start = start * f
             src_height = min(height * f, p.height - src_start)
-            # a halo of whole 2**level blocks above and below, so the band's edges are filtered with the rows beyond
-            # them, as in one transform of the whole image, and not mirrored
-            above = min(WAVELET_HALO_BLOCKS * f, src_start)
-            below = min(WAVELET_HALO_BLOCKS * f, p.height - src_start - src_height)
-            grey, nodata, special = p.read_rows(src_start - above, above + src_height + below)
+            # whole rows of JPEG2000 tiles, each transformed on its own as the encoder does (bands are tile rows)
+            first = src_start // JPEG2000_TILE * JPEG2000_TILE
+            last = min(p.height, -(-(src_start + src_height) // JPEG2000_TILE) * JPEG2000_TILE)
+            grey, nodata, special = p.read_rows(first, last - first)
             dn = p.pixel_scale.to_dn(grey)
             marks = [float(p.pixel_scale.to_dn(np.float32(v))) for v in p.special_values if v != p.null_value]
             level = f.bit_length() - 1
             dn, nodata, special = wavelet_lowpass(dn, nodata, special, special_dns(grey, dn), level, (*marks, DN_MAX))
-            rows = slice(above // f, above // f + -(-src_height // f))
+            rows = slice((src_start - first) // f, (src_start - first) // f + -(-src_height // f))
             return _Band(start, dn[rows], nodata[rows], special[rows])
         grey, nodata, special = p.read_rows(start, height, level=plan.level)
         return _Band(start, p.pixel_scale.to_dn(grey), nodata, special)

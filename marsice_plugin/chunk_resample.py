@@ -10,9 +10,13 @@ trained on those decodes: the low-pass band of the reversible 5/3 wavelet (JPEG2
 sharper than a block average, centred on the even pixels, and blends hot pixels into their neighbours. The same
 scene saved as a GeoTIFF (what ``gdal_translate`` of an RDR gives) and block-averaged differed from its JPEG2000
 level by 15 DN on average, and its chunk probabilities by up to 0.15 (``bench/real_pixels.py``, container
-invariance). The 5/3 lifting below reproduces OpenJPEG's level decode exactly on all but edge pixels of its tiles
-(measured on a rendered 1024 px chunk: 0.01 % of pixels differ, at levels 1 and 2; the test compares a GeoTIFF
-read with the JPEG2000 decode of the same pixels).
+invariance). The 5/3 lifting below reproduces OpenJPEG's level decode exactly, pixel for pixel, when it is run
+tile by tile as the encoder runs it: a JPEG2000 transforms each tile on its own, mirrored at the tile's edges. So
+the computed level assumes the tiles of :data:`JPEG2000_TILE` px that GDAL's JPEG2000 writer and every generated
+product use. Transformed as one image instead, a rendered 2048 px product's levels 1 and 2 differed from the decode
+in 0.4 % and 1.0 % of their pixels, all within 3 pixels of a tile edge, by up to 166 DN, and the ``--fast`` model's
+chunk probabilities by up to 0.040 (``bench/real_pixels.py``, container invariance). A real RDR's own tiling is not
+known here (README, *Throughput on a real-size product*); where it differs, only pixels near its tile edges do.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from .product_checks import SPECIAL_FLOAT_BELOW
 
 if TYPE_CHECKING:  # pragma: no cover
     import affine
+
+#: Side of the JPEG2000 tiles a computed level assumes (GDAL's JP2OpenJPEG default and the generated products').
+JPEG2000_TILE = 1024
 
 
 def _lift53(x: np.ndarray, axis: int) -> np.ndarray:
@@ -45,6 +52,22 @@ def _lift53(x: np.ndarray, axis: int) -> np.ndarray:
     right_d = d if no == ne else np.concatenate([d, d[..., -1:]], axis=-1)
     s = even + np.floor((left_d + right_d + 2) / 4)
     return np.moveaxis(s, -1, axis)
+
+
+def tilewise_lowpass(x: np.ndarray, levels: int, tile: int = JPEG2000_TILE) -> np.ndarray:
+    """:func:`_lift53` ``levels`` times along both axes, each ``tile`` × ``tile`` tile on its own (from ``x[0, 0]``)."""
+    reduced = -(-tile // 2**levels)  # a whole tile's side at the level
+    out = np.empty((-(-x.shape[0] // 2**levels), -(-x.shape[1] // 2**levels)))
+    for r in range(0, x.shape[0], tile):
+        for c in range(0, x.shape[1], tile):
+            t = x[r : r + tile, c : c + tile]
+            for _ in range(levels):
+                t = _lift53(_lift53(t, 0), 1)
+            out[
+                r // tile * reduced : r // tile * reduced + t.shape[0],
+                c // tile * reduced : c // tile * reduced + t.shape[1],
+            ] = t
+    return out
 
 
 #: ISIS 32-bit high instrument saturation (HIS); the one value below it is high representation saturation (HRS).
@@ -69,8 +92,12 @@ def wavelet_lowpass(
     special_dn: np.ndarray,
     levels: int,
     special_levels: tuple[float, ...] = (DN_MAX,),
+    tile: int = JPEG2000_TILE,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """DNs at JPEG2000 resolution level ``levels``, as the decoder gives them for a 10-bit product (module docstring).
+
+    The arrays start on a tile edge (row and column 0 of a tile of ``tile`` px); the last tile of a row or column may
+    be shorter, as at the image's edge.
 
     As in a real RDR, no-data pixels enter the transform as DN 0 and special pixels as their DN (``special_dn``:
     1 or 2 for low, 1022 or 1023 for high saturation). The masks of the reduced pixels are what the JPEG2000 path
@@ -79,8 +106,7 @@ def wavelet_lowpass(
     clamps a saturated neighbourhood). A margin pixel the low-pass lifts above 0 is data, as the decoder gives it.
     """
     x = np.where(nodata, 0.0, np.where(special, special_dn, dn)).astype(np.float64)
-    for _ in range(levels):
-        x = _lift53(_lift53(x, 0), 1)
+    x = tilewise_lowpass(x, levels, tile)
     x = np.clip(x, 0.0, DN_MAX)  # the decoder clamps to the 10-bit range (a low-pass undershoots at a black edge)
     # the JPEG2000 path's rule on the decoded level: the null DN is no-data (where the band has any no-data at all:
     # a raster without it keeps its dark pixels), a special DN is special

@@ -242,10 +242,21 @@ def test_reduced_resolution_of_other_rasters_is_the_jpeg2000_level_of_the_same_p
         chunk = next(iter(reader))
     assert chunk.data.shape == (128, 128) and chunk.scale_m == 1.0
     assert chunk.transform == TRANSFORM @ Affine.scale(2)
-    level1 = decode_level(image.astype(np.uint16), 1)[:128, :128].astype(np.float32)
-    # the band ends at source row 256 (mirrored there, as at a JPEG2000 tile edge): compare the rows above it
+    whole = decode_level(image.astype(np.uint16), 1).astype(np.float32)  # two 1024 px tiles side by side
+    level1 = whole[:128, :128]
     diff = np.abs(chunk.data - level1)
     assert diff.max() == 0.0
+    # every chunk, those across the tile edge at source column 1024 included: the decoder's values, pixel for pixel
+    with open_product(image_path) as product:
+        chunks = list(ChunkReader(product, 256, 0, scale=0.5, repair=False))
+    assert len(chunks) == 3 * 5
+    across = 0
+    for c in chunks:
+        col0, row0 = (~(TRANSFORM @ Affine.scale(2))) @ (c.transform.c, c.transform.f)
+        r, k = round(row0), round(col0)
+        assert np.array_equal(c.data, whole[r : r + c.data.shape[0], k : k + c.data.shape[1]])
+        across += k < 512 < k + c.data.shape[1]  # the tile edge, at level 1
+    assert across == 3  # one chunk per chunk row straddles it (transformed as one image, these differed there)
     block = image[:256, :256].astype(np.float64).reshape(128, 2, 128, 2).mean(axis=(1, 3))
     assert np.abs(block - level1)[:126, 50:].mean() > 0.2  # what the old block average was off by
     counts = (image[:256, :256] != 0).reshape(128, 2, 128, 2).sum(axis=(1, 3))
