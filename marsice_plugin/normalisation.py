@@ -73,16 +73,24 @@ ISIS_SPECIAL_INT = {
 SAMPLE_GRID = 8
 SAMPLE_WINDOW = 128
 SAMPLE_REDUCED_SIDE = 1024
+#: A float product's sample, whose percentiles set its stretch: the same megapixel in 32 × 32 windows of 32 px. Spread
+#: finer, it follows the whole image's percentiles more closely: on 12 generated 2048 px products (seeds from
+#: 1,800,000), the stretch's gain was off by 0.43 % at the median and 1.5 % at most, against 0.90 % and 4.6 % with
+#: 8 × 8 windows of 128 px, and the mapped DNs by 3.0 DN at the median against 5.9 (dense patches of ice or dust in a
+#: few large windows pull the 99.9th percentile). Integer products need only the sample's largest value, and keep
+#: the coarser grid: a JPEG2000 decodes a tile for each window.
+STRETCH_SAMPLE_GRID = 32
+STRETCH_SAMPLE_WINDOW = 32
 
 
-def sample_windows(width: int, height: int) -> list[Window]:
+def sample_windows(width: int, height: int, grid: int = SAMPLE_GRID, side: int = SAMPLE_WINDOW) -> list[Window]:
     """The windows of a product's pixel sample, spread from corner to corner (a small image: every pixel, once)."""
     from rasterio.windows import Window
 
     def spans(size: int) -> list[tuple[int, int]]:
-        if size <= SAMPLE_GRID * SAMPLE_WINDOW:
-            return [(s, min(SAMPLE_WINDOW, size - s)) for s in range(0, size, SAMPLE_WINDOW)]
-        return [(round(s), SAMPLE_WINDOW) for s in np.linspace(0, size - SAMPLE_WINDOW, SAMPLE_GRID)]
+        if size <= grid * side:
+            return [(s, min(side, size - s)) for s in range(0, size, side)]
+        return [(round(s), side) for s in np.linspace(0, size - side, grid)]
 
     return [Window(c, r, w, h) for r, h in spans(height) for c, w in spans(width)]
 

@@ -47,7 +47,11 @@ from .normalisation import (
     DN_MAX,
     ISIS_NULL_FLOAT,
     ISIS_SPECIAL_INT,
+    SAMPLE_GRID,
     SAMPLE_REDUCED_SIDE,
+    SAMPLE_WINDOW,
+    STRETCH_SAMPLE_GRID,
+    STRETCH_SAMPLE_WINDOW,
     PixelScale,
     product_scale,
     sample_windows,
@@ -217,7 +221,9 @@ class Product:
         level = self.level_count() if self.label is not None else 0
         values, sampled = [], 0
         with _rasterio_open(self.image_path, georeferenced=False, level=level) as ds:
-            for window in sample_windows(ds.width, ds.height):
+            floating = np.dtype(ds.dtypes[0]).kind == "f"  # its percentiles set the stretch: a finer grid
+            grid = (STRETCH_SAMPLE_GRID, STRETCH_SAMPLE_WINDOW) if floating else (SAMPLE_GRID, SAMPLE_WINDOW)
+            for window in sample_windows(ds.width, ds.height, *grid):
                 r = int(window.row_off) << level
                 data = self._decode(lambda window=window: ds.read(window=window), r, r + (int(window.height) << level))
                 grey, nodata, special = self._grey_and_masks(data)

@@ -142,3 +142,29 @@ def test_a_float_raster_without_finite_values_is_refused(tmp_path):
     data[100:200] = ISIS_NULL_FLOAT
     _geotiff(tmp_path / "nan.tif", data, MARS_EQC, rasterio.Affine(0.5, 0, 1000.0, 0, -0.5, -2000.0))
     _refused(tmp_path / "nan.tif", "a float raster with no finite valid value")
+
+
+def test_float_stretch_follows_the_whole_image_not_one_bright_cluster(tmp_path):
+    """A float raster's stretch comes from a sample: a compact bright cluster (1,600 px, 0.04 % of the image, so under
+    its 99.9th percentile) that a coarse sample window holds whole used to set the 99.9th percentile of the sample and
+    squeeze the image's DNs fourfold; the finer grid of floats keeps the image's own percentiles."""
+    from marsice_plugin.normalisation import STRETCH_DN, sample_windows
+
+    from .small_rasters import write_raster
+
+    rng = np.random.default_rng(2)
+    image = rng.uniform(0.02, 0.2, (2048, 2048)).astype(np.float32)
+    image[314:354, 314:354] = 0.9  # inside the coarse grid's window at rows and columns 274-402
+    path = write_raster(tmp_path / "iof.tif", image)
+    lo, hi = np.percentile(image, (0.1, 99.9))
+    with open_product(path) as product:
+        scale = product.pixel_scale
+    assert scale.gain * hi + scale.offset == pytest.approx(STRETCH_DN[1], abs=3.0)
+    assert scale.gain * lo + scale.offset == pytest.approx(STRETCH_DN[0], abs=3.0)
+    coarse = np.concatenate(
+        [
+            image[w.row_off : w.row_off + w.height, w.col_off : w.col_off + w.width].ravel()
+            for w in sample_windows(2048, 2048, 8, 128)
+        ]
+    )
+    assert np.percentile(coarse, 99.9) == pytest.approx(0.9)  # what the old grid's stretch was pulled to
