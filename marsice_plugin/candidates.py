@@ -166,11 +166,10 @@ def bridge_diagonals(labels: np.ndarray) -> np.ndarray:
         free = pending & ~clashes(r, col, value, labels)
         out[r[free], col[free]] = value[free]
         pending &= ~free
-    # two links' new pixels of different labels may meet each other: such pixels are taken out again
+    # two links' new pixels of different labels may meet each other: such pixels are taken out again (a choice is
+    # always an empty pixel of ``labels``, so holding its link's label there means the link placed it)
     for r, col in choices:
-        placed = out[r, col] == value
-        added = placed & (labels[r, col] == 0)
-        undo = added & clashes(r, col, value, out)
+        undo = (out[r, col] == value) & clashes(r, col, value, out)
         out[r[undo], col[undo]] = 0
     return out
 
