@@ -50,6 +50,25 @@ rendered member was trained on cut outlines; one trained on joined ones is the w
     nice -n 10 .venv/bin/python bench/small_patches.py --first-seed 1600000 --rules "contrast 0.5" \
         "contrast 0.5, cut at corners" "contrast 0.25" "contrast 0.25, cut at corners"
 
+**Joined outlines with a second stage trained on them (rule fixed 2026-12-08, before its run on
+:data:`JOIN_RETRAINED_SEED`).** The verdict above left one way to try again: a rendered member trained on joined
+outlines (``bench/train_patch_model.py --join-diagonals``; that bench's docstring, *A rendered member trained on
+outlines joined at corners*, holds step one of this rule, judged on its own tuning data). Step two: on 32 tuning
+products drawn from :data:`JOIN_RETRAINED_SEED` (fresh: no evaluation set, training set or earlier bench draws them),
+for each of detect's two searches (flagged chunks with seeds at 50 %: ``contrast 0.5, joined`` scored by the new
+union against ``contrast 0.5`` scored by the shipped union; every chunk with seeds at 25 %: ``contrast 0.25,
+joined`` against ``contrast 0.25``, the same way), joined outlines with the new union
+
+1. find at least as many planted patches of 2 m and more, and
+2. lose at most 0.02 of polygon precision (kept outlines on planted ice over kept outlines).
+
+The same two tests as the first time, so the metric still counts a patch cut in three as up to three polygons. Both
+steps passing, detect outlines joined by default and ships the new union; otherwise nothing changes. Run::
+
+    nice -n 10 .venv/bin/python bench/small_patches.py --first-seed 1900000 --rules "contrast 0.5" \
+        "contrast 0.5, joined" "contrast 0.25" "contrast 0.25, joined" \
+        --patch-model models/marsice_patch_64.keras build/patch_join/union/marsice_patch_64.keras
+
 Usage::
 
     nice -n 10 .venv/bin/python bench/small_patches.py [--count 32] [--rules NAME ...]   # tuning: choose
@@ -78,6 +97,7 @@ from bench.make_evaluation_set_v3 import draw_spec
 
 SMALL_PATCH_SEED = 1_200_000  # tuning seeds (>= EVALUATION_SEED_BASE), clear of every evaluation set; rank_terms.py too
 JOIN_SEED = 1_600_000  # the joined-outline rule's tuning seeds (clear of 1,100,000-1,500,000 and sun_prior's 1,700,000)
+JOIN_RETRAINED_SEED = 1_900_000  # the retrained second stage's join rule (clear of stretch_sample's 1,800,000)
 CACHE = Path(__file__).resolve().parents[1] / "build" / "small_patches"
 
 #: Candidate rules compared (CandidateOptions fields over the defaults).
@@ -87,6 +107,8 @@ RULES: dict[str, dict[str, Any]] = {
     "contrast 0.25": {"min_contrast": 0.25},
     "contrast 0.5, cut at corners": {"min_contrast": 0.5, "join_diagonals": False},
     "contrast 0.25, cut at corners": {"min_contrast": 0.25, "join_diagonals": False},
+    "contrast 0.5, joined": {"min_contrast": 0.5, "join_diagonals": True},
+    "contrast 0.25, joined": {"min_contrast": 0.25, "join_diagonals": True},
 }
 #: Rules reported on a frozen set (``--set``): the first rule and the one chosen here, nothing chosen there.
 REPORTED = ["contrast 0.5", "contrast 0.25"]

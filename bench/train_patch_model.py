@@ -124,6 +124,23 @@ direction in the image (real negatives and planting alike), its threshold in the
 recall and precision each at most :data:`FRAME_TOLERANCE` lower; at most :data:`PLANTED_REAL_PASS` of the real
 tuning negatives passing. A fix of the data need not gain, only not lose. Held-out figures are read only after.
 
+**A rendered member trained on outlines joined at corners** (``--join-diagonals -o RENDERED``, then ``--members-of
+SHIPPED_UNION``, then ``--union PARTNER --compare RENDERED --against SHIPPED_UNION --against-rule frame
+--join-diagonals``). Written on 2026-12-08 before the run it judges. Joined outlines
+(``CandidateOptions.join_diagonals``) were judged with the shipped union and not adopted
+(``bench/small_patches.py``, *Outlines joined at corners*): every-chunk search lost 0.037 of precision. The shipped
+rendered member had been trained on the cut outlines only, so it met joined ones as something new. This run trains
+the rendered member as ``make model-patch``'s first step does, on the same seeds, with every rendered training and
+tuning candidate outlined joined (the real tiles' outlines were 8-connected already); its threshold by the rule above
+on the joined tuning candidates. The shipped union's partner stays, at :func:`union_threshold`'s threshold. Step one
+(:func:`adopt_frame`, the rendered tuning scenes outlined joined for both): against the shipped union on the same
+tuning data, no more kept polygons on the real tuning tiles the CNN flags; planted tuning recall, rendered tuning
+recall and rendered tuning precision each at most :data:`FRAME_TOLERANCE` lower; at most :data:`PLANTED_REAL_PASS`
+of the real tuning negatives passing. Step two, only if step one passes: ``bench/small_patches.py``'s rule for this
+run (its docstring: fresh tuning products, joined outlines with the new union against cut outlines with the shipped
+one). Both passing, detect's default outlines become joined and the new union is shipped. Held-out figures are read
+only after the verdict.
+
 **A threshold within a real budget** (``--rescore MODEL --compare SHIPPED``, no training). The ``--plant-rounds 3``
 run failed :func:`adopt_rounds` on real negatives alone (2.4 % passing at its rendered-recall threshold). Rule
 written after that verdict and before any other threshold of that model was looked at; the held-out split was not
@@ -187,16 +204,17 @@ DENSITY_BUDGET_PER_KM2 = 1.0
 TRADE_OFF_THRESHOLDS = (0.99, 0.95, 0.9, 0.8, 0.7, 0.6, 0.5)
 
 
-def _scenes(first: int, count: int, cache: Path, contrast: float = 0.5) -> dict:
+def _scenes(first: int, count: int, cache: Path, contrast: float = 0.5, join: bool = False) -> dict:
     from marsice_plugin.patches.training import Examples, scene_examples
 
-    suffix = "" if contrast == 0.5 else f"_c{round(contrast * 100)}"
+    suffix = ("" if contrast == 0.5 else f"_c{round(contrast * 100)}") + ("_joined" if join else "")
     path = cache / f"scenes_{first}_{count}{suffix}.npz"
     if path.exists():
         return dict(np.load(path))
     total = Examples()
     with ProcessPoolExecutor(2) as pool:
-        for ex in pool.map(partial(scene_examples, min_contrast=contrast), range(first, first + count), chunksize=4):
+        work = partial(scene_examples, min_contrast=contrast, join_diagonals=join)
+        for ex in pool.map(work, range(first, first + count), chunksize=4):
             total.extend(ex)
     arrays = {
         "x": np.asarray(total.x, np.float32),
@@ -413,10 +431,13 @@ def adopt_budget(new: dict, shipped: dict) -> tuple[bool, list[str]]:
     return all(tests.values()), [f"{name}: {'yes' if ok else 'no'}" for name, ok in tests.items()]
 
 
-def _tuning_sets(trained: Path, cache: Path) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
-    """``--rescore``'s and ``--union``'s tuning data: rendered scenes, sun-turned real negatives, the tuning tiles
-    planted at ``trained``'s own radii (its card), and the rendered ice outlines of each area bin."""
-    tune = _scenes(TUNE_SEED, TUNE_SCENES, cache)
+def _tuning_sets(
+    trained: Path, cache: Path, join: bool = False
+) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """``--rescore``'s and ``--union``'s tuning data: rendered scenes (outlined joined at corners with ``join``),
+    sun-turned real negatives, the tuning tiles planted at ``trained``'s own radii (its card), and the rendered ice
+    outlines of each area bin."""
+    tune = _scenes(TUNE_SEED, TUNE_SCENES, cache, join=join)
     training = json.loads(trained.with_suffix(".card.json").read_text())["training"]
     radius, split = training.get("plant_radius_px"), training.get("open_split", "patch")
     geometry = training.get("plant_geometry", "anti_sun")
@@ -631,6 +652,7 @@ def union(
     beside: Path | None = None,
     against: Path | None = None,
     against_rule: str = "poleward",
+    join: bool = False,
 ) -> None:
     """``--union``: the shipped model or the partner at :func:`union_threshold`, judged by :func:`adopt_union`.
 
@@ -642,7 +664,7 @@ def union(
     """
     from marsice_plugin.patches.model import load_patch_model, patch_threshold, predict_crops
 
-    tune, real_tune, px, py, bins = _tuning_sets(partner, cache)
+    tune, real_tune, px, py, bins = _tuning_sets(partner, cache, join)
     scores = {}
     for name, path in (("shipped", shipped_path), ("partner", partner)):
         model = load_patch_model(path)
@@ -810,6 +832,11 @@ def main() -> None:
         default="patch",
         help="which observations of the open split train and tune: this bench's own (seed 22) or the chunk CNN's",
     )
+    parser.add_argument(
+        "--join-diagonals",
+        action="store_true",
+        help="rendered training and tuning candidates outlined joined at corners (CandidateOptions.join_diagonals)",
+    )
     args = parser.parse_args()
     if args.members_of is not None:
         write_members(args.members_of, args.output.parent)
@@ -826,6 +853,7 @@ def main() -> None:
             beside=args.beside,
             against=args.against,
             against_rule=args.against_rule,
+            join=args.join_diagonals,
         )
         return
     if args.rescore is not None:
@@ -836,9 +864,10 @@ def main() -> None:
     args.planted = args.planted or args.plant_rounds > 1
     args.real_sun = args.real_sun or args.planted
 
-    train = _scenes(TRAIN_SEED, TRAIN_SCENES, args.cache, args.contrast)
-    tune = _scenes(TUNE_SEED, TUNE_SCENES, args.cache)
-    small = _scenes(TUNE_SEED, TUNE_SCENES, args.cache, args.contrast) if args.contrast != 0.5 else None
+    train = _scenes(TRAIN_SEED, TRAIN_SCENES, args.cache, args.contrast, args.join_diagonals)
+    tune = _scenes(TUNE_SEED, TUNE_SCENES, args.cache, join=args.join_diagonals)
+    join = args.join_diagonals
+    small = _scenes(TUNE_SEED, TUNE_SCENES, args.cache, args.contrast, join) if args.contrast != 0.5 else None
     real_train, real_files = _real("train", args.real_sun, args.contrast, args.open_split)
     real_tune, _ = _real("tune", args.real_sun, args.contrast, args.open_split)
     print(
@@ -938,6 +967,7 @@ def main() -> None:
             "learning_rate": 1e-3,
             "augment": "mirror across the sun's axis",
             "outline_seed_contrast": args.contrast,
+            "outlines_joined_at_corners": bool(args.join_diagonals),
             "planted_real_positives": bool(args.planted),
             "plant_rounds": args.plant_rounds if args.planted else 0,
             "plant_radius_px": list(args.plant_radius) if args.planted and args.plant_radius else None,

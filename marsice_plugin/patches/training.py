@@ -84,8 +84,12 @@ def scene_config(seed: int) -> tuple[object, object]:
     return config, geometry
 
 
-def all_candidates(product: object, min_contrast: float = CandidateOptions.min_contrast) -> list:
-    """The rule's candidates (seeded at ``min_contrast``) in every chunk of a product, with no first-stage threshold."""
+def all_candidates(
+    product: object, min_contrast: float = CandidateOptions.min_contrast, join_diagonals: bool = False
+) -> list:
+    """The rule's candidates (seeded at ``min_contrast``; patches joined at corners with ``join_diagonals``, see
+    :func:`~marsice_plugin.candidates.bridge_diagonals`) in every chunk of a product, with no first-stage
+    threshold."""
     from ..candidates import delineate
     from ..grid import Window
     from ..stitching import ProbabilityRaster
@@ -99,7 +103,8 @@ def all_candidates(product: object, min_contrast: float = CandidateOptions.min_c
         for r in range(0, product.height, 1024)
         for c in range(0, product.width, 1024)
     ]
-    return delineate(product, windows, raster, CandidateOptions(threshold=0.0, min_contrast=min_contrast))
+    options = CandidateOptions(threshold=0.0, min_contrast=min_contrast, join_diagonals=join_diagonals)
+    return delineate(product, windows, raster, options)
 
 
 def ice_share(product: object, geometry: object, ice: np.ndarray) -> tuple[float, bool]:
@@ -112,11 +117,15 @@ def ice_share(product: object, geometry: object, ice: np.ndarray) -> tuple[float
     return (on / n if n else 0.0), on > 0
 
 
-def scene_examples(seed: int, min_contrast: float = CandidateOptions.min_contrast) -> Examples:
+def scene_examples(
+    seed: int, min_contrast: float = CandidateOptions.min_contrast, join_diagonals: bool = False
+) -> Examples:
     """Crops and labels of every candidate the rule finds in the product rendered from ``seed``.
 
     ``min_contrast`` is the rule's seed level: 0.5 as in flagged search, or
     :data:`~marsice_plugin.candidates.SMALL_PATCH_CONTRAST` for the fainter outlines ``--search all`` adds.
+    ``join_diagonals``: outline each 8-connected patch as one polygon, as detect would with
+    ``CandidateOptions.join_diagonals``, so a model can be trained on the outlines it would then judge.
     """
     from ..product import open_product
     from ..synthetic.product_writer import write_sample_product
@@ -127,7 +136,7 @@ def scene_examples(seed: int, min_contrast: float = CandidateOptions.min_contras
     with tempfile.TemporaryDirectory(prefix="marsice-patch-") as tmp:
         sample = write_sample_product(Path(tmp), config, geometry)
         with open_product(sample.label_path) as product:
-            for cand in all_candidates(product, min_contrast):
+            for cand in all_candidates(product, min_contrast, join_diagonals):
                 share, touches = ice_share(product, cand.geometry, sample.scene.ice)
                 out.x.append(product_crop(product, cand.geometry))
                 out.y.append(float(share >= MIN_ICE_SHARE))
