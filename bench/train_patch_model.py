@@ -139,7 +139,15 @@ recall and rendered tuning precision each at most :data:`FRAME_TOLERANCE` lower;
 of the real tuning negatives passing. Step two, only if step one passes: ``bench/small_patches.py``'s rule for this
 run (its docstring: fresh tuning products, joined outlines with the new union against cut outlines with the shipped
 one). Both passing, detect's default outlines become joined and the new union is shipped. Held-out figures are read
-only after the verdict.
+only after the verdict. **Verdict (2026-12-08): step one fails, nothing changes** (``build/patch_join/union.log``; 6,912
+joined tuning candidates, 257 ice). The retrained member alone: precision 0.798 at recall 0.802 on the joined tuning
+candidates (threshold 0.949) and 14 of 1,655 real tuning negatives passing (the shipped member, on its cut ones:
+0.894, 0 of 1,655). In the union (partner at 0.693), against the shipped union on the same joined data: rendered
+precision 0.786 against 0.885 (**no**), recall 0.813 against 0.805 (yes), planted tuning recall 0.275 against 0.335
+(**no**), kept polygons in CNN-flagged real tuning tiles 5 against 5 (yes), real negatives passing 0.95 % (yes).
+Step two was not run. What it showed: the shipped union is no worse on joined outlines than on the cut ones it was
+tuned on (0.885 at recall 0.805, against 0.855 at 0.813 on the cut tuning candidates), so that first verdict's
+precision loss was not the rendered member meeting unfamiliar outlines.
 
 **A threshold within a real budget** (``--rescore MODEL --compare SHIPPED``, no training). The ``--plant-rounds 3``
 run failed :func:`adopt_rounds` on real negatives alone (2.4 % passing at its rendered-recall threshold). Rule

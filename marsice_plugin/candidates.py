@@ -66,7 +66,8 @@ class CandidateOptions:
     #: True: one outline per 8-connected patch (:func:`bridge_diagonals`). False (default): GDAL's 4-connected
     #: polygons, which cut a patch where its pixels meet only at a corner. Joining was judged on tuning products by a
     #: rule fixed before its run (bench/small_patches.py) and not adopted: the same patches found, fewer outlines
-    #: and faster, but every-chunk search's polygon precision fell 0.742 -> 0.705 (the rule allowed 0.02)
+    #: and faster, but every-chunk search's polygon precision fell 0.742 -> 0.705 (the rule allowed 0.02); a
+    #: rendered member retrained on joined outlines was worse on them than the shipped one (2026-12-08, its card)
     join_diagonals: bool = False
 
 
