@@ -19,7 +19,9 @@ Prints, in one run, for one model at its card's threshold:
    without NBITS=10, 8-bit (DN / 4), 16-bit full range (DN × 64) and float32 I/F with ISIS NULL and saturation; the
    worst chunk probability difference to the labelled product, read as detect reads it (the card's level: GeoTIFFs
    have no JPEG2000 levels, so the reader computes the wavelet low-pass the decoder gives) and at level 0
-   (normalisation alone).
+   (normalisation alone). The float copy is scored twice: stretched from every pixel, as detect does for a raster
+   this size (4 Mpx), and from the megapixel sample a float raster over
+   :data:`~marsice_plugin.normalisation.STRETCH_WHOLE_PIXELS` gets (``float32_iof_isis, sampled stretch``).
 4. **Generated scenes.** ``evaluation_set_v1``..``v3`` (``--skip-v3``: v1 and v2 only) beside today's figures in
    ``models/NAME.evaluation*.json``.
 5. **Patches planted into held-out real tiles** (``--sections planted``; evaluation only). The ice-free tiles of 1
@@ -266,11 +268,16 @@ def detect_scores(p: np.ndarray, best: np.ndarray, patch_threshold: float, thres
 
 def container_invariance(model, model_path: Path, threshold: float) -> dict[str, dict[str, float]]:
     """Worst chunk difference of each container to the labelled product, at the card's level and at level 0."""
+    from unittest import mock
+
+    from marsice_plugin import normalisation
     from marsice_plugin.detection import DetectOptions, score_chunks
     from marsice_plugin.product import open_product
     from marsice_plugin.progress import Reporter
     from marsice_plugin.synthetic.product_writer import write_sample_product
     from marsice_plugin.synthetic.scene import SceneConfig
+
+    whole = normalisation.STRETCH_WHOLE_PIXELS
 
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="marsice-containers-") as tmp:
@@ -279,8 +286,13 @@ def container_invariance(model, model_path: Path, threshold: float) -> dict[str,
         for level_name, level in (("card level", None), ("level 0", 0)):
             options = DetectOptions(model_path=model_path, threshold=threshold, read_level=level)
             scores = {}
-            for name, path in paths.items():
-                with open_product(path) as product:
+            # the float copy twice: stretched from every pixel (detect, this 4 Mpx scene) and from the megapixel
+            # sample a raster over STRETCH_WHOLE_PIXELS gets (what a full-size I/F cube gets)
+            runs = [(name, path, False) for name, path in paths.items()]
+            runs.append(("float32_iof_isis, sampled stretch", paths["float32_iof_isis"], True))
+            for name, path, sampled in runs:
+                limit = 0 if sampled else whole
+                with mock.patch.object(normalisation, "STRETCH_WHOLE_PIXELS", limit), open_product(path) as product:
                     chunks = score_chunks(product, model, options, Reporter("quiet"))
                 scores[name] = {(c.chunk_row, c.chunk_col): c.probability for c in chunks}
             ref = scores["jp2_label"]

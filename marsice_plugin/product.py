@@ -50,11 +50,10 @@ from .normalisation import (
     SAMPLE_GRID,
     SAMPLE_REDUCED_SIDE,
     SAMPLE_WINDOW,
-    STRETCH_SAMPLE_GRID,
-    STRETCH_SAMPLE_WINDOW,
     PixelScale,
     product_scale,
     sample_windows,
+    stretch_windows,
 )
 from .product_checks import SPECIAL_FLOAT_BELOW, check_size, decode, dtm_evidence, refuse_dtm
 
@@ -211,6 +210,9 @@ class Product:
     def pixel_sample(self) -> tuple[np.ndarray, int]:
         """Valid grey values of a grid of full-resolution windows across the image, and how many pixels were read.
 
+        A float raster of up to :data:`~marsice_plugin.normalisation.STRETCH_WHOLE_PIXELS` gives every pixel: its
+        percentiles set the stretch, and a sample's tail percentiles stray where bright patches cluster.
+
         Full resolution, so every container of a scene gives the same pixels; when no window holds a valid pixel, a
         reduced read of the whole image (nearest neighbour: values, not averages) looks again before calling it
         empty. A handle of its own keeps the chunk reader's stream at one decode per row. A label gives the scale, so
@@ -221,9 +223,12 @@ class Product:
         level = self.level_count() if self.label is not None else 0
         values, sampled = [], 0
         with _rasterio_open(self.image_path, georeferenced=False, level=level) as ds:
-            floating = np.dtype(ds.dtypes[0]).kind == "f"  # its percentiles set the stretch: a finer grid
-            grid = (STRETCH_SAMPLE_GRID, STRETCH_SAMPLE_WINDOW) if floating else (SAMPLE_GRID, SAMPLE_WINDOW)
-            for window in sample_windows(ds.width, ds.height, *grid):
+            floating = np.dtype(ds.dtypes[0]).kind == "f"  # its percentiles set the stretch: every pixel or finer
+            if floating:
+                windows = stretch_windows(ds.width, ds.height)
+            else:
+                windows = sample_windows(ds.width, ds.height, SAMPLE_GRID, SAMPLE_WINDOW)
+            for window in windows:
                 r = int(window.row_off) << level
                 data = self._decode(lambda window=window: ds.read(window=window), r, r + (int(window.height) << level))
                 grey, nodata, special = self._grey_and_masks(data)

@@ -144,20 +144,24 @@ def test_a_float_raster_without_finite_values_is_refused(tmp_path):
     _refused(tmp_path / "nan.tif", "a float raster with no finite valid value")
 
 
-def test_float_stretch_follows_the_whole_image_not_one_bright_cluster(tmp_path):
-    """A float raster's stretch comes from a sample: a compact bright cluster (1,600 px, 0.04 % of the image, so under
-    its 99.9th percentile) that a coarse sample window holds whole used to set the 99.9th percentile of the sample and
-    squeeze the image's DNs fourfold; the finer grid of floats keeps the image's own percentiles."""
+def test_float_stretch_follows_the_whole_image_not_one_bright_cluster(tmp_path, monkeypatch):
+    """A large float raster's stretch comes from a sample: a compact bright cluster (1,600 px, 0.04 % of the image, so
+    under its 99.9th percentile) that a coarse sample window holds whole used to set the 99.9th percentile of the
+    sample and squeeze the image's DNs fourfold; the finer grid of floats keeps the image's own percentiles. (This
+    2048 px raster stands for one over STRETCH_WHOLE_PIXELS, which is lowered to make it sampled.)"""
+    from marsice_plugin import normalisation
     from marsice_plugin.normalisation import STRETCH_DN, sample_windows
 
     from .small_rasters import write_raster
 
+    monkeypatch.setattr(normalisation, "STRETCH_WHOLE_PIXELS", 0)
     rng = np.random.default_rng(2)
     image = rng.uniform(0.02, 0.2, (2048, 2048)).astype(np.float32)
     image[314:354, 314:354] = 0.9  # inside the coarse grid's window at rows and columns 274-402
     path = write_raster(tmp_path / "iof.tif", image)
     lo, hi = np.percentile(image, (0.1, 99.9))
     with open_product(path) as product:
+        assert product.pixel_sample()[1] < image.size // 2  # sampled, not read whole
         scale = product.pixel_scale
     assert scale.gain * hi + scale.offset == pytest.approx(STRETCH_DN[1], abs=3.0)
     assert scale.gain * lo + scale.offset == pytest.approx(STRETCH_DN[0], abs=3.0)
@@ -168,3 +172,28 @@ def test_float_stretch_follows_the_whole_image_not_one_bright_cluster(tmp_path):
         ]
     )
     assert np.percentile(coarse, 99.9) == pytest.approx(0.9)  # what the old grid's stretch was pulled to
+
+
+def test_float_raster_up_to_the_limit_is_stretched_from_every_pixel(tmp_path):
+    """Up to STRETCH_WHOLE_PIXELS a float raster's percentiles come from every valid pixel, so its stretch is the
+    image's own, to the last digit, however its bright pixels lie; no-data stays out."""
+    from marsice_plugin.normalisation import ISIS_NULL_FLOAT, STRETCH_DN, STRETCH_WHOLE_PIXELS, stretch_windows
+
+    from .small_rasters import write_raster
+
+    assert STRETCH_WHOLE_PIXELS >= 2048 * 1500
+    windows = stretch_windows(2048, 1500)
+    assert sum(int(w.width) * int(w.height) for w in windows) == 2048 * 1500  # every pixel, once
+    rng = np.random.default_rng(5)
+    image = rng.uniform(0.02, 0.2, (1500, 2048)).astype(np.float32)
+    image[700:760, 1000:1060] = 0.3 + 0.4 * rng.random((60, 60)).astype(np.float32)  # one bright cluster
+    image[:40] = ISIS_NULL_FLOAT  # no-data rows stay out of the percentiles
+    path = write_raster(tmp_path / "iof.tif", image)
+    valid = image[40:]
+    lo, hi = np.percentile(valid.astype(np.float64), (0.1, 99.9))
+    with open_product(path) as product:
+        values, read = product.pixel_sample()
+        scale = product.pixel_scale
+    assert read == image.size and values.size == valid.size
+    assert scale.gain * lo + scale.offset == pytest.approx(STRETCH_DN[0], abs=1e-3)
+    assert scale.gain * hi + scale.offset == pytest.approx(STRETCH_DN[1], abs=1e-3)
