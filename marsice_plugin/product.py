@@ -53,6 +53,7 @@ from .normalisation import (
     PixelScale,
     product_scale,
     sample_windows,
+    stretch_step,
     stretch_windows,
 )
 from .product_checks import SPECIAL_FLOAT_BELOW, check_size, decode, dtm_evidence, refuse_dtm
@@ -210,8 +211,9 @@ class Product:
     def pixel_sample(self) -> tuple[np.ndarray, int]:
         """Valid grey values of a grid of full-resolution windows across the image, and how many pixels were read.
 
-        A float raster of up to :data:`~marsice_plugin.normalisation.STRETCH_WHOLE_PIXELS` gives every pixel: its
-        percentiles set the stretch, and a sample's tail percentiles stray where bright patches cluster.
+        A float raster's percentiles set its stretch, and a sample of small dense windows strays where bright
+        patches cluster: up to :data:`~marsice_plugin.normalisation.STRETCH_WHOLE_PIXELS` it gives every pixel,
+        beyond that larger windows read at every few pixels (nearest: values, not averages).
 
         Full resolution, so every container of a scene gives the same pixels; when no window holds a valid pixel, a
         reduced read of the whole image (nearest neighbour: values, not averages) looks again before calling it
@@ -223,14 +225,18 @@ class Product:
         level = self.level_count() if self.label is not None else 0
         values, sampled = [], 0
         with _rasterio_open(self.image_path, georeferenced=False, level=level) as ds:
-            floating = np.dtype(ds.dtypes[0]).kind == "f"  # its percentiles set the stretch: every pixel or finer
+            floating = np.dtype(ds.dtypes[0]).kind == "f"  # its percentiles set the stretch: every pixel or spread
             if floating:
-                windows = stretch_windows(ds.width, ds.height)
+                windows, step = stretch_windows(ds.width, ds.height), stretch_step(ds.width, ds.height)
             else:
-                windows = sample_windows(ds.width, ds.height, SAMPLE_GRID, SAMPLE_WINDOW)
+                windows, step = sample_windows(ds.width, ds.height, SAMPLE_GRID, SAMPLE_WINDOW), 1
             for window in windows:
                 r = int(window.row_off) << level
-                data = self._decode(lambda window=window: ds.read(window=window), r, r + (int(window.height) << level))
+                read = functools.partial(ds.read, window=window)
+                if step > 1:  # every step-th pixel of every step-th row
+                    shape = (ds.count, -(-int(window.height) // step), -(-int(window.width) // step))
+                    read = functools.partial(read, out_shape=shape, resampling=Resampling.nearest)
+                data = self._decode(read, r, r + (int(window.height) << level))
                 grey, nodata, special = self._grey_and_masks(data)
                 values.append(grey[~(nodata | special)])
                 sampled += grey.size

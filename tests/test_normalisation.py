@@ -197,3 +197,23 @@ def test_float_raster_up_to_the_limit_is_stretched_from_every_pixel(tmp_path):
     assert read == image.size and values.size == valid.size
     assert scale.gain * lo + scale.offset == pytest.approx(STRETCH_DN[0], abs=1e-3)
     assert scale.gain * hi + scale.offset == pytest.approx(STRETCH_DN[1], abs=1e-3)
+
+
+def test_large_float_raster_is_sampled_at_every_fourth_pixel_across_its_windows(tmp_path, monkeypatch):
+    """Over STRETCH_WHOLE_PIXELS (lowered here, so that a small raster stands for a large one) a float raster's
+    stretch comes from windows of 256 px read at every 4th pixel of every 4th row: exact pixel values (nearest, never
+    averages), spread across each window rather than packed into small dense ones."""
+    from marsice_plugin import normalisation
+    from marsice_plugin.normalisation import STRETCH_SAMPLE_STEP, STRETCH_SAMPLE_WINDOW
+
+    from .small_rasters import write_raster
+
+    assert (STRETCH_SAMPLE_STEP, STRETCH_SAMPLE_WINDOW) == (4, 256)
+    monkeypatch.setattr(normalisation, "STRETCH_WHOLE_PIXELS", 0)
+    image = np.random.default_rng(3).uniform(0.02, 0.2, (1500, 2048)).astype(np.float32)
+    path = write_raster(tmp_path / "iof.tif", image)
+    with open_product(path) as product:
+        values, read = product.pixel_sample()
+    expected = image[2::4, 2::4]  # the centre pixel of every 4 x 4 block of each window
+    assert read == expected.size
+    np.testing.assert_array_equal(np.sort(values), np.sort(expected.ravel().astype(np.float64)))
