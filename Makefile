@@ -118,10 +118,13 @@ model-threshold: setup
 # The union keeps what either keeps; the second member's threshold holds real tuning negatives to 1 %.
 model-patch: setup
 	$(VENV)/bin/python bench/train_patch_model.py -o build/patch_model/rendered/marsice_patch_64.keras
+	$(VENV)/bin/python bench/train_patch_model.py --join-diagonals -o build/patch_model/joined/marsice_patch_64.keras
+	$(VENV)/bin/python bench/train_patch_model.py --mean build/patch_model/rendered/marsice_patch_64.keras \
+	  build/patch_model/joined/marsice_patch_64.keras -o build/patch_model/mean/marsice_patch_64.keras
 	$(VENV)/bin/python bench/train_patch_model.py --plant-rounds 3 --plant-radius 2 12 \
 	  -o build/patch_model/planted/marsice_patch_64.keras
 	$(VENV)/bin/python bench/train_patch_model.py --union build/patch_model/planted/marsice_patch_64.keras \
-	  --compare build/patch_model/rendered/marsice_patch_64.keras -o models/marsice_patch_64.keras
+	  --compare build/patch_model/mean/marsice_patch_64.keras -o models/marsice_patch_64.keras
 
 # The models the plugin runs: the default ensemble and the fast model (--fast), each with its card, and detect's
 # second stage (marsice_patch_64, `make model-patch`) where it has been built.

@@ -114,7 +114,9 @@ def test_shipped_model_passes_the_safety_check_and_its_card_gives_the_threshold(
     model = load_patch_model(path)
     assert tuple(model.input_shape[1:]) == (64, 64, 2)
     assert 0.0 < patch_threshold(path) < 1.0
-    assert model.count_params() < 50_000  # small: it must cost a fraction of detect
+    # small: it must cost a fraction of detect (three networks of 18,481 parameters since 2026-12-08: the union of a
+    # mean of two rendered ones and a real-texture one; bench/inference.py prints its share of detect's time)
+    assert model.count_params() < 60_000
 
 
 def test_bad_second_stage_models_are_refused_with_one_line(tmp_path):

@@ -70,6 +70,23 @@ def build_union(members: Sequence[Any], thresholds: Sequence[float], name: str =
     return keras.Model(inputs, output, name=name)
 
 
+def build_mean(members: Sequence[Any], name: str = "marsice_patch_mean") -> Any:
+    """One Keras model: the mean probability of second-stage ``members`` (copied, so the originals stay usable).
+
+    Why: one small network's draw weighs much in what it keeps; the mean of members trained differently depends
+    less on any one (``bench/train_patch_model.py --mean``). It can itself be a member of a union.
+    """
+    from ..cnn.ensemble import copy_member
+    from ..cnn.model import keras_module
+
+    if len(members) < 2:
+        raise ModelError("a mean needs at least two second-stage models")
+    keras = keras_module()
+    inputs = keras.Input(shape=members[0].input_shape[1:], name="crop")
+    outputs = [copy_member(m, f"member_{i}", inputs) for i, m in enumerate(members)]
+    return keras.Model(inputs, keras.layers.Average(name="ice_probability")(outputs), name=name)
+
+
 def write_union(
     member_paths: Sequence[Path],
     out_path: Path,
