@@ -640,31 +640,27 @@ def mean_member(paths: list[Path], cache: Path, out: Path) -> None:
     """``--mean``: the mean of rendered members as one member, its threshold by :func:`_threshold` on the (cut)
     tuning scenes, written with a card (atomically) whose ``members`` name what went in."""
     from marsice_plugin.patches.model import load_patch_model, predict_crops
-    from marsice_plugin.patches.union import build_mean
+    from marsice_plugin.patches.union import build_mean, save_stage
 
     tune = _scenes(TUNE_SEED, TUNE_SCENES, cache)
     real_tune, _ = _real("tune")
     model = build_mean([load_patch_model(p) for p in paths])
     p_tune, p_real = predict_crops(model, tune["x"]), predict_crops(model, real_tune)
     threshold = _threshold(p_tune, tune["y"])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".tmp.keras")
-    model.save(tmp)
-    tmp.replace(out)
-    card = {
-        "model": out.name,
-        "parameters": int(model.count_params()),
-        "input": "64 x 64 x 2 level-0 crop at 0.5 m/px, sun at the top (marsice_plugin.patches.crops)",
-        "threshold": round(threshold, 4),
-        "threshold_rule": f"highest threshold keeping recall >= {TUNE_RECALL} on the tuning candidates labelled ice",
-        "mean_of": [json.loads(p.with_suffix(".card.json").read_text()) | {"file": p.name} for p in paths],
-        "tuning": {
-            "scenes": {"first_seed": TUNE_SEED, "count": TUNE_SCENES, **_figures(p_tune, tune["y"], threshold)},
-            "real_negatives": {"candidates": len(real_tune), "passing": int((p_real >= threshold).sum())},
+    card = save_stage(
+        model,
+        out,
+        {
+            "threshold": round(threshold, 4),
+            "threshold_rule": f"highest threshold keeping recall >= {TUNE_RECALL} on the tuning ice candidates",
+            "mean_of": [json.loads(p.with_suffix(".card.json").read_text()) | {"file": p.name} for p in paths],
+            "tuning": {
+                "scenes": {"first_seed": TUNE_SEED, "count": TUNE_SCENES, **_figures(p_tune, tune["y"], threshold)},
+                "real_negatives": {"candidates": len(real_tune), "passing": int((p_real >= threshold).sum())},
+            },
+            "reproduce": "bench/train_patch_model.py --mean A B (module docstring, Two rendered members averaged)",
         },
-        "reproduce": "bench/train_patch_model.py --mean A B (module docstring, Two rendered members averaged)",
-    }
-    out.with_suffix(".card.json").write_text(json.dumps(card, indent=1) + "\n")
+    )
     print("MEAN", json.dumps(card["tuning"]), f"threshold {threshold:.4f}", flush=True)
 
 

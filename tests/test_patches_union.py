@@ -10,7 +10,7 @@ import pytest
 from marsice_plugin.cnn.model import keras_module
 from marsice_plugin.errors import ModelError
 from marsice_plugin.patches.model import build_patch_model, load_patch_model, patch_threshold, predict_crops
-from marsice_plugin.patches.union import UNION_THRESHOLD, build_union, write_union
+from marsice_plugin.patches.union import UNION_THRESHOLD, build_mean, build_union, save_stage, write_union
 
 
 def _member(seed: int) -> object:
@@ -70,3 +70,26 @@ def test_a_member_threshold_outside_zero_one_is_refused(members_and_crops):
         build_union(members, [0.5, 1.0])
     with pytest.raises(ModelError, match="at least two"):
         build_union(members[:1], [0.5])
+
+
+def test_mean_of_members_is_one_member_of_a_union_that_loads_through_the_model_check(members_and_crops, tmp_path):
+    """The shipped rendered member is the mean of two networks (card, 2026-12-08): its output is the members' mean,
+    it is saved with a card like any second stage, and a union built on it keeps what it keeps at its threshold."""
+    members, crops, (pa, pb), _ = members_and_crops
+    mean = build_mean(members)
+    pm = predict_crops(mean, crops)
+    np.testing.assert_allclose(pm, (pa + pb) / 2, atol=1e-6)
+    t_mean = float(np.quantile(pm, 0.7))
+    path = tmp_path / "mean.keras"
+    card = save_stage(mean, path, {"threshold": t_mean})
+    assert card["parameters"] == 2 * members[0].count_params()
+    assert patch_threshold(path) == t_mean
+    np.testing.assert_allclose(predict_crops(load_patch_model(path), crops), pm, atol=1e-6)
+    partner = _member(3)
+    pp = predict_crops(partner, crops)
+    t_partner = float(np.quantile(pp, 0.9))
+    union = build_union([load_patch_model(path), partner], [t_mean, t_partner])
+    pu = predict_crops(union, crops)
+    np.testing.assert_allclose(pu, np.maximum(_mapped(pm, t_mean), _mapped(pp, t_partner)), atol=1e-5)
+    with pytest.raises(ModelError, match="at least two"):
+        build_mean(members[:1])

@@ -103,7 +103,23 @@ def write_union(
     members = [load_patch_model(p) for p in member_paths]
     thresholds = list(thresholds) if thresholds is not None else [patch_threshold(p) for p in member_paths]
     cards = [json.loads(Path(p).with_suffix(".card.json").read_text()) for p in member_paths]
-    model = build_union(members, thresholds)
+    return save_stage(
+        build_union(members, thresholds),
+        out_path,
+        {
+            "threshold": UNION_THRESHOLD,
+            "threshold_rule": "kept when any member is at or over its own threshold (marsice_plugin.patches.union)",
+            "members": [
+                {"file": Path(p).name, "threshold_in_union": t, "card": c}
+                for p, t, c in zip(member_paths, thresholds, cards, strict=True)
+            ],
+            **(note or {}),
+        },
+    )
+
+
+def save_stage(model: Any, out_path: Path, fields: dict[str, Any]) -> dict[str, Any]:
+    """Write a second-stage model and its card (name, size, input, then ``fields``), each atomically; the card."""
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_path.with_name(out_path.stem + ".tmp.keras")
     model.save(tmp)
@@ -112,13 +128,7 @@ def write_union(
         "model": out_path.name,
         "parameters": int(model.count_params()),
         "input": "64 x 64 x 2 level-0 crop at 0.5 m/px, sun at the top (marsice_plugin.patches.crops)",
-        "threshold": UNION_THRESHOLD,
-        "threshold_rule": "kept when any member is at or over its own threshold (marsice_plugin.patches.union)",
-        "members": [
-            {"file": Path(p).name, "threshold_in_union": t, "card": c}
-            for p, t, c in zip(member_paths, thresholds, cards, strict=True)
-        ],
-        **(note or {}),
+        **fields,
     }
     card_path = out_path.with_suffix(".card.json")
     tmp_card = card_path.with_name(card_path.name + ".tmp")
