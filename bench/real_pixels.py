@@ -20,8 +20,9 @@ Prints, in one run, for one model at its card's threshold:
    worst chunk probability difference to the labelled product, read as detect reads it (the card's level: GeoTIFFs
    have no JPEG2000 levels, so the reader computes the wavelet low-pass the decoder gives) and at level 0
    (normalisation alone). The float copy is scored twice: stretched from every pixel, as detect does for a raster
-   this size (4 Mpx), and from the megapixel sample a float raster over
-   :data:`~marsice_plugin.normalisation.STRETCH_WHOLE_PIXELS` gets (``float32_iof_isis, sampled stretch``).
+   this size (4 Mpx), and from the sample a float raster over
+   :data:`~marsice_plugin.normalisation.STRETCH_WHOLE_PIXELS` gets (``float32_iof_isis, sampled stretch``; windows
+   read at every 4th pixel, which on this scene span the whole image).
 4. **Generated scenes.** ``evaluation_set_v1``..``v3`` (``--skip-v3``: v1 and v2 only) beside today's figures in
    ``models/NAME.evaluation*.json``.
 5. **Patches planted into held-out real tiles** (``--sections planted``; evaluation only). The ice-free tiles of 1
@@ -286,8 +287,8 @@ def container_invariance(model, model_path: Path, threshold: float) -> dict[str,
         for level_name, level in (("card level", None), ("level 0", 0)):
             options = DetectOptions(model_path=model_path, threshold=threshold, read_level=level)
             scores = {}
-            # the float copy twice: stretched from every pixel (detect, this 4 Mpx scene) and from the megapixel
-            # sample a raster over STRETCH_WHOLE_PIXELS gets (what a full-size I/F cube gets)
+            # the float copy twice: stretched from every pixel (detect, this 4 Mpx scene) and from the sample a
+            # raster over STRETCH_WHOLE_PIXELS gets (what a full-size I/F cube gets)
             runs = [(name, path, False) for name, path in paths.items()]
             runs.append(("float32_iof_isis, sampled stretch", paths["float32_iof_isis"], True))
             for name, path, sampled in runs:

@@ -77,11 +77,11 @@ SAMPLE_REDUCED_SIDE = 1024
 #: A float product's sample, whose percentiles set its stretch: 32 × 32 windows of 256 px, each read at every 4th
 #: pixel of every 4th row (64 × 64 values; about 4 Mpx in all). Bright patches of ice or dust cluster, so a sample of
 #: small dense windows misplaces the tail percentiles; the same windows' pixels spread across 256 px follow the whole
-#: image. On 16384 px mosaics of 16 generated products (``bench/stretch_sample.py --mosaic 8``) the gain was off by
-#: 0.36 % at the median and 0.57 % at most, against 1.59 % and 2.63 % for the 32 × 32 windows of 32 px read whole
-#: used before (2026-12-07 to 12-08) and 1.15 % / 1.68 % for 64 × 64 of them. A tiled GeoTIFF decodes the same tiles
-#: either way. Integer products need only the sample's largest value, and keep the coarser grid: a JPEG2000 decodes
-#: a tile for each window.
+#: image. On 16384 px mosaics of 16 generated products (``bench/stretch_sample.py --count 16 --mosaic 8``) the gain
+#: was off by 0.14 % at the median and 0.43 % at most, against 0.67 % and 4.23 % for the 32 × 32 windows of 32 px read
+#: whole used before (2026-12-07 to 12-08) and 0.65 % / 1.15 % for 64 × 64 of them. A tiled GeoTIFF decodes the same
+#: tiles either way. Integer products need only the sample's largest value, and keep the coarser grid: a JPEG2000
+#: decodes a tile for each window.
 STRETCH_SAMPLE_GRID = 32
 STRETCH_SAMPLE_WINDOW = 256
 STRETCH_SAMPLE_STEP = 4
@@ -89,8 +89,8 @@ STRETCH_SAMPLE_STEP = 4
 #: tail percentiles are steep where bright patches cluster, so a quarter of a 2048 px scene put the 99.9th percentile
 #: 2 % off, and the fast model's chunk probabilities 0.060 from the labelled product's (``bench/real_pixels.py
 #: --sections containers``); read whole, 0.029. Crops exported from a product are this size. Reading 16 Mpx of
-#: float32 costs a fraction of a second and at most about 200 MB while its percentiles are taken; larger rasters (a
-#: full-size I/F cube is 1 Gpx) keep the sample.
+#: float32 took about a second and 330 MB more peak memory than the sample while its percentiles are taken (detect's
+#: own peak on such a raster did not rise); larger rasters (a full-size I/F cube is 1 Gpx) keep the sample.
 STRETCH_WHOLE_PIXELS = 4096 * 4096
 
 
