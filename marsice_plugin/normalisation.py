@@ -106,20 +106,15 @@ def sample_windows(width: int, height: int, grid: int = SAMPLE_GRID, side: int =
     return [Window(c, r, w, h) for r, h in spans(height) for c, w in spans(width)]
 
 
-def stretch_windows(width: int, height: int, band_rows: int = 1024) -> list[Window]:
-    """The windows whose valid pixels set a float raster's stretch: every pixel, in bands of ``band_rows`` full-width
-    rows, up to :data:`STRETCH_WHOLE_PIXELS`; beyond, the sample grid's windows, each to be read at every
-    :data:`STRETCH_SAMPLE_STEP`-th pixel (:func:`stretch_step`)."""
+def stretch_windows(width: int, height: int, band_rows: int = 1024) -> tuple[list[Window], int]:
+    """The windows whose valid pixels set a float raster's stretch, and every how many pixels (and rows) to read
+    them: every pixel, in bands of ``band_rows`` full-width rows, up to :data:`STRETCH_WHOLE_PIXELS` (step 1); beyond,
+    the sample grid's windows at every :data:`STRETCH_SAMPLE_STEP`-th pixel."""
     from rasterio.windows import Window
 
     if width * height <= STRETCH_WHOLE_PIXELS:
-        return [Window(0, r, width, min(band_rows, height - r)) for r in range(0, height, band_rows)]
-    return sample_windows(width, height, STRETCH_SAMPLE_GRID, STRETCH_SAMPLE_WINDOW)
-
-
-def stretch_step(width: int, height: int) -> int:
-    """Every how many pixels (and rows) :func:`stretch_windows`' windows are read: 1 when they hold the whole image."""
-    return 1 if width * height <= STRETCH_WHOLE_PIXELS else STRETCH_SAMPLE_STEP
+        return [Window(0, r, width, min(band_rows, height - r)) for r in range(0, height, band_rows)], 1
+    return sample_windows(width, height, STRETCH_SAMPLE_GRID, STRETCH_SAMPLE_WINDOW), STRETCH_SAMPLE_STEP
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,6 @@ from .normalisation import (
     PixelScale,
     product_scale,
     sample_windows,
-    stretch_step,
     stretch_windows,
 )
 from .product_checks import SPECIAL_FLOAT_BELOW, check_size, decode, dtm_evidence, refuse_dtm
@@ -227,7 +226,7 @@ class Product:
         with _rasterio_open(self.image_path, georeferenced=False, level=level) as ds:
             floating = np.dtype(ds.dtypes[0]).kind == "f"  # its percentiles set the stretch: every pixel or spread
             if floating:
-                windows, step = stretch_windows(ds.width, ds.height), stretch_step(ds.width, ds.height)
+                windows, step = stretch_windows(ds.width, ds.height)
             else:
                 windows, step = sample_windows(ds.width, ds.height, SAMPLE_GRID, SAMPLE_WINDOW), 1
             for window in windows:
